@@ -1,0 +1,1 @@
+"""The edge agent: Open Inference Protocol v2 serving, model sync and atomic swap."""

@@ -1,0 +1,176 @@
+"""The agent's Litestar application: Open Inference Protocol v2 over HTTP.
+
+Errors follow the protocol's shape, ``{"error": "<message>"}``, with the status
+codes of :mod:`appliance.http_status`; 413 when a body is over the limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.exceptions import HTTPException
+
+from agent import v2_codec
+from agent.installer import InstallPolicy, restore_installed
+from agent.repository import LoadedModel, ModelRepository
+from agent.store import BundleStore
+from agent.sync import SyncWorker
+from appliance import __version__
+from appliance.errors import ApplianceError
+from appliance.http_status import status_for
+from appliance.hub_client import HubClient
+from appliance.keys import load_public_key
+from appliance.settings import AgentSettings
+
+log = logging.getLogger(__name__)
+
+_PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino_ir"}
+
+
+@dataclass
+class AgentCore:
+    settings: AgentSettings
+    store: BundleStore
+    repository: ModelRepository
+    policy: InstallPolicy
+    sync: SyncWorker | None = None
+
+
+def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    policy = InstallPolicy(
+        trusted_keys=(load_public_key(settings.resolved_trusted_key),),
+        runtime=settings.runtime,
+        threads=settings.inference_threads,
+    )
+    store = BundleStore(settings.data_dir)
+    repository = ModelRepository()
+    for model in restore_installed(store, repository, policy):
+        log.info("restored %s v%d from disk", model.name, model.version)
+    core = AgentCore(settings, store, repository, policy)
+    if start_sync:
+        core.sync = SyncWorker(
+            settings,
+            HubClient(settings.hub_url, timeout=30.0),
+            store,
+            repository,
+            policy,
+            advertised_url=f"http://{settings.host}:{settings.agent_port}",
+        )
+    return core
+
+
+def _error(status: int, message: str) -> Response[bytes]:
+    return Response(
+        content=v2_codec.encode_error(message),
+        status_code=status,
+        media_type=MediaType.JSON,
+    )
+
+
+def _appliance_error(_request: Request, exc: ApplianceError) -> Response[bytes]:
+    return _error(status_for(exc), str(exc))
+
+
+def _http_error(_request: Request, exc: HTTPException) -> Response[bytes]:
+    return _error(exc.status_code, exc.detail)
+
+
+def _metadata(model: LoadedModel) -> dict[str, object]:
+    return v2_codec.model_metadata(model.manifest, _PLATFORMS[model.runtime.kind])
+
+
+def create_app(core: AgentCore) -> Litestar:
+    repository = core.repository
+
+    def run_inference(name: str, version: int | None, body: bytes) -> Response[bytes]:
+        model = repository.get(name, version)  # held for the whole request: swaps can't tear it
+        request = v2_codec.decode_request(body)
+        feed = v2_codec.to_feed(request, model.manifest)
+        names = v2_codec.requested_outputs(request, model.manifest)
+        results = model.runtime.infer(feed)
+        return Response(
+            content=v2_codec.encode_response(model.name, model.version, request.id, results, names),
+            media_type=MediaType.JSON,
+        )
+
+    @get("/v2", operation_id="serverMetadata")
+    async def server_metadata() -> dict[str, object]:
+        return {"name": "appliance-agent", "version": __version__, "extensions": []}
+
+    @get("/v2/health/live", operation_id="serverLive")
+    async def live() -> dict[str, bool]:
+        return {"live": True}
+
+    @get("/v2/health/ready", operation_id="serverReady")
+    async def ready() -> Response[dict[str, bool]]:
+        ok = bool(repository.all())
+        return Response({"ready": ok}, status_code=200 if ok else 503)
+
+    @get("/v2/models/{name:str}", operation_id="modelMetadata")
+    async def model_metadata(name: str) -> dict[str, object]:
+        return _metadata(repository.get(name))
+
+    @get("/v2/models/{name:str}/ready", operation_id="modelReady")
+    async def model_ready(name: str) -> dict[str, object]:
+        return {"name": name, "ready": repository.get(name) is not None}
+
+    @get("/v2/models/{name:str}/versions/{version:int}", operation_id="modelVersionMetadata")
+    async def version_metadata(name: str, version: int) -> dict[str, object]:
+        return _metadata(repository.get(name, version))
+
+    @get("/v2/models/{name:str}/versions/{version:int}/ready", operation_id="modelVersionReady")
+    async def version_ready(name: str, version: int) -> dict[str, object]:
+        repository.get(name, version)
+        return {"name": name, "version": str(version), "ready": True}
+
+    @post("/v2/models/{name:str}/infer", operation_id="modelInfer", status_code=200)
+    async def infer(request: Request, name: str) -> Response[bytes]:
+        return run_inference(name, None, await request.body())
+
+    @post(
+        "/v2/models/{name:str}/versions/{version:int}/infer",
+        operation_id="modelVersionInfer",
+        status_code=200,
+    )
+    async def infer_version(request: Request, name: str, version: int) -> Response[bytes]:
+        return run_inference(name, version, await request.body())
+
+    @get("/agent/status", operation_id="agentStatus")
+    async def status() -> dict[str, object]:
+        sync = core.sync.status if core.sync else None
+        return {
+            "name": core.settings.agent_name,
+            "zone": core.settings.zone,
+            "hub_url": core.settings.hub_url,
+            "hub_reachable": sync.hub_reachable if sync else False,
+            "last_error": sync.last_error if sync else None,
+            "models": [
+                {"name": m.name, "version": m.version, "runtime": m.runtime.kind,
+                 "loaded_at": m.loaded_at}
+                for m in repository.all()
+            ],
+        }
+
+    def start_sync() -> None:
+        if core.sync:
+            core.sync.start()
+
+    def stop_sync() -> None:
+        if core.sync:
+            core.sync.stop()
+
+    return Litestar(
+        route_handlers=[
+            server_metadata, live, ready, model_metadata, model_ready, version_metadata,
+            version_ready, infer, infer_version, status,
+        ],
+        exception_handlers={ApplianceError: _appliance_error, HTTPException: _http_error},
+        request_max_body_size=core.settings.max_request_mb * 1024 * 1024,
+        on_startup=[start_sync],
+        on_shutdown=[stop_sync],
+        openapi_config=None,
+        logging_config=None,
+    )

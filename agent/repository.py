@@ -1,0 +1,60 @@
+"""The models this agent serves right now, swapped atomically.
+
+A request takes a reference to one :class:`LoadedModel` and uses it to the
+end, so a swap never disturbs a request in flight: the old model answers until
+the last request holding it finishes, then it is garbage-collected.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from appliance.clock import utcnow
+from appliance.errors import NotFoundError
+from appliance.manifest import Manifest
+from agent.runtime.base import ModelRuntime
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    manifest: Manifest
+    runtime: ModelRuntime
+    folder: Path
+    loaded_at: str = field(default_factory=lambda: utcnow().isoformat())
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def version(self) -> int:
+        return self.manifest.version
+
+
+class ModelRepository:
+    def __init__(self) -> None:
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, version: int | None = None) -> LoadedModel:
+        model = self._models.get(name)  # a dict read is atomic; no lock on the hot path
+        if model is None:
+            raise NotFoundError(f"model {name!r} is not loaded on this agent")
+        if version is not None and model.version != version:
+            raise NotFoundError(
+                f"model {name!r} version {version} is not loaded on this agent "
+                f"(serving version {model.version})"
+            )
+        return model
+
+    def swap(self, model: LoadedModel) -> LoadedModel | None:
+        """Make ``model`` the one that answers; return the one it replaced."""
+        with self._lock:
+            previous = self._models.get(model.name)
+            self._models = {**self._models, model.name: model}
+            return previous
+
+    def all(self) -> list[LoadedModel]:
+        return sorted(self._models.values(), key=lambda m: m.name)

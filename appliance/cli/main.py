@@ -1,0 +1,57 @@
+"""Entry point of the ``appliance`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from appliance import __version__
+from appliance.cli import keys, models, serve
+from appliance.cli.output import fail
+from appliance.errors import ApplianceError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appliance",
+        description="On-premises ML appliance: hub, edge agents and signed model bundles.",
+    )
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument(
+        "--data-dir", type=lambda v: Path(v).expanduser(),
+        help="where this command keeps its state (default $APPLIANCE_DATA_DIR or ~/.local/share/appliance/…)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve.add_parsers(sub, data_dir)
+    keys.add_parsers(sub, data_dir)
+    models.add_parsers(sub)
+
+    demo = sub.add_parser("demo", parents=[data_dir],
+                          help="run the whole loop on this machine: train, sign, sync, serve")
+    demo.add_argument("--serve", action="store_true",
+                      help="leave hub and agents running and print their URLs")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from appliance.demo.runner import run_demo
+
+    return run_demo(args.data_dir, serve=args.serve)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ApplianceError as exc:
+        fail(exc.message, exc.hint)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""``appliance model …``: import, list, promote and train models on a hub."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from rich.table import Table
+
+from appliance.cli.output import console
+from appliance.errors import ConfigError
+from appliance.hub_client import HubClient
+from appliance.schemas import VersionInfo
+
+DEFAULT_HUB = "http://127.0.0.1:8700"
+
+
+def _hub_url(args: argparse.Namespace) -> str:
+    return str(args.hub or os.environ.get("APPLIANCE_HUB_URL") or DEFAULT_HUB)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def _print_version(info: VersionInfo) -> None:
+    metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(info.metrics.items())) or "-"
+    console.print(
+        f"[bold]{info.name}[/] version [bold]{info.version}[/] is [cyan]{info.stage}[/] "
+        f"(bundle {info.bundle_sha256[:12]}, runtimes {', '.join(info.runtimes)}; {metrics})"
+    )
+
+
+def model_import(args: argparse.Namespace) -> int:
+    metrics = json.loads(args.metrics) if args.metrics else {}
+    with HubClient(_hub_url(args)) as hub:
+        info = hub.upload_model(
+            args.name,
+            _read(args.file, "model"),
+            reference_npy=_read(args.reference, "reference sample") if args.reference else None,
+            metrics=metrics,
+            lineage={"source": args.file.name},
+        )
+    _print_version(info)
+    return 0
+
+
+def model_list(args: argparse.Namespace) -> int:
+    with HubClient(_hub_url(args)) as hub:
+        models = hub.list_models()
+        table = Table("model", "version", "stage", "created (UTC)", "accuracy", "runtimes")
+        for summary in models:
+            for v in hub.get_model(summary.name).versions:
+                accuracy = v.metrics.get("accuracy")
+                table.add_row(
+                    v.name, str(v.version), v.stage, v.created_at[:19],
+                    f"{accuracy:.4f}" if accuracy is not None else "-", ", ".join(v.runtimes),
+                )
+    if not models:
+        console.print("no models registered yet; try 'appliance model import FILE.onnx --name N'")
+    else:
+        console.print(table)
+    return 0
+
+
+def model_promote(args: argparse.Namespace) -> int:
+    with HubClient(_hub_url(args)) as hub:
+        _print_version(hub.change_stage(args.name, args.version, args.stage))
+    return 0
+
+
+def model_train(args: argparse.Namespace) -> int:
+    from hub.training.tabular import TabularParams, train_tabular
+
+    with console.status("training the built-in tabular classifier…"):
+        result = train_tabular(TabularParams(epochs=args.epochs, seed=args.seed))
+    with HubClient(_hub_url(args)) as hub:
+        info = hub.upload_model(
+            args.name, result.onnx_bytes, reference_npy=result.reference_npy,
+            metrics=result.metrics, lineage=result.lineage,
+        )
+    _print_version(info)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    model = sub.add_parser("model", help="manage models in the hub's registry")
+    msub = model.add_subparsers(dest="model_command", required=True)
+    hub_flag = argparse.ArgumentParser(add_help=False)
+    hub_flag.add_argument("--hub", help=f"hub URL (default $APPLIANCE_HUB_URL or {DEFAULT_HUB})")
+
+    imp = msub.add_parser("import", parents=[hub_flag], help="register an ONNX model trained elsewhere")
+    imp.add_argument("file", type=Path, help="the .onnx file")
+    imp.add_argument("--name", required=True, help="model name")
+    imp.add_argument("--reference", type=Path, help=".npy sample of training inputs (for drift)")
+    imp.add_argument("--metrics", help='JSON object of metrics, e.g. \'{"accuracy": 0.97}\'')
+    imp.set_defaults(func=model_import)
+
+    lst = msub.add_parser("list", parents=[hub_flag], help="list models and versions")
+    lst.set_defaults(func=model_list)
+
+    pro = msub.add_parser("promote", parents=[hub_flag], help="move a version to another stage")
+    pro.add_argument("name")
+    pro.add_argument("version", type=int)
+    pro.add_argument("stage", choices=["candidate", "staging", "production", "archived"])
+    pro.set_defaults(func=model_promote)
+
+    train = msub.add_parser("train", parents=[hub_flag],
+                            help="train the built-in classifier here and register it")
+    train.add_argument("--name", required=True)
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=model_train)

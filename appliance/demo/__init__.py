@@ -1,0 +1,1 @@
+"""``appliance demo``: the whole loop on one machine, with real processes."""

@@ -1,0 +1,144 @@
+"""Starting and stopping hub and agent processes on loopback.
+
+Used by the demo and by the integration tests, so both exercise the same
+real commands a user would run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from appliance.errors import ApplianceError
+
+
+class ProcessStartError(ApplianceError):
+    """A service process exited or never became healthy."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    args: list[str]
+    url: str
+    health_path: str
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "appliance", *self.args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+
+    def wait_healthy(self, timeout: float = 60.0, *, accept: tuple[int, ...] = (200,)) -> float:
+        """Wait until the health URL answers; return seconds waited."""
+        started = time.monotonic()
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ProcessStartError(
+                    f"{self.name} exited with code {self.process.returncode}",
+                    hint=f"see {self.log_path}:\n{self.log_tail()}",
+                )
+            try:
+                if httpx.get(self.url + self.health_path, timeout=1.0).status_code in accept:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise ProcessStartError(f"{self.name} not healthy after {timeout:.0f} s",
+                                hint=f"see {self.log_path}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            self._close_log()
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout)
+        self._close_log()
+
+    def kill(self) -> None:
+        """Stop abruptly, as a power cut would."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def hub_process(data_dir: Path, port: int | None = None, *, database_url: str | None = None) -> ServiceProcess:
+    port = port or free_port()
+    args = ["hub", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    if database_url:
+        args += ["--database-url", database_url]
+    return ServiceProcess(
+        name="hub", args=args, url=f"http://127.0.0.1:{port}", health_path="/health",
+        log_path=data_dir.parent / "logs" / f"{data_dir.name}.log",
+    )
+
+
+def agent_process(
+    name: str,
+    data_dir: Path,
+    hub_url: str,
+    hub_key: Path,
+    *,
+    zone: str = "ae-dxb",
+    port: int | None = None,
+    sync_interval: float = 1.0,
+    runtime: str = "auto",
+) -> ServiceProcess:
+    """An agent whose trusted key is pinned from ``hub_key``, as an installer would."""
+    port = port or free_port()
+    trusted = data_dir / "keys" / "trusted-hub.pub"
+    trusted.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(hub_key, trusted)
+    return ServiceProcess(
+        name=name,
+        args=[
+            "agent", "serve", "--hub", hub_url, "--zone", zone, "--name", name,
+            "--data-dir", str(data_dir), "--port", str(port),
+            "--sync-interval", str(sync_interval), "--runtime", runtime,
+        ],
+        url=f"http://127.0.0.1:{port}",
+        health_path="/v2/health/live",
+        log_path=data_dir.parent / "logs" / f"{data_dir.name}.log",
+    )

@@ -1,0 +1,219 @@
+"""The demo: hub and two agents as real processes, two trained versions, a live swap.
+
+Steps: start the hub; pin its signing key on two agents and start them; train
+and register version 1; promote it to production; wait until both agents
+serve it; score the held-out set over HTTP; train version 2 and promote it
+while traffic flows; check that the agents swapped with no failed request.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import numpy as np
+from rich.table import Table
+
+from appliance.cli.output import console
+from appliance.demo.load import LoadResult, LoadThread, infer_once
+from appliance.demo.processes import ServiceProcess, agent_process, hub_process
+from appliance.errors import ApplianceError, ConfigError
+from appliance.hub_client import HubClient
+from appliance.schemas import VersionInfo
+
+MODEL = "breast-cancer"
+AGENTS = ("agent-dxb-1", "agent-dxb-2")
+WAIT_S = 60.0
+T = TypeVar("T")
+
+
+class DemoError(ApplianceError):
+    """A demo step did not do what it should."""
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    started = time.monotonic()
+    with console.status(f"{title}…"):
+        yield
+    console.print(f"[green]✓[/] {title} [dim]({time.monotonic() - started:.1f} s)[/]")
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = WAIT_S) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def serving_version(agent: ServiceProcess) -> str | None:
+    try:
+        response = httpx.get(f"{agent.url}/v2/models/{MODEL}", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    return response.json()["versions"][0] if response.status_code == 200 else None
+
+
+def _fresh_dir(data_dir: Path | None) -> Path:
+    if data_dir is None:
+        return Path(tempfile.mkdtemp(prefix="appliance-demo-"))
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise ConfigError(f"demo data directory {data_dir} is not empty",
+                          hint="give an empty or new folder, or leave out --data-dir")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir
+
+
+def _train_and_register(hub: HubClient, seed: int, hidden: tuple[int, ...]) -> tuple[VersionInfo, np.ndarray, np.ndarray]:
+    from hub.training.tabular import TabularParams, train_tabular
+
+    result = train_tabular(TabularParams(seed=seed, hidden=hidden))
+    info = hub.upload_model(MODEL, result.onnx_bytes, reference_npy=result.reference_npy,
+                            metrics=result.metrics, lineage=result.lineage)
+    return info, result.test_features, result.test_labels
+
+
+def _promote(hub: HubClient, version: int) -> None:
+    hub.change_stage(MODEL, version, "staging")
+    hub.change_stage(MODEL, version, "production")
+
+
+def _score(agent: ServiceProcess, features: np.ndarray, labels: np.ndarray) -> LoadResult:
+    result = LoadResult()
+    with httpx.Client(timeout=10.0) as client:
+        for i in range(len(features)):
+            result.outcomes.append(
+                infer_once(client, agent.url, MODEL, features[i : i + 1], labels[i : i + 1])
+            )
+    return result
+
+
+def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
+    root = _fresh_dir(data_dir)
+    console.print(f"[bold]Appliance demo[/] in {root}")
+    processes: list[ServiceProcess] = []
+    started = time.monotonic()
+    try:
+        with step("hub started"):
+            hub_proc = hub_process(root / "hub")
+            processes.append(hub_proc)
+            hub_proc.start()
+            hub_proc.wait_healthy()
+        agents = [
+            agent_process(name, root / name, hub_proc.url, root / "hub" / "keys" / "signing.pub")
+            for name in AGENTS
+        ]
+        with step(f"{len(agents)} agents started, hub signing key pinned on each"):
+            for agent in agents:
+                processes.append(agent)
+                agent.start()
+            for agent in agents:
+                agent.wait_healthy()
+        hub = HubClient(hub_proc.url)
+        with step("trained version 1 (PyTorch MLP on CPU), exported ONNX + OpenVINO IR, signed"):
+            v1, features, labels = _train_and_register(hub, seed=0, hidden=(32, 16))
+        with step(f"promoted {MODEL} v{v1.version} to production"):
+            _promote(hub, v1.version)
+        with step("both agents verified, tested and loaded v1"):
+            for agent in agents:
+                wait_for(f"{agent.name} to serve v1", lambda a=agent: serving_version(a) == "1")
+        scored: dict[str, LoadResult] = {}
+        with step(f"scored the {len(features)} held-out rows on each agent over HTTP"):
+            for agent in agents:
+                scored[agent.name] = _score(agent, features, labels)
+        loads = [LoadThread(a.url, MODEL, features, labels) for a in agents]
+        for load in loads:
+            load.start()
+        with step("trained version 2 while both agents keep serving"):
+            v2, _, _ = _train_and_register(hub, seed=1, hidden=(64, 32))
+        with step(f"promoted v{v2.version}; agents swapped under live traffic"):
+            _promote(hub, v2.version)
+            for agent in agents:
+                wait_for(f"{agent.name} to serve v2", lambda a=agent: serving_version(a) == "2")
+            time.sleep(0.5)
+        swaps = {agent.name: load.stop() for agent, load in zip(agents, loads, strict=True)}
+        fleet = hub.list_agents()
+        hub.close()
+        ok = _summary(v1, v2, scored, swaps, [a.name for a in agents], time.monotonic() - started)
+        if any(a.health != "ok" for a in fleet):
+            console.print("[red]an agent reported trouble to the hub[/]")
+            ok = False
+        if serve and ok:
+            _serve_forever(hub_proc, agents)
+        return 0 if ok else 1
+    except ApplianceError as exc:
+        console.print(f"[bold red]✗ demo failed:[/] {exc}")
+        for proc in processes:
+            console.print(f"[dim]--- last lines of {proc.name} ({proc.log_path}) ---[/]")
+            console.print(proc.log_tail(), highlight=False, markup=False)
+        return 1
+    finally:
+        for proc in reversed(processes):
+            proc.stop()
+
+
+def _summary(
+    v1: VersionInfo,
+    v2: VersionInfo,
+    scored: dict[str, LoadResult],
+    swaps: dict[str, LoadResult],
+    agents: list[str],
+    elapsed: float,
+) -> bool:
+    versions = Table("version", "hidden", "accuracy", "bundle", "runtimes", title="Model versions")
+    for info in (v1, v2):
+        versions.add_row(
+            str(info.version), str(info.lineage["hyperparameters"]["hidden"]),
+            f"{info.metrics['accuracy']:.4f}", info.bundle_sha256[:12], "+".join(info.runtimes),
+        )
+    console.print(versions)
+    table = Table("agent", "v1 acc", "p50", "p95", "p99", "requests", "in swap", "served",
+                  "failed", title="Agents (accuracy over HTTP, latency in ms)")
+    total_failures = 0
+    total_requests = 0
+    for name in agents:
+        score, swap = scored[name], swaps[name]
+        correct = [o.correct for o in score.outcomes if o.error is None]
+        pct = score.latency_percentiles()
+        failures = len(score.failures) + len(swap.failures)
+        total_failures += failures
+        total_requests += len(score.outcomes) + len(swap.outcomes)
+        table.add_row(
+            name, f"{sum(bool(c) for c in correct) / max(len(correct), 1):.4f}",
+            f"{pct['p50']:.2f}", f"{pct['p95']:.2f}", f"{pct['p99']:.2f}",
+            str(len(score.outcomes) + len(swap.outcomes)), str(len(swap.outcomes)),
+            " → ".join(swap.versions()), str(failures),
+        )
+    console.print(table)
+    swapped = all(swaps[n].versions()[-1:] == ["2"] for n in agents)
+    ok = total_failures == 0 and swapped
+    colour = "green" if ok else "red"
+    console.print(
+        f"[bold {colour}]{'PASS' if ok else 'FAIL'}[/]: {total_requests} requests served, "
+        f"failures = {total_failures}, both agents on v2: {swapped}; {elapsed:.1f} s in all"
+    )
+    for name in agents:
+        for failure in (scored[name].failures + swaps[name].failures)[:3]:
+            console.print(f"[red]{name}: {failure.error}[/]")
+    return ok
+
+
+def _serve_forever(hub: ServiceProcess, agents: list[ServiceProcess]) -> None:
+    console.print("\n[bold]Leaving the services running[/] (Ctrl-C stops them):")
+    console.print(f"  hub    {hub.url}   (OpenAPI: {hub.url}/schema)")
+    for agent in agents:
+        console.print(f"  {agent.name}  {agent.url}   (KServe v2: {agent.url}/v2/models/{MODEL})")
+    try:
+        while all(p.process is not None and p.process.poll() is None for p in [hub, *agents]):
+            time.sleep(1)
+        console.print("[red]a service stopped; shutting down[/]")
+    except KeyboardInterrupt:
+        console.print("stopping…")

@@ -1,0 +1,104 @@
+"""One hierarchy for every error the appliance raises on purpose.
+
+Callers catch a family, not a message: "the bundle is bad" is told apart from
+"the hub is unreachable", and the HTTP layers translate each family once.
+
+::
+
+    ApplianceError
+    ├── ConfigError                 settings, flags or key files are missing or wrong
+    ├── BundleError                 a model bundle is bad or hostile (never install it)
+    │   ├── BundleFormatError       missing file, malformed manifest, unsafe path, too big
+    │   ├── SignatureError          signature missing, wrong, or by an untrusted key
+    │   ├── IntegrityError          a file's SHA-256 or length differs from the manifest
+    │   └── TestVectorError         the runtime's outputs disagree with the test vectors
+    ├── ModelLoadError              a runtime could not load a verified model
+    ├── InvalidInputError           an inference or API request is malformed (400)
+    │   └── UnprocessableInputError the body parsed but is not a valid request (422)
+    ├── NotFoundError               no such model, version or agent (404)
+    ├── ConflictError               the request contradicts current state (409)
+    │   └── IllegalStageTransitionError
+    └── HubError                    talking to the hub failed
+        ├── HubUnavailableError     connection refused, timeout, 5xx: try again later
+        └── HubRejectedError        the hub answered with a 4xx: fix the request
+"""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Root of every error raised on purpose by the appliance."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(ApplianceError):
+    """Settings, flags or key files are missing or malformed."""
+
+
+class BundleError(ApplianceError):
+    """A model bundle is bad or hostile; it must never be installed."""
+
+
+class BundleFormatError(BundleError):
+    """A file is missing, the manifest is malformed, or a path is unsafe."""
+
+
+class SignatureError(BundleError):
+    """The manifest signature is missing, invalid, or made by an untrusted key."""
+
+
+class IntegrityError(BundleError):
+    """A file's SHA-256 or length does not match what the manifest says."""
+
+
+class TestVectorError(BundleError):
+    """The loaded model's outputs disagree with the bundle's test vectors."""
+
+    __test__ = False  # not a pytest test class
+
+
+class ModelLoadError(ApplianceError):
+    """A runtime could not load a model that passed verification."""
+
+
+class InvalidInputError(ApplianceError):
+    """A request is malformed: wrong shape, datatype, missing field, bad JSON."""
+
+
+class UnprocessableInputError(InvalidInputError):
+    """The body is well-formed JSON but not a valid request of its kind."""
+
+
+class NotFoundError(ApplianceError):
+    """No such model, version or agent."""
+
+
+class ConflictError(ApplianceError):
+    """The request contradicts the current state."""
+
+
+class IllegalStageTransitionError(ConflictError):
+    """A model version may not move from its current stage to the one asked."""
+
+
+class HubError(ApplianceError):
+    """Talking to the hub failed."""
+
+
+class HubUnavailableError(HubError):
+    """The hub could not be reached or failed (connection, timeout, 5xx)."""
+
+
+class HubRejectedError(HubError):
+    """The hub refused the request (4xx); retrying the same request will not help."""
+
+    def __init__(self, message: str, *, status_code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status_code = status_code

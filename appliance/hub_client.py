@@ -1,0 +1,162 @@
+"""A typed client for the hub's HTTP API, used by agents, the CLI and the demo.
+
+Transport trouble becomes :class:`HubUnavailableError` (retry later); a 4xx
+answer becomes :class:`HubRejectedError` carrying the hub's own explanation.
+Downloads are bounded and streamed to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+
+from appliance.errors import BundleFormatError, HubRejectedError, HubUnavailableError
+from appliance.schemas import (
+    AgentInfo,
+    AgentRegistration,
+    Assignment,
+    Heartbeat,
+    ModelDetail,
+    ModelSummary,
+    VersionInfo,
+)
+
+T = TypeVar("T")
+
+
+class HubClient:
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HubClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise HubUnavailableError(
+                f"hub at {self.base_url} is unreachable: {exc.__class__.__name__}: {exc}",
+                hint="check that the hub is running and the URL is right",
+            ) from exc
+        _raise_for_status(response)
+        return response
+
+    def _typed(self, method: str, path: str, kind: type[T], **kwargs: Any) -> T:
+        response = self._request(method, path, **kwargs)
+        try:
+            return msgspec.json.decode(response.content, type=kind)
+        except msgspec.DecodeError as exc:
+            raise HubUnavailableError(f"hub sent an unexpected answer to {path}: {exc}") from exc
+
+    # -- models --------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return self._typed("GET", "/health", dict[str, Any])
+
+    def signing_key_pem(self) -> bytes:
+        return self._request("GET", "/api/v1/keys/signing").content
+
+    def list_models(self) -> list[ModelSummary]:
+        return self._typed("GET", "/api/v1/models", list[ModelSummary])
+
+    def get_model(self, name: str) -> ModelDetail:
+        return self._typed("GET", f"/api/v1/models/{name}", ModelDetail)
+
+    def upload_model(
+        self,
+        name: str,
+        onnx_bytes: bytes,
+        *,
+        reference_npy: bytes | None = None,
+        metrics: dict[str, float] | None = None,
+        lineage: dict[str, Any] | None = None,
+    ) -> VersionInfo:
+        files: dict[str, Any] = {"model": ("model.onnx", onnx_bytes, "application/octet-stream")}
+        if reference_npy is not None:
+            files["reference"] = ("reference.npy", reference_npy, "application/octet-stream")
+        metadata = json.dumps({"metrics": metrics or {}, "lineage": lineage or {}})
+        return self._typed(
+            "POST", f"/api/v1/models/{name}/versions", VersionInfo,
+            files=files, data={"metadata": metadata}, timeout=300.0,
+        )
+
+    def change_stage(self, name: str, version: int, stage: str) -> VersionInfo:
+        return self._typed(
+            "POST", f"/api/v1/models/{name}/versions/{version}/stage", VersionInfo,
+            json={"stage": stage},
+        )
+
+    def download(self, path: str, dest: Path, *, max_bytes: int) -> None:
+        """Stream ``path`` into ``dest``, refusing more than ``max_bytes``."""
+        tmp = dest.with_name(dest.name + ".part")
+        try:
+            with self._http.stream("GET", path, timeout=300.0) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for_status(response)
+                received = 0
+                with tmp.open("wb") as handle:
+                    for chunk in response.iter_bytes(1 << 20):
+                        received += len(chunk)
+                        if received > max_bytes:
+                            raise BundleFormatError(
+                                f"download of {path} exceeds the {max_bytes} byte limit"
+                            )
+                        handle.write(chunk)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(tmp, dest)
+        except httpx.HTTPError as exc:
+            raise HubUnavailableError(f"download of {path} from {self.base_url} failed: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    # -- agents --------------------------------------------------------------------
+
+    def register_agent(self, registration: AgentRegistration) -> AgentInfo:
+        return self._typed(
+            "POST", "/api/v1/agents", AgentInfo, content=msgspec.json.encode(registration),
+            headers={"content-type": "application/json"},
+        )
+
+    def heartbeat(self, agent_id: int, beat: Heartbeat) -> AgentInfo:
+        return self._typed(
+            "POST", f"/api/v1/agents/{agent_id}/heartbeat", AgentInfo,
+            content=msgspec.json.encode(beat), headers={"content-type": "application/json"},
+        )
+
+    def assignments(self, agent_id: int) -> list[Assignment]:
+        return self._typed("GET", f"/api/v1/agents/{agent_id}/assignments", list[Assignment])
+
+    def list_agents(self) -> list[AgentInfo]:
+        return self._typed("GET", "/api/v1/agents", list[AgentInfo])
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+        detail = body.get("detail") or body.get("error") or response.text
+        hint = body.get("hint")
+    except (ValueError, AttributeError):
+        detail, hint = response.text[:300], None
+    message = f"hub answered {response.status_code}: {detail}"
+    if response.status_code >= 500:
+        raise HubUnavailableError(message, hint=hint)
+    raise HubRejectedError(message, status_code=response.status_code, hint=hint)

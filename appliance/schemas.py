@@ -1,0 +1,87 @@
+"""Wire schemas of the hub's HTTP API, shared by the hub, agents and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+Stage = Literal["candidate", "staging", "production", "archived"]
+
+
+class VersionInfo(msgspec.Struct, kw_only=True):
+    name: str
+    version: int
+    stage: Stage
+    created_at: str
+    stage_changed_at: str
+    metrics: dict[str, float]
+    bundle_sha256: str
+    bundle_length: int
+    runtimes: list[str]
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    lineage: dict[str, Any]
+
+
+class ModelSummary(msgspec.Struct, kw_only=True):
+    name: str
+    created_at: str
+    latest_version: int
+    production_version: int | None
+
+
+class ModelDetail(msgspec.Struct, kw_only=True):
+    name: str
+    created_at: str
+    versions: list[VersionInfo]
+
+
+class StageChange(msgspec.Struct, kw_only=True):
+    stage: Stage
+
+
+class AgentRegistration(msgspec.Struct, kw_only=True):
+    name: str
+    zone: str
+    runtime: str
+    labels: dict[str, str] = {}
+    url: str | None = None
+    software_version: str | None = None
+
+
+class InstalledModel(msgspec.Struct, kw_only=True):
+    name: str
+    version: int
+    runtime: str
+    state: str = "ready"
+
+
+class Heartbeat(msgspec.Struct, kw_only=True):
+    models: list[InstalledModel] = []
+    health: Literal["ok", "degraded", "failing"] = "ok"
+    detail: str | None = None
+
+
+class AgentInfo(msgspec.Struct, kw_only=True):
+    id: int
+    name: str
+    zone: str
+    runtime: str
+    labels: dict[str, str]
+    url: str | None
+    registered_at: str
+    last_seen_at: str | None
+    health: str
+    detail: str | None
+    models: list[InstalledModel]
+
+
+class Assignment(msgspec.Struct, kw_only=True):
+    """A model version this agent should run, and where to fetch its bundle."""
+
+    name: str
+    version: int
+    bundle_sha256: str
+    bundle_length: int
+    bundle_path: str

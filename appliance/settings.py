@@ -1,0 +1,157 @@
+"""Typed settings, one small frozen dataclass per concern.
+
+Values come from, in order of precedence: command-line flags (passed as
+``overrides``), then environment variables with the ``APPLIANCE_`` prefix,
+then the defaults below. Settings are read once, at start-up, by the command
+line; library code (a sync client, a runtime) takes these objects and never
+reads the environment itself.
+
+=============================  ==========================================
+variable                       meaning
+=============================  ==========================================
+``APPLIANCE_DATA_DIR``         where keys, records and artifacts live
+``APPLIANCE_HOST``             address a service binds (default loopback)
+``APPLIANCE_HUB_PORT``         hub HTTP port (default 8700)
+``APPLIANCE_DATABASE_URL``     SQLAlchemy URL of the hub's records;
+                               default SQLite under the data directory
+``APPLIANCE_MAX_UPLOAD_MB``    largest model upload the hub accepts
+``APPLIANCE_HUB_URL``          where agents find the hub
+``APPLIANCE_ZONE``             residency zone of this agent
+``APPLIANCE_AGENT_NAME``       agent name (default: the host name)
+``APPLIANCE_AGENT_PORT``       agent HTTP port (default 8701)
+``APPLIANCE_RUNTIME``          ``auto``, ``onnxruntime`` or ``openvino``
+``APPLIANCE_SYNC_INTERVAL``    seconds between polls of the hub
+``APPLIANCE_TRUSTED_KEY``      public key file that bundles must be signed by
+``APPLIANCE_INFERENCE_THREADS``  intra-op threads per model (0 = runtime decides)
+``APPLIANCE_MAX_REQUEST_MB``   largest inference request body
+=============================  ==========================================
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast, get_args
+
+from appliance.errors import ConfigError
+
+PREFIX = "APPLIANCE_"
+RuntimeChoice = Literal["auto", "onnxruntime", "openvino"]
+RUNTIME_CHOICES: tuple[str, ...] = get_args(RuntimeChoice)
+
+T = TypeVar("T")
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "appliance"
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """How the hub runs."""
+
+    data_dir: Path = field(default_factory=lambda: default_data_dir() / "hub")
+    """Keys, the SQLite file (by default) and the artifact store."""
+    host: str = "127.0.0.1"
+    """Address to bind; loopback unless told otherwise."""
+    hub_port: int = 8700
+    """HTTP port of the hub."""
+    database_url: str = ""
+    """SQLAlchemy URL; empty means SQLite at ``data_dir/hub.db``."""
+    max_upload_mb: int = 512
+    """Largest model upload accepted, in MiB."""
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'hub.db'}"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """How an agent runs."""
+
+    hub_url: str
+    """Base URL of the hub, e.g. ``http://127.0.0.1:8700``."""
+    zone: str
+    """Residency zone this agent serves in, e.g. ``ae-dxb``."""
+    data_dir: Path = field(default_factory=lambda: default_data_dir() / "agent")
+    """Installed bundles and the agent's own state."""
+    agent_name: str = field(default_factory=socket.gethostname)
+    """Name the agent registers under; unique per hub."""
+    host: str = "127.0.0.1"
+    agent_port: int = 8701
+    runtime: RuntimeChoice = "auto"
+    """``auto`` picks OpenVINO when IR is present on an Intel CPU, else ONNX Runtime."""
+    sync_interval: float = 10.0
+    """Seconds between polls of the hub for the models this agent should run."""
+    trusted_key: Path | None = None
+    """Public key bundles must be signed by; default ``data_dir/keys/trusted-hub.pub``."""
+    inference_threads: int = 1
+    """Intra-op threads per model; 1 suits small boxes and batch-1 latency."""
+    max_request_mb: int = 16
+    """Largest inference request body, in MiB (larger ones get 413)."""
+    labels: tuple[str, ...] = ()
+    """Free-form ``key=value`` labels reported to the hub."""
+
+    @property
+    def resolved_trusted_key(self) -> Path:
+        return self.trusted_key or self.data_dir / "keys" / "trusted-hub.pub"
+
+
+def _convert(name: str, raw: str, target: Any) -> Any:
+    try:
+        if target in (int, "int"):
+            return int(raw)
+        if target in (float, "float"):
+            return float(raw)
+        if target in (Path, "Path", "Path | None"):
+            return Path(raw).expanduser()
+        if target in ("tuple[str, ...]",):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if target == "RuntimeChoice":
+            if raw not in RUNTIME_CHOICES:
+                raise ValueError(f"must be one of {', '.join(RUNTIME_CHOICES)}")
+            return raw
+    except ValueError as exc:
+        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is invalid: {exc}") from exc
+    return raw
+
+
+def load(
+    cls: Callable[..., T],
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> T:
+    """Build ``cls`` from flags (``overrides``), then ``APPLIANCE_*`` variables, then defaults.
+
+    ``None`` in ``overrides`` means "flag not given".
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(cast(Any, cls)):
+        given = (overrides or {}).get(f.name)
+        if given is not None:
+            values[f.name] = given
+            continue
+        raw = env.get(PREFIX + f.name.upper())
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f.name, raw, f.type)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        missing = [
+            f.name for f in fields(cast(Any, cls)) if f.name not in values and _required(f)
+        ]
+        raise ConfigError(
+            f"missing setting(s): {', '.join(missing) or exc}",
+            hint="pass the flag or set " + ", ".join(PREFIX + m.upper() for m in missing),
+        ) from exc
+
+
+def _required(f: Any) -> bool:
+    from dataclasses import MISSING
+
+    return bool(f.default is MISSING and f.default_factory is MISSING)

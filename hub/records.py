@@ -1,0 +1,60 @@
+"""The hub's persistent records (SQLModel tables, SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from appliance.clock import utcnow
+
+
+def _utc_column() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ModelRecord(SQLModel, table=True):
+    __tablename__ = "models"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    created_at: datetime = _utc_column()
+    last_version: int = 0
+    """Highest version number handed out; versions never repeat, even after a failed build."""
+
+
+class ModelVersionRecord(SQLModel, table=True):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version", name="uq_model_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    model_id: int = Field(foreign_key="models.id", index=True)
+    version: int
+    stage: str = Field(default="candidate", index=True, max_length=16)
+    created_at: datetime = _utc_column()
+    stage_changed_at: datetime = _utc_column()
+    bundle_sha256: str = Field(max_length=64)
+    bundle_length: int
+    manifest: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    """The ``signed`` part of the bundle's manifest, for display and queries."""
+
+
+class AgentRecord(SQLModel, table=True):
+    __tablename__ = "agents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True, max_length=128)
+    zone: str = Field(index=True, max_length=64)
+    runtime: str = Field(max_length=32)
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    url: str | None = None
+    software_version: str | None = None
+    registered_at: datetime = _utc_column()
+    last_seen_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    health: str = "unknown"
+    detail: str | None = None
+    models: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,174 @@
+"""Turning an ONNX model into a signed bundle.
+
+:func:`prepare` does the slow part that does not depend on the version number
+(load the model, read its signature, convert to OpenVINO IR, compute test
+vectors); :func:`seal` writes the signed manifest once the version is known.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from appliance.clock import iso_utc, utcnow
+from appliance.errors import InvalidInputError
+from appliance.fsutil import sha256_file
+from appliance.keys import KeyPair
+from appliance.manifest import (
+    IR_BIN_FILE,
+    IR_XML_FILE,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    REFERENCE_FILE,
+    TEST_VECTORS_FILE,
+    FileEntry,
+    Lineage,
+    Manifest,
+    TensorSpec,
+    TestVector,
+)
+from appliance.signing import sign_document
+from appliance.tensors import ONNX_TO_V2, V2_TO_NUMPY, to_wire
+
+log = logging.getLogger(__name__)
+
+REFERENCE_MAX_ROWS = 2000
+"""Rows of the reference sample kept in a bundle: enough for drift tests, small enough for edge boxes."""
+TEST_VECTOR_BATCHES = (1, 4)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    folder: Path
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    has_reference: bool
+
+
+def _spec(node: Any) -> TensorSpec:
+    datatype = ONNX_TO_V2.get(node.type)
+    if datatype is None:
+        raise InvalidInputError(f"model: tensor {node.name!r} has unsupported type {node.type}")
+    shape = [d if isinstance(d, int) and d > 0 else -1 for d in node.shape]
+    return TensorSpec(name=node.name, datatype=datatype, shape=shape)
+
+
+def _load_reference(data: bytes, inputs: list[TensorSpec]) -> np.ndarray:
+    try:
+        sample = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidInputError(f"reference: not a NumPy .npy array ({exc})") from exc
+    if len(inputs) != 1:
+        raise InvalidInputError("reference: only single-input models take a reference sample")
+    spec = inputs[0]
+    expected = V2_TO_NUMPY[spec.datatype]
+    if sample.ndim != len(spec.shape) or any(
+        e not in (-1, a) for e, a in zip(spec.shape[1:], sample.shape[1:], strict=True)
+    ):
+        raise InvalidInputError(
+            f"reference: shape {list(sample.shape)} does not fit input {spec.name!r} {spec.shape}"
+        )
+    if sample.dtype.kind not in "biuf":
+        raise InvalidInputError(f"reference: dtype {sample.dtype} is not numeric")
+    return sample[:REFERENCE_MAX_ROWS].astype(expected)
+
+
+def _example_inputs(
+    inputs: list[TensorSpec], reference: np.ndarray | None, batch: int, seed: int
+) -> dict[str, np.ndarray]:
+    if reference is not None and len(reference) >= batch:
+        return {inputs[0].name: reference[seed * batch : seed * batch + batch].copy()}
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        shape = [batch if i == 0 and d == -1 else (1 if d == -1 else d) for i, d in enumerate(spec.shape)]
+        dtype = V2_TO_NUMPY[spec.datatype]
+        if dtype.kind == "f":
+            out[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            out[spec.name] = rng.integers(0, 2, shape).astype(dtype)
+        else:
+            out[spec.name] = rng.integers(0, 10, shape).astype(dtype)
+    return out
+
+
+def _convert_to_openvino(folder: Path) -> bool:
+    try:
+        import openvino as ov
+
+        model = ov.convert_model(str(folder / ONNX_FILE))
+        ov.save_model(model, str(folder / IR_XML_FILE), compress_to_fp16=False)
+        return True
+    except Exception as exc:  # conversion is best effort: ONNX Runtime still serves
+        log.warning("OpenVINO conversion failed, bundle will carry ONNX only: %s", exc)
+        for name in (IR_XML_FILE, IR_BIN_FILE):
+            (folder / name).unlink(missing_ok=True)
+        return False
+
+
+def prepare(folder: Path, onnx_bytes: bytes, reference_npy: bytes | None) -> Prepared:
+    """Write model, IR, reference sample and test vectors into the empty ``folder``."""
+    import onnxruntime as ort
+
+    (folder / ONNX_FILE).write_bytes(onnx_bytes)
+    try:
+        session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own untyped errors for bad models
+        raise InvalidInputError(f"model: not a loadable ONNX model ({str(exc)[:300]})") from exc
+    inputs = [_spec(n) for n in session.get_inputs()]
+    outputs = [_spec(n) for n in session.get_outputs()]
+    reference = _load_reference(reference_npy, inputs) if reference_npy is not None else None
+    if reference is not None:
+        np.save(folder / REFERENCE_FILE, reference, allow_pickle=False)
+    vectors = []
+    for seed, batch in enumerate(TEST_VECTOR_BATCHES):
+        feed = _example_inputs(inputs, reference, batch, seed)
+        results = session.run(None, feed)
+        vectors.append(
+            TestVector(
+                inputs={k: to_wire(v) for k, v in feed.items()},
+                outputs={spec.name: to_wire(np.asarray(r)) for spec, r in zip(outputs, results, strict=True)},
+            )
+        )
+    (folder / TEST_VECTORS_FILE).write_bytes(msgspec.json.encode(vectors))
+    _convert_to_openvino(folder)
+    return Prepared(folder, inputs, outputs, reference is not None)
+
+
+def seal(
+    prepared: Prepared,
+    *,
+    name: str,
+    version: int,
+    metrics: dict[str, float],
+    lineage: Lineage,
+    key: KeyPair,
+) -> Manifest:
+    """Hash every file and write the signed ``manifest.json``."""
+    files: dict[str, FileEntry] = {}
+    for path in sorted(prepared.folder.iterdir()):
+        if path.name == MANIFEST_FILE:
+            continue
+        digest, length = sha256_file(path)
+        files[path.name] = FileEntry(sha256=digest, length=length)
+    manifest = Manifest(
+        name=name,
+        version=version,
+        created_at=iso_utc(utcnow()),
+        inputs=prepared.inputs,
+        outputs=prepared.outputs,
+        files=files,
+        lineage=lineage,
+        metrics=metrics,
+        reference_sample=REFERENCE_FILE if prepared.has_reference else None,
+    )
+    signed = json.loads(msgspec.json.encode(manifest))
+    (prepared.folder / MANIFEST_FILE).write_bytes(sign_document(signed, key))
+    return manifest

@@ -1,0 +1,237 @@
+"""The model registry: versions, stages and signed bundles."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlmodel import Session, col, select
+
+from appliance.bundle import pack
+from appliance.clock import iso_utc, utcnow
+from appliance.errors import InvalidInputError, NotFoundError
+from appliance.keys import KeyPair
+from appliance.manifest import Lineage
+from appliance.schemas import Assignment, ModelDetail, ModelSummary, VersionInfo
+from hub.artifacts import ArtifactStore
+from hub.db import session_scope
+from hub.records import ModelRecord, ModelVersionRecord
+from hub.registry import bundler
+from hub.registry.stages import check_transition
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def check_model_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise InvalidInputError(
+            f"name: {name!r} is not a valid model name",
+            hint="use 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+        )
+
+
+def _version_info(model: ModelRecord, record: ModelVersionRecord) -> VersionInfo:
+    manifest = record.manifest
+    files = manifest.get("files", {})
+    return VersionInfo(
+        name=model.name,
+        version=record.version,
+        stage=record.stage,  # type: ignore[arg-type]
+        created_at=iso_utc(record.created_at),
+        stage_changed_at=iso_utc(record.stage_changed_at),
+        metrics=manifest.get("metrics", {}),
+        bundle_sha256=record.bundle_sha256,
+        bundle_length=record.bundle_length,
+        runtimes=["onnxruntime"] + (["openvino"] if "model.xml" in files else []),
+        inputs=manifest.get("inputs", []),
+        outputs=manifest.get("outputs", []),
+        lineage=manifest.get("lineage", {}),
+    )
+
+
+class RegistryService:
+    def __init__(self, engine: Engine, store: ArtifactStore, key: KeyPair) -> None:
+        self.engine = engine
+        self.store = store
+        self.key = key
+
+    # -- reading -----------------------------------------------------------------
+
+    def _model(self, session: Session, name: str) -> ModelRecord:
+        model = session.exec(select(ModelRecord).where(ModelRecord.name == name)).first()
+        if model is None:
+            raise NotFoundError(f"no model named {name!r}")
+        return model
+
+    def _version(self, session: Session, model: ModelRecord, version: int) -> ModelVersionRecord:
+        record = session.exec(
+            select(ModelVersionRecord).where(
+                ModelVersionRecord.model_id == model.id, ModelVersionRecord.version == version
+            )
+        ).first()
+        if record is None:
+            raise NotFoundError(f"model {model.name!r} has no version {version}")
+        return record
+
+    def list_models(self) -> list[ModelSummary]:
+        with Session(self.engine) as session:
+            models = session.exec(select(ModelRecord).order_by(col(ModelRecord.name))).all()
+            production = {
+                r.model_id: r.version
+                for r in session.exec(
+                    select(ModelVersionRecord).where(ModelVersionRecord.stage == "production")
+                )
+            }
+            return [
+                ModelSummary(
+                    name=m.name,
+                    created_at=iso_utc(m.created_at),
+                    latest_version=m.last_version,
+                    production_version=production.get(m.id),
+                )
+                for m in models
+            ]
+
+    def get_model(self, name: str) -> ModelDetail:
+        with Session(self.engine) as session:
+            model = self._model(session, name)
+            versions = session.exec(
+                select(ModelVersionRecord)
+                .where(ModelVersionRecord.model_id == model.id)
+                .order_by(col(ModelVersionRecord.version))
+            ).all()
+            return ModelDetail(
+                name=model.name,
+                created_at=iso_utc(model.created_at),
+                versions=[_version_info(model, v) for v in versions],
+            )
+
+    def get_version(self, name: str, version: int) -> VersionInfo:
+        with Session(self.engine) as session:
+            model = self._model(session, name)
+            return _version_info(model, self._version(session, model, version))
+
+    def bundle_file(self, name: str, version: int) -> tuple[Path, VersionInfo]:
+        info = self.get_version(name, version)
+        return self.store.open_path(info.bundle_sha256), info
+
+    def production_assignments(self) -> list[Assignment]:
+        """Every model's production version: what each agent should run (rollouts refine this)."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(ModelRecord, ModelVersionRecord)
+                .join(ModelVersionRecord, col(ModelVersionRecord.model_id) == col(ModelRecord.id))
+                .where(ModelVersionRecord.stage == "production")
+                .order_by(col(ModelRecord.name))
+            ).all()
+            return [
+                Assignment(
+                    name=m.name,
+                    version=v.version,
+                    bundle_sha256=v.bundle_sha256,
+                    bundle_length=v.bundle_length,
+                    bundle_path=f"/api/v1/models/{m.name}/versions/{v.version}/bundle",
+                )
+                for m, v in rows
+            ]
+
+    # -- writing -----------------------------------------------------------------
+
+    def register_version(
+        self,
+        name: str,
+        onnx_bytes: bytes,
+        *,
+        reference_npy: bytes | None = None,
+        metrics: dict[str, float] | None = None,
+        lineage: dict[str, Any] | None = None,
+    ) -> VersionInfo:
+        """Build, sign and store a bundle; record it as the next candidate version."""
+        check_model_name(name)
+        try:
+            lineage_obj = msgspec.convert(lineage or {}, Lineage)
+            metrics_obj = msgspec.convert(metrics or {}, dict[str, float])
+        except msgspec.ValidationError as exc:
+            raise InvalidInputError(f"metadata: {exc}") from exc
+        work = Path(tempfile.mkdtemp(dir=self.store.root / "tmp"))
+        try:
+            bundle_dir = work / "bundle"
+            bundle_dir.mkdir()
+            prepared = bundler.prepare(bundle_dir, onnx_bytes, reference_npy)
+            try:
+                return self._seal_and_record(name, prepared, metrics_obj, lineage_obj, work)
+            except SAIntegrityError:
+                # Another upload created the model or took the version first; the
+                # second attempt sees its row and takes the next number.
+                return self._seal_and_record(name, prepared, metrics_obj, lineage_obj, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _seal_and_record(
+        self,
+        name: str,
+        prepared: bundler.Prepared,
+        metrics: dict[str, float],
+        lineage: Lineage,
+        work: Path,
+    ) -> VersionInfo:
+        with session_scope(self.engine) as session:
+            model = session.exec(
+                select(ModelRecord).where(ModelRecord.name == name).with_for_update()
+            ).first()
+            if model is None:
+                model = ModelRecord(name=name)
+                session.add(model)
+                session.flush()
+            model.last_version += 1
+            manifest = bundler.seal(
+                prepared,
+                name=name,
+                version=model.last_version,
+                metrics=metrics,
+                lineage=lineage,
+                key=self.key,
+            )
+            tar_path = work / f"bundle-{model.last_version}.tar"
+            tar_path.unlink(missing_ok=True)
+            pack(prepared.folder, tar_path)
+            digest, length = self.store.put_file(tar_path)
+            record = ModelVersionRecord(
+                model_id=model.id,  # type: ignore[arg-type]
+                version=model.last_version,
+                bundle_sha256=digest,
+                bundle_length=length,
+                manifest=msgspec.to_builtins(manifest),
+            )
+            session.add(model)
+            session.add(record)
+            session.flush()
+            return _version_info(model, record)
+
+    def change_stage(self, name: str, version: int, stage: str) -> VersionInfo:
+        with session_scope(self.engine) as session:
+            model = self._model(session, name)
+            record = self._version(session, model, version)
+            check_transition(name, version, record.stage, stage)
+            now = utcnow()
+            if stage == "production":
+                for previous in session.exec(
+                    select(ModelVersionRecord).where(
+                        ModelVersionRecord.model_id == model.id,
+                        ModelVersionRecord.stage == "production",
+                    )
+                ):
+                    previous.stage = "archived"
+                    previous.stage_changed_at = now
+                    session.add(previous)
+            record.stage = stage
+            record.stage_changed_at = now
+            session.add(record)
+            session.flush()
+            return _version_info(model, record)

@@ -1,0 +1,173 @@
+"""A built-in tabular classifier: a PyTorch MLP with standardisation inside the graph.
+
+The exported ONNX takes raw feature rows (``input``: FP32 ``[-1, n_features]``)
+and returns class probabilities (``probabilities``: FP32 ``[-1, n_classes]``),
+so clients never need to know the training set's means.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from appliance import __version__
+from hub.training.datasets import DATASETS, TabularDataset
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "probabilities"
+REFERENCE_ROWS = 500
+
+
+@dataclass(frozen=True)
+class TabularParams:
+    """Hyper-parameters, recorded verbatim in the model's lineage."""
+
+    dataset: str = "breast_cancer"
+    hidden: tuple[int, ...] = (32, 16)
+    epochs: int = 60
+    learning_rate: float = 1e-2
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    test_fraction: float = 0.25
+    seed: int = 0
+
+
+@dataclass
+class TrainingResult:
+    onnx_bytes: bytes
+    reference_npy: bytes
+    metrics: dict[str, float]
+    lineage: dict[str, Any]
+    test_features: np.ndarray = field(repr=False)
+    test_labels: np.ndarray = field(repr=False)
+
+
+def code_version() -> str:
+    """The package version, plus the git commit when running from a checkout."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}" if commit else __version__
+
+
+def _split(data: TabularDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train/test index split, reproducible from the seed."""
+    rng = np.random.default_rng(seed)
+    train_idx: list[int] = []
+    test_idx: list[int] = []
+    for label in np.unique(data.labels):
+        idx = np.flatnonzero(data.labels == label)
+        rng.shuffle(idx)
+        cut = int(round(len(idx) * fraction))
+        test_idx.extend(idx[:cut].tolist())
+        train_idx.extend(idx[cut:].tolist())
+    return np.sort(np.array(train_idx)), np.sort(np.array(test_idx))
+
+
+def train_tabular(params: TabularParams, device: str = "cpu") -> TrainingResult:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(params.seed)
+    data = DATASETS[params.dataset]()
+    train_idx, test_idx = _split(data, params.test_fraction, params.seed)
+    x_train, y_train = data.features[train_idx], data.labels[train_idx]
+    x_test, y_test = data.features[test_idx], data.labels[test_idx]
+    n_features, n_classes = x_train.shape[1], int(data.labels.max()) + 1
+
+    class Standardised(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(x_train.mean(axis=0)))
+            self.register_buffer("std", torch.tensor(x_train.std(axis=0) + 1e-6))
+            layers: list[nn.Module] = []
+            width = n_features
+            for hidden in params.hidden:
+                layers += [nn.Linear(width, hidden), nn.ReLU()]
+                width = hidden
+            layers.append(nn.Linear(width, n_classes))
+            self.net = nn.Sequential(*layers)
+
+        def forward(self, x: Any) -> Any:
+            return self.net((x - self.mean) / self.std)
+
+    model = Standardised().to(device)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
+    )
+    loss_fn = nn.CrossEntropyLoss()
+    features = torch.tensor(x_train, device=device)
+    labels = torch.tensor(y_train, device=device)
+    generator = torch.Generator(device="cpu").manual_seed(params.seed)
+    started = time.perf_counter()
+    model.train()
+    for _ in range(params.epochs):
+        order = torch.randperm(len(features), generator=generator)
+        for start in range(0, len(order), params.batch_size):
+            batch = order[start : start + params.batch_size]
+            optimiser.zero_grad()
+            loss = loss_fn(model(features[batch]), labels[batch])
+            loss.backward()
+            optimiser.step()
+    train_seconds = time.perf_counter() - started
+
+    class WithSoftmax(nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            return torch.softmax(self.inner(x), dim=1)
+
+    exported = WithSoftmax(model).eval().cpu()
+    with torch.no_grad():
+        probs = exported(torch.tensor(x_test)).numpy()
+    predictions = probs.argmax(axis=1)
+    accuracy = float((predictions == y_test).mean())
+    eps = 1e-7
+    log_loss = float(-np.log(np.clip(probs[np.arange(len(y_test)), y_test], eps, 1)).mean())
+
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        exported,
+        (torch.zeros(1, n_features),),
+        buffer,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    reference = io.BytesIO()
+    np.save(reference, x_train[:REFERENCE_ROWS], allow_pickle=False)
+    return TrainingResult(
+        onnx_bytes=buffer.getvalue(),
+        reference_npy=reference.getvalue(),
+        metrics={
+            "accuracy": accuracy,
+            "log_loss": log_loss,
+            "test_rows": float(len(y_test)),
+            "train_rows": float(len(y_train)),
+            "train_seconds": train_seconds,
+        },
+        lineage={
+            "trainer": "builtin.tabular_mlp",
+            "dataset": data.name,
+            "dataset_sha256": data.sha256,
+            "code_version": code_version(),
+            "hyperparameters": {**asdict(params), "hidden": list(params.hidden), "device": device},
+        },
+        test_features=x_test,
+        test_labels=y_test,
+    )

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.errors import ConfigError
+from appliance.settings import AgentSettings, HubSettings, load
+
+AGENT_ENV = {"APPLIANCE_HUB_URL": "http://hub:8700", "APPLIANCE_ZONE": "ae-dxb"}
+
+
+def test_defaults_when_nothing_is_given(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    hub = load(HubSettings, environ={})
+    assert hub.host == "127.0.0.1"
+    assert hub.hub_port == 8700
+    assert hub.max_upload_mb == 512
+    assert hub.data_dir == tmp_path / "appliance" / "hub"
+    assert hub.resolved_database_url == f"sqlite:///{tmp_path / 'appliance' / 'hub' / 'hub.db'}"
+
+
+def test_environment_overrides_defaults_and_is_converted():
+    hub = load(
+        HubSettings,
+        environ={
+            "APPLIANCE_HUB_PORT": "9000",
+            "APPLIANCE_HOST": "0.0.0.0",
+            "APPLIANCE_DATA_DIR": "/srv/hub",
+            "APPLIANCE_DATABASE_URL": "postgresql+psycopg://db/hub",
+        },
+    )
+    assert hub.hub_port == 9000
+    assert isinstance(hub.hub_port, int)
+    assert hub.host == "0.0.0.0"
+    assert hub.data_dir == Path("/srv/hub")
+    assert hub.resolved_database_url == "postgresql+psycopg://db/hub"
+
+
+def test_flags_override_environment():
+    hub = load(
+        HubSettings,
+        overrides={"hub_port": 9100, "host": "10.0.0.1"},
+        environ={"APPLIANCE_HUB_PORT": "9000", "APPLIANCE_HOST": "0.0.0.0"},
+    )
+    assert hub.hub_port == 9100
+    assert hub.host == "10.0.0.1"
+
+
+def test_flag_given_as_none_means_not_given():
+    hub = load(HubSettings, overrides={"hub_port": None}, environ={"APPLIANCE_HUB_PORT": "9000"})
+    assert hub.hub_port == 9000
+
+
+def test_reads_process_environment_by_default(monkeypatch):
+    monkeypatch.setenv("APPLIANCE_HUB_PORT", "8123")
+    assert load(HubSettings).hub_port == 8123
+
+
+def test_only_prefixed_variables_count():
+    hub = load(HubSettings, environ={"HUB_PORT": "9000", "hub_port": "9001"})
+    assert hub.hub_port == 8700
+
+
+def test_empty_variable_falls_back_to_default():
+    assert load(HubSettings, environ={"APPLIANCE_HUB_PORT": ""}).hub_port == 8700
+
+
+def test_agent_settings_from_environment():
+    agent = load(
+        AgentSettings,
+        environ={
+            **AGENT_ENV,
+            "APPLIANCE_RUNTIME": "openvino",
+            "APPLIANCE_SYNC_INTERVAL": "2.5",
+            "APPLIANCE_LABELS": "rack=a, gpu=no,",
+            "APPLIANCE_DATA_DIR": "/srv/agent",
+        },
+    )
+    assert agent.hub_url == "http://hub:8700"
+    assert agent.zone == "ae-dxb"
+    assert agent.runtime == "openvino"
+    assert agent.sync_interval == 2.5
+    assert agent.labels == ("rack=a", "gpu=no")
+    assert agent.resolved_trusted_key == Path("/srv/agent/keys/trusted-hub.pub")
+
+
+def test_trusted_key_variable_is_a_path():
+    agent = load(AgentSettings, environ={**AGENT_ENV, "APPLIANCE_TRUSTED_KEY": "/etc/hub.pub"})
+    assert agent.resolved_trusted_key == Path("/etc/hub.pub")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("APPLIANCE_AGENT_PORT", "eighty"),
+        ("APPLIANCE_INFERENCE_THREADS", "1.5"),
+        ("APPLIANCE_SYNC_INTERVAL", "soon"),
+    ],
+)
+def test_bad_number_names_the_variable(variable, value):
+    with pytest.raises(ConfigError) as info:
+        load(AgentSettings, environ={**AGENT_ENV, variable: value})
+    assert variable in str(info.value)
+    assert value in str(info.value)
+
+
+def test_bad_hub_port_names_the_variable():
+    with pytest.raises(ConfigError, match="APPLIANCE_HUB_PORT"):
+        load(HubSettings, environ={"APPLIANCE_HUB_PORT": "80a"})
+
+
+def test_bad_runtime_names_the_variable_and_the_choices():
+    with pytest.raises(ConfigError) as info:
+        load(AgentSettings, environ={**AGENT_ENV, "APPLIANCE_RUNTIME": "tensorrt"})
+    message = str(info.value)
+    assert "APPLIANCE_RUNTIME" in message
+    for choice in ("auto", "onnxruntime", "openvino"):
+        assert choice in message
+
+
+def test_missing_required_agent_settings_give_hint():
+    with pytest.raises(ConfigError) as info:
+        load(AgentSettings, environ={})
+    error = info.value
+    assert "hub_url" in error.message and "zone" in error.message
+    assert error.hint is not None
+    assert "APPLIANCE_HUB_URL" in error.hint and "APPLIANCE_ZONE" in error.hint
+
+
+def test_missing_one_required_setting_names_only_that_one():
+    with pytest.raises(ConfigError) as info:
+        load(AgentSettings, environ={"APPLIANCE_HUB_URL": "http://hub:8700"})
+    error = info.value
+    assert "zone" in error.message
+    assert "hub_url" not in error.message
+    assert error.hint is not None and "APPLIANCE_ZONE" in error.hint
+    assert "APPLIANCE_HUB_URL" not in error.hint
+
+
+def test_required_settings_may_come_from_flags():
+    agent = load(AgentSettings, overrides={"hub_url": "http://h:1", "zone": "z"}, environ={})
+    assert (agent.hub_url, agent.zone) == ("http://h:1", "z")

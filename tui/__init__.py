@@ -1,0 +1,1 @@
+"""The operator's Textual console (filled by the console issue)."""
