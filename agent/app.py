@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
@@ -70,11 +71,11 @@ def _error(status: int, message: str) -> Response[bytes]:
     )
 
 
-def _appliance_error(_request: Request, exc: ApplianceError) -> Response[bytes]:
+def _appliance_error(_request: Request[Any, Any, Any], exc: ApplianceError) -> Response[bytes]:
     return _error(status_for(exc), str(exc))
 
 
-def _http_error(_request: Request, exc: HTTPException) -> Response[bytes]:
+def _http_error(_request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     return _error(exc.status_code, exc.detail)
 
 
@@ -127,7 +128,7 @@ def create_app(core: AgentCore) -> Litestar:
         return {"name": name, "version": str(version), "ready": True}
 
     @post("/v2/models/{name:str}/infer", operation_id="modelInfer", status_code=200)
-    async def infer(request: Request, name: str) -> Response[bytes]:
+    async def infer(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
         return run_inference(name, None, await request.body())
 
     @post(
@@ -135,7 +136,9 @@ def create_app(core: AgentCore) -> Litestar:
         operation_id="modelVersionInfer",
         status_code=200,
     )
-    async def infer_version(request: Request, name: str, version: int) -> Response[bytes]:
+    async def infer_version(
+        request: Request[Any, Any, Any], name: str, version: int
+    ) -> Response[bytes]:
         return run_inference(name, version, await request.body())
 
     @get("/agent/status", operation_id="agentStatus")
@@ -148,8 +151,12 @@ def create_app(core: AgentCore) -> Litestar:
             "hub_reachable": sync.hub_reachable if sync else False,
             "last_error": sync.last_error if sync else None,
             "models": [
-                {"name": m.name, "version": m.version, "runtime": m.runtime.kind,
-                 "loaded_at": m.loaded_at}
+                {
+                    "name": m.name,
+                    "version": m.version,
+                    "runtime": m.runtime.kind,
+                    "loaded_at": m.loaded_at,
+                }
                 for m in repository.all()
             ],
         }
@@ -164,8 +171,16 @@ def create_app(core: AgentCore) -> Litestar:
 
     return Litestar(
         route_handlers=[
-            server_metadata, live, ready, model_metadata, model_ready, version_metadata,
-            version_ready, infer, infer_version, status,
+            server_metadata,
+            live,
+            ready,
+            model_metadata,
+            model_ready,
+            version_metadata,
+            version_ready,
+            infer,
+            infer_version,
+            status,
         ],
         exception_handlers={ApplianceError: _appliance_error, HTTPException: _http_error},
         request_max_body_size=core.settings.max_request_mb * 1024 * 1024,

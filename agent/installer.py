@@ -39,7 +39,10 @@ def _load_verified(folder: Path, policy: InstallPolicy) -> LoadedModel:
     checked = check_test_vectors(folder, manifest, runtime.infer)
     log.info(
         "%s v%s verified and passed %d test vectors on %s",
-        manifest.name, manifest.version, checked, runtime.kind,
+        manifest.name,
+        manifest.version,
+        checked,
+        runtime.kind,
     )
     return LoadedModel(manifest=manifest, runtime=runtime, folder=folder)
 

@@ -11,10 +11,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.runtime.base import ModelRuntime
 from appliance.clock import utcnow
 from appliance.errors import NotFoundError
 from appliance.manifest import Manifest
-from agent.runtime.base import ModelRuntime
 
 
 @dataclass(frozen=True)

@@ -88,8 +88,11 @@ class SyncWorker:
                 self._apply(assignment)
             self.client.heartbeat(agent_id, self._heartbeat())
             if not self.status.hub_reachable:
-                log.info("hub %s reachable; %d model(s) loaded", self.client.base_url,
-                         len(self.repository.all()))
+                log.info(
+                    "hub %s reachable; %d model(s) loaded",
+                    self.client.base_url,
+                    len(self.repository.all()),
+                )
             self.status.hub_reachable = True
             self.status.last_sync_at = time.time()
         except HubRejectedError as exc:
@@ -112,7 +115,9 @@ class SyncWorker:
                     name=self.settings.agent_name,
                     zone=self.settings.zone,
                     runtime=self.settings.runtime,
-                    labels=dict(label.split("=", 1) for label in self.settings.labels if "=" in label),
+                    labels=dict(
+                        label.split("=", 1) for label in self.settings.labels if "=" in label
+                    ),
                     url=self.advertised_url,
                     software_version=__version__,
                 )
@@ -134,8 +139,9 @@ class SyncWorker:
         work = self.store.new_staging_dir()
         try:
             archive = work / "bundle.tar"
-            self.client.download(assignment.bundle_path, archive,
-                                 max_bytes=self.policy.max_bundle_bytes)
+            self.client.download(
+                assignment.bundle_path, archive, max_bytes=self.policy.max_bundle_bytes
+            )
             digest, _ = sha256_file(archive)
             if digest != assignment.bundle_sha256:
                 raise IntegrityError(
@@ -161,8 +167,11 @@ class SyncWorker:
             InstalledModel(name=m.name, version=m.version, runtime=m.runtime.kind)
             for m in self.repository.all()
         ]
-        recent = [why for when, why in self.status.refused.values()
-                  if time.time() - when < RETRY_REFUSED_AFTER_S]
+        recent = [
+            why
+            for when, why in self.status.refused.values()
+            if time.time() - when < RETRY_REFUSED_AFTER_S
+        ]
         return Heartbeat(
             models=models,
             health="degraded" if recent else "ok",

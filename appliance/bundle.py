@@ -88,7 +88,8 @@ def check_test_vectors(folder: Path, manifest: Manifest, infer: InferFn) -> int:
             if actual is None or actual.shape != expected.shape:
                 raise TestVectorError(
                     f"test vector {index}: output {name!r} has shape "
-                    f"{None if actual is None else list(actual.shape)}, expected {list(expected.shape)}"
+                    f"{None if actual is None else list(actual.shape)}, "
+                    f"expected {list(expected.shape)}"
                 )
             if not np.allclose(actual, expected, atol=tol.atol, rtol=tol.rtol):
                 worst = float(np.max(np.abs(actual.astype(np.float64) - expected)))
@@ -144,4 +145,10 @@ def unpack(archive: Path, dest: Path, *, max_bytes: int) -> None:
 
 
 def _is_safe_name(name: str) -> bool:
-    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..") and not name.startswith(".")
+    return (
+        bool(name)
+        and "/" not in name
+        and "\\" not in name
+        and name not in (".", "..")
+        and not name.startswith(".")
+    )

@@ -91,13 +91,19 @@ class HubClient:
             files["reference"] = ("reference.npy", reference_npy, "application/octet-stream")
         metadata = json.dumps({"metrics": metrics or {}, "lineage": lineage or {}})
         return self._typed(
-            "POST", f"/api/v1/models/{name}/versions", VersionInfo,
-            files=files, data={"metadata": metadata}, timeout=300.0,
+            "POST",
+            f"/api/v1/models/{name}/versions",
+            VersionInfo,
+            files=files,
+            data={"metadata": metadata},
+            timeout=300.0,
         )
 
     def change_stage(self, name: str, version: int, stage: str) -> VersionInfo:
         return self._typed(
-            "POST", f"/api/v1/models/{name}/versions/{version}/stage", VersionInfo,
+            "POST",
+            f"/api/v1/models/{name}/versions/{version}/stage",
+            VersionInfo,
             json={"stage": stage},
         )
 
@@ -122,7 +128,9 @@ class HubClient:
                     os.fsync(handle.fileno())
             os.replace(tmp, dest)
         except httpx.HTTPError as exc:
-            raise HubUnavailableError(f"download of {path} from {self.base_url} failed: {exc}") from exc
+            raise HubUnavailableError(
+                f"download of {path} from {self.base_url} failed: {exc}"
+            ) from exc
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -130,14 +138,20 @@ class HubClient:
 
     def register_agent(self, registration: AgentRegistration) -> AgentInfo:
         return self._typed(
-            "POST", "/api/v1/agents", AgentInfo, content=msgspec.json.encode(registration),
+            "POST",
+            "/api/v1/agents",
+            AgentInfo,
+            content=msgspec.json.encode(registration),
             headers={"content-type": "application/json"},
         )
 
     def heartbeat(self, agent_id: int, beat: Heartbeat) -> AgentInfo:
         return self._typed(
-            "POST", f"/api/v1/agents/{agent_id}/heartbeat", AgentInfo,
-            content=msgspec.json.encode(beat), headers={"content-type": "application/json"},
+            "POST",
+            f"/api/v1/agents/{agent_id}/heartbeat",
+            AgentInfo,
+            content=msgspec.json.encode(beat),
+            headers={"content-type": "application/json"},
         )
 
     def assignments(self, agent_id: int) -> list[Assignment]:

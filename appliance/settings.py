@@ -142,9 +142,7 @@ def load(
     try:
         return cls(**values)
     except TypeError as exc:
-        missing = [
-            f.name for f in fields(cast(Any, cls)) if f.name not in values and _required(f)
-        ]
+        missing = [f.name for f in fields(cast(Any, cls)) if f.name not in values and _required(f)]
         raise ConfigError(
             f"missing setting(s): {', '.join(missing) or exc}",
             hint="pass the flag or set " + ", ".join(PREFIX + m.upper() for m in missing),

@@ -68,7 +68,8 @@ def verify_document(data: bytes, trusted: Iterable[Ed25519PublicKey]) -> dict[st
                 f"manifest signature by trusted key {kid[:16]} does not verify: "
                 "the manifest was altered after signing"
             ) from exc
-        return envelope["signed"]
+        signed: dict[str, Any] = envelope["signed"]
+        return signed
     raise SignatureError(
         f"manifest is signed by untrusted key(s) {', '.join(seen) or '(none)'}; "
         f"trusted: {', '.join(k[:16] for k in keys) or '(none)'}",

@@ -48,7 +48,12 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
     svc = services or build_services(settings)
     signing_pem = public_pem(svc.registry.key.public).decode()
 
-    @get("/api/v1/keys/signing", operation_id="signingKey", tags=["keys"], media_type="application/x-pem-file")
+    @get(
+        "/api/v1/keys/signing",
+        operation_id="signingKey",
+        tags=["keys"],
+        media_type="application/x-pem-file",
+    )
     async def signing_key() -> Response[str]:
         """The public key bundles are signed with; pin it on agents out of band."""
         return Response(signing_pem, media_type="application/x-pem-file")

@@ -57,4 +57,6 @@ class AgentRecord(SQLModel, table=True):
     )
     health: str = "unknown"
     detail: str | None = None
-    models: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    models: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )

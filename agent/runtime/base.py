@@ -46,7 +46,9 @@ def pick_runtime(choice: RuntimeChoice, manifest: Manifest) -> str:
     return choice
 
 
-def load_runtime(folder: Path, manifest: Manifest, choice: RuntimeChoice, threads: int) -> ModelRuntime:
+def load_runtime(
+    folder: Path, manifest: Manifest, choice: RuntimeChoice, threads: int
+) -> ModelRuntime:
     kind = pick_runtime(choice, manifest)
     if kind == "openvino":
         from agent.runtime.openvino import OpenVINOModel

@@ -20,18 +20,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
     data_dir = argparse.ArgumentParser(add_help=False)
     data_dir.add_argument(
-        "--data-dir", type=lambda v: Path(v).expanduser(),
-        help="where this command keeps its state (default $APPLIANCE_DATA_DIR or ~/.local/share/appliance/…)",
+        "--data-dir",
+        type=lambda v: Path(v).expanduser(),
+        help="where this command keeps its state "
+        "(default $APPLIANCE_DATA_DIR or ~/.local/share/appliance/…)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     serve.add_parsers(sub, data_dir)
     keys.add_parsers(sub, data_dir)
     models.add_parsers(sub)
 
-    demo = sub.add_parser("demo", parents=[data_dir],
-                          help="run the whole loop on this machine: train, sign, sync, serve")
-    demo.add_argument("--serve", action="store_true",
-                      help="leave hub and agents running and print their URLs")
+    demo = sub.add_parser(
+        "demo",
+        parents=[data_dir],
+        help="run the whole loop on this machine: train, sign, sync, serve",
+    )
+    demo.add_argument(
+        "--serve", action="store_true", help="leave hub and agents running and print their URLs"
+    )
     demo.set_defaults(func=_demo)
     return parser
 

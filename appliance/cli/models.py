@@ -58,8 +58,12 @@ def model_list(args: argparse.Namespace) -> int:
             for v in hub.get_model(summary.name).versions:
                 accuracy = v.metrics.get("accuracy")
                 table.add_row(
-                    v.name, str(v.version), v.stage, v.created_at[:19],
-                    f"{accuracy:.4f}" if accuracy is not None else "-", ", ".join(v.runtimes),
+                    v.name,
+                    str(v.version),
+                    v.stage,
+                    v.created_at[:19],
+                    f"{accuracy:.4f}" if accuracy is not None else "-",
+                    ", ".join(v.runtimes),
                 )
     if not models:
         console.print("no models registered yet; try 'appliance model import FILE.onnx --name N'")
@@ -81,8 +85,11 @@ def model_train(args: argparse.Namespace) -> int:
         result = train_tabular(TabularParams(epochs=args.epochs, seed=args.seed))
     with HubClient(_hub_url(args)) as hub:
         info = hub.upload_model(
-            args.name, result.onnx_bytes, reference_npy=result.reference_npy,
-            metrics=result.metrics, lineage=result.lineage,
+            args.name,
+            result.onnx_bytes,
+            reference_npy=result.reference_npy,
+            metrics=result.metrics,
+            lineage=result.lineage,
         )
     _print_version(info)
     return 0
@@ -94,11 +101,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     hub_flag = argparse.ArgumentParser(add_help=False)
     hub_flag.add_argument("--hub", help=f"hub URL (default $APPLIANCE_HUB_URL or {DEFAULT_HUB})")
 
-    imp = msub.add_parser("import", parents=[hub_flag], help="register an ONNX model trained elsewhere")
+    imp = msub.add_parser(
+        "import", parents=[hub_flag], help="register an ONNX model trained elsewhere"
+    )
     imp.add_argument("file", type=Path, help="the .onnx file")
     imp.add_argument("--name", required=True, help="model name")
     imp.add_argument("--reference", type=Path, help=".npy sample of training inputs (for drift)")
-    imp.add_argument("--metrics", help='JSON object of metrics, e.g. \'{"accuracy": 0.97}\'')
+    imp.add_argument("--metrics", help="JSON object of metrics, e.g. '{\"accuracy\": 0.97}'")
     imp.set_defaults(func=model_import)
 
     lst = msub.add_parser("list", parents=[hub_flag], help="list models and versions")
@@ -110,8 +119,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     pro.add_argument("stage", choices=["candidate", "staging", "production", "archived"])
     pro.set_defaults(func=model_promote)
 
-    train = msub.add_parser("train", parents=[hub_flag],
-                            help="train the built-in classifier here and register it")
+    train = msub.add_parser(
+        "train", parents=[hub_flag], help="train the built-in classifier here and register it"
+    )
     train.add_argument("--name", required=True)
     train.add_argument("--epochs", type=int, default=60)
     train.add_argument("--seed", type=int, default=0)

@@ -41,8 +41,12 @@ def hub_serve(args: argparse.Namespace) -> int:
     from hub.app import create_app
 
     app = create_app(settings)
-    log.info("hub listening on http://%s:%d (data in %s)", settings.host, settings.hub_port,
-             settings.data_dir)
+    log.info(
+        "hub listening on http://%s:%d (data in %s)",
+        settings.host,
+        settings.hub_port,
+        settings.data_dir,
+    )
     _uvicorn(app, settings.host, settings.hub_port)
     return 0
 
@@ -67,13 +71,21 @@ def agent_serve(args: argparse.Namespace) -> int:
     from agent.app import build_core, create_app
 
     core = build_core(settings)
-    log.info("agent %s (zone %s) listening on http://%s:%d, hub %s", settings.agent_name,
-             settings.zone, settings.host, settings.agent_port, settings.hub_url)
+    log.info(
+        "agent %s (zone %s) listening on http://%s:%d, hub %s",
+        settings.agent_name,
+        settings.zone,
+        settings.host,
+        settings.agent_port,
+        settings.hub_url,
+    )
     _uvicorn(create_app(core), settings.host, settings.agent_port)
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser) -> None:
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser
+) -> None:
     hub = sub.add_parser("hub", help="run the hub")
     hub_sub = hub.add_subparsers(dest="hub_command", required=True)
     serve = hub_sub.add_parser("serve", parents=[data_dir], help="serve the hub's HTTP API")

@@ -63,7 +63,9 @@ def infer_once(
         response = client.post(f"{url}/v2/models/{model}/infer", json=v2_body(rows))
         latency = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
-            return Outcome(None, latency, None, f"HTTP {response.status_code}: {response.text[:200]}")
+            return Outcome(
+                None, latency, None, f"HTTP {response.status_code}: {response.text[:200]}"
+            )
         body = response.json()
         out = body["outputs"][0]
         probs = np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
@@ -89,8 +91,13 @@ class LoadThread(threading.Thread):
             while not self._stop_event.is_set():
                 row = i % len(self.features)
                 self.result.outcomes.append(
-                    infer_once(client, self.url, self.model,
-                               self.features[row : row + 1], self.labels[row : row + 1])
+                    infer_once(
+                        client,
+                        self.url,
+                        self.model,
+                        self.features[row : row + 1],
+                        self.labels[row : row + 1],
+                    )
                 )
                 i += 1
 

@@ -70,8 +70,9 @@ class ServiceProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        raise ProcessStartError(f"{self.name} not healthy after {timeout:.0f} s",
-                                hint=f"see {self.log_path}")
+        raise ProcessStartError(
+            f"{self.name} not healthy after {timeout:.0f} s", hint=f"see {self.log_path}"
+        )
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -104,13 +105,18 @@ class ServiceProcess:
             self._log = None
 
 
-def hub_process(data_dir: Path, port: int | None = None, *, database_url: str | None = None) -> ServiceProcess:
+def hub_process(
+    data_dir: Path, port: int | None = None, *, database_url: str | None = None
+) -> ServiceProcess:
     port = port or free_port()
     args = ["hub", "serve", "--data-dir", str(data_dir), "--port", str(port)]
     if database_url:
         args += ["--database-url", database_url]
     return ServiceProcess(
-        name="hub", args=args, url=f"http://127.0.0.1:{port}", health_path="/health",
+        name="hub",
+        args=args,
+        url=f"http://127.0.0.1:{port}",
+        health_path="/health",
         log_path=data_dir.parent / "logs" / f"{data_dir.name}.log",
     )
 
@@ -134,9 +140,22 @@ def agent_process(
     return ServiceProcess(
         name=name,
         args=[
-            "agent", "serve", "--hub", hub_url, "--zone", zone, "--name", name,
-            "--data-dir", str(data_dir), "--port", str(port),
-            "--sync-interval", str(sync_interval), "--runtime", runtime,
+            "agent",
+            "serve",
+            "--hub",
+            hub_url,
+            "--zone",
+            zone,
+            "--name",
+            name,
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--sync-interval",
+            str(sync_interval),
+            "--runtime",
+            runtime,
         ],
         url=f"http://127.0.0.1:{port}",
         health_path="/v2/health/live",

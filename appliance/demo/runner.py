@@ -62,22 +62,35 @@ def serving_version(agent: ServiceProcess) -> str | None:
     return response.json()["versions"][0] if response.status_code == 200 else None
 
 
+def _wait_serving(agent: ServiceProcess, version: str) -> None:
+    wait_for(f"{agent.name} to serve v{version}", lambda: serving_version(agent) == version)
+
+
 def _fresh_dir(data_dir: Path | None) -> Path:
     if data_dir is None:
         return Path(tempfile.mkdtemp(prefix="appliance-demo-"))
     if data_dir.exists() and any(data_dir.iterdir()):
-        raise ConfigError(f"demo data directory {data_dir} is not empty",
-                          hint="give an empty or new folder, or leave out --data-dir")
+        raise ConfigError(
+            f"demo data directory {data_dir} is not empty",
+            hint="give an empty or new folder, or leave out --data-dir",
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
     return data_dir
 
 
-def _train_and_register(hub: HubClient, seed: int, hidden: tuple[int, ...]) -> tuple[VersionInfo, np.ndarray, np.ndarray]:
+def _train_and_register(
+    hub: HubClient, seed: int, hidden: tuple[int, ...]
+) -> tuple[VersionInfo, np.ndarray, np.ndarray]:
     from hub.training.tabular import TabularParams, train_tabular
 
     result = train_tabular(TabularParams(seed=seed, hidden=hidden))
-    info = hub.upload_model(MODEL, result.onnx_bytes, reference_npy=result.reference_npy,
-                            metrics=result.metrics, lineage=result.lineage)
+    info = hub.upload_model(
+        MODEL,
+        result.onnx_bytes,
+        reference_npy=result.reference_npy,
+        metrics=result.metrics,
+        lineage=result.lineage,
+    )
     return info, result.test_features, result.test_labels
 
 
@@ -124,7 +137,7 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
             _promote(hub, v1.version)
         with step("both agents verified, tested and loaded v1"):
             for agent in agents:
-                wait_for(f"{agent.name} to serve v1", lambda a=agent: serving_version(a) == "1")
+                _wait_serving(agent, "1")
         scored: dict[str, LoadResult] = {}
         with step(f"scored the {len(features)} held-out rows on each agent over HTTP"):
             for agent in agents:
@@ -137,7 +150,7 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         with step(f"promoted v{v2.version}; agents swapped under live traffic"):
             _promote(hub, v2.version)
             for agent in agents:
-                wait_for(f"{agent.name} to serve v2", lambda a=agent: serving_version(a) == "2")
+                _wait_serving(agent, "2")
             time.sleep(0.5)
         swaps = {agent.name: load.stop() for agent, load in zip(agents, loads, strict=True)}
         fleet = hub.list_agents()
@@ -171,12 +184,25 @@ def _summary(
     versions = Table("version", "hidden", "accuracy", "bundle", "runtimes", title="Model versions")
     for info in (v1, v2):
         versions.add_row(
-            str(info.version), str(info.lineage["hyperparameters"]["hidden"]),
-            f"{info.metrics['accuracy']:.4f}", info.bundle_sha256[:12], "+".join(info.runtimes),
+            str(info.version),
+            str(info.lineage["hyperparameters"]["hidden"]),
+            f"{info.metrics['accuracy']:.4f}",
+            info.bundle_sha256[:12],
+            "+".join(info.runtimes),
         )
     console.print(versions)
-    table = Table("agent", "v1 acc", "p50", "p95", "p99", "requests", "in swap", "served",
-                  "failed", title="Agents (accuracy over HTTP, latency in ms)")
+    table = Table(
+        "agent",
+        "v1 acc",
+        "p50",
+        "p95",
+        "p99",
+        "requests",
+        "in swap",
+        "served",
+        "failed",
+        title="Agents (accuracy over HTTP, latency in ms)",
+    )
     total_failures = 0
     total_requests = 0
     for name in agents:
@@ -187,10 +213,15 @@ def _summary(
         total_failures += failures
         total_requests += len(score.outcomes) + len(swap.outcomes)
         table.add_row(
-            name, f"{sum(bool(c) for c in correct) / max(len(correct), 1):.4f}",
-            f"{pct['p50']:.2f}", f"{pct['p95']:.2f}", f"{pct['p99']:.2f}",
-            str(len(score.outcomes) + len(swap.outcomes)), str(len(swap.outcomes)),
-            " → ".join(swap.versions()), str(failures),
+            name,
+            f"{sum(bool(c) for c in correct) / max(len(correct), 1):.4f}",
+            f"{pct['p50']:.2f}",
+            f"{pct['p95']:.2f}",
+            f"{pct['p99']:.2f}",
+            str(len(score.outcomes) + len(swap.outcomes)),
+            str(len(swap.outcomes)),
+            " → ".join(swap.versions()),
+            str(failures),
         )
     console.print(table)
     swapped = all(swaps[n].versions()[-1:] == ["2"] for n in agents)

@@ -24,7 +24,12 @@ class AgentController(Controller):
     def get_agent(self, agent_id: int, fleet: FleetService) -> AgentInfo:
         return fleet.get_agent(agent_id)
 
-    @post("/{agent_id:int}/heartbeat", operation_id="agentHeartbeat", status_code=200, sync_to_thread=True)
+    @post(
+        "/{agent_id:int}/heartbeat",
+        operation_id="agentHeartbeat",
+        status_code=200,
+        sync_to_thread=True,
+    )
     def heartbeat(self, agent_id: int, data: Heartbeat, fleet: FleetService) -> AgentInfo:
         return fleet.heartbeat(agent_id, data)
 

@@ -40,7 +40,7 @@ from appliance.tensors import ONNX_TO_V2, V2_TO_NUMPY, to_wire
 log = logging.getLogger(__name__)
 
 REFERENCE_MAX_ROWS = 2000
-"""Rows of the reference sample kept in a bundle: enough for drift tests, small enough for edge boxes."""
+"""Reference rows kept in a bundle: enough for drift tests, small enough for edge boxes."""
 TEST_VECTOR_BATCHES = (1, 4)
 
 
@@ -77,18 +77,21 @@ def _load_reference(data: bytes, inputs: list[TensorSpec]) -> np.ndarray:
         )
     if sample.dtype.kind not in "biuf":
         raise InvalidInputError(f"reference: dtype {sample.dtype} is not numeric")
-    return sample[:REFERENCE_MAX_ROWS].astype(expected)
+    kept: np.ndarray = sample[:REFERENCE_MAX_ROWS].astype(expected)
+    return kept
 
 
 def _example_inputs(
     inputs: list[TensorSpec], reference: np.ndarray | None, batch: int, seed: int
 ) -> dict[str, np.ndarray]:
-    if reference is not None and len(reference) >= batch:
+    if reference is not None and len(reference) >= seed * batch + batch:
         return {inputs[0].name: reference[seed * batch : seed * batch + batch].copy()}
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for spec in inputs:
-        shape = [batch if i == 0 and d == -1 else (1 if d == -1 else d) for i, d in enumerate(spec.shape)]
+        shape = [
+            batch if i == 0 and d == -1 else (1 if d == -1 else d) for i, d in enumerate(spec.shape)
+        ]
         dtype = V2_TO_NUMPY[spec.datatype]
         if dtype.kind == "f":
             out[spec.name] = rng.standard_normal(shape).astype(dtype)
@@ -134,7 +137,10 @@ def prepare(folder: Path, onnx_bytes: bytes, reference_npy: bytes | None) -> Pre
         vectors.append(
             TestVector(
                 inputs={k: to_wire(v) for k, v in feed.items()},
-                outputs={spec.name: to_wire(np.asarray(r)) for spec, r in zip(outputs, results, strict=True)},
+                outputs={
+                    spec.name: to_wire(np.asarray(r))
+                    for spec, r in zip(outputs, results, strict=True)
+                },
             )
         )
     (folder / TEST_VECTORS_FILE).write_bytes(msgspec.json.encode(vectors))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import tempfile
@@ -25,14 +26,15 @@ from hub.records import ModelRecord, ModelVersionRecord
 from hub.registry import bundler
 from hub.registry.stages import check_transition
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
 def check_model_name(name: str) -> None:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise InvalidInputError(
             f"name: {name!r} is not a valid model name",
-            hint="use 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+            hint="use 1-64 lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
         )
 
 
@@ -93,7 +95,7 @@ class RegistryService:
                     name=m.name,
                     created_at=iso_utc(m.created_at),
                     latest_version=m.last_version,
-                    production_version=production.get(m.id),
+                    production_version=production.get(m.id or 0),
                 )
                 for m in models
             ]
@@ -159,6 +161,9 @@ class RegistryService:
             metrics_obj = msgspec.convert(metrics or {}, dict[str, float])
         except msgspec.ValidationError as exc:
             raise InvalidInputError(f"metadata: {exc}") from exc
+        bad = sorted(k for k, v in metrics_obj.items() if not math.isfinite(v))
+        if bad:
+            raise InvalidInputError(f"metadata.metrics: {bad} must be finite numbers")
         work = Path(tempfile.mkdtemp(dir=self.store.root / "tmp"))
         try:
             bundle_dir = work / "bundle"

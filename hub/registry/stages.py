@@ -31,11 +31,13 @@ ALLOWED: dict[str, frozenset[str]] = {
 def check_transition(name: str, version: int, current: str, target: str) -> None:
     if target not in STAGES:
         raise InvalidInputError(f"stage: unknown stage {target!r}; one of {', '.join(STAGES)}")
-    if target == current:
-        raise IllegalStageTransitionError(f"{name} version {version} is already in {current}")
     allowed = ALLOWED[current]
+    hint = f"from {current} it may move to {', '.join(sorted(allowed))}"
+    if target == current:
+        raise IllegalStageTransitionError(
+            f"{name} version {version} is already in {current}", hint=hint
+        )
     if target not in allowed:
         raise IllegalStageTransitionError(
-            f"{name} version {version} cannot move from {current} to {target}",
-            hint=f"from {current} it may move to {', '.join(sorted(allowed))}",
+            f"{name} version {version} cannot move from {current} to {target}", hint=hint
         )

@@ -54,7 +54,10 @@ def code_version() -> str:
     try:
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return __version__
@@ -69,7 +72,7 @@ def _split(data: TabularDataset, fraction: float, seed: int) -> tuple[np.ndarray
     for label in np.unique(data.labels):
         idx = np.flatnonzero(data.labels == label)
         rng.shuffle(idx)
-        cut = int(round(len(idx) * fraction))
+        cut = round(len(idx) * fraction)
         test_idx.extend(idx[:cut].tolist())
         train_idx.extend(idx[cut:].tolist())
     return np.sort(np.array(train_idx)), np.sort(np.array(test_idx))
@@ -142,7 +145,7 @@ def train_tabular(params: TabularParams, device: str = "cpu") -> TrainingResult:
     torch.onnx.export(
         exported,
         (torch.zeros(1, n_features),),
-        buffer,
+        buffer,  # type: ignore[arg-type]  # file-like objects are accepted
         input_names=[INPUT_NAME],
         output_names=[OUTPUT_NAME],
         dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},

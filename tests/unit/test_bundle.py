@@ -103,7 +103,7 @@ def test_one_changed_byte_in_model_is_an_integrity_error(bundle, key):
     data = bytearray((bundle / "model.onnx").read_bytes())
     data[len(data) // 2] ^= 0x01
     (bundle / "model.onnx").write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match="model.onnx"):
+    with pytest.raises(IntegrityError, match=r"model\.onnx"):
         verify_bundle(bundle, [key.public])
 
 
@@ -320,9 +320,12 @@ def test_wrong_output_shape_or_missing_output_fails_test_vectors(bundle, key):
 def test_tiny_differences_within_tolerance_pass(bundle, key):
     manifest = verify_bundle(bundle, [key.public])
     real = _ort_infer(bundle)
-    assert check_test_vectors(
-        bundle, manifest, lambda feed: {k: v + 1e-6 for k, v in real(feed).items()}
-    ) == 2
+    assert (
+        check_test_vectors(
+            bundle, manifest, lambda feed: {k: v + 1e-6 for k, v in real(feed).items()}
+        )
+        == 2
+    )
 
 
 # -- prepare -----------------------------------------------------------------------------
@@ -348,9 +351,7 @@ def test_prepare_without_reference(tmp_path, key):
     assert not prepared.has_reference
     assert [s.shape for s in prepared.inputs] == [[-1, 3]]
     assert [s.shape for s in prepared.outputs] == [[-1, 5]]
-    manifest = bundler.seal(
-        prepared, name="nr", version=1, metrics={}, lineage=Lineage(), key=key
-    )
+    manifest = bundler.seal(prepared, name="nr", version=1, metrics={}, lineage=Lineage(), key=key)
     assert manifest.reference_sample is None
     assert "reference.npy" not in manifest.files
     assert check_test_vectors(tmp_path, verify_bundle(tmp_path, [key.public]), _ort_infer(tmp_path))
@@ -367,11 +368,6 @@ def test_reference_is_stored_as_input_dtype_and_capped(tmp_path):
     np.testing.assert_allclose(stored, sample[:2000].astype(np.float32))
 
 
-@pytest.mark.xfail(
-    reason="bundler._example_inputs: takes rows [seed*batch, seed*batch+batch) but only checks "
-    "len(reference) >= batch, so a 4-7 row reference yields a short batch-4 test vector",
-    strict=True,
-)
 def test_small_reference_still_gives_batch_4_test_vector(tmp_path):
     bundler.prepare(tmp_path, make_tiny_onnx(), make_reference_npy(rows=5))
     vectors = json.loads((tmp_path / "test_vectors.json").read_bytes())

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
 import pytest
 
 from appliance.bundle import unpack, verify_bundle
@@ -9,8 +14,39 @@ from appliance.keys import init_keypair
 from appliance.schemas import AgentRegistration, Heartbeat, InstalledModel
 from hub.artifacts import ArtifactStore
 from hub.fleet.service import FleetService
+from hub.registry import bundler
 from hub.registry.service import RegistryService
 from tests.conftest import make_reference_npy
+
+_real_prepare = bundler.prepare
+
+
+@pytest.fixture(scope="module")
+def _prepared_cache(tmp_path_factory):
+    return {"root": tmp_path_factory.mktemp("prepared"), "entries": {}}
+
+
+@pytest.fixture(autouse=True)
+def _reuse_prepared_bundles(monkeypatch, _prepared_cache):
+    """Run the slow, version-independent ``bundler.prepare`` (ONNX Runtime + OpenVINO
+    conversion) once per distinct model/reference and copy its output afterwards.
+
+    ``prepare`` itself is covered by test_bundle.py; here it would dominate the runtime.
+    Sealing, signing, packing, storing and recording all still run for real.
+    """
+    entries = _prepared_cache["entries"]
+
+    def prepare(folder, onnx_bytes, reference_npy):
+        cache_key = (onnx_bytes, reference_npy)
+        if cache_key not in entries:
+            source = Path(tempfile.mkdtemp(dir=_prepared_cache["root"]))
+            entries[cache_key] = _real_prepare(source, onnx_bytes, reference_npy)
+        cached = entries[cache_key]
+        for path in cached.folder.iterdir():
+            shutil.copy2(path, folder / path.name)
+        return bundler.Prepared(folder, cached.inputs, cached.outputs, cached.has_reference)
+
+    monkeypatch.setattr(bundler, "prepare", prepare)
 
 
 @pytest.fixture
@@ -87,7 +123,8 @@ def test_promoting_archives_previous_production(registry, tiny_onnx):
     before = registry.get_version("m", 1).stage_changed_at
     registry.change_stage("m", 2, "production")
     assert _stages(registry, "m") == {1: "archived", 2: "production"}
-    assert registry.get_version("m", 1).stage_changed_at > before
+    after = registry.get_version("m", 1).stage_changed_at
+    assert datetime.fromisoformat(after) > datetime.fromisoformat(before)
     assert {m.name: m.production_version for m in registry.list_models()} == {"m": 2}
 
 
@@ -183,11 +220,6 @@ def test_longest_valid_model_name_is_accepted(registry, tiny_onnx):
     assert registry.register_version(name, tiny_onnx).name == name
 
 
-@pytest.mark.xfail(
-    reason="hub/registry/service.py NAME_PATTERN ends in '$', which also matches before a "
-    "trailing newline, so check_model_name accepts 'fraud\\n' (use re.fullmatch or \\Z)",
-    strict=True,
-)
 def test_model_name_with_trailing_newline_is_invalid(registry, tiny_onnx):
     with pytest.raises(InvalidInputError):
         registry.register_version("fraud\n", tiny_onnx)
@@ -204,22 +236,10 @@ def test_bad_metrics_are_invalid_input(registry, tiny_onnx):
         registry.register_version("m", tiny_onnx, metrics={"accuracy": "high"})  # type: ignore[dict-item]
 
 
-@pytest.mark.xfail(
-    reason="register_version accepts a NaN metric; bundler.seal encodes it as JSON null, so "
-    "the bundle fails verify_bundle with BundleFormatError (SQLite) or the insert fails "
-    "with a DataError (PostgreSQL rejects NaN in JSON)",
-    strict=True,
-)
-def test_non_finite_metric_is_refused_or_gives_a_verifiable_bundle(
-    registry, tiny_onnx, key, tmp_path
-):
-    try:
+def test_non_finite_metric_is_refused_and_records_nothing(registry, tiny_onnx):
+    with pytest.raises(InvalidInputError, match="finite"):
         registry.register_version("m", tiny_onnx, metrics={"accuracy": float("nan")})
-    except InvalidInputError:
-        return
-    path, info = registry.bundle_file("m", 1)
-    unpack(path, tmp_path / "unpacked", max_bytes=info.bundle_length)
-    verify_bundle(tmp_path / "unpacked", [key.public])
+    assert registry.list_models() == []
 
 
 # -- fleet -------------------------------------------------------------------------------

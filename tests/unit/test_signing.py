@@ -85,7 +85,7 @@ def test_missing_signatures_are_rejected(signatures):
         verify_document(json.dumps(envelope).encode(), [])
 
 
-@pytest.mark.parametrize("data", [b"", b"not json", b"{\"signed\": ", b"\xff\xfe\x00garbage"])
+@pytest.mark.parametrize("data", [b"", b"not json", b'{"signed": ', b"\xff\xfe\x00garbage"])
 def test_not_json_is_a_format_error(key, data):
     with pytest.raises(BundleFormatError):
         verify_document(data, [key.public])
