@@ -7,8 +7,8 @@ import sys
 
 from rich.console import Console
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def setup_logging(level: str = "INFO") -> None:

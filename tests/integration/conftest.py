@@ -39,7 +39,9 @@ def serving_version(agent: ServiceProcess, model: str = MODEL) -> str | None:
 def publish(hub: HubClient, onnx_bytes: bytes | None = None, name: str = MODEL) -> VersionInfo:
     """Upload and promote to production, as an operator would."""
     info = hub.upload_model(
-        name, onnx_bytes or make_tiny_onnx(), reference_npy=make_reference_npy(),
+        name,
+        onnx_bytes or make_tiny_onnx(),
+        reference_npy=make_reference_npy(),
         metrics={"accuracy": 0.5},
     )
     hub.change_stage(name, info.version, "staging")
@@ -75,8 +77,12 @@ def start_agent(workdir: Path, hub: ServiceProcess) -> Iterator[Callable[..., Se
 
     def start(name: str = "agent-1", *, key: Path | None = None, **kwargs: Any) -> ServiceProcess:
         proc = agent_process(
-            name, workdir / name, hub.url, key or workdir / "hub" / "keys" / "signing.pub",
-            sync_interval=0.3, **kwargs,
+            name,
+            workdir / name,
+            hub.url,
+            key or workdir / "hub" / "keys" / "signing.pub",
+            sync_interval=0.3,
+            **kwargs,
         )
         proc.start()
         started.append(proc)

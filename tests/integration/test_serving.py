@@ -19,8 +19,9 @@ def _infer(url: str, body: object, path: str = f"/v2/models/{MODEL}/infer") -> h
     return httpx.post(url + path, json=body, timeout=10.0)
 
 
-def _body(data: object = ROW, shape: object = (1, 4), datatype: str = "FP32",
-          name: str = "input") -> dict[str, object]:
+def _body(
+    data: object = ROW, shape: object = (1, 4), datatype: str = "FP32", name: str = "input"
+) -> dict[str, object]:
     return {"inputs": [{"name": name, "shape": list(shape), "datatype": datatype, "data": data}]}  # type: ignore[arg-type]
 
 
@@ -72,6 +73,7 @@ def test_agent_reports_its_model_to_the_hub(serving, hub_client):
     def reported():
         agents = hub_client.list_agents()
         return agents and agents[0].models and agents[0].models[0].version == 1
+
     wait_until("heartbeat with v1", reported)
     agent = hub_client.list_agents()[0]
     assert (agent.name, agent.zone, agent.health) == ("agent-1", "ae-dxb", "ok")
@@ -90,8 +92,17 @@ def test_agent_reports_its_model_to_the_hub(serving, hub_client):
         ({"input": []}, 422, "inputs"),
         ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32"}]}, 422, "data"),
     ],
-    ids=["wrong-shape", "wrong-rank", "wrong-datatype", "too-few-elements", "not-numbers",
-         "unknown-input", "missing-input", "no-inputs-field", "no-data-field"],
+    ids=[
+        "wrong-shape",
+        "wrong-rank",
+        "wrong-datatype",
+        "too-few-elements",
+        "not-numbers",
+        "unknown-input",
+        "missing-input",
+        "no-inputs-field",
+        "no-data-field",
+    ],
 )
 def test_bad_requests_get_a_clear_error_naming_the_field(serving, body, status, fragment):
     response = _infer(serving.url, body)
