@@ -191,7 +191,9 @@ def mlserver_process(
         "parameters": {"uri": str(model), "version": "1"},
     }
     (root / "settings.json").write_text(json.dumps(settings, indent=2))
-    (root / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
+    model_dir = root / name  # MLServer expects the folder to be named after the model
+    model_dir.mkdir(exist_ok=True)
+    (model_dir / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
     return Proc(
         name="MLServer",
         argv=[str(exe), "start", str(root)],
