@@ -13,6 +13,7 @@ Callers catch a family, not a message: "the bundle is bad" is told apart from
     │   ├── IntegrityError          a file's SHA-256 or length differs from the manifest
     │   └── TestVectorError         the runtime's outputs disagree with the test vectors
     ├── ModelLoadError              a runtime could not load a verified model
+    ├── StorageError                a disk write failed (full disk, permissions) (507)
     ├── InvalidInputError           an inference or API request is malformed (400)
     │   └── UnprocessableInputError the body parsed but is not a valid request (422)
     ├── NotFoundError               no such model, version or agent (404)
@@ -66,6 +67,10 @@ class TestVectorError(BundleError):
 
 class ModelLoadError(ApplianceError):
     """A runtime could not load a model that passed verification."""
+
+
+class StorageError(ApplianceError):
+    """Writing to local storage failed; nothing half-written was kept."""
 
 
 class InvalidInputError(ApplianceError):

@@ -10,6 +10,7 @@ from appliance.errors import (
     HubUnavailableError,
     InvalidInputError,
     NotFoundError,
+    StorageError,
     UnprocessableInputError,
 )
 
@@ -20,6 +21,7 @@ _STATUS: tuple[tuple[type[ApplianceError], int], ...] = (
     (ConflictError, 409),
     (BundleError, 422),
     (HubUnavailableError, 503),
+    (StorageError, 507),
     (ConfigError, 500),
 )
 

@@ -37,6 +37,7 @@ from floor_asgi import make_session
 from lean_client import BenchError, LeanClient, Stats, first_output, stats, time_calls, v2_request
 from servers import (
     HOST,
+    OtherLoad,
     Proc,
     ensure_mlserver_venv,
     floor_process,
@@ -69,6 +70,7 @@ TARGET_FLOOR_RATIO = 1.2
 TARGET_MLSERVER_RATIO = 1.0
 TARGET_RSS_MB = 300.0
 TARGET_READY_S = 3.0
+BUSY_PCT = 10.0  # other processes' CPU (or steal) above this in a block: figures are noisy
 
 
 def log(message: str) -> None:
@@ -135,6 +137,7 @@ class Bench:
         self.servers: list[Proc] = []
         self.series = {(t, b): Series() for t in TARGETS for b in BATCHES}
         self.figures = {t: ProcFigures() for t in HTTP_TARGETS}
+        self.other_load: dict[str, list[tuple[float, float]]] = {t: [] for t in TARGETS}
         self.ready_hub_down: list[float] = []
         self.hub_down_error: str | None = None
         self.model_path = root / "model.onnx"
@@ -297,21 +300,29 @@ class Bench:
 
     def block(self, target: str, work: Workload, counts: dict[int, int]) -> None:
         if target == "ort":
-            self.measure(target, work, counts)
+            self._measure_with_load(target, work, counts, [])
             return
         if target == "agent":
             self.figures["agent"].start_to_ready_s.append(self.start_agent())
             pid = self.agent.process.pid if self.agent and self.agent.process else 0
-            self.measure(target, work, counts)
+            self._measure_with_load(target, work, counts, [pid])
             self._record_rss("agent", pid)
             self.stop_agent()
             return
         proc = self.start_server(target)
         try:
-            self.measure(target, work, counts)
+            self._measure_with_load(target, work, counts, [proc.pid])
             self._record_rss(target, proc.pid)
         finally:
             proc.stop()
+
+    def _measure_with_load(
+        self, target: str, work: Workload, counts: dict[int, int], pids: list[int]
+    ) -> None:
+        hub = self.hub.process.pid if self.hub and self.hub.process else None
+        load = OtherLoad([*pids, *([hub] if hub else [])])
+        self.measure(target, work, counts)
+        self.other_load[target].append(load.stop())
 
     def _record_rss(self, target: str, pid: int) -> None:
         rss, hwm = rss_mb(pid)
@@ -435,6 +446,13 @@ class Bench:
                 "model_bytes": self.model_path.stat().st_size,
             },
             "latency": latency,
+            "background_cpu_pct": {
+                t: {
+                    "other_processes": [round(o, 1) for o, _ in self.other_load[t]],
+                    "steal": [round(st, 1) for _, st in self.other_load[t]],
+                }
+                for t in TARGETS
+            },
             "processes": {
                 t: {
                     "start_to_ready_s": f.start_to_ready_s,
@@ -494,6 +512,15 @@ def render(report: dict[str, Any]) -> str:
                 f"{LABELS[t]:<22}{b:>5}{s['p50_ms']:>9.3f}{s['p90_ms']:>9.3f}{s['p99_ms']:>9.3f}"
                 f"{s['mean_ms']:>9.3f}{s['throughput_rps']:>9.0f}   {rounds}"
             )
+    background = report["background_cpu_pct"]
+    worst = max(max(v["other_processes"] + v["steal"], default=0.0) for v in background.values())
+    lines.append(
+        "CPU used by other processes during each block, % of one core: "
+        + "; ".join(
+            f"{t} {' '.join(f'{x:.0f}' for x in background[t]['other_processes'])}" for t in TARGETS
+        )
+        + (f"  — NOISY: up to {worst:.0f}%, rerun on a quiet machine" if worst > BUSY_PCT else "")
+    )
     lines += [
         "",
         f"{'process':<22}{'RSS MB (max)':>14}{'peak MB':>10}   start-to-ready s (median / max)",

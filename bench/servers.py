@@ -202,3 +202,43 @@ def mlserver_process(
         cwd=root,
         env={"PYTHONPATH": str(MLSERVER_RUNTIME)},
     )
+
+
+# -- CPU accounting ----------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """(user + nice + system, steal) CPU seconds of the whole machine since boot."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, steal = int(fields[0]), int(fields[1]), int(fields[2]), int(fields[7])
+    return (user + nice + system) / _TICK, steal / _TICK
+
+
+def process_cpu_s(pid: int) -> float:
+    """user + system CPU seconds of one process (all its threads); 0 if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class OtherLoad:
+    """CPU used by processes other than ours (bench, server, hub) during a block."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = [os.getpid(), *pids]
+        self.started = time.perf_counter()
+        self.machine, self.steal = machine_cpu_s()
+        self.ours = sum(process_cpu_s(p) for p in self.pids)
+
+    def stop(self) -> tuple[float, float]:
+        """(other processes, steal) as % of one core over the block."""
+        wall = time.perf_counter() - self.started
+        machine, steal = machine_cpu_s()
+        ours = sum(process_cpu_s(p) for p in self.pids)
+        other = (machine - self.machine) - (ours - self.ours)
+        return max(other, 0.0) / wall * 100, (steal - self.steal) / wall * 100

@@ -13,17 +13,44 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import httpx
 
 from appliance.errors import ApplianceError
 
+T = TypeVar("T")
+
 
 class ProcessStartError(ApplianceError):
     """A service process exited or never became healthy."""
+
+
+class WaitTimeoutError(ApplianceError):
+    """Something awaited on a service did not happen in time."""
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
+    """Poll ``check`` until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise WaitTimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def serving_version(agent_url: str, model: str) -> str | None:
+    """The version of ``model`` an agent serves now, or None (not loaded, not answering)."""
+    try:
+        response = httpx.get(f"{agent_url}/v2/models/{model}", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    return str(response.json()["versions"][0]) if response.status_code == 200 else None
 
 
 def free_port() -> int:

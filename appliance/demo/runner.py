@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import numpy as np
@@ -21,7 +20,13 @@ from rich.table import Table
 
 from appliance.cli.output import console
 from appliance.demo.load import LoadResult, LoadThread, infer_once
-from appliance.demo.processes import ServiceProcess, agent_process, hub_process
+from appliance.demo.processes import (
+    ServiceProcess,
+    agent_process,
+    hub_process,
+    serving_version,
+    wait_for,
+)
 from appliance.errors import ApplianceError, ConfigError
 from appliance.hub_client import HubClient
 from appliance.schemas import VersionInfo
@@ -29,11 +34,6 @@ from appliance.schemas import VersionInfo
 MODEL = "breast-cancer"
 AGENTS = ("agent-dxb-1", "agent-dxb-2")
 WAIT_S = 60.0
-T = TypeVar("T")
-
-
-class DemoError(ApplianceError):
-    """A demo step did not do what it should."""
 
 
 @contextmanager
@@ -44,26 +44,12 @@ def step(title: str) -> Iterator[None]:
     console.print(f"[green]✓[/] {title} [dim]({time.monotonic() - started:.1f} s)[/]")
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = WAIT_S) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def serving_version(agent: ServiceProcess) -> str | None:
-    try:
-        response = httpx.get(f"{agent.url}/v2/models/{MODEL}", timeout=2.0)
-    except httpx.HTTPError:
-        return None
-    return response.json()["versions"][0] if response.status_code == 200 else None
-
-
 def _wait_serving(agent: ServiceProcess, version: str) -> None:
-    wait_for(f"{agent.name} to serve v{version}", lambda: serving_version(agent) == version)
+    wait_for(
+        f"{agent.name} to serve v{version}",
+        lambda: serving_version(agent.url, MODEL) == version,
+        timeout=WAIT_S,
+    )
 
 
 def _fresh_dir(data_dir: Path | None) -> Path:

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from appliance.bundle import pack
 from appliance.clock import iso_utc, utcnow
-from appliance.errors import InvalidInputError, NotFoundError
+from appliance.errors import InvalidInputError, NotFoundError, StorageError
 from appliance.keys import KeyPair
 from appliance.manifest import Lineage
 from appliance.schemas import Assignment, ModelDetail, ModelSummary, VersionInfo
@@ -175,6 +175,12 @@ class RegistryService:
                 # Another upload created the model or took the version first; the
                 # second attempt sees its row and takes the next number.
                 return self._seal_and_record(name, prepared, metrics_obj, lineage_obj, work)
+        except OSError as exc:
+            raise StorageError(
+                f"hub could not store version of {name!r}: {exc.strerror or exc}",
+                hint="free space in the hub's data directory and upload again; "
+                "nothing was recorded",
+            ) from exc
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

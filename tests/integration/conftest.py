@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from appliance.demo.processes import ServiceProcess, agent_process, hub_process
+from appliance.demo import processes
+from appliance.demo.processes import ServiceProcess, agent_process, hub_process, wait_for
 from appliance.hub_client import HubClient
 from appliance.schemas import VersionInfo
 from tests.conftest import make_reference_npy, make_tiny_onnx
@@ -19,21 +18,11 @@ MODEL = "tiny"
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return wait_for(what, check, timeout)
 
 
 def serving_version(agent: ServiceProcess, model: str = MODEL) -> str | None:
-    try:
-        response = httpx.get(f"{agent.url}/v2/models/{model}", timeout=2.0)
-    except httpx.HTTPError:
-        return None
-    return response.json()["versions"][0] if response.status_code == 200 else None
+    return processes.serving_version(agent.url, model)
 
 
 def publish(hub: HubClient, onnx_bytes: bytes | None = None, name: str = MODEL) -> VersionInfo:

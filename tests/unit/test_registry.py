@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import shutil
 import tempfile
 from datetime import datetime
@@ -8,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from appliance.bundle import unpack, verify_bundle
-from appliance.errors import IllegalStageTransitionError, InvalidInputError, NotFoundError
+from appliance.errors import (
+    IllegalStageTransitionError,
+    InvalidInputError,
+    NotFoundError,
+    StorageError,
+)
 from appliance.fsutil import sha256_file
 from appliance.keys import init_keypair
 from appliance.schemas import AgentRegistration, Heartbeat, InstalledModel
@@ -312,3 +318,22 @@ def test_agent_assignments_are_production_versions(fleet, registry, tiny_onnx):
     registry.change_stage("m", 1, "staging")
     registry.change_stage("m", 1, "production")
     assert [(a.name, a.version) for a in fleet.assignments(agent.id)] == [("m", 1)]
+
+
+# -- storage faults ----------------------------------------------------------------------
+
+
+class FullDiskStore(ArtifactStore):
+    """The real store, except that the disk is full when a blob is written."""
+
+    def put_file(self, source):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_full_disk_is_a_clear_storage_error_and_records_nothing(engine, tmp_path, key, tiny_onnx):
+    registry = RegistryService(engine, FullDiskStore(tmp_path / "artifacts"), key)
+    with pytest.raises(StorageError, match="No space left") as err:
+        registry.register_version("m", tiny_onnx)
+    assert "nothing was recorded" in (err.value.hint or "")
+    assert registry.list_models() == []
+    assert list((tmp_path / "artifacts" / "tmp").iterdir()) == []

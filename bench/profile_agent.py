@@ -1,0 +1,152 @@
+"""Where the agent's time goes: its ASGI app against the raw-ASGI floor, in-process.
+
+No sockets and no uvicorn: each app is called directly with one pre-built v2
+request, so the difference between the two is the cost of Litestar plus the
+agent's handler (routing, request object, body read, v2 checks, response
+building). A cProfile of the agent's app follows, sorted by own time.
+
+Needs an agent data dir with a model installed, e.g. the one that
+``python bench/bench_inference.py --keep`` leaves behind::
+
+    python bench/profile_agent.py --data-dir /tmp/appliance-bench-XXXX/agent
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from floor_asgi import ASGIApp, Message
+from floor_asgi import create_app as create_floor
+from lean_client import v2_request
+
+from agent.app import build_core
+from agent.app import create_app as create_agent
+from appliance.settings import AgentSettings
+
+
+def _scope(path: str, body: bytes) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8701),
+        "state": {},
+    }
+
+
+async def _lifespan(app: ASGIApp, kind: str) -> None:
+    sent: list[Message] = []
+    messages = [{"type": f"lifespan.{kind}"}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(3600)
+        return {"type": "lifespan.shutdown"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    task = asyncio.ensure_future(app({"type": "lifespan", "state": {}}, receive, send))
+    while not sent:
+        await asyncio.sleep(0)
+    task.cancel()
+
+
+async def _call(app: ASGIApp, path: str, body: bytes) -> bytes:
+    out: list[bytes] = []
+    status = 0
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        else:
+            out.append(message.get("body", b""))
+
+    await app(_scope(path, body), receive, send)
+    if status != 200:
+        raise RuntimeError(f"{path} answered {status}: {b''.join(out)[:200]!r}")
+    return b"".join(out)
+
+
+async def _time(app: ASGIApp, path: str, body: bytes, n: int) -> float:
+    """Median µs per request over ``n`` direct calls, after a warm-up."""
+    for _ in range(200):
+        await _call(app, path, body)
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        await _call(app, path, body)
+        samples.append(time.perf_counter_ns() - t0)
+    return float(np.median(samples)) / 1e3
+
+
+async def run(data_dir: Path, model: str, n: int, top: int) -> None:
+    settings = AgentSettings(hub_url="http://127.0.0.1:9", zone="ae-dxb", data_dir=data_dir)
+    core = build_core(settings, start_sync=False)
+    agent_app: ASGIApp = create_agent(core)
+    loaded = core.repository.get(model)
+    onnx = next((data_dir / "bundles" / model / str(loaded.version)).glob("*.onnx"))
+    floor_app = create_floor(str(onnx), model, str(loaded.version))
+    await _lifespan(agent_app, "startup")
+    path = f"/v2/models/{model}/infer"
+    rng = np.random.default_rng(0)
+    n_features = int(loaded.manifest.inputs[0].shape[-1])
+    for batch in (1, 32):
+        body = v2_request(rng.normal(size=(batch, n_features)).astype(np.float32) + 10)
+        agent_us = await _time(agent_app, path, body, n)
+        floor_us = await _time(floor_app, path, body, n)
+        print(
+            f"batch {batch:>2}: agent app {agent_us:7.1f} µs, floor app {floor_us:7.1f} µs, "
+            f"agent overhead {agent_us - floor_us:6.1f} µs per request (in-process, no HTTP)"
+        )
+    body = v2_request(rng.normal(size=(1, n_features)).astype(np.float32) + 10)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(n):
+        await _call(agent_app, path, body)
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
+    print(f"\ncProfile of {n} batch-1 requests through the agent's app (own time first):")
+    print(text.getvalue())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, required=True, help="an agent's data dir")
+    parser.add_argument("--model", default="breast-cancer")
+    parser.add_argument("-n", type=int, default=5000, help="requests per measurement")
+    parser.add_argument("--top", type=int, default=30, help="profile lines to print")
+    args = parser.parse_args()
+    import uvloop  # what uvicorn's loop="auto" picks for the agent
+
+    uvloop.run(run(args.data_dir, args.model, args.n, args.top))
+
+
+if __name__ == "__main__":
+    main()
