@@ -20,10 +20,10 @@ from agent.store import BundleStore
 from appliance import __version__
 from appliance.errors import (
     ApplianceError,
-    BundleError,
     HubRejectedError,
     HubUnavailableError,
     IntegrityError,
+    NotFoundError,
 )
 from appliance.fsutil import sha256_file
 from appliance.hub_client import HubClient
@@ -131,8 +131,8 @@ class SyncWorker:
             current = self.repository.get(assignment.name)
             if current.version == assignment.version:
                 return
-        except ApplianceError:
-            pass
+        except NotFoundError:
+            pass  # not installed yet
         refused = self.status.refused.get(assignment.bundle_sha256)
         if refused and time.time() - refused[0] < RETRY_REFUSED_AFTER_S:
             return
@@ -154,7 +154,7 @@ class SyncWorker:
             self.status.last_error = None
         except HubUnavailableError:
             raise
-        except (BundleError, ApplianceError, OSError) as exc:
+        except (ApplianceError, OSError) as exc:  # bad bundle, load failure, full disk
             reason = f"refused {assignment.name} v{assignment.version}: {exc}"
             log.error("%s; keeping the model that was serving", reason)
             self.status.refused[assignment.bundle_sha256] = (time.time(), reason)
