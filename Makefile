@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check appliance hub agent tui tests bench
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy appliance hub agent tui
+	$(VENV)/bin/mypy appliance hub agent tui bench
 
 test: lint typecheck
 	$(VENV)/bin/pytest -q

@@ -1,4 +1,6 @@
-"""The agent's Litestar application: Open Inference Protocol v2 over HTTP.
+"""The agent's application: Open Inference Protocol v2 over HTTP.
+
+Inference goes through :mod:`agent.fastpath`; the other routes are Litestar's.
 
 Errors follow the protocol's shape, ``{"error": "<message>"}``, with the status
 codes of :mod:`appliance.http_status`; 413 when a body is over the limit.
@@ -8,12 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException
 
 from agent import v2_codec
+from agent.fastpath import ASGIApp, InferFn, with_fast_inference
 from agent.installer import InstallPolicy, restore_installed
 from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore
@@ -83,19 +86,30 @@ def _metadata(model: LoadedModel) -> dict[str, object]:
     return v2_codec.model_metadata(model.manifest, _PLATFORMS[model.runtime.kind])
 
 
-def create_app(core: AgentCore) -> Litestar:
-    repository = core.repository
+def inference(repository: ModelRepository) -> InferFn:
+    """The v2 infer operation: request bytes in, response bytes out, errors raised."""
 
-    def run_inference(name: str, version: int | None, body: bytes) -> Response[bytes]:
+    def run_inference(name: str, version: int | None, body: bytes) -> bytes:
         model = repository.get(name, version)  # held for the whole request: swaps can't tear it
         request = v2_codec.decode_request(body)
         feed = v2_codec.to_feed(request, model.manifest)
         names = v2_codec.requested_outputs(request, model.manifest)
         results = model.runtime.infer(feed)
-        return Response(
-            content=v2_codec.encode_response(model.name, model.version, request.id, results, names),
-            media_type=MediaType.JSON,
-        )
+        return v2_codec.encode_response(model.name, model.version, request.id, results, names)
+
+    return run_inference
+
+
+def create_app(core: AgentCore) -> ASGIApp:
+    """The agent's ASGI app: the inference fast path in front of the Litestar app."""
+    limit = core.settings.max_request_mb * 1024 * 1024
+    litestar_app = cast(ASGIApp, create_litestar_app(core))  # ASGI types differ only in naming
+    return with_fast_inference(litestar_app, inference(core.repository), limit)
+
+
+def create_litestar_app(core: AgentCore) -> Litestar:
+    """Every route but inference: metadata, health, status; also runs the lifespan."""
+    repository = core.repository
 
     @get("/v2", operation_id="serverMetadata")
     async def server_metadata() -> dict[str, object]:
@@ -126,20 +140,6 @@ def create_app(core: AgentCore) -> Litestar:
     async def version_ready(name: str, version: int) -> dict[str, object]:
         repository.get(name, version)
         return {"name": name, "version": str(version), "ready": True}
-
-    @post("/v2/models/{name:str}/infer", operation_id="modelInfer", status_code=200)
-    async def infer(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
-        return run_inference(name, None, await request.body())
-
-    @post(
-        "/v2/models/{name:str}/versions/{version:int}/infer",
-        operation_id="modelVersionInfer",
-        status_code=200,
-    )
-    async def infer_version(
-        request: Request[Any, Any, Any], name: str, version: int
-    ) -> Response[bytes]:
-        return run_inference(name, version, await request.body())
 
     @get("/agent/status", operation_id="agentStatus")
     async def status() -> dict[str, object]:
@@ -178,8 +178,6 @@ def create_app(core: AgentCore) -> Litestar:
             model_ready,
             version_metadata,
             version_ready,
-            infer,
-            infer_version,
             status,
         ],
         exception_handlers={ApplianceError: _appliance_error, HTTPException: _http_error},

@@ -235,10 +235,14 @@ class OtherLoad:
         self.machine, self.steal = machine_cpu_s()
         self.ours = sum(process_cpu_s(p) for p in self.pids)
 
-    def stop(self) -> tuple[float, float]:
-        """(other processes, steal) as % of one core over the block."""
+    def stop(self) -> tuple[float, float, float]:
+        """(CPU s of other processes, steal s, wall s) over the block.
+
+        The kernel counts CPU time in 10 ms ticks: sum several blocks before reading
+        a percentage into it.
+        """
         wall = time.perf_counter() - self.started
         machine, steal = machine_cpu_s()
         ours = sum(process_cpu_s(p) for p in self.pids)
         other = (machine - self.machine) - (ours - self.ours)
-        return max(other, 0.0) / wall * 100, (steal - self.steal) / wall * 100
+        return max(other, 0.0), steal - self.steal, wall
