@@ -18,16 +18,18 @@ from litestar.exceptions import HTTPException
 
 from agent import v2_codec
 from agent.fastpath import ASGIApp, InferFn, with_fast_inference
+from agent.identity import AgentIdentity, credentials, enrol, load_identity
 from agent.installer import InstallPolicy, restore_installed
 from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore
 from agent.sync import SyncWorker
 from appliance import __version__
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, ConfigError
 from appliance.http_status import status_for
 from appliance.hub_client import HubClient
 from appliance.keys import load_public_key
 from appliance.settings import AgentSettings
+from appliance.tls import client_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,47 @@ class AgentCore:
     sync: SyncWorker | None = None
 
 
+def hub_client(settings: AgentSettings, identity: AgentIdentity | None) -> HubClient:
+    verify = client_ssl_context(settings.hub_ca) if settings.hub_ca else True
+    creds = credentials(settings.data_dir, identity) if identity else None
+    return HubClient(settings.hub_url, credentials=creds, verify=verify, timeout=30.0)
+
+
+def ensure_enrolled(settings: AgentSettings) -> AgentIdentity:
+    """This agent's identity; enrol first if a token was given and it has none yet."""
+    identity = load_identity(settings.data_dir)
+    if identity is None:
+        if not settings.enrol_token:
+            raise ConfigError(
+                f"agent in {settings.data_dir} is not enrolled with a hub",
+                hint="ask an admin for a token ('appliance agent token --zone Z') and start "
+                "with --enrol-token TOKEN, or run 'appliance agent enrol'",
+            )
+        with hub_client(settings, None) as client:
+            identity = enrol(
+                client,
+                settings.data_dir,
+                token=settings.enrol_token,
+                name=settings.agent_name,
+                runtime=settings.runtime,
+                labels=dict(label.split("=", 1) for label in settings.labels if "=" in label),
+                url=f"http://{settings.host}:{settings.agent_port}",
+            )
+        log.info(
+            "enrolled as %s (id %d) in zone %s, group %s",
+            identity.name,
+            identity.agent_id,
+            identity.zone,
+            identity.group,
+        )
+    if settings.zone and settings.zone != identity.zone:
+        raise ConfigError(
+            f"agent was enrolled in zone {identity.zone}, not {settings.zone}",
+            hint="the zone comes from the enrolment token; drop --zone or enrol again",
+        )
+    return identity
+
+
 def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     policy = InstallPolicy(
@@ -56,13 +99,9 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
         log.info("restored %s v%d from disk", model.name, model.version)
     core = AgentCore(settings, store, repository, policy)
     if start_sync:
+        identity = ensure_enrolled(settings)
         core.sync = SyncWorker(
-            settings,
-            HubClient(settings.hub_url, timeout=30.0),
-            store,
-            repository,
-            policy,
-            advertised_url=f"http://{settings.host}:{settings.agent_port}",
+            settings, hub_client(settings, identity), store, repository, policy, identity
         )
     return core
 

@@ -14,10 +14,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from agent.identity import AgentIdentity
 from agent.installer import InstallPolicy, install_archive
 from agent.repository import ModelRepository
 from agent.store import BundleStore
-from appliance import __version__
 from appliance.errors import (
     ApplianceError,
     HubRejectedError,
@@ -27,7 +27,7 @@ from appliance.errors import (
 )
 from appliance.fsutil import sha256_file
 from appliance.hub_client import HubClient
-from appliance.schemas import AgentRegistration, Assignment, Heartbeat, InstalledModel
+from appliance.schemas import Assignment, Heartbeat, InstalledModel
 from appliance.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,13 @@ RETRY_REFUSED_AFTER_S = 300.0
 
 @dataclass
 class SyncStatus:
-    agent_id: int | None = None
     hub_reachable: bool = False
     last_sync_at: float | None = None
     last_error: str | None = None
     refused: dict[str, tuple[float, str]] = field(default_factory=dict)
     """Bundle SHA-256 → (when, why) for bundles this agent refused."""
+    not_allowed: list[str] = field(default_factory=list)
+    """Production models the hub's residency policy keeps from this agent, with the rule."""
 
 
 class SyncWorker:
@@ -54,14 +55,14 @@ class SyncWorker:
         store: BundleStore,
         repository: ModelRepository,
         policy: InstallPolicy,
-        advertised_url: str | None = None,
+        identity: AgentIdentity,
     ) -> None:
         self.settings = settings
         self.client = client
         self.store = store
         self.repository = repository
         self.policy = policy
-        self.advertised_url = advertised_url
+        self.identity = identity
         self.status = SyncStatus()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="appliance-sync", daemon=True)
@@ -80,9 +81,15 @@ class SyncWorker:
             self._stop.wait(self.settings.sync_interval)
 
     def run_once(self) -> None:
+        agent_id = self.identity.agent_id
         try:
-            agent_id = self._ensure_registered()
-            for assignment in self.client.assignments(agent_id):
+            plan = self.client.assignments(agent_id)
+            not_allowed = [f"{r.name} v{r.version}: {r.reason}" for r in plan.refused]
+            if not_allowed != self.status.not_allowed:
+                for line in not_allowed:
+                    log.warning("hub's residency policy keeps %s from this agent", line)
+                self.status.not_allowed = not_allowed
+            for assignment in plan.models:
                 if self._stop.is_set():
                     return
                 self._apply(assignment)
@@ -96,8 +103,8 @@ class SyncWorker:
             self.status.hub_reachable = True
             self.status.last_sync_at = time.time()
         except HubRejectedError as exc:
-            if exc.status_code == 404:
-                self.status.agent_id = None  # the hub forgot us (new database): register again
+            if exc.status_code in (401, 403):
+                exc.hint = "the hub refuses this agent's identity: was it revoked? enrol it again"
             self._note_hub_trouble(exc)
         except HubUnavailableError as exc:
             self._note_hub_trouble(exc)
@@ -107,24 +114,6 @@ class SyncWorker:
             log.warning("sync with hub failed, serving what is installed: %s", exc)
         self.status.hub_reachable = False
         self.status.last_error = str(exc)
-
-    def _ensure_registered(self) -> int:
-        if self.status.agent_id is None:
-            info = self.client.register_agent(
-                AgentRegistration(
-                    name=self.settings.agent_name,
-                    zone=self.settings.zone,
-                    runtime=self.settings.runtime,
-                    labels=dict(
-                        label.split("=", 1) for label in self.settings.labels if "=" in label
-                    ),
-                    url=self.advertised_url,
-                    software_version=__version__,
-                )
-            )
-            self.status.agent_id = info.id
-            log.info("registered with hub as %s (id %d)", info.name, info.id)
-        return self.status.agent_id
 
     def _apply(self, assignment: Assignment) -> None:
         try:
@@ -175,5 +164,5 @@ class SyncWorker:
         return Heartbeat(
             models=models,
             health="degraded" if recent else "ok",
-            detail="; ".join(recent) or None,
+            detail="; ".join(recent + self.status.not_allowed) or None,
         )

@@ -9,8 +9,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """Databases without time zones (SQLite) hand back naive UTC datetimes: mark them."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def iso_utc(moment: datetime) -> str:
     """``2026-11-22T10:00:00.123456Z``; naive datetimes are taken to be UTC already."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return as_utc(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")

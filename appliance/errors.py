@@ -16,6 +16,10 @@ Callers catch a family, not a message: "the bundle is bad" is told apart from
     ├── StorageError                a disk write failed (full disk, permissions) (507)
     ├── InvalidInputError           an inference or API request is malformed (400)
     │   └── UnprocessableInputError the body parsed but is not a valid request (422)
+    ├── AuthenticationError         credentials missing, malformed, expired or revoked (401)
+    ├── PermissionDeniedError       the caller may not do this (403)
+    │   └── ResidencyRefusedError   a residency rule forbids this flow (403, names the rule)
+    ├── RateLimitedError            too many attempts; wait and retry (429)
     ├── NotFoundError               no such model, version or agent (404)
     ├── ConflictError               the request contradicts current state (409)
     │   └── IllegalStageTransitionError
@@ -79,6 +83,26 @@ class InvalidInputError(ApplianceError):
 
 class UnprocessableInputError(InvalidInputError):
     """The body is well-formed JSON but not a valid request of its kind."""
+
+
+class AuthenticationError(ApplianceError):
+    """Credentials are missing, malformed, expired, revoked or not ours (401)."""
+
+
+class PermissionDeniedError(ApplianceError):
+    """The caller is known but may not do this (403)."""
+
+
+class ResidencyRefusedError(PermissionDeniedError):
+    """A residency rule forbids the flow; the message names the rule."""
+
+    def __init__(self, message: str, *, rule: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.rule = rule
+
+
+class RateLimitedError(ApplianceError):
+    """Too many attempts from one client; retry after a while (429)."""
 
 
 class NotFoundError(ApplianceError):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from appliance.errors import (
     ApplianceError,
+    AuthenticationError,
     BundleError,
     ConfigError,
     ConflictError,
     HubUnavailableError,
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
     StorageError,
     UnprocessableInputError,
 )
@@ -17,6 +20,9 @@ from appliance.errors import (
 _STATUS: tuple[tuple[type[ApplianceError], int], ...] = (
     (UnprocessableInputError, 422),
     (InvalidInputError, 400),
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (RateLimitedError, 429),
     (NotFoundError, 404),
     (ConflictError, 409),
     (BundleError, 422),

@@ -2,24 +2,27 @@
 
 Transport trouble becomes :class:`HubUnavailableError` (retry later); a 4xx
 answer becomes :class:`HubRejectedError` carrying the hub's own explanation.
-Downloads are bounded and streamed to disk.
+Every request carries the client's credentials; downloads are bounded and
+streamed to disk.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import msgspec
 
+from appliance.credentials import Credentials
 from appliance.errors import BundleFormatError, HubRejectedError, HubUnavailableError
 from appliance.schemas import (
+    AgentAssignments,
     AgentInfo,
-    AgentRegistration,
-    Assignment,
+    EnrolmentRequest,
     Heartbeat,
     ModelDetail,
     ModelSummary,
@@ -30,9 +33,17 @@ T = TypeVar("T")
 
 
 class HubClient:
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        credentials: Credentials | None = None,
+        verify: ssl.SSLContext | bool = True,
+        timeout: float = 30.0,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self.credentials = credentials
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, verify=verify)
 
     def close(self) -> None:
         self._http.close()
@@ -45,14 +56,32 @@ class HubClient:
 
     # -- plumbing ------------------------------------------------------------------
 
+    def _auth_headers(self) -> dict[str, str]:
+        token = self.credentials.bearer() if self.credentials else None
+        return {"authorization": f"Bearer {token}"} if token else {}
+
+    def _unreachable(self, exc: httpx.HTTPError) -> HubUnavailableError:
+        return HubUnavailableError(
+            f"hub at {self.base_url} is unreachable: {exc.__class__.__name__}: {exc}",
+            hint="check that the hub is running, the URL is right and its CA is pinned",
+        )
+
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        extra = kwargs.pop("headers", {})
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(
+                method, path, headers={**extra, **self._auth_headers()}, **kwargs
+            )
+            if (
+                response.status_code == 401
+                and self.credentials is not None
+                and self.credentials.renew(self._http)
+            ):
+                response = self._http.request(
+                    method, path, headers={**extra, **self._auth_headers()}, **kwargs
+                )
         except httpx.HTTPError as exc:
-            raise HubUnavailableError(
-                f"hub at {self.base_url} is unreachable: {exc.__class__.__name__}: {exc}",
-                hint="check that the hub is running and the URL is right",
-            ) from exc
+            raise self._unreachable(exc) from exc
         _raise_for_status(response)
         return response
 
@@ -62,6 +91,15 @@ class HubClient:
             return msgspec.json.decode(response.content, type=kind)
         except msgspec.DecodeError as exc:
             raise HubUnavailableError(f"hub sent an unexpected answer to {path}: {exc}") from exc
+
+    def _post_struct(self, path: str, body: msgspec.Struct, kind: type[T]) -> T:
+        return self._typed(
+            "POST",
+            path,
+            kind,
+            content=msgspec.json.encode(body),
+            headers={"content-type": "application/json"},
+        )
 
     # -- models --------------------------------------------------------------------
 
@@ -85,21 +123,25 @@ class HubClient:
         reference_npy: bytes | None = None,
         metrics: dict[str, float] | None = None,
         lineage: dict[str, Any] | None = None,
+        zones: list[str] | None = None,
     ) -> VersionInfo:
         files: dict[str, Any] = {"model": ("model.onnx", onnx_bytes, "application/octet-stream")}
         if reference_npy is not None:
             files["reference"] = ("reference.npy", reference_npy, "application/octet-stream")
-        metadata = json.dumps({"metrics": metrics or {}, "lineage": lineage or {}})
+        metadata: dict[str, Any] = {"metrics": metrics or {}, "lineage": lineage or {}}
+        if zones:
+            metadata["zones"] = zones
         return self._typed(
             "POST",
             f"/api/v1/models/{name}/versions",
             VersionInfo,
             files=files,
-            data={"metadata": metadata},
+            data={"metadata": json.dumps(metadata)},
             timeout=300.0,
         )
 
     def change_stage(self, name: str, version: int, stage: str) -> VersionInfo:
+        """Returns the version as it stands: for production, maybe still awaiting approvals."""
         return self._typed(
             "POST",
             f"/api/v1/models/{name}/versions/{version}/stage",
@@ -111,7 +153,9 @@ class HubClient:
         """Stream ``path`` into ``dest``, refusing more than ``max_bytes``."""
         tmp = dest.with_name(dest.name + ".part")
         try:
-            with self._http.stream("GET", path, timeout=300.0) as response:
+            with self._http.stream(
+                "GET", path, timeout=300.0, headers=self._auth_headers()
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     _raise_for_status(response)
@@ -128,37 +172,62 @@ class HubClient:
                     os.fsync(handle.fileno())
             os.replace(tmp, dest)
         except httpx.HTTPError as exc:
-            raise HubUnavailableError(
-                f"download of {path} from {self.base_url} failed: {exc}"
-            ) from exc
+            raise self._unreachable(exc) from exc
         finally:
             tmp.unlink(missing_ok=True)
 
+    # -- people ----------------------------------------------------------------------
+
+    def sign_in(self, username: str, password: str) -> dict[str, Any]:
+        return self._typed(
+            "POST",
+            "/api/v1/auth/sign-in",
+            dict[str, Any],
+            json={"username": username, "password": password},
+        )
+
+    def whoami(self) -> dict[str, Any]:
+        return self._typed("GET", "/api/v1/auth/me", dict[str, Any])
+
+    def create_user(self, username: str, password: str, roles: list[str]) -> dict[str, Any]:
+        return self._typed(
+            "POST",
+            "/api/v1/users",
+            dict[str, Any],
+            json={"username": username, "password": password, "roles": roles},
+        )
+
     # -- agents --------------------------------------------------------------------
 
-    def register_agent(self, registration: AgentRegistration) -> AgentInfo:
+    def create_enrolment_token(
+        self, zone: str, group: str = "default", ttl_s: int = 24 * 3600
+    ) -> dict[str, Any]:
         return self._typed(
             "POST",
-            "/api/v1/agents",
-            AgentInfo,
-            content=msgspec.json.encode(registration),
-            headers={"content-type": "application/json"},
+            "/api/v1/agents/enrolment-tokens",
+            dict[str, Any],
+            json={"zone": zone, "group": group, "ttl_s": ttl_s},
         )
+
+    def enrol(self, request: EnrolmentRequest) -> AgentInfo:
+        return self._post_struct("/api/v1/agents/enrol", request, AgentInfo)
+
+    def revoke_agent(self, agent_id: int) -> AgentInfo:
+        return self._typed("POST", f"/api/v1/agents/{agent_id}/revoke", AgentInfo)
 
     def heartbeat(self, agent_id: int, beat: Heartbeat) -> AgentInfo:
-        return self._typed(
-            "POST",
-            f"/api/v1/agents/{agent_id}/heartbeat",
-            AgentInfo,
-            content=msgspec.json.encode(beat),
-            headers={"content-type": "application/json"},
-        )
+        return self._post_struct(f"/api/v1/agents/{agent_id}/heartbeat", beat, AgentInfo)
 
-    def assignments(self, agent_id: int) -> list[Assignment]:
-        return self._typed("GET", f"/api/v1/agents/{agent_id}/assignments", list[Assignment])
+    def assignments(self, agent_id: int) -> AgentAssignments:
+        return self._typed("GET", f"/api/v1/agents/{agent_id}/assignments", AgentAssignments)
 
     def list_agents(self) -> list[AgentInfo]:
         return self._typed("GET", "/api/v1/agents", list[AgentInfo])
+
+    # -- audit -----------------------------------------------------------------------
+
+    def verify_audit(self) -> dict[str, Any]:
+        return self._typed("POST", "/api/v1/audit/verify", dict[str, Any])
 
 
 def _raise_for_status(response: httpx.Response) -> None:

@@ -22,6 +22,10 @@ class VersionInfo(msgspec.Struct, kw_only=True):
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     lineage: dict[str, Any]
+    created_by: str = "system"
+    zones: list[str] = []
+    approvals: list[str] = []
+    """Who approved this version for production (distinct approvers)."""
 
 
 class ModelSummary(msgspec.Struct, kw_only=True):
@@ -41,9 +45,12 @@ class StageChange(msgspec.Struct, kw_only=True):
     stage: Stage
 
 
-class AgentRegistration(msgspec.Struct, kw_only=True):
+class EnrolmentRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an agent may say about itself at enrolment; zone and group come from the token."""
+
+    token: str
     name: str
-    zone: str
+    public_key: str
     runtime: str
     labels: dict[str, str] = {}
     url: str | None = None
@@ -67,6 +74,7 @@ class AgentInfo(msgspec.Struct, kw_only=True):
     id: int
     name: str
     zone: str
+    group: str
     runtime: str
     labels: dict[str, str]
     url: str | None
@@ -75,6 +83,8 @@ class AgentInfo(msgspec.Struct, kw_only=True):
     health: str
     detail: str | None
     models: list[InstalledModel]
+    enrolled_at: str | None = None
+    revoked_at: str | None = None
 
 
 class Assignment(msgspec.Struct, kw_only=True):
@@ -85,3 +95,17 @@ class Assignment(msgspec.Struct, kw_only=True):
     bundle_sha256: str
     bundle_length: int
     bundle_path: str
+
+
+class RefusedAssignment(msgspec.Struct, kw_only=True):
+    """A production model this agent may not run, and the residency rule that says so."""
+
+    name: str
+    version: int
+    rule: str
+    reason: str
+
+
+class AgentAssignments(msgspec.Struct, kw_only=True):
+    models: list[Assignment]
+    refused: list[RefusedAssignment] = []

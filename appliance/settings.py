@@ -16,7 +16,12 @@ variable                       meaning
                                default SQLite under the data directory
 ``APPLIANCE_MAX_UPLOAD_MB``    largest model upload the hub accepts
 ``APPLIANCE_HUB_URL``          where agents find the hub
-``APPLIANCE_ZONE``             residency zone of this agent
+``APPLIANCE_ZONE``             residency zone (the hub's own, or an agent's check)
+``APPLIANCE_RESIDENCY_POLICY`` hub: TOML file of zones and allowed flows
+``APPLIANCE_APPROVALS_REQUIRED`` hub: distinct approvers for production (1 or 2)
+``APPLIANCE_TLS_CERT``/``_KEY`` hub: serve HTTPS with this certificate and key
+``APPLIANCE_HUB_CA``           agent/CLI: the site CA that the hub's certificate must chain to
+``APPLIANCE_ENROL_TOKEN``      agent: one-time enrolment token for the first start
 ``APPLIANCE_AGENT_NAME``       agent name (default: the host name)
 ``APPLIANCE_AGENT_PORT``       agent HTTP port (default 8701)
 ``APPLIANCE_RUNTIME``          ``auto``, ``onnxruntime`` or ``openvino``
@@ -63,6 +68,20 @@ class HubSettings:
     """SQLAlchemy URL; empty means SQLite at ``data_dir/hub.db``."""
     max_upload_mb: int = 512
     """Largest model upload accepted, in MiB."""
+    zone: str = "ae-dxb"
+    """The hub's own zone: the only one known when there is no residency policy file."""
+    residency_policy: Path | None = None
+    """TOML policy of zones and flows; default ``data_dir/residency.toml`` if present."""
+    approvals_required: int = 1
+    """Distinct approvers needed to put a version in production (the author never alone)."""
+    audit_checkpoint_minutes: float = 5.0
+    """How often the head of the audit chain is signed."""
+    tls_cert: Path | None = None
+    """Serve HTTPS with this certificate (from the site CA) …"""
+    tls_key: Path | None = None
+    """… and this key."""
+    client_ca: Path | None = None
+    """Ask clients for certificates from this CA (mutual TLS), optional for users."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -74,9 +93,13 @@ class AgentSettings:
     """How an agent runs."""
 
     hub_url: str
-    """Base URL of the hub, e.g. ``http://127.0.0.1:8700``."""
-    zone: str
-    """Residency zone this agent serves in, e.g. ``ae-dxb``."""
+    """Base URL of the hub, e.g. ``https://hub.example:8700``."""
+    zone: str = ""
+    """Residency zone: set by the enrolment token; if given here it must match."""
+    enrol_token: str | None = None
+    """One-time token from an admin, used on first start if the agent is not enrolled."""
+    hub_ca: Path | None = None
+    """The site CA certificate that the hub's TLS certificate must chain to."""
     data_dir: Path = field(default_factory=lambda: default_data_dir() / "agent")
     """Installed bundles and the agent's own state."""
     agent_name: str = field(default_factory=socket.gethostname)

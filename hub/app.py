@@ -1,72 +1,101 @@
-"""The hub's Litestar application factory."""
+"""The hub's Litestar application factory: services, routes, auth, limits, errors."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
-from litestar import Litestar, get
+from litestar import Litestar, Request, get
+from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Response
-from sqlalchemy.engine import Engine
 
 from appliance import __version__
 from appliance.errors import ApplianceError
-from appliance.keys import init_keypair, keys_dir, public_pem
+from appliance.keys import public_pem
 from appliance.settings import HubSettings
-from hub.artifacts import ArtifactStore
-from hub.db import create_schema, make_engine
+from hub.audit.controllers import AuditController
+from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler
 from hub.errors_http import appliance_error_handler
 from hub.fleet.controllers import AgentController
-from hub.fleet.service import FleetService
+from hub.identity.controllers import AuthController, UserController
+from hub.identity.guards import OPEN_PATHS, BearerAuthMiddleware, open_endpoint, requires
+from hub.identity.roles import Permission
 from hub.registry.controllers import ModelController
-from hub.registry.service import RegistryService
+from hub.services import HubServices, build_services
+
+JSON_BODY_LIMIT = 1 << 20
+"""Every endpoint takes at most 1 MiB, except model uploads (their own, larger limit)."""
+THROTTLED_PATHS = frozenset(
+    {"/api/v1/auth/sign-in", "/api/v1/auth/refresh", "/api/v1/agents/enrol"}
+)
 
 
-@dataclass(frozen=True)
-class HubServices:
-    engine: Engine
-    registry: RegistryService
-    fleet: FleetService
-
-
-def build_services(settings: HubSettings) -> HubServices:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    create_schema(engine)
-    key = init_keypair(keys_dir(settings.data_dir))
-    registry = RegistryService(engine, ArtifactStore(settings.data_dir / "artifacts"), key)
-    return HubServices(engine, registry, FleetService(engine, registry))
-
-
-@get("/health", operation_id="health", tags=["health"])
+@get("/health", operation_id="health", tags=["health"], guards=[open_endpoint])
 async def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
+def _throttled(request: Request[Any, Any, Any]) -> bool:
+    return request.url.path in THROTTLED_PATHS
+
+
 def create_app(settings: HubSettings, services: HubServices | None = None) -> Litestar:
     svc = services or build_services(settings)
-    signing_pem = public_pem(svc.registry.key.public).decode()
+    signing_pem = public_pem(svc.key.public).decode()
+    scheduler: list[Any] = []
 
     @get(
         "/api/v1/keys/signing",
         operation_id="signingKey",
         tags=["keys"],
+        guards=[requires(*Permission)],
         media_type="application/x-pem-file",
     )
     async def signing_key() -> Response[str]:
-        """The public key bundles are signed with; pin it on agents out of band."""
+        """The public key bundles and audit checkpoints are signed with; pin it out of band."""
         return Response(signing_pem, media_type="application/x-pem-file")
 
+    def start() -> None:
+        scheduler.append(start_checkpoint_scheduler(svc.engine, svc.audit, svc.checkpoint_minutes))
+
+    def stop() -> None:
+        for job in scheduler:
+            job.shutdown(wait=True)
+        run_checkpoint(svc.engine, svc.audit)  # sign the head on the way out
+        svc.engine.dispose()
+
+    auth = DefineMiddleware(BearerAuthMiddleware, exclude=[f"^{path}$" for path in OPEN_PATHS])
     return Litestar(
-        route_handlers=[health, signing_key, ModelController, AgentController],
+        route_handlers=[
+            health,
+            signing_key,
+            AuthController,
+            UserController,
+            ModelController,
+            AgentController,
+            AuditController,
+        ],
         dependencies={
             "registry": Provide(lambda: svc.registry, sync_to_thread=False),
             "fleet": Provide(lambda: svc.fleet, sync_to_thread=False),
+            "identity": Provide(lambda: svc.identity, sync_to_thread=False),
+            "enrolment": Provide(lambda: svc.enrolment, sync_to_thread=False),
+            "services": Provide(lambda: svc, sync_to_thread=False),
         },
+        middleware=[
+            RateLimitConfig(
+                rate_limit=("minute", 30), check_throttle_handler=_throttled
+            ).middleware,
+            auth,
+        ],
         exception_handlers={ApplianceError: appliance_error_handler},
-        request_max_body_size=settings.max_upload_mb * 1024 * 1024,
+        request_max_body_size=JSON_BODY_LIMIT,
         openapi_config=OpenAPIConfig(title="Appliance hub", version=__version__, path="/schema"),
-        on_shutdown=[svc.engine.dispose],
+        on_startup=[start],
+        on_shutdown=[stop],
+        state=State({"identity": svc.identity, "services": svc}),
         logging_config=None,
     )

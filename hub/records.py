@@ -39,6 +39,20 @@ class ModelVersionRecord(SQLModel, table=True):
     bundle_length: int
     manifest: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     """The ``signed`` part of the bundle's manifest, for display and queries."""
+    created_by: str = Field(default="system", max_length=128)
+    """Who uploaded it: the author, who may never approve it alone."""
+    zones: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """Residency zones of the data it was trained on (it inherits them)."""
+
+
+class ApprovalRecord(SQLModel, table=True):
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("version_id", "approver", name="uq_approval"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="model_versions.id", index=True)
+    approver: str = Field(max_length=128)
+    at: datetime = _utc_column()
 
 
 class AgentRecord(SQLModel, table=True):
@@ -57,6 +71,15 @@ class AgentRecord(SQLModel, table=True):
     )
     health: str = "unknown"
     detail: str | None = None
+    group: str = Field(default="default", index=True, max_length=64)
+    public_key: str | None = None
+    """PEM of the key the agent generated at enrolment; it signs the agent's tokens."""
+    enrolled_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    revoked_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
     models: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )

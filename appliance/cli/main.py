@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from appliance import __version__
-from appliance.cli import keys, models, serve
+from appliance.cli import audit, ca, keys, models, people, serve
 from appliance.cli.output import fail
 from appliance.errors import ApplianceError
 
@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve.add_parsers(sub, data_dir)
     keys.add_parsers(sub, data_dir)
+    ca.add_parsers(sub, data_dir)
+    people.add_parsers(sub, data_dir)
     models.add_parsers(sub)
+    audit.add_parsers(sub, data_dir)
 
     demo = sub.add_parser(
         "demo",

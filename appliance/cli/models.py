@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from rich.table import Table
 
+from appliance.cli.connect import hub_flags, user_client
 from appliance.cli.output import console
 from appliance.errors import ConfigError
-from appliance.hub_client import HubClient
 from appliance.schemas import VersionInfo
-
-DEFAULT_HUB = "http://127.0.0.1:8700"
-
-
-def _hub_url(args: argparse.Namespace) -> str:
-    return str(args.hub or os.environ.get("APPLIANCE_HUB_URL") or DEFAULT_HUB)
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -38,20 +31,21 @@ def _print_version(info: VersionInfo) -> None:
 
 def model_import(args: argparse.Namespace) -> int:
     metrics = json.loads(args.metrics) if args.metrics else {}
-    with HubClient(_hub_url(args)) as hub:
+    with user_client(args) as hub:
         info = hub.upload_model(
             args.name,
             _read(args.file, "model"),
             reference_npy=_read(args.reference, "reference sample") if args.reference else None,
             metrics=metrics,
             lineage={"source": args.file.name},
+            zones=args.zone,
         )
     _print_version(info)
     return 0
 
 
 def model_list(args: argparse.Namespace) -> int:
-    with HubClient(_hub_url(args)) as hub:
+    with user_client(args) as hub:
         models = hub.list_models()
         table = Table("model", "version", "stage", "created (UTC)", "accuracy", "runtimes")
         for summary in models:
@@ -73,8 +67,14 @@ def model_list(args: argparse.Namespace) -> int:
 
 
 def model_promote(args: argparse.Namespace) -> int:
-    with HubClient(_hub_url(args)) as hub:
-        _print_version(hub.change_stage(args.name, args.version, args.stage))
+    with user_client(args) as hub:
+        info = hub.change_stage(args.name, args.version, args.stage)
+    _print_version(info)
+    if info.stage != args.stage:
+        console.print(
+            f"approval recorded ({len(info.approvals)}: {', '.join(info.approvals)}); "
+            "production needs more approvals from other approvers"
+        )
     return 0
 
 
@@ -83,13 +83,14 @@ def model_train(args: argparse.Namespace) -> int:
 
     with console.status("training the built-in tabular classifier…"):
         result = train_tabular(TabularParams(epochs=args.epochs, seed=args.seed))
-    with HubClient(_hub_url(args)) as hub:
+    with user_client(args) as hub:
         info = hub.upload_model(
             args.name,
             result.onnx_bytes,
             reference_npy=result.reference_npy,
             metrics=result.metrics,
             lineage=result.lineage,
+            zones=args.zone,
         )
     _print_version(info)
     return 0
@@ -98,8 +99,7 @@ def model_train(args: argparse.Namespace) -> int:
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     model = sub.add_parser("model", help="manage models in the hub's registry")
     msub = model.add_subparsers(dest="model_command", required=True)
-    hub_flag = argparse.ArgumentParser(add_help=False)
-    hub_flag.add_argument("--hub", help=f"hub URL (default $APPLIANCE_HUB_URL or {DEFAULT_HUB})")
+    hub_flag = hub_flags()
 
     imp = msub.add_parser(
         "import", parents=[hub_flag], help="register an ONNX model trained elsewhere"
@@ -108,6 +108,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     imp.add_argument("--name", required=True, help="model name")
     imp.add_argument("--reference", type=Path, help=".npy sample of training inputs (for drift)")
     imp.add_argument("--metrics", help="JSON object of metrics, e.g. '{\"accuracy\": 0.97}'")
+    imp.add_argument(
+        "--zone",
+        action="append",
+        help="residency zone of the training data (repeatable; default the hub's)",
+    )
     imp.set_defaults(func=model_import)
 
     lst = msub.add_parser("list", parents=[hub_flag], help="list models and versions")
@@ -125,4 +130,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     train.add_argument("--name", required=True)
     train.add_argument("--epochs", type=int, default=60)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--zone", action="append", help="residency zone of the training data (default the hub's)"
+    )
     train.set_defaults(func=model_train)

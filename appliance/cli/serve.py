@@ -1,18 +1,21 @@
-"""``appliance hub serve`` and ``appliance agent serve``."""
+"""``appliance hub serve``, ``appliance agent serve|enrol|token|revoke``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
+from typing import Any
 
 from appliance import settings as config
-from appliance.cli.output import setup_logging
+from appliance.cli.connect import hub_flags, user_client
+from appliance.cli.output import console, setup_logging
 from appliance.settings import RUNTIME_CHOICES, AgentSettings, HubSettings
 
 log = logging.getLogger(__name__)
 
 
-def _uvicorn(app: object, host: str, port: int) -> None:
+def _uvicorn(app: object, host: str, port: int, **tls: Any) -> None:
     import uvicorn
 
     uvicorn.run(
@@ -24,6 +27,7 @@ def _uvicorn(app: object, host: str, port: int) -> None:
         http="httptools",
         loop="auto",
         timeout_graceful_shutdown=10,
+        **tls,
     )
 
 
@@ -36,51 +40,108 @@ def hub_serve(args: argparse.Namespace) -> int:
             "host": args.host,
             "hub_port": args.port,
             "database_url": args.database_url,
+            "residency_policy": args.residency_policy,
+            "approvals_required": args.approvals_required,
+            "tls_cert": args.tls_cert,
+            "tls_key": args.tls_key,
+            "client_ca": args.client_ca,
         },
     )
+    tls: dict[str, Any] = {}
+    if settings.tls_cert or settings.tls_key:
+        from appliance.tls import server_tls_options
+
+        if not (settings.tls_cert and settings.tls_key):
+            from appliance.errors import ConfigError
+
+            raise ConfigError("HTTPS needs both --tls-cert and --tls-key")
+        tls = dict(
+            server_tls_options(settings.tls_cert, settings.tls_key, client_ca=settings.client_ca)
+        )
     from hub.app import create_app
 
     app = create_app(settings)
+    scheme = "https" if tls else "http"
     log.info(
-        "hub listening on http://%s:%d (data in %s)",
+        "hub listening on %s://%s:%d (data in %s)",
+        scheme,
         settings.host,
         settings.hub_port,
         settings.data_dir,
     )
-    _uvicorn(app, settings.host, settings.hub_port)
+    _uvicorn(app, settings.host, settings.hub_port, **tls)
     return 0
 
 
-def agent_serve(args: argparse.Namespace) -> int:
-    setup_logging()
-    settings = config.load(
+def _agent_settings(args: argparse.Namespace) -> AgentSettings:
+    return config.load(
         AgentSettings,
         {
             "hub_url": args.hub,
             "zone": args.zone,
             "data_dir": args.data_dir,
             "agent_name": args.name,
-            "host": args.host,
-            "agent_port": args.port,
+            "host": getattr(args, "host", None),
+            "agent_port": getattr(args, "port", None),
             "runtime": args.runtime,
-            "sync_interval": args.sync_interval,
-            "trusted_key": args.trusted_key,
+            "sync_interval": getattr(args, "sync_interval", None),
+            "trusted_key": getattr(args, "trusted_key", None),
             "labels": tuple(args.label) if args.label else None,
+            "enrol_token": getattr(args, "enrol_token", None),
+            "hub_ca": args.hub_ca,
         },
     )
+
+
+def agent_serve(args: argparse.Namespace) -> int:
+    setup_logging()
+    settings = _agent_settings(args)
     from agent.app import build_core, create_app
 
     core = build_core(settings)
     log.info(
-        "agent %s (zone %s) listening on http://%s:%d, hub %s",
+        "agent %s listening on http://%s:%d, hub %s",
         settings.agent_name,
-        settings.zone,
         settings.host,
         settings.agent_port,
         settings.hub_url,
     )
     _uvicorn(create_app(core), settings.host, settings.agent_port)
     return 0
+
+
+def agent_enrol(args: argparse.Namespace) -> int:
+    settings = _agent_settings(args)
+    from agent.app import ensure_enrolled
+
+    identity = ensure_enrolled(settings)
+    console.print(
+        f"agent {identity.name} enrolled (id {identity.agent_id}, zone {identity.zone}, "
+        f"group {identity.group}); identity in {settings.data_dir}"
+    )
+    return 0
+
+
+def agent_token(args: argparse.Namespace) -> int:
+    with user_client(args) as hub:
+        token = hub.create_enrolment_token(args.zone, args.group, int(args.hours * 3600))
+    console.print(
+        f"enrolment token for zone {token['zone']}, group {token['group']} "
+        f"(one use, expires {token['expires_at']}):"
+    )
+    print(token["token"])
+    return 0
+
+
+def agent_revoke(args: argparse.Namespace) -> int:
+    with user_client(args) as hub:
+        info = hub.revoke_agent(args.agent_id)
+    console.print(f"agent {info.name} (id {info.id}) revoked at {info.revoked_at}")
+    return 0
+
+
+def _path(value: str) -> Path:
+    return Path(value).expanduser()
 
 
 def add_parsers(
@@ -92,24 +153,56 @@ def add_parsers(
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8700)")
     serve.add_argument("--database-url", help="SQLAlchemy URL; default SQLite in the data dir")
+    serve.add_argument("--residency-policy", type=_path, help="TOML residency policy")
+    serve.add_argument(
+        "--approvals-required",
+        type=int,
+        choices=[1, 2],
+        help="distinct approvers for production (default 1)",
+    )
+    serve.add_argument("--tls-cert", type=_path, help="serve HTTPS with this certificate")
+    serve.add_argument("--tls-key", type=_path, help="… and this private key")
+    serve.add_argument(
+        "--client-ca",
+        type=_path,
+        help="accept client certificates from this CA (mutual TLS for agents)",
+    )
     serve.set_defaults(func=hub_serve)
 
-    agent = sub.add_parser("agent", help="run an edge agent")
+    agent = sub.add_parser("agent", help="run and manage edge agents")
     agent_sub = agent.add_subparsers(dest="agent_command", required=True)
-    aserve = agent_sub.add_parser("serve", parents=[data_dir], help="serve models over KServe v2")
-    aserve.add_argument("--hub", help="hub URL, e.g. http://127.0.0.1:8700")
-    aserve.add_argument("--zone", help="residency zone, e.g. ae-dxb")
-    aserve.add_argument("--name", help="agent name (default: host name)")
+    identity = argparse.ArgumentParser(add_help=False)
+    identity.add_argument("--hub", help="hub URL, e.g. https://hub.site:8700")
+    identity.add_argument("--hub-ca", type=_path, help="site CA certificate to pin for HTTPS")
+    identity.add_argument("--name", help="agent name (default: host name)")
+    identity.add_argument("--zone", help="expected zone (the enrolment token decides it)")
+    identity.add_argument("--runtime", choices=RUNTIME_CHOICES, help="model runtime (default auto)")
+    identity.add_argument("--label", action="append", help="key=value label (repeatable)")
+
+    aserve = agent_sub.add_parser(
+        "serve", parents=[data_dir, identity], help="serve models over KServe v2"
+    )
     aserve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     aserve.add_argument("--port", type=int, help="port (default 8701)")
-    aserve.add_argument("--runtime", choices=RUNTIME_CHOICES, help="model runtime (default auto)")
     aserve.add_argument("--sync-interval", type=float, help="seconds between hub polls")
     aserve.add_argument("--trusted-key", type=_path, help="hub signing public key (PEM)")
-    aserve.add_argument("--label", action="append", help="key=value label (repeatable)")
+    aserve.add_argument("--enrol-token", help="one-time token, used if not enrolled yet")
     aserve.set_defaults(func=agent_serve)
 
+    enrol = agent_sub.add_parser(
+        "enrol", parents=[data_dir, identity], help="enrol this agent with a one-time token"
+    )
+    enrol.add_argument("--enrol-token", "--token", dest="enrol_token", required=True)
+    enrol.set_defaults(func=agent_enrol)
 
-def _path(value: str) -> object:
-    from pathlib import Path
+    token = agent_sub.add_parser(
+        "token", parents=[hub_flags()], help="create a one-time enrolment token (admin)"
+    )
+    token.add_argument("--zone", required=True)
+    token.add_argument("--group", default="default")
+    token.add_argument("--hours", type=float, default=24.0, help="validity (default 24)")
+    token.set_defaults(func=agent_token)
 
-    return Path(value).expanduser()
+    revoke = agent_sub.add_parser("revoke", parents=[hub_flags()], help="revoke an agent (admin)")
+    revoke.add_argument("agent_id", type=int)
+    revoke.set_defaults(func=agent_revoke)

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -67,6 +68,8 @@ class ServiceProcess:
     health_path: str
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    ca_file: Path | None = None
+    """The site CA, when the service speaks HTTPS."""
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -92,7 +95,8 @@ class ServiceProcess:
                     hint=f"see {self.log_path}:\n{self.log_tail()}",
                 )
             try:
-                if httpx.get(self.url + self.health_path, timeout=1.0).status_code in accept:
+                response = httpx.get(self.url + self.health_path, timeout=1.0, verify=self.verify)
+                if response.status_code in accept:
                     return time.monotonic() - started
             except httpx.HTTPError:
                 pass
@@ -100,6 +104,14 @@ class ServiceProcess:
         raise ProcessStartError(
             f"{self.name} not healthy after {timeout:.0f} s", hint=f"see {self.log_path}"
         )
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        if self.ca_file is None:
+            return True
+        from appliance.tls import client_ssl_context
+
+        return client_ssl_context(self.ca_file)
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -133,18 +145,27 @@ class ServiceProcess:
 
 
 def hub_process(
-    data_dir: Path, port: int | None = None, *, database_url: str | None = None
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    database_url: str | None = None,
+    tls: tuple[Path, Path, Path] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> ServiceProcess:
+    """A hub; ``tls`` is (certificate, key, site CA) to serve HTTPS."""
     port = port or free_port()
-    args = ["hub", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    args = ["hub", "serve", "--data-dir", str(data_dir), "--port", str(port), *extra_args]
     if database_url:
         args += ["--database-url", database_url]
+    if tls:
+        args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     return ServiceProcess(
         name="hub",
         args=args,
-        url=f"http://127.0.0.1:{port}",
+        url=f"{'https' if tls else 'http'}://127.0.0.1:{port}",
         health_path="/health",
         log_path=data_dir.parent / "logs" / f"{data_dir.name}.log",
+        ca_file=tls[2] if tls else None,
     )
 
 
@@ -154,36 +175,43 @@ def agent_process(
     hub_url: str,
     hub_key: Path,
     *,
-    zone: str = "ae-dxb",
+    enrol_token: str | None = None,
+    hub_ca: Path | None = None,
     port: int | None = None,
     sync_interval: float = 1.0,
     runtime: str = "auto",
 ) -> ServiceProcess:
-    """An agent whose trusted key is pinned from ``hub_key``, as an installer would."""
+    """An agent whose trusted key is pinned from ``hub_key``, as an installer would.
+
+    With ``enrol_token`` it enrols on its first start; later starts reuse its identity.
+    """
     port = port or free_port()
     trusted = data_dir / "keys" / "trusted-hub.pub"
     trusted.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(hub_key, trusted)
+    args = [
+        "agent",
+        "serve",
+        "--hub",
+        hub_url,
+        "--name",
+        name,
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        "--sync-interval",
+        str(sync_interval),
+        "--runtime",
+        runtime,
+    ]
+    if enrol_token:
+        args += ["--enrol-token", enrol_token]
+    if hub_ca:
+        args += ["--hub-ca", str(hub_ca)]
     return ServiceProcess(
         name=name,
-        args=[
-            "agent",
-            "serve",
-            "--hub",
-            hub_url,
-            "--zone",
-            zone,
-            "--name",
-            name,
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--sync-interval",
-            str(sync_interval),
-            "--runtime",
-            runtime,
-        ],
+        args=args,
         url=f"http://127.0.0.1:{port}",
         health_path="/v2/health/live",
         log_path=data_dir.parent / "logs" / f"{data_dir.name}.log",

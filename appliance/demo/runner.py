@@ -22,17 +22,20 @@ from appliance.cli.output import console
 from appliance.demo.load import LoadResult, LoadThread, infer_once
 from appliance.demo.processes import (
     ServiceProcess,
+    WaitTimeoutError,
     agent_process,
     hub_process,
     serving_version,
     wait_for,
 )
+from appliance.demo.site import bootstrap_site
 from appliance.errors import ApplianceError, ConfigError
 from appliance.hub_client import HubClient
 from appliance.schemas import VersionInfo
 
 MODEL = "breast-cancer"
 AGENTS = ("agent-dxb-1", "agent-dxb-2")
+ZONE = "ae-dxb"
 WAIT_S = 60.0
 
 
@@ -80,9 +83,12 @@ def _train_and_register(
     return info, result.test_features, result.test_labels
 
 
-def _promote(hub: HubClient, version: int) -> None:
-    hub.change_stage(MODEL, version, "staging")
-    hub.change_stage(MODEL, version, "production")
+def _promote(engineer: HubClient, approver: HubClient, version: int) -> None:
+    """The engineer stages the version; an approver (not its author) puts it in production."""
+    engineer.change_stage(MODEL, version, "staging")
+    info = approver.change_stage(MODEL, version, "production")
+    if info.stage != "production":
+        raise WaitTimeoutError(f"v{version} is still {info.stage} after approval")
 
 
 def _score(agent: ServiceProcess, features: np.ndarray, labels: np.ndarray) -> LoadResult:
@@ -101,26 +107,37 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
     processes: list[ServiceProcess] = []
     started = time.monotonic()
     try:
-        with step("hub started"):
-            hub_proc = hub_process(root / "hub")
+        with step("site CA and hub certificate created; users bootstrapped"):
+            site = bootstrap_site(root)
+        with step("hub started (HTTPS from the site CA)"):
+            hub_proc = hub_process(site.hub_dir, tls=site.tls)
             processes.append(hub_proc)
             hub_proc.start()
             hub_proc.wait_healthy()
-        agents = [
-            agent_process(name, root / name, hub_proc.url, root / "hub" / "keys" / "signing.pub")
-            for name in AGENTS
-        ]
-        with step(f"{len(agents)} agents started, hub signing key pinned on each"):
+        admin = site.client(hub_proc.url, "admin")
+        engineer = site.client(hub_proc.url, "alice")
+        approver = site.client(hub_proc.url, "omar")
+        with step(f"{len(AGENTS)} agents enrolled with one-time tokens (zone {ZONE}), CA pinned"):
+            agents = [
+                agent_process(
+                    name,
+                    root / name,
+                    hub_proc.url,
+                    site.hub_key,
+                    enrol_token=admin.create_enrolment_token(ZONE)["token"],
+                    hub_ca=site.ca_file,
+                )
+                for name in AGENTS
+            ]
             for agent in agents:
                 processes.append(agent)
                 agent.start()
             for agent in agents:
                 agent.wait_healthy()
-        hub = HubClient(hub_proc.url)
-        with step("trained version 1 (PyTorch MLP on CPU), exported ONNX + OpenVINO IR, signed"):
-            v1, features, labels = _train_and_register(hub, seed=0, hidden=(32, 16))
-        with step(f"promoted {MODEL} v{v1.version} to production"):
-            _promote(hub, v1.version)
+        with step("alice trained v1 (PyTorch MLP on CPU), hub exported ONNX + OpenVINO IR, signed"):
+            v1, features, labels = _train_and_register(engineer, seed=0, hidden=(32, 16))
+        with step(f"alice staged {MODEL} v{v1.version}; omar approved it into production"):
+            _promote(engineer, approver, v1.version)
         with step("both agents verified, tested and loaded v1"):
             for agent in agents:
                 _wait_serving(agent, "1")
@@ -131,20 +148,27 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         loads = [LoadThread(a.url, MODEL, features, labels) for a in agents]
         for load in loads:
             load.start()
-        with step("trained version 2 while both agents keep serving"):
-            v2, _, _ = _train_and_register(hub, seed=1, hidden=(64, 32))
-        with step(f"promoted v{v2.version}; agents swapped under live traffic"):
-            _promote(hub, v2.version)
+        with step("trained v2 while both agents keep serving"):
+            v2, _, _ = _train_and_register(engineer, seed=1, hidden=(64, 32))
+        with step(f"v{v2.version} staged and approved; agents swapped under live traffic"):
+            _promote(engineer, approver, v2.version)
             for agent in agents:
                 _wait_serving(agent, "2")
             time.sleep(0.5)
         swaps = {agent.name: load.stop() for agent, load in zip(agents, loads, strict=True)}
-        fleet = hub.list_agents()
-        hub.close()
+        fleet = admin.list_agents()
+        audit = admin.verify_audit()
+        for client in (admin, engineer, approver):
+            client.close()
         ok = _summary(v1, v2, scored, swaps, [a.name for a in agents], time.monotonic() - started)
         if any(a.health != "ok" for a in fleet):
             console.print("[red]an agent reported trouble to the hub[/]")
             ok = False
+        console.print(
+            f"audit log: {'[green]verified[/]' if audit['ok'] else '[red]BROKEN[/]'}, "
+            f"{audit['entries_checked']} hash-chained entries"
+        )
+        ok = ok and bool(audit["ok"])
         if serve and ok:
             _serve_forever(hub_proc, agents)
         return 0 if ok else 1

@@ -1,38 +1,103 @@
-"""HTTP endpoints for agents: register, heartbeat, and what to run."""
+"""HTTP endpoints for agents: enrolment, heartbeat, what to run, revocation."""
 
 from __future__ import annotations
 
-from litestar import Controller, get, post
+from typing import Annotated, Any
 
-from appliance.schemas import AgentInfo, AgentRegistration, Assignment, Heartbeat
-from hub.fleet.service import FleetService
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import Parameter
+
+from appliance.schemas import AgentAssignments, AgentInfo, EnrolmentRequest, Heartbeat
+from hub.fleet.enrolment import EnrolmentService, EnrolmentTokenInfo
+from hub.fleet.service import FleetService, check_agent_scope
+from hub.identity.controllers import client_address
+from hub.identity.guards import open_endpoint, principal_of, requires
+from hub.identity.roles import Permission
+
+P = Permission
+Limit = Annotated[int, Parameter(ge=1, le=500, default=100)]
+
+
+class NewEnrolmentToken(msgspec.Struct, forbid_unknown_fields=True):
+    zone: str
+    group: str = "default"
+    ttl_s: int = 24 * 3600
 
 
 class AgentController(Controller):
     path = "/api/v1/agents"
     tags = ["agents"]
 
-    @get("/", operation_id="listAgents", sync_to_thread=True)
-    def list_agents(self, fleet: FleetService) -> list[AgentInfo]:
-        return fleet.list_agents()
+    @get("/", operation_id="listAgents", guards=[requires(P.AGENTS_READ)], sync_to_thread=True)
+    def list_agents(
+        self, fleet: FleetService, after: int = 0, limit: Limit = 100
+    ) -> list[AgentInfo]:
+        return fleet.list_agents(after_id=after, limit=limit)
 
-    @post("/", operation_id="registerAgent", status_code=200, sync_to_thread=True)
-    def register(self, data: AgentRegistration, fleet: FleetService) -> AgentInfo:
-        return fleet.register(data)
+    @post(
+        "/enrolment-tokens",
+        operation_id="createEnrolmentToken",
+        guards=[requires(P.AGENTS_ENROL)],
+        sync_to_thread=True,
+    )
+    def create_token(
+        self, data: NewEnrolmentToken, enrolment: EnrolmentService, request: Request[Any, Any, Any]
+    ) -> EnrolmentTokenInfo:
+        return enrolment.create_token(principal_of(request), data.zone, data.group, data.ttl_s)
 
-    @get("/{agent_id:int}", operation_id="getAgent", sync_to_thread=True)
-    def get_agent(self, agent_id: int, fleet: FleetService) -> AgentInfo:
+    @post("/enrol", operation_id="enrolAgent", guards=[open_endpoint], sync_to_thread=True)
+    def enrol(
+        self, data: EnrolmentRequest, enrolment: EnrolmentService, request: Request[Any, Any, Any]
+    ) -> AgentInfo:
+        """Open, but the one-time enrolment token in the body must be valid."""
+        return enrolment.enrol(data, source=client_address(request))
+
+    @get(
+        "/{agent_id:int}",
+        operation_id="getAgent",
+        guards=[requires(P.AGENTS_READ, P.AGENT_SELF)],
+        sync_to_thread=True,
+    )
+    def get_agent(
+        self, agent_id: int, fleet: FleetService, request: Request[Any, Any, Any]
+    ) -> AgentInfo:
+        check_agent_scope(principal_of(request), agent_id)
         return fleet.get_agent(agent_id)
+
+    @post(
+        "/{agent_id:int}/revoke",
+        operation_id="revokeAgent",
+        status_code=200,
+        guards=[requires(P.AGENTS_REVOKE)],
+        sync_to_thread=True,
+    )
+    def revoke(
+        self, agent_id: int, enrolment: EnrolmentService, request: Request[Any, Any, Any]
+    ) -> AgentInfo:
+        return enrolment.revoke(principal_of(request), agent_id)
 
     @post(
         "/{agent_id:int}/heartbeat",
         operation_id="agentHeartbeat",
         status_code=200,
+        guards=[requires(P.AGENT_SELF)],
         sync_to_thread=True,
     )
-    def heartbeat(self, agent_id: int, data: Heartbeat, fleet: FleetService) -> AgentInfo:
+    def heartbeat(
+        self, agent_id: int, data: Heartbeat, fleet: FleetService, request: Request[Any, Any, Any]
+    ) -> AgentInfo:
+        check_agent_scope(principal_of(request), agent_id)
         return fleet.heartbeat(agent_id, data)
 
-    @get("/{agent_id:int}/assignments", operation_id="agentAssignments", sync_to_thread=True)
-    def assignments(self, agent_id: int, fleet: FleetService) -> list[Assignment]:
+    @get(
+        "/{agent_id:int}/assignments",
+        operation_id="agentAssignments",
+        guards=[requires(P.AGENTS_READ, P.AGENT_SELF)],
+        sync_to_thread=True,
+    )
+    def assignments(
+        self, agent_id: int, fleet: FleetService, request: Request[Any, Any, Any]
+    ) -> AgentAssignments:
+        check_agent_scope(principal_of(request), agent_id)
         return fleet.assignments(agent_id)

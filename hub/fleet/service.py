@@ -1,25 +1,33 @@
-"""Agents: registration, heartbeats and what each should run."""
+"""Agents: heartbeats, what each should run, and who may see which agent."""
 
 from __future__ import annotations
 
 import msgspec
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlmodel import Session, col, select
 
 from appliance.clock import iso_utc, utcnow
 from appliance.errors import NotFoundError
-from appliance.schemas import AgentInfo, AgentRegistration, Assignment, Heartbeat, InstalledModel
+from appliance.schemas import (
+    AgentAssignments,
+    AgentInfo,
+    Heartbeat,
+    InstalledModel,
+    RefusedAssignment,
+)
 from hub.db import session_scope
+from hub.identity.principal import Principal
 from hub.records import AgentRecord
-from hub.registry.service import RegistryService, check_model_name
+from hub.registry.service import RegistryService
+from hub.residency.gate import ResidencyGate
 
 
-def _agent_info(record: AgentRecord) -> AgentInfo:
+def agent_info(record: AgentRecord) -> AgentInfo:
     return AgentInfo(
         id=record.id or 0,
         name=record.name,
         zone=record.zone,
+        group=record.group,
         runtime=record.runtime,
         labels=dict(record.labels),
         url=record.url,
@@ -28,63 +36,93 @@ def _agent_info(record: AgentRecord) -> AgentInfo:
         health=record.health,
         detail=record.detail,
         models=msgspec.convert(record.models, list[InstalledModel]),
+        enrolled_at=iso_utc(record.enrolled_at) if record.enrolled_at else None,
+        revoked_at=iso_utc(record.revoked_at) if record.revoked_at else None,
     )
 
 
+def check_agent_scope(principal: Principal, agent_id: int) -> None:
+    """An agent may touch only its own records; anything else does not exist for it."""
+    if principal.kind == "agent" and principal.id != agent_id:
+        raise NotFoundError(f"no agent with id {agent_id}")
+
+
 class FleetService:
-    def __init__(self, engine: Engine, registry: RegistryService) -> None:
+    def __init__(self, engine: Engine, registry: RegistryService, gate: ResidencyGate) -> None:
         self.engine = engine
         self.registry = registry
-
-    def register(self, data: AgentRegistration) -> AgentInfo:
-        """Create the agent, or update it if one of that name registered before."""
-        check_model_name(data.name)  # the same rules keep agent names URL- and file-safe
-        for _ in range(2):
-            try:
-                with session_scope(self.engine) as session:
-                    record = session.exec(
-                        select(AgentRecord).where(AgentRecord.name == data.name)
-                    ).first() or AgentRecord(name=data.name, zone=data.zone, runtime=data.runtime)
-                    record.zone = data.zone
-                    record.runtime = data.runtime
-                    record.labels = dict(data.labels)
-                    record.url = data.url
-                    record.software_version = data.software_version
-                    record.last_seen_at = utcnow()
-                    session.add(record)
-                    session.flush()
-                    return _agent_info(record)
-            except SAIntegrityError:
-                continue  # registered concurrently under the same name: update it instead
-        raise AssertionError("unreachable")
+        self.gate = gate
+        self.policy = gate.policy
 
     def heartbeat(self, agent_id: int, beat: Heartbeat) -> AgentInfo:
         with session_scope(self.engine) as session:
             record = session.get(AgentRecord, agent_id)
             if record is None:
-                raise NotFoundError(f"no agent with id {agent_id}", hint="register the agent again")
+                raise NotFoundError(f"no agent with id {agent_id}")
             record.last_seen_at = utcnow()
             record.health = beat.health
             record.detail = beat.detail
             record.models = msgspec.to_builtins(beat.models)
             session.add(record)
             session.flush()
-            return _agent_info(record)
+            return agent_info(record)
 
-    def list_agents(self) -> list[AgentInfo]:
+    def list_agents(self, *, after_id: int = 0, limit: int = 100) -> list[AgentInfo]:
         with Session(self.engine) as session:
-            return [
-                _agent_info(r)
-                for r in session.exec(select(AgentRecord).order_by(col(AgentRecord.name)))
-            ]
+            rows = session.exec(
+                select(AgentRecord)
+                .where(col(AgentRecord.id) > after_id)
+                .order_by(col(AgentRecord.id))
+                .limit(limit)
+            )
+            return [agent_info(r) for r in rows]
 
     def get_agent(self, agent_id: int) -> AgentInfo:
         with Session(self.engine) as session:
             record = session.get(AgentRecord, agent_id)
             if record is None:
                 raise NotFoundError(f"no agent with id {agent_id}")
-            return _agent_info(record)
+            return agent_info(record)
 
-    def assignments(self, agent_id: int) -> list[Assignment]:
-        self.get_agent(agent_id)
-        return self.registry.production_assignments()
+    def assignments(self, agent_id: int) -> AgentAssignments:
+        """Production versions this agent may run; the others with the rule that refuses them."""
+        agent = self.get_agent(agent_id)
+        allowed, refused = [], []
+        for assignment, zones in self.registry.production_assignments():
+            decision = self.policy.decide("deploy", agent.zone, zones)
+            if decision.allowed:
+                allowed.append(assignment)
+            else:
+                refused.append(
+                    RefusedAssignment(
+                        name=assignment.name,
+                        version=assignment.version,
+                        rule=decision.rule,
+                        reason=decision.reason,
+                    )
+                )
+        return AgentAssignments(models=allowed, refused=refused)
+
+    def check_bundle_access(
+        self, principal: Principal, name: str, version: int, source: str | None = None
+    ) -> None:
+        """Agents may fetch only a bundle assigned to them, and only where residency allows."""
+        if principal.kind != "agent":
+            return
+        agent = self.get_agent(principal.id)
+        assigned = {
+            (a.name, a.version): zones for a, zones in self.registry.production_assignments()
+        }
+        zones = assigned.get((name, version))
+        if zones is None:
+            raise NotFoundError(f"model {name!r} version {version} is not assigned to this agent")
+        with session_scope(self.engine) as session:
+            self.gate.check(
+                session,
+                flow="deploy",
+                actor=principal.actor,
+                subject_zone=agent.zone,
+                object_zones=zones,
+                target=f"model:{name}/{version} to agent:{agent.name}",
+                source=source,
+            )

@@ -5,15 +5,23 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, Parameter
 from litestar.response import File
 
 from appliance.errors import InvalidInputError
 from appliance.schemas import ModelDetail, ModelSummary, StageChange, VersionInfo
+from hub.fleet.service import FleetService
+from hub.identity.controllers import client_address
+from hub.identity.guards import principal_of, requires
+from hub.identity.roles import Permission
 from hub.registry.service import RegistryService
+
+P = Permission
+Limit = Annotated[int, Parameter(ge=1, le=500, default=100)]
+MAX_UPLOAD_BYTES = 1 << 30
 
 
 def _upload_bytes(data: dict[str, Any], field: str, *, required: bool) -> bytes | None:
@@ -49,26 +57,41 @@ class ModelController(Controller):
     path = "/api/v1/models"
     tags = ["models"]
 
-    @get("/", operation_id="listModels", sync_to_thread=True)
-    def list_models(self, registry: RegistryService) -> list[ModelSummary]:
-        return registry.list_models()
+    @get("/", operation_id="listModels", guards=[requires(P.MODELS_READ)], sync_to_thread=True)
+    def list_models(
+        self, registry: RegistryService, after: str = "", limit: Limit = 100
+    ) -> list[ModelSummary]:
+        return registry.list_models(after_name=after, limit=limit)
 
-    @get("/{name:str}", operation_id="getModel", sync_to_thread=True)
+    @get(
+        "/{name:str}",
+        operation_id="getModel",
+        guards=[requires(P.MODELS_READ)],
+        sync_to_thread=True,
+    )
     def get_model(self, name: str, registry: RegistryService) -> ModelDetail:
         return registry.get_model(name)
 
-    @post("/{name:str}/versions", operation_id="uploadModelVersion", sync_to_thread=True)
+    @post(
+        "/{name:str}/versions",
+        operation_id="uploadModelVersion",
+        guards=[requires(P.MODELS_WRITE)],
+        request_max_body_size=MAX_UPLOAD_BYTES,
+        sync_to_thread=True,
+    )
     def upload_version(
         self,
         name: str,
         registry: RegistryService,
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
+        request: Request[Any, Any, Any],
     ) -> VersionInfo:
         """Register an ONNX model as the next candidate version.
 
         Multipart parts: ``model`` (the ONNX file), optional ``reference`` (a
         ``.npy`` sample of training inputs) and optional ``metadata`` (JSON with
-        ``metrics`` and ``lineage``).
+        ``metrics``, ``lineage`` and ``zones``, the residency zones of the
+        training data). The uploader is recorded as the version's author.
         """
         onnx_bytes = _upload_bytes(data, "model", required=True)
         assert onnx_bytes is not None
@@ -79,29 +102,52 @@ class ModelController(Controller):
             reference_npy=_upload_bytes(data, "reference", required=False),
             metrics=meta.get("metrics"),
             lineage=meta.get("lineage"),
+            zones=meta.get("zones"),
+            actor=principal_of(request).actor,
         )
 
-    @get("/{name:str}/versions/{version:int}", operation_id="getModelVersion", sync_to_thread=True)
+    @get(
+        "/{name:str}/versions/{version:int}",
+        operation_id="getModelVersion",
+        guards=[requires(P.MODELS_READ)],
+        sync_to_thread=True,
+    )
     def get_version(self, name: str, version: int, registry: RegistryService) -> VersionInfo:
         return registry.get_version(name, version)
 
     @post(
         "/{name:str}/versions/{version:int}/stage",
         operation_id="changeModelVersionStage",
-        status_code=200,
+        guards=[requires(P.MODELS_STAGE, P.MODELS_APPROVE)],
         sync_to_thread=True,
     )
     def change_stage(
-        self, name: str, version: int, data: StageChange, registry: RegistryService
-    ) -> VersionInfo:
-        return registry.change_stage(name, version, data.stage)
+        self,
+        name: str,
+        version: int,
+        data: StageChange,
+        registry: RegistryService,
+        request: Request[Any, Any, Any],
+    ) -> Response[VersionInfo]:
+        """200 when the stage changed; 202 when an approval was recorded but more are needed."""
+        info = registry.change_stage(name, version, data.stage, by=principal_of(request))
+        return Response(info, status_code=200 if info.stage == data.stage else 202)
 
     @get(
         "/{name:str}/versions/{version:int}/bundle",
         operation_id="downloadModelBundle",
+        guards=[requires(P.MODELS_READ, P.AGENT_SELF)],
         sync_to_thread=True,
     )
-    def download_bundle(self, name: str, version: int, registry: RegistryService) -> File:
+    def download_bundle(
+        self,
+        name: str,
+        version: int,
+        registry: RegistryService,
+        fleet: FleetService,
+        request: Request[Any, Any, Any],
+    ) -> File:
+        fleet.check_bundle_access(principal_of(request), name, version, client_address(request))
         path, info = registry.bundle_file(name, version)
         return File(
             path=path,

@@ -16,15 +16,24 @@ from sqlmodel import Session, col, select
 
 from appliance.bundle import pack
 from appliance.clock import iso_utc, utcnow
-from appliance.errors import InvalidInputError, NotFoundError, StorageError
+from appliance.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    StorageError,
+)
 from appliance.keys import KeyPair
 from appliance.manifest import Lineage
 from appliance.schemas import Assignment, ModelDetail, ModelSummary, VersionInfo
 from hub.artifacts import ArtifactStore
+from hub.audit.service import AuditLog
 from hub.db import session_scope
-from hub.records import ModelRecord, ModelVersionRecord
+from hub.identity.principal import Principal
+from hub.identity.roles import Permission, roles_with
+from hub.records import ApprovalRecord, ModelRecord, ModelVersionRecord
 from hub.registry import bundler
 from hub.registry.stages import check_transition
+from hub.residency.policy import ResidencyPolicy
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
@@ -38,7 +47,9 @@ def check_model_name(name: str) -> None:
         )
 
 
-def _version_info(model: ModelRecord, record: ModelVersionRecord) -> VersionInfo:
+def _version_info(
+    model: ModelRecord, record: ModelVersionRecord, approvals: list[str] | None = None
+) -> VersionInfo:
     manifest = record.manifest
     files = manifest.get("files", {})
     return VersionInfo(
@@ -54,14 +65,40 @@ def _version_info(model: ModelRecord, record: ModelVersionRecord) -> VersionInfo
         inputs=manifest.get("inputs", []),
         outputs=manifest.get("outputs", []),
         lineage=manifest.get("lineage", {}),
+        created_by=record.created_by,
+        zones=list(record.zones),
+        approvals=approvals or [],
     )
 
 
+def _approvers(session: Session, record: ModelVersionRecord) -> list[str]:
+    return [
+        a.approver
+        for a in session.exec(
+            select(ApprovalRecord)
+            .where(ApprovalRecord.version_id == record.id)
+            .order_by(col(ApprovalRecord.id))
+        )
+    ]
+
+
 class RegistryService:
-    def __init__(self, engine: Engine, store: ArtifactStore, key: KeyPair) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: ArtifactStore,
+        key: KeyPair,
+        *,
+        audit: AuditLog,
+        policy: ResidencyPolicy,
+        approvals_required: int = 1,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.key = key
+        self.audit = audit
+        self.policy = policy
+        self.approvals_required = approvals_required
 
     # -- reading -----------------------------------------------------------------
 
@@ -81,9 +118,14 @@ class RegistryService:
             raise NotFoundError(f"model {model.name!r} has no version {version}")
         return record
 
-    def list_models(self) -> list[ModelSummary]:
+    def list_models(self, *, after_name: str = "", limit: int = 100) -> list[ModelSummary]:
         with Session(self.engine) as session:
-            models = session.exec(select(ModelRecord).order_by(col(ModelRecord.name))).all()
+            models = session.exec(
+                select(ModelRecord)
+                .where(col(ModelRecord.name) > after_name)
+                .order_by(col(ModelRecord.name))
+                .limit(limit)
+            ).all()
             production = {
                 r.model_id: r.version
                 for r in session.exec(
@@ -111,20 +153,21 @@ class RegistryService:
             return ModelDetail(
                 name=model.name,
                 created_at=iso_utc(model.created_at),
-                versions=[_version_info(model, v) for v in versions],
+                versions=[_version_info(model, v, _approvers(session, v)) for v in versions],
             )
 
     def get_version(self, name: str, version: int) -> VersionInfo:
         with Session(self.engine) as session:
             model = self._model(session, name)
-            return _version_info(model, self._version(session, model, version))
+            record = self._version(session, model, version)
+            return _version_info(model, record, _approvers(session, record))
 
     def bundle_file(self, name: str, version: int) -> tuple[Path, VersionInfo]:
         info = self.get_version(name, version)
         return self.store.open_path(info.bundle_sha256), info
 
-    def production_assignments(self) -> list[Assignment]:
-        """Every model's production version: what each agent should run (rollouts refine this)."""
+    def production_assignments(self) -> list[tuple[Assignment, list[str]]]:
+        """Every model's production version with its data zones (rollouts refine this)."""
         with Session(self.engine) as session:
             rows = session.exec(
                 select(ModelRecord, ModelVersionRecord)
@@ -133,12 +176,15 @@ class RegistryService:
                 .order_by(col(ModelRecord.name))
             ).all()
             return [
-                Assignment(
-                    name=m.name,
-                    version=v.version,
-                    bundle_sha256=v.bundle_sha256,
-                    bundle_length=v.bundle_length,
-                    bundle_path=f"/api/v1/models/{m.name}/versions/{v.version}/bundle",
+                (
+                    Assignment(
+                        name=m.name,
+                        version=v.version,
+                        bundle_sha256=v.bundle_sha256,
+                        bundle_length=v.bundle_length,
+                        bundle_path=f"/api/v1/models/{m.name}/versions/{v.version}/bundle",
+                    ),
+                    list(v.zones),
                 )
                 for m, v in rows
             ]
@@ -153,9 +199,16 @@ class RegistryService:
         reference_npy: bytes | None = None,
         metrics: dict[str, float] | None = None,
         lineage: dict[str, Any] | None = None,
+        zones: list[str] | None = None,
+        actor: str = "system",
     ) -> VersionInfo:
-        """Build, sign and store a bundle; record it as the next candidate version."""
+        """Build, sign and store a bundle; record it as the next candidate version.
+
+        ``zones`` are the residency zones of the training data (the model inherits
+        them); without them the model belongs to the hub's first zone.
+        """
         check_model_name(name)
+        data_zones = list(self.policy.check_zones(zones or self.policy.zones[:1], "zones"))
         try:
             lineage_obj = msgspec.convert(lineage or {}, Lineage)
             metrics_obj = msgspec.convert(metrics or {}, dict[str, float])
@@ -170,11 +223,15 @@ class RegistryService:
             bundle_dir.mkdir()
             prepared = bundler.prepare(bundle_dir, onnx_bytes, reference_npy)
             try:
-                return self._seal_and_record(name, prepared, metrics_obj, lineage_obj, work)
+                return self._seal_and_record(
+                    name, prepared, metrics_obj, lineage_obj, work, data_zones, actor
+                )
             except SAIntegrityError:
                 # Another upload created the model or took the version first; the
                 # second attempt sees its row and takes the next number.
-                return self._seal_and_record(name, prepared, metrics_obj, lineage_obj, work)
+                return self._seal_and_record(
+                    name, prepared, metrics_obj, lineage_obj, work, data_zones, actor
+                )
         except OSError as exc:
             raise StorageError(
                 f"hub could not store version of {name!r}: {exc.strerror or exc}",
@@ -191,6 +248,8 @@ class RegistryService:
         metrics: dict[str, float],
         lineage: Lineage,
         work: Path,
+        zones: list[str],
+        actor: str,
     ) -> VersionInfo:
         with session_scope(self.engine) as session:
             model = session.exec(
@@ -219,17 +278,47 @@ class RegistryService:
                 bundle_sha256=digest,
                 bundle_length=length,
                 manifest=msgspec.to_builtins(manifest),
+                created_by=actor,
+                zones=zones,
             )
             session.add(model)
             session.add(record)
             session.flush()
+            self.audit.append(
+                session,
+                actor=actor,
+                action="model.upload",
+                target=f"model:{name}/{record.version}",
+                outcome="ok",
+                detail={"bundle_sha256": digest, "zones": zones},
+            )
             return _version_info(model, record)
 
-    def change_stage(self, name: str, version: int, stage: str) -> VersionInfo:
+    def change_stage(self, name: str, version: int, stage: str, *, by: Principal) -> VersionInfo:
+        """Move a version; into or out of production only with approval.
+
+        Production needs ``approvals_required`` distinct approvers, and the author
+        never counts alone. Asking for production records the caller's approval;
+        the stage changes once enough approvals are in (the answer says how many).
+        """
         with session_scope(self.engine) as session:
             model = self._model(session, name)
             record = self._version(session, model, version)
+            touches_production = "production" in (stage, record.stage)
+            needed = Permission.MODELS_APPROVE if touches_production else Permission.MODELS_STAGE
+            if needed not in by.permissions:
+                raise PermissionDeniedError(
+                    f"moving {name} v{version} from {record.stage} to {stage} needs {needed} "
+                    f"(roles: {', '.join(roles_with(needed))})"
+                )
             check_transition(name, version, record.stage, stage)
+            target = f"model:{name}/{version}"
+            if stage == "production":
+                approvers = self._approve(session, record, by, target)
+                non_authors = [a for a in approvers if a != record.created_by]
+                if len(approvers) < self.approvals_required or not non_authors:
+                    session.flush()
+                    return _version_info(model, record, approvers)
             now = utcnow()
             if stage == "production":
                 for previous in session.exec(
@@ -241,8 +330,37 @@ class RegistryService:
                     previous.stage = "archived"
                     previous.stage_changed_at = now
                     session.add(previous)
+            self.audit.append(
+                session,
+                actor=by.actor,
+                action="model.stage_change",
+                target=target,
+                outcome="ok",
+                detail={"from": record.stage, "to": stage},
+            )
             record.stage = stage
             record.stage_changed_at = now
             session.add(record)
             session.flush()
-            return _version_info(model, record)
+            return _version_info(model, record, _approvers(session, record))
+
+    def _approve(
+        self, session: Session, record: ModelVersionRecord, by: Principal, target: str
+    ) -> list[str]:
+        approvers = _approvers(session, record)
+        if by.actor not in approvers:
+            session.add(ApprovalRecord(version_id=record.id or 0, approver=by.actor))
+            approvers.append(by.actor)
+            self.audit.append(
+                session,
+                actor=by.actor,
+                action="model.approve",
+                target=target,
+                outcome="ok",
+                detail={
+                    "approvals": len(approvers),
+                    "required": self.approvals_required,
+                    "author": record.created_by,
+                },
+            )
+        return approvers

@@ -1,4 +1,9 @@
-"""Real hub and agent processes on loopback, started by the same helpers as the demo."""
+"""Real hub and agent processes on loopback, set up as the demo sets up a site.
+
+Each test module gets one hub (plain HTTP for speed; the demo test covers
+HTTPS) with the demo's people, and signed-in clients for them. Agents enrol
+with one-time tokens made by the admin.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import pytest
 
 from appliance.demo import processes
 from appliance.demo.processes import ServiceProcess, agent_process, hub_process, wait_for
+from appliance.demo.site import Site, bootstrap_site
 from appliance.hub_client import HubClient
 from appliance.schemas import VersionInfo
 from tests.conftest import make_reference_npy, make_tiny_onnx
@@ -25,16 +31,18 @@ def serving_version(agent: ServiceProcess, model: str = MODEL) -> str | None:
     return processes.serving_version(agent.url, model)
 
 
-def publish(hub: HubClient, onnx_bytes: bytes | None = None, name: str = MODEL) -> VersionInfo:
-    """Upload and promote to production, as an operator would."""
-    info = hub.upload_model(
+def publish(
+    engineer: HubClient, approver: HubClient, onnx_bytes: bytes | None = None, name: str = MODEL
+) -> VersionInfo:
+    """Upload, stage and approve into production, as the site's people would."""
+    info = engineer.upload_model(
         name,
         onnx_bytes or make_tiny_onnx(),
         reference_npy=make_reference_npy(),
         metrics={"accuracy": 0.5},
     )
-    hub.change_stage(name, info.version, "staging")
-    return hub.change_stage(name, info.version, "production")
+    engineer.change_stage(name, info.version, "staging")
+    return approver.change_stage(name, info.version, "production")
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +52,13 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hub(workdir: Path) -> Iterator[ServiceProcess]:
-    proc = hub_process(workdir / "hub")
+def site(workdir: Path) -> Site:
+    return bootstrap_site(workdir, tls=False)
+
+
+@pytest.fixture(scope="module")
+def hub(site: Site) -> Iterator[ServiceProcess]:
+    proc = hub_process(site.hub_dir)
     proc.start()
     try:
         proc.wait_healthy()
@@ -54,22 +67,43 @@ def hub(workdir: Path) -> Iterator[ServiceProcess]:
         proc.stop()
 
 
-@pytest.fixture(scope="module")
-def hub_client(hub: ServiceProcess) -> Iterator[HubClient]:
-    with HubClient(hub.url) as client:
-        yield client
+def _client(site: Site, hub: ServiceProcess, username: str) -> Iterator[HubClient]:
+    client = site.client(hub.url, username)
+    yield client
+    client.close()
 
 
 @pytest.fixture(scope="module")
-def start_agent(workdir: Path, hub: ServiceProcess) -> Iterator[Callable[..., ServiceProcess]]:
+def admin(site: Site, hub: ServiceProcess) -> Iterator[HubClient]:
+    yield from _client(site, hub, "admin")
+
+
+@pytest.fixture(scope="module")
+def engineer(site: Site, hub: ServiceProcess) -> Iterator[HubClient]:
+    yield from _client(site, hub, "alice")
+
+
+@pytest.fixture(scope="module")
+def approver(site: Site, hub: ServiceProcess) -> Iterator[HubClient]:
+    yield from _client(site, hub, "omar")
+
+
+@pytest.fixture(scope="module")
+def start_agent(
+    workdir: Path, site: Site, hub: ServiceProcess, admin: HubClient
+) -> Iterator[Callable[..., ServiceProcess]]:
     started: list[ServiceProcess] = []
 
-    def start(name: str = "agent-1", *, key: Path | None = None, **kwargs: Any) -> ServiceProcess:
+    def start(
+        name: str = "agent-1", *, key: Path | None = None, zone: str = "ae-dxb", **kwargs: Any
+    ) -> ServiceProcess:
+        token = admin.create_enrolment_token(zone)["token"]
         proc = agent_process(
             name,
             workdir / name,
             hub.url,
-            key or workdir / "hub" / "keys" / "signing.pub",
+            key or site.hub_key,
+            enrol_token=token,
             sync_interval=0.3,
             **kwargs,
         )

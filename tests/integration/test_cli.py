@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import sys
@@ -13,17 +14,44 @@ from tests.conftest import make_tiny_onnx
 pytestmark = pytest.mark.integration
 
 
-def appliance(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def session_env(tmp_path):
+    return {**os.environ, "APPLIANCE_SESSION_FILE": str(tmp_path / "session.json")}
+
+
+def appliance(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "appliance", *args],
         capture_output=True,
         text=True,
         timeout=120,
         env=env,
+        input=stdin,
     )
 
 
-def test_import_list_and_promote_against_a_real_hub(hub, tmp_path):
+def login(hub, site, env, username):
+    result = appliance(
+        "login",
+        "--hub",
+        hub.url,
+        "--username",
+        username,
+        "--password-stdin",
+        env=env,
+        stdin=site.passwords[username] + "\n",
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_login_import_list_and_promote_against_a_real_hub(hub, site, tmp_path, session_env):
+    signed_in = login(hub, site, session_env, "alice")
+    assert "signed in" in signed_in.stdout
+    session = tmp_path / "session.json"
+    assert stat.S_IMODE(session.stat().st_mode) == 0o600
     model = tmp_path / "m.onnx"
     model.write_bytes(make_tiny_onnx())
     imported = appliance(
@@ -32,31 +60,64 @@ def test_import_list_and_promote_against_a_real_hub(hub, tmp_path):
         str(model),
         "--name",
         "cli-model",
-        "--hub",
-        hub.url,
         "--metrics",
         '{"accuracy": 0.91}',
+        env=session_env,
     )
     assert imported.returncode == 0, imported.stderr
     assert "cli-model" in imported.stdout and "candidate" in imported.stdout
-    listed = appliance("model", "list", "--hub", hub.url)
+    listed = appliance("model", "list", env=session_env)
     assert listed.returncode == 0 and "cli-model" in listed.stdout and "0.9100" in listed.stdout
-    illegal = appliance("model", "promote", "cli-model", "1", "production", "--hub", hub.url)
+    illegal = appliance("model", "promote", "cli-model", "1", "production", env=session_env)
     assert illegal.returncode == 2
-    assert "cannot move from candidate to production" in illegal.stderr
-    assert "Traceback" not in illegal.stderr
+    assert "needs models:approve" in illegal.stderr and "Traceback" not in illegal.stderr
     assert (
-        appliance("model", "promote", "cli-model", "1", "staging", "--hub", hub.url).returncode == 0
+        appliance("model", "promote", "cli-model", "1", "staging", env=session_env).returncode == 0
     )
+    login(hub, site, session_env, "omar")
+    approved = appliance("model", "promote", "cli-model", "1", "production", env=session_env)
+    assert approved.returncode == 0 and "production" in approved.stdout
 
 
-def test_unreachable_hub_and_missing_file_are_explained(tmp_path):
-    down = appliance("model", "list", "--hub", "http://127.0.0.1:9")
+def test_wrong_password_and_no_session_are_explained(hub, tmp_path, session_env):
+    wrong = appliance(
+        "login",
+        "--hub",
+        hub.url,
+        "--username",
+        "alice",
+        "--password-stdin",
+        env=session_env,
+        stdin="not-the-password\n",
+    )
+    assert wrong.returncode == 2 and "wrong username or password" in wrong.stderr
+    no_session = appliance("model", "list", "--hub", hub.url, env=session_env)
+    assert no_session.returncode == 2 and "appliance login" in no_session.stderr
+
+
+def test_unreachable_hub_and_missing_file_are_explained(tmp_path, session_env):
+    down = appliance(
+        "login",
+        "--hub",
+        "http://127.0.0.1:9",
+        "--username",
+        "x",
+        "--password-stdin",
+        env=session_env,
+        stdin="pw\n",
+    )
     assert down.returncode == 2 and "unreachable" in down.stderr and "Traceback" not in down.stderr
     missing = appliance(
-        "model", "import", str(tmp_path / "nope.onnx"), "--name", "x", "--hub", "http://127.0.0.1:9"
+        "model",
+        "import",
+        str(tmp_path / "nope.onnx"),
+        "--name",
+        "x",
+        "--hub",
+        "http://127.0.0.1:9",
+        env=session_env,
     )
-    assert missing.returncode == 2 and "cannot read model" in missing.stderr
+    assert missing.returncode == 2
 
 
 def test_keys_init_writes_owner_only_key_and_reuses_it(tmp_path):
@@ -71,27 +132,18 @@ def test_keys_init_writes_owner_only_key_and_reuses_it(tmp_path):
 
 def test_agent_without_a_pinned_key_refuses_to_start_with_a_hint(tmp_path):
     result = appliance(
-        "agent",
-        "serve",
-        "--hub",
-        "http://127.0.0.1:9",
-        "--zone",
-        "ae-dxb",
-        "--data-dir",
-        str(tmp_path / "agent"),
+        "agent", "serve", "--hub", "http://127.0.0.1:9", "--data-dir", str(tmp_path / "agent")
     )
     assert result.returncode == 2
     assert "no trusted public key" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_agent_without_zone_names_the_missing_setting(tmp_path):
+def test_agent_that_is_not_enrolled_says_how_to_enrol(tmp_path, site):
+    keys = tmp_path / "agent" / "keys"
+    keys.mkdir(parents=True)
+    (keys / "trusted-hub.pub").write_bytes(site.hub_key.read_bytes())
     result = appliance(
-        "agent",
-        "serve",
-        "--hub",
-        "http://127.0.0.1:9",
-        "--data-dir",
-        str(tmp_path / "agent"),
-        env={"PATH": "/usr/bin"},
+        "agent", "serve", "--hub", "http://127.0.0.1:9", "--data-dir", str(tmp_path / "agent")
     )
-    assert result.returncode == 2 and "zone" in result.stderr and "APPLIANCE_ZONE" in result.stderr
+    assert result.returncode == 2
+    assert "not enrolled" in result.stderr and "--enrol-token" in result.stderr

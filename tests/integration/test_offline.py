@@ -12,9 +12,9 @@ from tests.integration.conftest import MODEL, publish, serving_version, wait_unt
 pytestmark = pytest.mark.integration
 
 
-def test_restarted_agent_serves_last_good_model_with_hub_down(hub, hub_client, start_agent):
+def test_restarted_agent_serves_last_good_model_with_hub_down(hub, engineer, approver, start_agent):
     agent = start_agent("offline-1")
-    publish(hub_client)
+    publish(engineer, approver)
     wait_until("v1", lambda: serving_version(agent) == "1")
     hub.stop()
     agent.kill()  # as a power cut would

@@ -26,9 +26,9 @@ def _body(
 
 
 @pytest.fixture(scope="module")
-def serving(hub_client, start_agent):
+def serving(engineer, approver, start_agent):
     agent = start_agent()
-    publish(hub_client)
+    publish(engineer, approver)
     wait_until("agent to serve v1", lambda: serving_version(agent) == "1")
     return agent
 
@@ -69,13 +69,13 @@ def test_protocol_metadata_and_health_endpoints(serving):
     assert get(f"/v2/models/{MODEL}/versions/1/ready").status_code == 200
 
 
-def test_agent_reports_its_model_to_the_hub(serving, hub_client):
+def test_agent_reports_its_model_to_the_hub(serving, admin):
     def reported():
-        agents = hub_client.list_agents()
+        agents = admin.list_agents()
         return agents and agents[0].models and agents[0].models[0].version == 1
 
     wait_until("heartbeat with v1", reported)
-    agent = hub_client.list_agents()[0]
+    agent = admin.list_agents()[0]
     assert (agent.name, agent.zone, agent.health) == ("agent-1", "ae-dxb", "ok")
 
 

@@ -50,9 +50,9 @@ def _agent_detail(hub_client, name):
     return next((a for a in hub_client.list_agents() if a.name == name), None)
 
 
-def test_agents_swap_under_load_with_no_failed_request(hub_client, start_agent):
+def test_agents_swap_under_load_with_no_failed_request(engineer, approver, start_agent):
     agents = [start_agent("swap-1"), start_agent("swap-2")]
-    publish(hub_client)
+    publish(engineer, approver)
     for agent in agents:
         wait_until("v1", lambda a=agent: serving_version(a) == "1")
     rows = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
@@ -60,7 +60,7 @@ def test_agents_swap_under_load_with_no_failed_request(hub_client, start_agent):
     loads = [LoadThread(a.url, MODEL, rows, labels) for a in agents]
     for load in loads:
         load.start()
-    publish(hub_client)
+    publish(engineer, approver)
     for agent in agents:
         wait_until("v2", lambda a=agent: serving_version(a) == "2")
     results = [load.stop() for load in loads]
@@ -82,18 +82,18 @@ def test_agents_swap_under_load_with_no_failed_request(hub_client, start_agent):
 
 
 def test_tampered_bundle_is_refused_and_the_old_model_keeps_serving(
-    hub, hub_client, start_agent, workdir
+    engineer, approver, admin, start_agent, workdir
 ):
     agent = start_agent("tamper-1")
-    current = publish(hub_client).version
+    current = publish(engineer, approver).version
     wait_until("the good version", lambda: serving_version(agent) == str(current))
-    info = hub_client.upload_model(MODEL, _tiny())
+    info = engineer.upload_model(MODEL, _tiny())
     _tamper_bundle(workdir / "hub", info.version)
-    hub_client.change_stage(MODEL, info.version, "staging")
-    hub_client.change_stage(MODEL, info.version, "production")
+    engineer.change_stage(MODEL, info.version, "staging")
+    approver.change_stage(MODEL, info.version, "production")
 
     def refused():
-        detail = _agent_detail(hub_client, "tamper-1")
+        detail = _agent_detail(admin, "tamper-1")
         return detail and detail.health == "degraded" and detail.detail
 
     reason = wait_until("the agent to report the refusal", refused)
@@ -102,13 +102,13 @@ def test_tampered_bundle_is_refused_and_the_old_model_keeps_serving(
     assert "refused" in agent.log_tail(40)
 
 
-def test_bundle_signed_by_another_key_is_refused(hub_client, start_agent, tmp_path):
+def test_bundle_signed_by_another_key_is_refused(admin, start_agent, tmp_path):
     stranger = init_keypair(tmp_path / "stranger-keys")
     assert stranger.key_id
     agent = start_agent("wrong-key-1", key=tmp_path / "stranger-keys" / "signing.pub")
 
     def refused():
-        detail = _agent_detail(hub_client, "wrong-key-1")
+        detail = _agent_detail(admin, "wrong-key-1")
         return detail and detail.health == "degraded" and detail.detail
 
     reason = wait_until("the agent to report the refusal", refused)

@@ -17,11 +17,13 @@ from appliance.errors import (
 )
 from appliance.fsutil import sha256_file
 from appliance.keys import init_keypair
-from appliance.schemas import AgentRegistration, Heartbeat, InstalledModel
 from hub.artifacts import ArtifactStore
-from hub.fleet.service import FleetService
+from hub.audit.service import AuditLog
+from hub.identity.principal import Principal
+from hub.identity.roles import permissions_for
 from hub.registry import bundler
 from hub.registry.service import RegistryService
+from hub.residency.policy import ResidencyPolicy
 from tests.conftest import make_reference_npy
 
 _real_prepare = bundler.prepare
@@ -60,14 +62,23 @@ def key(tmp_path):
     return init_keypair(tmp_path / "keys")
 
 
+TESTER = Principal(
+    kind="user",
+    id=1,
+    name="tester",
+    roles=frozenset({"ml-engineer", "approver"}),
+    permissions=permissions_for({"ml-engineer", "approver"}),
+)
+POLICY = ResidencyPolicy.single_zone("ae-dxb")
+
+
+def make_registry(engine, store, key, **kwargs):
+    return RegistryService(engine, store, key, audit=AuditLog(key), policy=POLICY, **kwargs)
+
+
 @pytest.fixture
 def registry(engine, tmp_path, key):
-    return RegistryService(engine, ArtifactStore(tmp_path / "artifacts"), key)
-
-
-@pytest.fixture
-def fleet(engine, registry):
-    return FleetService(engine, registry)
+    return make_registry(engine, ArtifactStore(tmp_path / "artifacts"), key)
 
 
 def _stages(registry, name):
@@ -112,22 +123,22 @@ def test_new_version_is_a_candidate_with_metadata(registry, tiny_onnx):
 
 def test_stage_changes_follow_the_rules(registry, tiny_onnx):
     registry.register_version("m", tiny_onnx)
-    assert registry.change_stage("m", 1, "staging").stage == "staging"
-    assert registry.change_stage("m", 1, "production").stage == "production"
+    assert registry.change_stage("m", 1, "staging", by=TESTER).stage == "staging"
+    assert registry.change_stage("m", 1, "production", by=TESTER).stage == "production"
     assert registry.get_version("m", 1).stage == "production"
-    assert registry.change_stage("m", 1, "archived").stage == "archived"
-    assert registry.change_stage("m", 1, "staging").stage == "staging"
+    assert registry.change_stage("m", 1, "archived", by=TESTER).stage == "archived"
+    assert registry.change_stage("m", 1, "staging", by=TESTER).stage == "staging"
     assert registry.get_version("m", 1).stage == "staging"
 
 
 def test_promoting_archives_previous_production(registry, tiny_onnx):
     for _ in range(2):
         registry.register_version("m", tiny_onnx)
-    registry.change_stage("m", 1, "staging")
-    registry.change_stage("m", 1, "production")
-    registry.change_stage("m", 2, "staging")
+    registry.change_stage("m", 1, "staging", by=TESTER)
+    registry.change_stage("m", 1, "production", by=TESTER)
+    registry.change_stage("m", 2, "staging", by=TESTER)
     before = registry.get_version("m", 1).stage_changed_at
-    registry.change_stage("m", 2, "production")
+    registry.change_stage("m", 2, "production", by=TESTER)
     assert _stages(registry, "m") == {1: "archived", 2: "production"}
     after = registry.get_version("m", 1).stage_changed_at
     assert datetime.fromisoformat(after) > datetime.fromisoformat(before)
@@ -138,8 +149,8 @@ def test_promotion_does_not_touch_other_models(registry, tiny_onnx):
     registry.register_version("a", tiny_onnx)
     registry.register_version("b", tiny_onnx)
     for name in ("a", "b"):
-        registry.change_stage(name, 1, "staging")
-        registry.change_stage(name, 1, "production")
+        registry.change_stage(name, 1, "staging", by=TESTER)
+        registry.change_stage(name, 1, "production", by=TESTER)
     assert registry.get_version("a", 1).stage == "production"
     assert registry.get_version("b", 1).stage == "production"
 
@@ -156,17 +167,17 @@ def test_promotion_does_not_touch_other_models(registry, tiny_onnx):
 def test_illegal_stage_change_raises_and_changes_nothing(registry, tiny_onnx, path, illegal):
     registry.register_version("m", tiny_onnx)
     for stage in path:
-        registry.change_stage("m", 1, stage)
+        registry.change_stage("m", 1, stage, by=TESTER)
     current = registry.get_version("m", 1).stage
     with pytest.raises(IllegalStageTransitionError):
-        registry.change_stage("m", 1, illegal)
+        registry.change_stage("m", 1, illegal, by=TESTER)
     assert registry.get_version("m", 1).stage == current
 
 
 def test_unknown_stage_is_invalid_input(registry, tiny_onnx):
     registry.register_version("m", tiny_onnx)
     with pytest.raises(InvalidInputError):
-        registry.change_stage("m", 1, "prod")
+        registry.change_stage("m", 1, "prod", by=TESTER)
 
 
 def test_unknown_model_or_version_is_not_found(registry, tiny_onnx):
@@ -178,7 +189,7 @@ def test_unknown_model_or_version_is_not_found(registry, tiny_onnx):
     with pytest.raises(NotFoundError, match="version 2"):
         registry.get_version("m", 2)
     with pytest.raises(NotFoundError):
-        registry.change_stage("m", 2, "staging")
+        registry.change_stage("m", 2, "staging", by=TESTER)
     with pytest.raises(NotFoundError):
         registry.bundle_file("m", 2)
 
@@ -198,17 +209,20 @@ def test_production_assignments_list_only_production(registry, tiny_onnx):
     for name in ("a", "a", "a", "b", "c"):
         registry.register_version(name, tiny_onnx)
     assert registry.production_assignments() == []
-    registry.change_stage("a", 2, "staging")
-    registry.change_stage("a", 2, "production")
-    registry.change_stage("a", 3, "staging")
-    registry.change_stage("b", 1, "staging")
-    registry.change_stage("b", 1, "production")
+    registry.change_stage("a", 2, "staging", by=TESTER)
+    registry.change_stage("a", 2, "production", by=TESTER)
+    registry.change_stage("a", 3, "staging", by=TESTER)
+    registry.change_stage("b", 1, "staging", by=TESTER)
+    registry.change_stage("b", 1, "production", by=TESTER)
     assignments = registry.production_assignments()
-    assert [(x.name, x.version) for x in assignments] == [("a", 2), ("b", 1)]
+    assert [(x.name, x.version, zones) for x, zones in assignments] == [
+        ("a", 2, ["ae-dxb"]),
+        ("b", 1, ["ae-dxb"]),
+    ]
     a2 = registry.get_version("a", 2)
-    assert assignments[0].bundle_sha256 == a2.bundle_sha256
-    assert assignments[0].bundle_length == a2.bundle_length
-    assert assignments[0].bundle_path == "/api/v1/models/a/versions/2/bundle"
+    assert assignments[0][0].bundle_sha256 == a2.bundle_sha256
+    assert assignments[0][0].bundle_length == a2.bundle_length
+    assert assignments[0][0].bundle_path == "/api/v1/models/a/versions/2/bundle"
 
 
 @pytest.mark.parametrize(
@@ -248,78 +262,6 @@ def test_non_finite_metric_is_refused_and_records_nothing(registry, tiny_onnx):
     assert registry.list_models() == []
 
 
-# -- fleet -------------------------------------------------------------------------------
-
-
-def _registration(name="edge-1", zone="ae-dxb", **extra):
-    return AgentRegistration(name=name, zone=zone, runtime="onnxruntime", **extra)
-
-
-def test_register_is_idempotent_by_name(fleet):
-    first = fleet.register(_registration(labels={"rack": "a"}))
-    second = fleet.register(_registration(zone="ae-auh", url="http://10.0.0.5:8701"))
-    assert second.id == first.id
-    assert second.zone == "ae-auh"
-    assert second.url == "http://10.0.0.5:8701"
-    assert second.labels == {}
-    agents = fleet.list_agents()
-    assert [(a.id, a.name, a.zone) for a in agents] == [(first.id, "edge-1", "ae-auh")]
-    assert fleet.get_agent(first.id).zone == "ae-auh"
-
-
-def test_distinct_names_get_distinct_ids(fleet):
-    a = fleet.register(_registration("edge-a"))
-    b = fleet.register(_registration("edge-b"))
-    assert a.id != b.id
-    assert [x.name for x in fleet.list_agents()] == ["edge-a", "edge-b"]
-
-
-def test_heartbeat_stores_models_and_health(fleet):
-    agent = fleet.register(_registration())
-    assert agent.models == []
-    beat = Heartbeat(
-        models=[
-            InstalledModel(name="fraud", version=2, runtime="openvino"),
-            InstalledModel(name="churn", version=1, runtime="onnxruntime", state="loading"),
-        ],
-        health="degraded",
-        detail="disk 91% full",
-    )
-    answered = fleet.heartbeat(agent.id, beat)
-    assert answered.models == beat.models
-    stored = fleet.get_agent(agent.id)
-    assert stored.models == beat.models
-    assert (stored.health, stored.detail) == ("degraded", "disk 91% full")
-    assert stored.last_seen_at is not None and stored.last_seen_at.endswith("Z")
-    fleet.heartbeat(agent.id, Heartbeat())
-    assert fleet.get_agent(agent.id).models == []
-
-
-def test_heartbeat_for_unknown_agent_is_not_found(fleet):
-    with pytest.raises(NotFoundError) as info:
-        fleet.heartbeat(4242, Heartbeat())
-    assert info.value.hint is not None and "register" in info.value.hint
-    with pytest.raises(NotFoundError):
-        fleet.get_agent(4242)
-    with pytest.raises(NotFoundError):
-        fleet.assignments(4242)
-
-
-def test_bad_agent_name_is_invalid_input(fleet):
-    with pytest.raises(InvalidInputError):
-        fleet.register(_registration("Edge 1"))
-    assert fleet.list_agents() == []
-
-
-def test_agent_assignments_are_production_versions(fleet, registry, tiny_onnx):
-    agent = fleet.register(_registration())
-    registry.register_version("m", tiny_onnx)
-    assert fleet.assignments(agent.id) == []
-    registry.change_stage("m", 1, "staging")
-    registry.change_stage("m", 1, "production")
-    assert [(a.name, a.version) for a in fleet.assignments(agent.id)] == [("m", 1)]
-
-
 # -- storage faults ----------------------------------------------------------------------
 
 
@@ -331,7 +273,7 @@ class FullDiskStore(ArtifactStore):
 
 
 def test_full_disk_is_a_clear_storage_error_and_records_nothing(engine, tmp_path, key, tiny_onnx):
-    registry = RegistryService(engine, FullDiskStore(tmp_path / "artifacts"), key)
+    registry = make_registry(engine, FullDiskStore(tmp_path / "artifacts"), key)
     with pytest.raises(StorageError, match="No space left") as err:
         registry.register_version("m", tiny_onnx)
     assert "nothing was recorded" in (err.value.hint or "")

@@ -123,19 +123,9 @@ def test_missing_required_agent_settings_give_hint():
     with pytest.raises(ConfigError) as info:
         load(AgentSettings, environ={})
     error = info.value
-    assert "hub_url" in error.message and "zone" in error.message
+    assert "hub_url" in error.message and "zone" not in error.message  # enrolment sets the zone
     assert error.hint is not None
-    assert "APPLIANCE_HUB_URL" in error.hint and "APPLIANCE_ZONE" in error.hint
-
-
-def test_missing_one_required_setting_names_only_that_one():
-    with pytest.raises(ConfigError) as info:
-        load(AgentSettings, environ={"APPLIANCE_HUB_URL": "http://hub:8700"})
-    error = info.value
-    assert "zone" in error.message
-    assert "hub_url" not in error.message
-    assert error.hint is not None and "APPLIANCE_ZONE" in error.hint
-    assert "APPLIANCE_HUB_URL" not in error.hint
+    assert "APPLIANCE_HUB_URL" in error.hint
 
 
 def test_required_settings_may_come_from_flags():

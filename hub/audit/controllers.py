@@ -1,0 +1,44 @@
+"""Reading and verifying the audit log over HTTP (auditors and admins)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.params import Parameter
+from sqlmodel import Session
+
+from hub.audit.chain import VerifyReport
+from hub.audit.schemas import AuditEntry
+from hub.identity.guards import requires
+from hub.identity.roles import Permission
+from hub.services import HubServices
+
+Limit = Annotated[int, Parameter(ge=1, le=500, default=100)]
+
+
+class AuditController(Controller):
+    path = "/api/v1/audit"
+    tags = ["audit"]
+    guards = [requires(Permission.AUDIT_READ)]
+
+    @get("/", operation_id="listAuditEntries", sync_to_thread=True)
+    def list_entries(
+        self,
+        services: HubServices,
+        after: int = 0,
+        limit: Limit = 100,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> list[AuditEntry]:
+        """Entries after ``after`` (a seq), oldest first; page on with the last seq seen."""
+        with Session(services.engine) as session:
+            return services.audit.list(
+                session, after_seq=after, limit=limit, actor=actor, action=action
+            )
+
+    @post("/verify", operation_id="verifyAuditLog", status_code=200, sync_to_thread=True)
+    def verify(self, services: HubServices) -> VerifyReport:
+        """Walk the whole chain and check every signed checkpoint; names the first bad entry."""
+        with Session(services.engine) as session:
+            return services.audit.verify(session, services.key.public)

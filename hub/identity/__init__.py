@@ -1,0 +1,1 @@
+"""Who may do what: users, roles, tokens, agent identities and the guards that check them."""

@@ -1,0 +1,83 @@
+"""Authentication middleware and permission guards for the hub's Litestar app.
+
+Every request but the open ones (health, sign-in, refresh, enrolment) must
+carry ``Authorization: Bearer <token>``: a user's access token or an agent's
+self-signed token. Every handler declares the permission it needs with
+:func:`requires`; a test walks the app and fails on any handler without one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.types import Guard
+
+from appliance.errors import AuthenticationError, PermissionDeniedError
+from hub.identity.principal import Principal
+from hub.identity.roles import Permission, roles_with
+from hub.identity.service import IdentityService
+
+OPEN_PATHS = (
+    "/health",
+    "/api/v1/auth/sign-in",
+    "/api/v1/auth/refresh",
+    "/api/v1/agents/enrol",
+)
+"""Reachable without a token; each authenticates what it needs itself."""
+
+GUARD_ATTRIBUTE = "appliance_permission"
+
+
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError(
+            "missing bearer token", hint="sign in ('appliance login') and send the access token"
+        )
+    return token.strip()
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        identity: IdentityService = connection.app.state.identity
+        token = bearer_token(connection)
+        principal = await anyio.to_thread.run_sync(identity.authenticate, token)
+        return AuthenticationResult(user=principal, auth=token)
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    user = connection.scope.get("user")
+    if not isinstance(user, Principal):
+        raise AuthenticationError("not signed in")
+    return user
+
+
+def requires(*permissions: Permission) -> Guard:
+    """A guard that lets through only callers holding one of ``permissions``."""
+    wanted = frozenset(permissions)
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+        principal = principal_of(connection)
+        if not wanted & principal.permissions:
+            holders = sorted({r for p in permissions for r in roles_with(p)}) or ["agents"]
+            raise PermissionDeniedError(
+                f"{principal.actor} may not do this: it needs "
+                f"{' or '.join(sorted(wanted))} (held by: {', '.join(holders)})"
+            )
+
+    setattr(guard, GUARD_ATTRIBUTE, wanted)
+    return guard
+
+
+def open_endpoint(_connection: ASGIConnection[Any, Any, Any, Any], _h: BaseRouteHandler) -> None:
+    """Marks a handler as deliberately reachable without a token."""
+
+
+setattr(open_endpoint, GUARD_ATTRIBUTE, "open")

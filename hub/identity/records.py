@@ -1,0 +1,56 @@
+"""Tables for people and credentials. Secrets are stored only as hashes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, DateTime
+from sqlmodel import Field, SQLModel
+
+from hub.records import _utc_column
+
+
+class UserRecord(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(unique=True, index=True, max_length=64)
+    password_hash: str
+    roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    disabled: bool = False
+    created_at: datetime = _utc_column()
+
+
+class RefreshTokenRecord(SQLModel, table=True):
+    __tablename__ = "refresh_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    token_sha256: str = Field(unique=True, index=True, max_length=64)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    revoked: bool = False
+
+
+class RevokedTokenRecord(SQLModel, table=True):
+    """Access tokens revoked before they expire (sign-out, user disabled)."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: str = Field(primary_key=True, max_length=64)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class EnrolmentTokenRecord(SQLModel, table=True):
+    __tablename__ = "enrolment_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_sha256: str = Field(unique=True, index=True, max_length=64)
+    zone: str = Field(max_length=64)
+    group: str = Field(max_length=64)
+    created_by: str = Field(max_length=128)
+    created_at: datetime = _utc_column()
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    used_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    used_by_agent_id: int | None = None

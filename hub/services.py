@@ -1,0 +1,72 @@
+"""The hub's services, built once from its settings and shared by every handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from appliance.keys import KeyPair, init_keypair, keys_dir
+from appliance.settings import HubSettings
+from hub.artifacts import ArtifactStore
+from hub.audit.service import AuditLog
+from hub.db import create_schema, make_engine
+from hub.fleet.enrolment import EnrolmentService
+from hub.fleet.service import FleetService
+from hub.identity.service import IdentityService
+from hub.identity.tokens import JwtKeyring, TokenSettings
+from hub.registry.service import RegistryService
+from hub.residency.gate import ResidencyGate
+from hub.residency.policy import ResidencyPolicy
+
+
+@dataclass(frozen=True)
+class HubServices:
+    engine: Engine
+    key: KeyPair
+    audit: AuditLog
+    policy: ResidencyPolicy
+    registry: RegistryService
+    fleet: FleetService
+    identity: IdentityService
+    enrolment: EnrolmentService
+    checkpoint_minutes: float
+
+
+def load_policy(settings: HubSettings) -> ResidencyPolicy:
+    path = settings.residency_policy or settings.data_dir / "residency.toml"
+    if settings.residency_policy is not None or path.exists():
+        return ResidencyPolicy.load(path)
+    return ResidencyPolicy.single_zone(settings.zone)
+
+
+def build_services(settings: HubSettings) -> HubServices:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    create_schema(engine)
+    key = init_keypair(keys_dir(settings.data_dir))
+    audit = AuditLog(key)
+    policy = load_policy(settings)
+    registry = RegistryService(
+        engine,
+        ArtifactStore(settings.data_dir / "artifacts"),
+        key,
+        audit=audit,
+        policy=policy,
+        approvals_required=settings.approvals_required,
+    )
+    gate = ResidencyGate(engine, policy, audit)
+    identity = IdentityService(
+        engine, JwtKeyring(keys_dir(settings.data_dir) / "jwt"), TokenSettings(), audit
+    )
+    return HubServices(
+        engine=engine,
+        key=key,
+        audit=audit,
+        policy=policy,
+        registry=registry,
+        fleet=FleetService(engine, registry, gate),
+        identity=identity,
+        enrolment=EnrolmentService(engine, policy, audit),
+        checkpoint_minutes=settings.audit_checkpoint_minutes,
+    )
