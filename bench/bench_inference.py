@@ -48,8 +48,8 @@ from servers import (
 )
 
 from appliance.demo.processes import ServiceProcess, agent_process, free_port, hub_process
+from appliance.demo.site import Site, bootstrap_site
 from appliance.errors import ApplianceError
-from appliance.hub_client import HubClient
 from appliance.settings import AgentSettings
 
 MODEL = "breast-cancer"
@@ -146,6 +146,8 @@ class Bench:
         self.ready_hub_down: list[float] = []
         self.hub_down_error: str | None = None
         self.model_path = root / "model.onnx"
+        self.site: Site
+        self.enrol_token: str | None = None
         self.info: dict[str, Any] = {}
 
     # -- processes -------------------------------------------------------------------
@@ -157,7 +159,9 @@ class Bench:
             AGENT,
             self.root / "agent",
             self.hub.url,
-            self.root / "hub" / "keys" / "signing.pub",
+            self.site.hub_key,
+            enrol_token=self.enrol_token,  # used on the first start only
+            hub_ca=self.site.ca_file,
             sync_interval=sync_interval,
             runtime="onnxruntime",
         )
@@ -225,23 +229,29 @@ class Bench:
 
         log("training the built-in model (train_tabular)…")
         result = train_tabular(TabularParams())
-        self.hub = hub_process(self.root / "hub")
+        self.site = bootstrap_site(self.root)  # as the demo: HTTPS, users, enrolment
+        self.hub = hub_process(self.site.hub_dir, tls=self.site.tls)
         self.hub.start()
         self.hub.wait_healthy()
         log(f"hub up at {self.hub.url}")
+        with self.site.client(self.hub.url, "admin") as admin:
+            self.enrol_token = admin.create_enrolment_token("ae-dxb")["token"]
         self.agent = self._new_agent(sync_interval=1.0)  # first fetch quickly
         self.agent.start()
         self.agent.wait_healthy()
-        with HubClient(self.hub.url) as hub:
-            info = hub.upload_model(
+        with (
+            self.site.client(self.hub.url, "alice") as engineer,
+            self.site.client(self.hub.url, "omar") as approver,
+        ):
+            info = engineer.upload_model(
                 MODEL,
                 result.onnx_bytes,
                 reference_npy=result.reference_npy,
                 metrics=result.metrics,
                 lineage=result.lineage,
             )
-            hub.change_stage(MODEL, info.version, "staging")
-            hub.change_stage(MODEL, info.version, "production")
+            engineer.change_stage(MODEL, info.version, "staging")
+            approver.change_stage(MODEL, info.version, "production")
         self.version = str(info.version)
         log(f"uploaded and promoted {MODEL} v{info.version}; waiting for the agent to serve it…")
         deadline = time.monotonic() + 120
