@@ -46,7 +46,13 @@ class AgentCore:
 
 
 def hub_client(settings: AgentSettings, identity: AgentIdentity | None) -> HubClient:
-    verify = client_ssl_context(settings.hub_ca) if settings.hub_ca else True
+    verify = (
+        client_ssl_context(
+            settings.hub_ca, client_cert=settings.client_cert, client_key=settings.client_key
+        )
+        if settings.hub_ca
+        else True
+    )
     creds = credentials(settings.data_dir, identity) if identity else None
     return HubClient(settings.hub_url, credentials=creds, verify=verify, timeout=30.0)
 

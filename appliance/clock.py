@@ -10,10 +10,12 @@ def utcnow() -> datetime:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """Databases without time zones (SQLite) hand back naive UTC datetimes: mark them."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    """In UTC; naive datetimes (SQLite hands those back) are taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
 
 
 def iso_utc(moment: datetime) -> str:
     """``2026-11-22T10:00:00.123456Z``; naive datetimes are taken to be UTC already."""
-    return as_utc(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return as_utc(moment).isoformat().replace("+00:00", "Z")

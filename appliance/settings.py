@@ -81,7 +81,9 @@ class HubSettings:
     tls_key: Path | None = None
     """… and this key."""
     client_ca: Path | None = None
-    """Ask clients for certificates from this CA (mutual TLS), optional for users."""
+    """Check client certificates against this CA (mutual TLS) …"""
+    require_client_cert: bool = False
+    """… and refuse clients without one (then the console needs a certificate too)."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -100,6 +102,10 @@ class AgentSettings:
     """One-time token from an admin, used on first start if the agent is not enrolled."""
     hub_ca: Path | None = None
     """The site CA certificate that the hub's TLS certificate must chain to."""
+    client_cert: Path | None = None
+    """This agent's certificate from the site CA, for hubs that require mutual TLS …"""
+    client_key: Path | None = None
+    """… and its private key."""
     data_dir: Path = field(default_factory=lambda: default_data_dir() / "agent")
     """Installed bundles and the agent's own state."""
     agent_name: str = field(default_factory=socket.gethostname)
@@ -126,6 +132,10 @@ class AgentSettings:
 
 def _convert(name: str, raw: str, target: Any) -> Any:
     try:
+        if target in (bool, "bool"):
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError("must be true or false")
+            return raw.lower() in ("1", "true", "yes")
         if target in (int, "int"):
             return int(raw)
         if target in (float, "float"):

@@ -27,7 +27,7 @@ EXIT_TAMPERED = 3
 
 
 @contextmanager
-def _hub_database(data_dir: Path | None) -> Iterator[Session]:
+def hub_database(data_dir: Path | None) -> Iterator[Session]:
     """One transaction on the hub's own database, read where the hub reads it; never created."""
     from sqlalchemy.exc import DBAPIError
 
@@ -61,9 +61,9 @@ def audit_export(args: argparse.Namespace) -> int:
     key = load_keypair(keys_dir(data_dir)) if args.checkpoint else None
     log = AuditLog(key)
     if args.checkpoint:
-        with _hub_database(args.data_dir) as session:
+        with hub_database(args.data_dir) as session:
             log.checkpoint(session)
-    with _hub_database(args.data_dir) as session:
+    with hub_database(args.data_dir) as session:
         n_entries, n_checkpoints = export_log(session, log, args.out)
     console.print(
         f"exported {n_entries} entries to {args.out} and {n_checkpoints} checkpoints "
@@ -102,7 +102,7 @@ def audit_verify(args: argparse.Namespace) -> int:
         else:
             data_dir = config.load(HubSettings, {"data_dir": args.data_dir}).data_dir
             public_key = load_public_key(args.public_key or keys_dir(data_dir) / "signing.pub")
-            with _hub_database(args.data_dir) as session:
+            with hub_database(args.data_dir) as session:
                 report = AuditLog().verify(session, public_key, extra_checkpoints=extra)
     except AuditFormatError as exc:
         console.print(f"TAMPERED: {exc}", highlight=False, markup=False)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from appliance import __version__
-from appliance.cli import audit, ca, keys, models, people, serve
+from appliance.cli import audit, ca, keys, models, people, residency, serve
 from appliance.cli.output import fail
 from appliance.errors import ApplianceError
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     people.add_parsers(sub, data_dir)
     models.add_parsers(sub)
     audit.add_parsers(sub, data_dir)
+    residency.add_parsers(sub, data_dir)
 
     demo = sub.add_parser(
         "demo",

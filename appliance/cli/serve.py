@@ -45,6 +45,7 @@ def hub_serve(args: argparse.Namespace) -> int:
             "tls_cert": args.tls_cert,
             "tls_key": args.tls_key,
             "client_ca": args.client_ca,
+            "require_client_cert": True if args.require_client_cert else None,
         },
     )
     tls: dict[str, Any] = {}
@@ -56,7 +57,12 @@ def hub_serve(args: argparse.Namespace) -> int:
 
             raise ConfigError("HTTPS needs both --tls-cert and --tls-key")
         tls = dict(
-            server_tls_options(settings.tls_cert, settings.tls_key, client_ca=settings.client_ca)
+            server_tls_options(
+                settings.tls_cert,
+                settings.tls_key,
+                client_ca=settings.client_ca,
+                require_client_cert=settings.require_client_cert,
+            )
         )
     from hub.app import create_app
 
@@ -89,6 +95,8 @@ def _agent_settings(args: argparse.Namespace) -> AgentSettings:
             "labels": tuple(args.label) if args.label else None,
             "enrol_token": getattr(args, "enrol_token", None),
             "hub_ca": args.hub_ca,
+            "client_cert": getattr(args, "client_cert", None),
+            "client_key": getattr(args, "client_key", None),
         },
     )
 
@@ -165,7 +173,12 @@ def add_parsers(
     serve.add_argument(
         "--client-ca",
         type=_path,
-        help="accept client certificates from this CA (mutual TLS for agents)",
+        help="check client certificates against this CA (mutual TLS)",
+    )
+    serve.add_argument(
+        "--require-client-cert",
+        action="store_true",
+        help="refuse TLS clients without a certificate from --client-ca",
     )
     serve.set_defaults(func=hub_serve)
 
@@ -174,6 +187,12 @@ def add_parsers(
     identity = argparse.ArgumentParser(add_help=False)
     identity.add_argument("--hub", help="hub URL, e.g. https://hub.site:8700")
     identity.add_argument("--hub-ca", type=_path, help="site CA certificate to pin for HTTPS")
+    identity.add_argument(
+        "--client-cert",
+        type=_path,
+        help="this agent's certificate, for a hub that requires mutual TLS",
+    )
+    identity.add_argument("--client-key", type=_path, help="… and its private key")
     identity.add_argument("--name", help="agent name (default: host name)")
     identity.add_argument("--zone", help="expected zone (the enrolment token decides it)")
     identity.add_argument("--runtime", choices=RUNTIME_CHOICES, help="model runtime (default auto)")

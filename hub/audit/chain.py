@@ -35,12 +35,12 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from appliance.clock import as_utc
 from appliance.keys import KeyPair, key_id
 from hub.audit.schemas import (
     GENESIS_HASH,
     AuditEntry,
     Checkpoint,
-    as_utc,
     at_text,
     checkpoint_payload,
     entry_hash,

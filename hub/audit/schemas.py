@@ -22,11 +22,12 @@ which the same key signs.
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal, get_args
 
 import msgspec
 
+from appliance.clock import as_utc
 from appliance.signing import canonical_json
 
 Outcome = Literal["ok", "refused", "allowed", "error"]
@@ -72,13 +73,6 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Hex SHA-256 of the raw public key that signed (see :func:`appliance.keys.key_id`)."""
     signature: str
     """Hex Ed25519 signature over :func:`checkpoint_payload`."""
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Naive datetimes (SQLite gives those back) are taken to be UTC already."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def at_text(moment: datetime) -> str:

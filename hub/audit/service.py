@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlmodel import Session
 
-from appliance.clock import utcnow
+from appliance.clock import as_utc, utcnow
 from appliance.errors import ConfigError, InvalidInputError
 from appliance.keys import KeyPair
 from appliance.signing import canonical_json
@@ -48,7 +48,6 @@ from hub.audit.schemas import (
     AuditEntry,
     Checkpoint,
     Outcome,
-    as_utc,
     make_entry,
 )
 
