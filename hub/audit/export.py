@@ -13,18 +13,15 @@ is streamed and every line is bounded.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Final, TypeVar
+from typing import Final, TypeVar
 
 import msgspec
 from sqlmodel import Session
 
 from appliance.errors import ConfigError
-from appliance.fsutil import fsync_dir
+from appliance.fsutil import atomic_open
 from appliance.signing import canonical_json
 from hub.audit.errors import AuditFormatError
 from hub.audit.schemas import AuditEntry, Checkpoint, checkpoint_document, entry_document
@@ -46,33 +43,16 @@ def checkpoints_path(export: Path) -> Path:
     return export.with_name(export.name + CHECKPOINTS_SUFFIX)
 
 
-@contextmanager
-def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, EXPORT_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
 def write_export(
     out: Path, entries: Iterable[AuditEntry], checkpoints: Iterable[Checkpoint]
 ) -> tuple[int, int]:
     """Write ``out`` and ``out.checkpoints.jsonl``; return how many entries and checkpoints."""
     n_entries = n_checkpoints = 0
-    with _atomic_file(out) as handle:
+    with atomic_open(out, mode=EXPORT_MODE) as handle:
         for entry in entries:
             handle.write(canonical_json(entry_document(entry)) + b"\n")
             n_entries += 1
-    with _atomic_file(checkpoints_path(out)) as handle:
+    with atomic_open(checkpoints_path(out), mode=EXPORT_MODE) as handle:
         for checkpoint in checkpoints:
             handle.write(canonical_json(checkpoint_document(checkpoint)) + b"\n")
             n_checkpoints += 1
