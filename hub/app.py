@@ -23,7 +23,7 @@ from hub.fleet.controllers import AgentController
 from hub.identity.controllers import AuthController, UserController
 from hub.identity.guards import OPEN_PATHS, BearerAuthMiddleware, open_endpoint, requires
 from hub.identity.roles import Permission
-from hub.registry.controllers import ModelController
+from hub.registry.controllers import model_controller
 from hub.services import HubServices, build_services
 
 JSON_BODY_LIMIT = 1 << 20
@@ -74,7 +74,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             signing_key,
             AuthController,
             UserController,
-            ModelController,
+            model_controller(settings.max_upload_mb * 1024 * 1024),
             AgentController,
             AuditController,
         ],

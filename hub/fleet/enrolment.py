@@ -98,11 +98,18 @@ class EnrolmentService:
                     "enrolment token is unknown, used or expired",
                     hint="ask an admin for a new one ('appliance agent token')",
                 )
-            if session.exec(select(AgentRecord).where(AgentRecord.name == request.name)).first():
+            existing = session.exec(
+                select(AgentRecord).where(AgentRecord.name == request.name)
+            ).first()
+            if existing is not None and existing.revoked_at is None:
                 raise ConflictError(
                     f"an agent named {request.name!r} is already enrolled",
                     hint="choose another name, or revoke the old agent first",
                 )
+            if existing is not None:  # keep the revoked record and its history, renamed
+                existing.name = f"{existing.name}.revoked-{existing.id}"
+                session.add(existing)
+                session.flush()
             agent = AgentRecord(
                 name=request.name,
                 zone=token.zone,

@@ -21,7 +21,6 @@ from hub.registry.service import RegistryService
 
 P = Permission
 Limit = Annotated[int, Parameter(ge=1, le=500, default=100)]
-MAX_UPLOAD_BYTES = 1 << 30
 
 
 def _upload_bytes(data: dict[str, Any], field: str, *, required: bool) -> bytes | None:
@@ -53,105 +52,110 @@ def _metadata(data: dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
-class ModelController(Controller):
-    path = "/api/v1/models"
-    tags = ["models"]
+def model_controller(max_upload_bytes: int) -> type[Controller]:
+    """The registry's endpoints, with the site's upload limit (``APPLIANCE_MAX_UPLOAD_MB``)."""
 
-    @get("/", operation_id="listModels", guards=[requires(P.MODELS_READ)], sync_to_thread=True)
-    def list_models(
-        self, registry: RegistryService, after: str = "", limit: Limit = 100
-    ) -> list[ModelSummary]:
-        return registry.list_models(after_name=after, limit=limit)
+    class ModelController(Controller):
+        path = "/api/v1/models"
+        tags = ["models"]
 
-    @get(
-        "/{name:str}",
-        operation_id="getModel",
-        guards=[requires(P.MODELS_READ)],
-        sync_to_thread=True,
-    )
-    def get_model(self, name: str, registry: RegistryService) -> ModelDetail:
-        return registry.get_model(name)
+        @get("/", operation_id="listModels", guards=[requires(P.MODELS_READ)], sync_to_thread=True)
+        def list_models(
+            self, registry: RegistryService, after: str = "", limit: Limit = 100
+        ) -> list[ModelSummary]:
+            return registry.list_models(after_name=after, limit=limit)
 
-    @post(
-        "/{name:str}/versions",
-        operation_id="uploadModelVersion",
-        guards=[requires(P.MODELS_WRITE)],
-        request_max_body_size=MAX_UPLOAD_BYTES,
-        sync_to_thread=True,
-    )
-    def upload_version(
-        self,
-        name: str,
-        registry: RegistryService,
-        data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
-        request: Request[Any, Any, Any],
-    ) -> VersionInfo:
-        """Register an ONNX model as the next candidate version.
-
-        Multipart parts: ``model`` (the ONNX file), optional ``reference`` (a
-        ``.npy`` sample of training inputs) and optional ``metadata`` (JSON with
-        ``metrics``, ``lineage`` and ``zones``, the residency zones of the
-        training data). The uploader is recorded as the version's author.
-        """
-        onnx_bytes = _upload_bytes(data, "model", required=True)
-        assert onnx_bytes is not None
-        meta = _metadata(data)
-        return registry.register_version(
-            name,
-            onnx_bytes,
-            reference_npy=_upload_bytes(data, "reference", required=False),
-            metrics=meta.get("metrics"),
-            lineage=meta.get("lineage"),
-            zones=meta.get("zones"),
-            actor=principal_of(request).actor,
+        @get(
+            "/{name:str}",
+            operation_id="getModel",
+            guards=[requires(P.MODELS_READ)],
+            sync_to_thread=True,
         )
+        def get_model(self, name: str, registry: RegistryService) -> ModelDetail:
+            return registry.get_model(name)
 
-    @get(
-        "/{name:str}/versions/{version:int}",
-        operation_id="getModelVersion",
-        guards=[requires(P.MODELS_READ)],
-        sync_to_thread=True,
-    )
-    def get_version(self, name: str, version: int, registry: RegistryService) -> VersionInfo:
-        return registry.get_version(name, version)
-
-    @post(
-        "/{name:str}/versions/{version:int}/stage",
-        operation_id="changeModelVersionStage",
-        guards=[requires(P.MODELS_STAGE, P.MODELS_APPROVE)],
-        sync_to_thread=True,
-    )
-    def change_stage(
-        self,
-        name: str,
-        version: int,
-        data: StageChange,
-        registry: RegistryService,
-        request: Request[Any, Any, Any],
-    ) -> Response[VersionInfo]:
-        """200 when the stage changed; 202 when an approval was recorded but more are needed."""
-        info = registry.change_stage(name, version, data.stage, by=principal_of(request))
-        return Response(info, status_code=200 if info.stage == data.stage else 202)
-
-    @get(
-        "/{name:str}/versions/{version:int}/bundle",
-        operation_id="downloadModelBundle",
-        guards=[requires(P.MODELS_READ, P.AGENT_SELF)],
-        sync_to_thread=True,
-    )
-    def download_bundle(
-        self,
-        name: str,
-        version: int,
-        registry: RegistryService,
-        fleet: FleetService,
-        request: Request[Any, Any, Any],
-    ) -> File:
-        fleet.check_bundle_access(principal_of(request), name, version, client_address(request))
-        path, info = registry.bundle_file(name, version)
-        return File(
-            path=path,
-            filename=f"{name}-{version}.bundle.tar",
-            media_type="application/x-tar",
-            headers={"X-Bundle-SHA256": info.bundle_sha256},
+        @post(
+            "/{name:str}/versions",
+            operation_id="uploadModelVersion",
+            guards=[requires(P.MODELS_WRITE)],
+            request_max_body_size=max_upload_bytes,
+            sync_to_thread=True,
         )
+        def upload_version(
+            self,
+            name: str,
+            registry: RegistryService,
+            data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
+            request: Request[Any, Any, Any],
+        ) -> VersionInfo:
+            """Register an ONNX model as the next candidate version.
+
+            Multipart parts: ``model`` (the ONNX file), optional ``reference`` (a
+            ``.npy`` sample of training inputs) and optional ``metadata`` (JSON with
+            ``metrics``, ``lineage`` and ``zones``, the residency zones of the
+            training data). The uploader is recorded as the version's author.
+            """
+            onnx_bytes = _upload_bytes(data, "model", required=True)
+            assert onnx_bytes is not None
+            meta = _metadata(data)
+            return registry.register_version(
+                name,
+                onnx_bytes,
+                reference_npy=_upload_bytes(data, "reference", required=False),
+                metrics=meta.get("metrics"),
+                lineage=meta.get("lineage"),
+                zones=meta.get("zones"),
+                actor=principal_of(request).actor,
+            )
+
+        @get(
+            "/{name:str}/versions/{version:int}",
+            operation_id="getModelVersion",
+            guards=[requires(P.MODELS_READ)],
+            sync_to_thread=True,
+        )
+        def get_version(self, name: str, version: int, registry: RegistryService) -> VersionInfo:
+            return registry.get_version(name, version)
+
+        @post(
+            "/{name:str}/versions/{version:int}/stage",
+            operation_id="changeModelVersionStage",
+            guards=[requires(P.MODELS_STAGE, P.MODELS_APPROVE)],
+            sync_to_thread=True,
+        )
+        def change_stage(
+            self,
+            name: str,
+            version: int,
+            data: StageChange,
+            registry: RegistryService,
+            request: Request[Any, Any, Any],
+        ) -> Response[VersionInfo]:
+            """200 when the stage changed; 202 when an approval was recorded but more are needed."""
+            info = registry.change_stage(name, version, data.stage, by=principal_of(request))
+            return Response(info, status_code=200 if info.stage == data.stage else 202)
+
+        @get(
+            "/{name:str}/versions/{version:int}/bundle",
+            operation_id="downloadModelBundle",
+            guards=[requires(P.MODELS_READ, P.AGENT_SELF)],
+            sync_to_thread=True,
+        )
+        def download_bundle(
+            self,
+            name: str,
+            version: int,
+            registry: RegistryService,
+            fleet: FleetService,
+            request: Request[Any, Any, Any],
+        ) -> File:
+            fleet.check_bundle_access(principal_of(request), name, version, client_address(request))
+            path, info = registry.bundle_file(name, version)
+            return File(
+                path=path,
+                filename=f"{name}-{version}.bundle.tar",
+                media_type="application/x-tar",
+                headers={"X-Bundle-SHA256": info.bundle_sha256},
+            )
+
+    return ModelController

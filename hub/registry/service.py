@@ -300,6 +300,8 @@ class RegistryService:
         Production needs ``approvals_required`` distinct approvers, and the author
         never counts alone. Asking for production records the caller's approval;
         the stage changes once enough approvals are in (the answer says how many).
+        Any other move clears the version's approvals: each trip into production
+        is approved afresh.
         """
         with session_scope(self.engine) as session:
             model = self._model(session, name)
@@ -338,6 +340,13 @@ class RegistryService:
                 outcome="ok",
                 detail={"from": record.stage, "to": stage},
             )
+            if stage != "production":
+                # Approvals are for one trip into production: a version that leaves
+                # production, or goes back to candidate, needs fresh ones.
+                for approval in session.exec(
+                    select(ApprovalRecord).where(ApprovalRecord.version_id == record.id)
+                ):
+                    session.delete(approval)
             record.stage = stage
             record.stage_changed_at = now
             session.add(record)

@@ -19,7 +19,7 @@ def test_agent_with_a_site_certificate_enrols_and_syncs_and_strangers_are_refuse
     site = bootstrap_site(tmp_path)
     assert site.tls is not None
     ca = load_ca(tmp_path / "ca")
-    cert, key, ca_file = site.tls
+    _cert, _key, ca_file = site.tls
     hub = hub_process(
         site.hub_dir,
         tls=site.tls,

@@ -279,3 +279,33 @@ def test_full_disk_is_a_clear_storage_error_and_records_nothing(engine, tmp_path
     assert "nothing was recorded" in (err.value.hint or "")
     assert registry.list_models() == []
     assert list((tmp_path / "artifacts" / "tmp").iterdir()) == []
+
+
+# -- approvals ---------------------------------------------------------------------------
+
+
+def _approver(name):
+    return Principal(
+        kind="user",
+        id=hash(name) % 1000,
+        name=name,
+        roles=frozenset({"approver"}),
+        permissions=permissions_for({"approver"}),
+    )
+
+
+def test_each_trip_into_production_needs_fresh_approvals(engine, tmp_path, key, tiny_onnx):
+    registry = make_registry(
+        engine, ArtifactStore(tmp_path / "artifacts"), key, approvals_required=2
+    )
+    omar, fatima = _approver("omar"), _approver("fatima")
+    registry.register_version("m", tiny_onnx)
+    registry.change_stage("m", 1, "staging", by=TESTER)
+    assert registry.change_stage("m", 1, "production", by=omar).stage == "staging"
+    assert registry.change_stage("m", 1, "production", by=omar).approvals == ["user:omar"]
+    done = registry.change_stage("m", 1, "production", by=fatima)
+    assert (done.stage, done.approvals) == ("production", ["user:omar", "user:fatima"])
+    registry.change_stage("m", 1, "archived", by=omar)
+    registry.change_stage("m", 1, "staging", by=TESTER)
+    again = registry.change_stage("m", 1, "production", by=omar)
+    assert (again.stage, again.approvals) == ("staging", ["user:omar"])
