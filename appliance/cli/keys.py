@@ -21,6 +21,19 @@ def keys_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def keys_rotate_token_key(args: argparse.Namespace) -> int:
+    from hub.identity.tokens import JwtKeyring
+
+    data_dir = config.load(HubSettings, {"data_dir": args.data_dir}).data_dir
+    keyring = JwtKeyring(keys_dir(data_dir) / "jwt")
+    kid = keyring.rotate()
+    console.print(
+        f"token-signing key {kid} is now current; tokens signed by the previous keys "
+        "stay valid until they expire. Restart the hub to start signing with it."
+    )
+    return 0
+
+
 def add_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser
 ) -> None:
@@ -29,3 +42,9 @@ def add_parsers(
     init = ksub.add_parser("init", parents=[data_dir], help="create the Ed25519 signing key")
     init.add_argument("--force", action="store_true", help="replace an existing key")
     init.set_defaults(func=keys_init)
+    rotate = ksub.add_parser(
+        "rotate-token-key",
+        parents=[data_dir],
+        help="start signing user tokens with a new key (hub)",
+    )
+    rotate.set_defaults(func=keys_rotate_token_key)

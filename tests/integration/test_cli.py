@@ -147,3 +147,15 @@ def test_agent_that_is_not_enrolled_says_how_to_enrol(tmp_path, site):
     )
     assert result.returncode == 2
     assert "not enrolled" in result.stderr and "--enrol-token" in result.stderr
+
+
+def test_rotating_the_token_key_keeps_the_previous_ones_for_verification(tmp_path):
+    data = tmp_path / "hub"
+    kids = []
+    for _ in range(4):
+        result = appliance("keys", "rotate-token-key", "--data-dir", str(data))
+        assert result.returncode == 0, result.stderr
+        kids.append((data / "keys" / "jwt" / "current").read_text())
+    assert len(set(kids)) == 4
+    kept = sorted(p.stem for p in (data / "keys" / "jwt").glob("*.key"))
+    assert kids[-1] in kept and len(kept) == 3
