@@ -229,6 +229,21 @@ class HubClient:
     def verify_audit(self) -> dict[str, Any]:
         return self._typed("POST", "/api/v1/audit/verify", dict[str, Any])
 
+    def list_audit(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"after": after, "limit": limit}
+        if actor:
+            params["actor"] = actor
+        if action:
+            params["action"] = action
+        return self._typed("GET", "/api/v1/audit", list[dict[str, Any]], params=params)
+
 
 def _raise_for_status(response: httpx.Response) -> None:
     if response.status_code < 400:
