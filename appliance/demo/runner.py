@@ -28,7 +28,7 @@ from appliance.demo.processes import (
     serving_version,
     wait_for,
 )
-from appliance.demo.site import bootstrap_site
+from appliance.demo.site import ROLES, Site, bootstrap_site
 from appliance.errors import ApplianceError, ConfigError
 from appliance.hub_client import HubClient
 from appliance.schemas import VersionInfo
@@ -170,7 +170,7 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         )
         ok = ok and bool(audit["ok"])
         if serve and ok:
-            _serve_forever(hub_proc, agents)
+            _serve_forever(hub_proc, agents, site)
         return 0 if ok else 1
     except ApplianceError as exc:
         console.print(f"[bold red]✗ demo failed:[/] {exc}")
@@ -247,11 +247,18 @@ def _summary(
     return ok
 
 
-def _serve_forever(hub: ServiceProcess, agents: list[ServiceProcess]) -> None:
+def _serve_forever(hub: ServiceProcess, agents: list[ServiceProcess], site: Site) -> None:
     console.print("\n[bold]Leaving the services running[/] (Ctrl-C stops them):")
-    console.print(f"  hub    {hub.url}   (OpenAPI: {hub.url}/schema)")
+    console.print(f"  hub    {hub.url}   (OpenAPI, after sign-in: {hub.url}/schema)")
     for agent in agents:
         console.print(f"  {agent.name}  {agent.url}   (KServe v2: {agent.url}/v2/models/{MODEL})")
+    console.print(f"  site CA {site.ca_file}")
+    console.print("  demo users (generated passwords, this demo only):")
+    for username, roles in ROLES.items():
+        console.print(f"    {username:<7} {', '.join(roles):<12} {site.passwords[username]}")
+    console.print(
+        f"  sign in: appliance login --hub {hub.url} --hub-ca {site.ca_file} --username alice"
+    )
     try:
         while all(p.process is not None and p.process.poll() is None for p in [hub, *agents]):
             time.sleep(1)
