@@ -82,6 +82,14 @@ def _approvers(session: Session, record: ModelVersionRecord) -> list[str]:
     ]
 
 
+def _clear_approvals(session: Session, record: ModelVersionRecord) -> None:
+    """Approvals are for one trip into production: leaving it, or staging, needs fresh ones."""
+    for approval in session.exec(
+        select(ApprovalRecord).where(ApprovalRecord.version_id == record.id)
+    ):
+        session.delete(approval)
+
+
 class RegistryService:
     def __init__(
         self,
@@ -322,6 +330,7 @@ class RegistryService:
                     session.flush()
                     return _version_info(model, record, approvers)
             now = utcnow()
+            replaced: list[int] = []
             if stage == "production":
                 for previous in session.exec(
                     select(ModelVersionRecord).where(
@@ -332,21 +341,18 @@ class RegistryService:
                     previous.stage = "archived"
                     previous.stage_changed_at = now
                     session.add(previous)
+                    _clear_approvals(session, previous)
+                    replaced.append(previous.version)
+            else:
+                _clear_approvals(session, record)
             self.audit.append(
                 session,
                 actor=by.actor,
                 action="model.stage_change",
                 target=target,
                 outcome="ok",
-                detail={"from": record.stage, "to": stage},
+                detail={"from": record.stage, "to": stage, "archived": replaced},
             )
-            if stage != "production":
-                # Approvals are for one trip into production: a version that leaves
-                # production, or goes back to candidate, needs fresh ones.
-                for approval in session.exec(
-                    select(ApprovalRecord).where(ApprovalRecord.version_id == record.id)
-                ):
-                    session.delete(approval)
             record.stage = stage
             record.stage_changed_at = now
             session.add(record)
