@@ -19,6 +19,18 @@ import msgspec
 
 from appliance.credentials import Credentials
 from appliance.errors import BundleFormatError, HubRejectedError, HubUnavailableError
+from appliance.feature_schemas import (
+    DefineResult,
+    EntityInfo,
+    FeatureDefinitions,
+    FeatureViewInfo,
+    IngestResult,
+    KeyValue,
+    MaterializeResult,
+    OnlineRequest,
+    OnlineResponse,
+    SnapshotRef,
+)
 from appliance.schemas import (
     AgentAssignments,
     AgentInfo,
@@ -243,6 +255,71 @@ class HubClient:
         if action:
             params["action"] = action
         return self._typed("GET", "/api/v1/audit", list[dict[str, Any]], params=params)
+
+    # -- features ----------------------------------------------------------------------
+
+    def define_features(self, definitions: FeatureDefinitions) -> DefineResult:
+        return self._post_struct("/api/v1/features/definitions", definitions, DefineResult)
+
+    def list_feature_entities(self, *, after: str = "", limit: int = 100) -> list[EntityInfo]:
+        params = {"after": after, "limit": limit}
+        return self._typed("GET", "/api/v1/features/entities", list[EntityInfo], params=params)
+
+    def list_feature_views(self, *, after: str = "", limit: int = 100) -> list[FeatureViewInfo]:
+        params = {"after": after, "limit": limit}
+        return self._typed("GET", "/api/v1/features/views", list[FeatureViewInfo], params=params)
+
+    def get_feature_view(self, name: str, version: int | None = None) -> FeatureViewInfo:
+        params = {"version": version} if version else {}
+        return self._typed("GET", f"/api/v1/features/views/{name}", FeatureViewInfo, params=params)
+
+    def ingest_features(
+        self, view: str, content: bytes, *, filename: str, version: int | None = None
+    ) -> IngestResult:
+        """Upload a CSV or Parquet file; all rows are stored or none (422 names the bad ones)."""
+        return self._typed(
+            "POST",
+            f"/api/v1/features/views/{view}/ingest",
+            IngestResult,
+            files={"file": (filename, content, "application/octet-stream")},
+            data={"version": str(version)} if version else {},
+            timeout=300.0,
+        )
+
+    def materialize_features(self, view: str) -> MaterializeResult:
+        return self._typed(
+            "POST", f"/api/v1/features/views/{view}/materialize", MaterializeResult, timeout=300.0
+        )
+
+    def online_features(
+        self, view: str, keys: list[KeyValue | list[KeyValue]], *, zone: str | None = None
+    ) -> OnlineResponse:
+        request = OnlineRequest(view=view, keys=keys, zone=zone)
+        return self._post_struct("/api/v1/features/online", request, OnlineResponse)
+
+    def training_set(
+        self,
+        events: bytes,
+        views: list[str],
+        *,
+        zone: str,
+        filename: str = "events.parquet",
+        timestamp_column: str = "event_timestamp",
+    ) -> tuple[bytes, list[SnapshotRef]]:
+        """The point-in-time training set as Parquet bytes, and the snapshots it read."""
+        response = self._request(
+            "POST",
+            "/api/v1/features/training-sets",
+            files={"events": (filename, events, "application/octet-stream")},
+            data={
+                "views": json.dumps(views),
+                "zone": zone,
+                "timestamp_column": timestamp_column,
+            },
+            timeout=600.0,
+        )
+        header = response.headers.get("x-feature-snapshots", "[]")
+        return response.content, msgspec.json.decode(header, type=list[SnapshotRef])
 
 
 def _raise_for_status(response: httpx.Response) -> None:

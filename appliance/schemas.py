@@ -26,6 +26,8 @@ class VersionInfo(msgspec.Struct, kw_only=True):
     zones: list[str] = []
     approvals: list[str] = []
     """Who approved this version for production (distinct approvers)."""
+    approvals_required: int = 1
+    """Distinct approvers this hub needs before a version enters production."""
 
 
 class ModelSummary(msgspec.Struct, kw_only=True):

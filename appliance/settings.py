@@ -22,6 +22,7 @@ variable                       meaning
 ``APPLIANCE_TLS_CERT``/``_KEY`` hub: serve HTTPS with this certificate and key
 ``APPLIANCE_HUB_CA``           agent/CLI: the site CA that the hub's certificate must chain to
 ``APPLIANCE_ENROL_TOKEN``      agent: one-time enrolment token for the first start
+``APPLIANCE_FEATURES_MATERIALIZE_MINUTES``  hub: online-store refresh interval (0 = off)
 ``APPLIANCE_AGENT_NAME``       agent name (default: the host name)
 ``APPLIANCE_AGENT_PORT``       agent HTTP port (default 8701)
 ``APPLIANCE_RUNTIME``          ``auto``, ``onnxruntime`` or ``openvino``
@@ -76,6 +77,8 @@ class HubSettings:
     """Distinct approvers needed to put a version in production (the author never alone)."""
     audit_checkpoint_minutes: float = 5.0
     """How often the head of the audit chain is signed."""
+    features_materialize_minutes: float = 10.0
+    """How often views already in the online store are refreshed; 0 turns it off."""
     tls_cert: Path | None = None
     """Serve HTTPS with this certificate (from the site CA) …"""
     tls_key: Path | None = None

@@ -19,6 +19,8 @@ from appliance.settings import HubSettings
 from hub.audit.controllers import AuditController
 from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler
 from hub.errors_http import appliance_error_handler
+from hub.features.controllers import feature_controller
+from hub.features.scheduler import start_materialize_scheduler
 from hub.fleet.controllers import AgentController
 from hub.identity.controllers import AuthController, UserController
 from hub.identity.guards import OPEN_PATHS, BearerAuthMiddleware, open_endpoint, requires
@@ -60,6 +62,9 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
 
     def start() -> None:
         scheduler.append(start_checkpoint_scheduler(svc.engine, svc.audit, svc.checkpoint_minutes))
+        features_job = start_materialize_scheduler(svc.features, svc.features_materialize_minutes)
+        if features_job is not None:
+            scheduler.append(features_job)
 
     def stop() -> None:
         for job in scheduler:
@@ -77,6 +82,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             model_controller(settings.max_upload_mb * 1024 * 1024),
             AgentController,
             AuditController,
+            feature_controller(settings.max_upload_mb * 1024 * 1024),
         ],
         dependencies={
             "registry": Provide(lambda: svc.registry, sync_to_thread=False),
@@ -84,6 +90,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             "identity": Provide(lambda: svc.identity, sync_to_thread=False),
             "enrolment": Provide(lambda: svc.enrolment, sync_to_thread=False),
             "services": Provide(lambda: svc, sync_to_thread=False),
+            "features": Provide(lambda: svc.features, sync_to_thread=False),
         },
         middleware=[
             RateLimitConfig(

@@ -11,6 +11,7 @@ from appliance.settings import HubSettings
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
 from hub.db import create_schema, make_engine
+from hub.features.service import FeatureStore
 from hub.fleet.enrolment import EnrolmentService
 from hub.fleet.service import FleetService
 from hub.identity.service import IdentityService
@@ -31,6 +32,8 @@ class HubServices:
     identity: IdentityService
     enrolment: EnrolmentService
     checkpoint_minutes: float
+    features: FeatureStore
+    features_materialize_minutes: float
 
 
 def load_policy(settings: HubSettings) -> ResidencyPolicy:
@@ -69,4 +72,8 @@ def build_services(settings: HubSettings) -> HubServices:
         identity=identity,
         enrolment=EnrolmentService(engine, policy, audit),
         checkpoint_minutes=settings.audit_checkpoint_minutes,
+        features=FeatureStore(
+            engine, settings.data_dir / "features", audit=audit, gate=gate, home_zone=settings.zone
+        ),
+        features_materialize_minutes=settings.features_materialize_minutes,
     )

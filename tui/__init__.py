@@ -1,1 +1,12 @@
-"""The operator's Textual console (filled by the console issue)."""
+"""The operator's Textual console over the hub's API (``appliance tui``).
+
+Layout: ``app.py`` (thin App), ``screens/`` (sign-in, main), ``widgets/`` (a
+pane per area: fleet, models, audit), ``dialogs/`` (confirmations and forms),
+``hub.py`` (the calls the console makes, and signing in), ``format.py`` (pure
+formatting of hub records).
+"""
+
+from tui.app import ConsoleApp
+from tui.hub import Connector, HubApi, HubConnector
+
+__all__ = ["Connector", "ConsoleApp", "HubApi", "HubConnector"]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from appliance import __version__
-from appliance.cli import audit, ca, keys, models, people, residency, serve
+from appliance.cli import audit, ca, features, keys, models, people, residency, serve, tui
 from appliance.cli.output import fail
 from appliance.errors import ApplianceError
 
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_parsers(sub, data_dir)
     people.add_parsers(sub, data_dir)
     models.add_parsers(sub)
+    tui.add_parsers(sub)
+    features.add_parsers(sub, data_dir)
     audit.add_parsers(sub, data_dir)
     residency.add_parsers(sub, data_dir)
 

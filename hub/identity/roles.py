@@ -14,6 +14,10 @@ role              may
 ``viewer``        read models and agents
 ================  ==========================================================
 
+Every role also holds ``features:read`` (definitions, snapshots, online
+values and training sets, within the residency policy); ``ml-engineer`` alone
+holds ``features:write`` (define, ingest, materialise).
+
 Agents are not users: an enrolled agent holds only ``agent:self`` (read what is
 meant for it, write its own reports).
 """
@@ -35,6 +39,8 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     RESIDENCY_REPORT = "residency:report"
     AGENT_SELF = "agent:self"
+    FEATURES_READ = "features:read"
+    FEATURES_WRITE = "features:write"
 
 
 P = Permission
@@ -48,12 +54,24 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             P.AGENTS_REVOKE,
             P.MODELS_READ,
             P.AUDIT_READ,
+            P.FEATURES_READ,
         }
     ),
-    "ml-engineer": frozenset({P.MODELS_READ, P.MODELS_WRITE, P.MODELS_STAGE, P.AGENTS_READ}),
-    "approver": frozenset({P.MODELS_READ, P.MODELS_APPROVE, P.AGENTS_READ}),
-    "auditor": frozenset({P.AUDIT_READ, P.RESIDENCY_REPORT, P.MODELS_READ, P.AGENTS_READ}),
-    "viewer": frozenset({P.MODELS_READ, P.AGENTS_READ}),
+    "ml-engineer": frozenset(
+        {
+            P.MODELS_READ,
+            P.MODELS_WRITE,
+            P.MODELS_STAGE,
+            P.AGENTS_READ,
+            P.FEATURES_READ,
+            P.FEATURES_WRITE,
+        }
+    ),
+    "approver": frozenset({P.MODELS_READ, P.MODELS_APPROVE, P.AGENTS_READ, P.FEATURES_READ}),
+    "auditor": frozenset(
+        {P.AUDIT_READ, P.RESIDENCY_REPORT, P.MODELS_READ, P.AGENTS_READ, P.FEATURES_READ}
+    ),
+    "viewer": frozenset({P.MODELS_READ, P.AGENTS_READ, P.FEATURES_READ}),
 }
 ROLES: tuple[str, ...] = tuple(ROLE_PERMISSIONS)
 AGENT_PERMISSIONS: frozenset[Permission] = frozenset({P.AGENT_SELF})

@@ -108,6 +108,13 @@ class RegistryService:
         self.policy = policy
         self.approvals_required = approvals_required
 
+    def _info(
+        self, model: ModelRecord, record: ModelVersionRecord, approvals: list[str] | None = None
+    ) -> VersionInfo:
+        info = _version_info(model, record, approvals)
+        info.approvals_required = self.approvals_required
+        return info
+
     # -- reading -----------------------------------------------------------------
 
     def _model(self, session: Session, name: str) -> ModelRecord:
@@ -161,14 +168,14 @@ class RegistryService:
             return ModelDetail(
                 name=model.name,
                 created_at=iso_utc(model.created_at),
-                versions=[_version_info(model, v, _approvers(session, v)) for v in versions],
+                versions=[self._info(model, v, _approvers(session, v)) for v in versions],
             )
 
     def get_version(self, name: str, version: int) -> VersionInfo:
         with Session(self.engine) as session:
             model = self._model(session, name)
             record = self._version(session, model, version)
-            return _version_info(model, record, _approvers(session, record))
+            return self._info(model, record, _approvers(session, record))
 
     def bundle_file(self, name: str, version: int) -> tuple[Path, VersionInfo]:
         info = self.get_version(name, version)
@@ -300,7 +307,7 @@ class RegistryService:
                 outcome="ok",
                 detail={"bundle_sha256": digest, "zones": zones},
             )
-            return _version_info(model, record)
+            return self._info(model, record)
 
     def change_stage(self, name: str, version: int, stage: str, *, by: Principal) -> VersionInfo:
         """Move a version; into or out of production only with approval.
@@ -328,7 +335,7 @@ class RegistryService:
                 non_authors = [a for a in approvers if a != record.created_by]
                 if len(approvers) < self.approvals_required or not non_authors:
                     session.flush()
-                    return _version_info(model, record, approvers)
+                    return self._info(model, record, approvers)
             now = utcnow()
             replaced: list[int] = []
             if stage == "production":
@@ -357,7 +364,7 @@ class RegistryService:
             record.stage_changed_at = now
             session.add(record)
             session.flush()
-            return _version_info(model, record, _approvers(session, record))
+            return self._info(model, record, _approvers(session, record))
 
     def _approve(
         self, session: Session, record: ModelVersionRecord, by: Principal, target: str

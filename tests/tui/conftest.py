@@ -1,0 +1,160 @@
+"""A real hub on loopback with a site's people, a model and an agent, for the console.
+
+One hub for the whole session (starting one costs seconds); tests leave its
+seeded records as they found them, or make their own (the revoke test enrols
+its own agent). The hub runs with
+``--approvals-required 2`` so an approval can come back as 202, version 1 of
+``tiny`` in production, version 2 a fresh candidate, and agent ``edge-1``
+enrolled through the API with a heartbeat saying it runs ``tiny@1``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from appliance.credentials import AgentCredentials
+from appliance.demo.processes import ServiceProcess, free_port, hub_process
+from appliance.demo.site import Site, bootstrap_site
+from appliance.hub_client import HubClient
+from appliance.keys import KeyPair, init_keypair, public_pem
+from appliance.schemas import AgentInfo, EnrolmentRequest, Heartbeat, InstalledModel
+from tests.conftest import make_reference_npy, make_tiny_onnx
+from tui import ConsoleApp, HubConnector
+from tui.screens import MainScreen
+
+MODEL = "tiny"
+
+
+@dataclass
+class LiveHub:
+    site: Site
+    root: Path
+    port: int
+    process: ServiceProcess
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def client(self, username: str) -> HubClient:
+        return self.site.client(self.url, username)
+
+    def start(self) -> None:
+        self.process = hub_process(
+            self.site.hub_dir, self.port, extra_args=("--approvals-required", "2")
+        )
+        self.process.start()
+        self.process.wait_healthy()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def enrol_agent(
+    hub: LiveHub, admin: HubClient, name: str, *, group: str, keys: Path
+) -> tuple[AgentInfo, KeyPair]:
+    """Enrol ``name`` as an agent does: a one-time token from the admin, its own key."""
+    token = admin.create_enrolment_token("ae-dxb", group)["token"]
+    key = init_keypair(keys / name, "agent")
+    request = EnrolmentRequest(
+        token=token, name=name, public_key=public_pem(key.public).decode(), runtime="onnxruntime"
+    )
+    with HubClient(hub.url) as anonymous:
+        return anonymous.enrol(request), key
+
+
+def seed(hub: LiveHub, keys: Path) -> None:
+    """v1 of ``tiny`` in production (two approvers), v2 a candidate; agent ``edge-1``."""
+    alice, omar, fatima, admin = (hub.client(u) for u in ("alice", "omar", "fatima", "admin"))
+    try:
+        v1 = alice.upload_model(
+            MODEL,
+            make_tiny_onnx(),
+            reference_npy=make_reference_npy(),
+            metrics={"accuracy": 0.91},
+            lineage={"source": "tiny.onnx"},
+        )
+        alice.change_stage(MODEL, v1.version, "staging")
+        omar.change_stage(MODEL, v1.version, "production")
+        fatima.change_stage(MODEL, v1.version, "production")
+        alice.upload_model(MODEL, make_tiny_onnx(), metrics={"accuracy": 0.93})
+        info, key = enrol_agent(hub, admin, "edge-1", group="lobby", keys=keys)
+        with HubClient(hub.url, credentials=AgentCredentials(key, info.id)) as agent:
+            agent.heartbeat(
+                info.id,
+                Heartbeat(models=[InstalledModel(name=MODEL, version=1, runtime="onnxruntime")]),
+            )
+    finally:
+        for client in (alice, omar, fatima, admin):
+            client.close()
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """The console's tests are coroutines run by anyio's pytest plugin, on asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveHub]:
+    root = tmp_path_factory.mktemp("console")
+    site = bootstrap_site(root, tls=False)
+    port = free_port()
+    hub = LiveHub(site, root, port, hub_process(site.hub_dir, port))
+    hub.start()
+    try:
+        seed(hub, root / "keys")
+        yield hub
+    finally:
+        hub.stop()
+
+
+@pytest.fixture
+def console(live_hub: LiveHub) -> Callable[..., ConsoleApp]:
+    def make(refresh_s: float = 60.0) -> ConsoleApp:
+        return ConsoleApp(
+            HubConnector(live_hub.url, timeout=2.0), live_hub.url, refresh_s=refresh_s
+        )
+
+    return make
+
+
+async def until(pilot: Pilot[Any], check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Let the app run until ``check()`` is truthy (workers answer asynchronously)."""
+    waited = 0.0
+    while waited < timeout:
+        value = check()
+        if value:
+            return value
+        await pilot.pause(0.05)
+        waited += 0.05
+    raise AssertionError(f"timed out after {timeout} s waiting for {check}")
+
+
+async def sign_in(pilot: Pilot[Any], username: str, password: str) -> None:
+    screen = pilot.app.screen
+    screen.query_one("#username", Input).value = username
+    screen.query_one("#password", Input).value = password
+    await pilot.click("#sign-in-button")
+
+
+def text_of(app: ConsoleApp, selector: str) -> str:
+    """What a Static shows now, as plain text."""
+    return str(app.screen.query_one(selector).render())
+
+
+async def signed_in(pilot: Pilot[Any], hub: LiveHub, username: str) -> MainScreen:
+    """Sign in as one of the site's people and wait for the main screen to be up."""
+    await sign_in(pilot, username, hub.site.passwords[username])
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.sub_title)
+    screen = app.screen
+    assert isinstance(screen, MainScreen)
+    return screen

@@ -1,0 +1,59 @@
+"""Layout of the main screens at 80x24 and 120x40, over a hub with fixed answers.
+
+Fixed data (tests/tui/fixed_hub.py), no clock on screen, and the app never
+refreshes by itself, so the SVGs are the same on every run. Regenerate with
+``pytest tests/tui/test_snapshots.py --snapshot-update`` and review the diff.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from tests.tui.fixed_hub import PASSWORD, fixed_app
+from tui.screens import MainScreen
+
+SIZES = [(80, 24), (120, 40)]
+
+
+async def _signed_in(pilot: Pilot[Any]) -> None:
+    pilot.app.screen.query_one("#password", Input).value = PASSWORD
+    await pilot.press("enter")
+    for _ in range(100):
+        if isinstance(pilot.app.screen, MainScreen) and pilot.app.screen.sub_title:
+            break
+        await pilot.pause(0.02)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def _on_tab(key: str, *then: str) -> Any:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _signed_in(pilot)
+        await pilot.press(key, *then)
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    return run_before
+
+
+async def _sign_in_form(pilot: Pilot[Any]) -> None:
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize(
+    "screen",
+    ["sign_in", "fleet", "models", "audit"],
+)
+def test_screen(snap_compare: Any, screen: str, size: tuple[int, int]) -> None:
+    run_before = {
+        "sign_in": _sign_in_form,
+        "fleet": _on_tab("1"),
+        "models": _on_tab("2"),
+        "audit": _on_tab("3", "v"),
+    }[screen]
+    assert snap_compare(fixed_app(), terminal_size=size, run_before=run_before)

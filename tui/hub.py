@@ -1,0 +1,91 @@
+"""What the console needs from the hub, and how it signs in.
+
+The screens talk to a :class:`HubApi`: the subset of
+:class:`appliance.hub_client.HubClient` they call. The real client satisfies it
+as is; snapshot tests pass a double with fixed data that implements the same
+methods. A :data:`Connector` turns a username and password into a signed-in
+``HubApi``; :class:`HubConnector` is the real one (tokens kept in memory only,
+renewed by the client on a 401).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from appliance.credentials import UserCredentials
+from appliance.errors import ApplianceError, HubRejectedError, HubUnavailableError
+from appliance.hub_client import HubClient
+from appliance.schemas import AgentInfo, ModelDetail, ModelSummary, VersionInfo
+
+
+class HubApi(Protocol):
+    """The hub calls the console makes (all of them on worker threads)."""
+
+    base_url: str
+
+    def whoami(self) -> dict[str, Any]: ...
+
+    def list_agents(self) -> list[AgentInfo]: ...
+
+    def create_enrolment_token(
+        self, zone: str, group: str = "default", ttl_s: int = 24 * 3600
+    ) -> dict[str, Any]: ...
+
+    def revoke_agent(self, agent_id: int) -> AgentInfo: ...
+
+    def list_models(self) -> list[ModelSummary]: ...
+
+    def get_model(self, name: str) -> ModelDetail: ...
+
+    def change_stage(self, name: str, version: int, stage: str) -> VersionInfo: ...
+
+    def list_audit(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    def verify_audit(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+Connector = Callable[[str, str], HubApi]
+"""``(username, password) -> signed-in hub``; raises :class:`ApplianceError` subclasses."""
+
+
+@dataclass(frozen=True)
+class HubConnector:
+    """Signs in to the hub at ``url``, pinning the site CA through ``verify``."""
+
+    url: str
+    verify: ssl.SSLContext | bool = True
+    timeout: float = 10.0
+
+    def __call__(self, username: str, password: str) -> HubApi:
+        with HubClient(self.url, verify=self.verify, timeout=self.timeout) as anonymous:
+            tokens = anonymous.sign_in(username, password)
+        credentials = UserCredentials(tokens["access_token"], tokens["refresh_token"], self.url)
+        return HubClient(
+            self.url, credentials=credentials, verify=self.verify, timeout=self.timeout
+        )
+
+
+def describe(exc: ApplianceError) -> str:
+    """One line for an operator: what went wrong and what to do, never a traceback."""
+    if isinstance(exc, HubRejectedError):
+        if exc.status_code == 401:
+            return "Wrong username or password, or the session has expired: sign in again."
+        if exc.status_code == 403:
+            return f"Not allowed for your roles. {exc.message}"
+        if exc.status_code == 429:
+            return "Too many attempts; wait a minute and try again."
+    if isinstance(exc, HubUnavailableError):
+        return f"Cannot reach the hub. {exc}"
+    return str(exc)

@@ -1,0 +1,198 @@
+"""Fleet: every agent with where it runs, what it runs and how it feels; enrol and revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Input, Static
+from textual.widgets.data_table import RowKey
+
+from appliance.schemas import AgentInfo
+from tui import format as fmt
+from tui.dialogs import ConfirmDialog, EnrolDialog, EnrolRequest, InfoDialog
+from tui.hub import HubApi
+from tui.messages import ActionDone
+from tui.widgets.pane import HubPane
+
+COLUMNS = ("id", "name", "health", "zone", "group", "runtime", "last heartbeat (UTC)", "models")
+"""Most telling first: at 80 columns the models column is the one that scrolls off."""
+
+
+class FleetPane(HubPane):
+    DEFAULT_CSS = """
+    FleetPane #fleet-filter { margin: 0 1; }
+    FleetPane DataTable { height: 1fr; }
+    FleetPane #fleet-status { height: 1; color: $text-muted; padding: 0 1; }
+    """
+    NEEDS = "agents:read"
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("enter", "details", "Details", show=False),
+        Binding("e", "enrol", "Enrol"),
+        Binding("r", "revoke", "Revoke"),
+    ]
+
+    class AgentsLoaded(Message):
+        def __init__(self, agents: list[AgentInfo]) -> None:
+            super().__init__()
+            self.agents = agents
+
+    class TokenCreated(Message):
+        def __init__(self, token: dict[str, Any]) -> None:
+            super().__init__()
+            self.token = token
+
+    def __init__(self, hub: HubApi, *, id: str | None = None) -> None:
+        super().__init__(hub, id=id)
+        self.agents: list[AgentInfo] = []
+        self.sort_by = "name"
+
+    def compose(self) -> ComposeResult:
+        yield Input(
+            placeholder="filter: name, zone, group, runtime, model, health…",
+            id="fleet-filter",
+            compact=True,
+        )
+        yield DataTable(id="fleet-table", cursor_type="row", zebra_stripes=True)
+        yield Static("loading agents…", id="fleet-status", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns(*COLUMNS)
+        self.refresh_data()
+
+    # -- data ------------------------------------------------------------------------
+
+    def refresh_data(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="fleet-load")
+    def load(self) -> None:
+        agents = self.call_hub(self.hub.list_agents)
+        if agents is not None:
+            self.post_message(self.AgentsLoaded(agents))
+
+    def on_fleet_pane_agents_loaded(self, message: AgentsLoaded) -> None:
+        self.agents = message.agents
+        self._show()
+
+    @on(Input.Changed, "#fleet-filter")
+    def _filter_changed(self) -> None:
+        self._show()
+
+    @on(Input.Submitted, "#fleet-filter")
+    def _filter_done(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def _show(self) -> None:
+        table = self.query_one(DataTable)
+        keep = self.selected()
+        needle = self.query_one("#fleet-filter", Input).value
+        shown = sorted(
+            (a for a in self.agents if fmt.agent_matches(a, needle)),
+            key=fmt.AGENT_SORTS[self.sort_by],
+        )
+        table.clear()
+        for agent in shown:
+            health = fmt.agent_health(agent)
+            table.add_row(
+                str(agent.id),
+                Text(agent.name),
+                fmt.styled(health, fmt.HEALTH_STYLE),
+                Text(agent.zone),
+                Text(agent.group),
+                Text(agent.runtime),
+                fmt.moment(agent.last_seen_at),
+                Text(fmt.installed(agent.models)),
+                key=str(agent.id),
+            )
+        if keep is not None and str(keep.id) in {str(a.id) for a in shown}:
+            table.move_cursor(row=table.get_row_index(RowKey(str(keep.id))))
+        unhealthy = sum(1 for a in shown if fmt.agent_health(a) in ("degraded", "failing"))
+        self.query_one("#fleet-status", Static).update(
+            f"{len(shown)} of {len(self.agents)} agents · {unhealthy} unhealthy · "
+            f"sorted by {self.sort_by} (s)"
+        )
+
+    def selected(self) -> AgentInfo | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((a for a in self.agents if str(a.id) == key), None)
+
+    # -- actions ---------------------------------------------------------------------
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#fleet-filter", Input).focus()
+
+    def action_sort(self) -> None:
+        keys = list(fmt.AGENT_SORTS)
+        self.sort_by = keys[(keys.index(self.sort_by) + 1) % len(keys)]
+        self._show()
+
+    @on(DataTable.RowSelected, "#fleet-table")
+    def action_details(self) -> None:
+        agent = self.selected()
+        if agent is not None:
+            self.app.push_screen(InfoDialog(f"Agent {agent.name}", fmt.agent_details(agent)))
+
+    def action_enrol(self) -> None:
+        self.app.push_screen(EnrolDialog(), self._enrol_answered)
+
+    def _enrol_answered(self, request: EnrolRequest | None) -> None:
+        if request is not None:
+            self.create_token(request)
+
+    @work(thread=True, group="fleet-act")
+    def create_token(self, request: EnrolRequest) -> None:
+        token = self.call_hub(
+            lambda: self.hub.create_enrolment_token(
+                request.zone, request.group, request.ttl_hours * 3600
+            )
+        )
+        if token is not None:
+            self.post_message(self.TokenCreated(token))
+
+    def on_fleet_pane_token_created(self, message: TokenCreated) -> None:
+        token = message.token
+        body = (
+            f"zone {token['zone']}, group {token['group']}; works once, until "
+            f"{fmt.moment(token['expires_at'])} UTC. It is shown only now.\n\n"
+            "On the new box:\n"
+            f"  appliance agent serve --hub {self.hub.base_url} --enrol-token TOKEN"
+        )
+        self.app.push_screen(InfoDialog("One-time enrolment token", body, secret=token["token"]))
+
+    def action_revoke(self) -> None:
+        agent = self.selected()
+        if agent is None:
+            return
+        if agent.revoked_at:
+            self.post_message(ActionDone(f"{agent.name} is already revoked"))
+            return
+        dialog = ConfirmDialog(
+            f"Revoke agent {agent.name}?",
+            f"{agent.name} (id {agent.id}, {agent.zone}/{agent.group}) will be refused on every "
+            "later call: no more models, no heartbeats. It must be enrolled again with a new "
+            "token to come back.",
+            confirm="Revoke",
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.revoke(agent)
+
+        self.app.push_screen(dialog, answered)
+
+    @work(thread=True, group="fleet-act")
+    def revoke(self, agent: AgentInfo) -> None:
+        revoked = self.call_hub(lambda: self.hub.revoke_agent(agent.id))
+        if revoked is not None:
+            self.post_message(ActionDone(f"revoked {revoked.name}"))
+            self.app.call_from_thread(self.refresh_data)

@@ -1,0 +1,173 @@
+"""Models: every version with its stage, metrics, lineage and approvals; move it along.
+
+Promote (candidate -> staging) changes nothing in production and goes straight
+through; approve (into production) and archive ask first. When the hub needs
+more approvers it answers 202 and the version stays where it was: the pane says
+how many approvals it has so far.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Static
+from textual.widgets.data_table import RowKey
+
+from appliance.schemas import VersionInfo
+from tui import format as fmt
+from tui.dialogs import ConfirmDialog
+from tui.hub import HubApi
+from tui.messages import ActionDone, ActionFailed
+from tui.widgets.pane import HubPane
+
+COLUMNS = ("model", "ver", "stage", "approvals", "metrics", "created (UTC)", "by")
+
+
+class ModelsPane(HubPane):
+    DEFAULT_CSS = """
+    ModelsPane DataTable { height: 1fr; }
+    ModelsPane #model-details {
+        height: auto; max-height: 9; border-top: solid $primary; padding: 0 1;
+    }
+    """
+    NEEDS = "models:read"
+    BINDINGS = [
+        Binding("p", "promote", "Promote to staging"),
+        Binding("a", "approve", "Approve for production"),
+        Binding("x", "archive", "Archive"),
+    ]
+
+    class VersionsLoaded(Message):
+        def __init__(self, versions: list[VersionInfo]) -> None:
+            super().__init__()
+            self.versions = versions
+
+    def __init__(self, hub: HubApi, *, id: str | None = None) -> None:
+        super().__init__(hub, id=id)
+        self.versions: list[VersionInfo] = []
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
+        yield Static("loading models…", id="model-details", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns(*COLUMNS)
+        self.refresh_data()
+
+    def refresh_data(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="models-load")
+    def load(self) -> None:
+        def every_version() -> list[VersionInfo]:
+            found = []
+            for summary in self.hub.list_models():
+                detail = self.hub.get_model(summary.name)
+                found += sorted(detail.versions, key=lambda v: -v.version)
+            return found
+
+        versions = self.call_hub(every_version)
+        if versions is not None:
+            self.post_message(self.VersionsLoaded(versions))
+
+    def on_models_pane_versions_loaded(self, message: VersionsLoaded) -> None:
+        table = self.query_one(DataTable)
+        keep = self.selected()
+        self.versions = message.versions
+        table.clear()
+        for v in self.versions:
+            table.add_row(
+                Text(v.name),
+                str(v.version),
+                fmt.styled(v.stage, fmt.STAGE_STYLE),
+                str(len(v.approvals)) if v.approvals else "-",
+                Text(fmt.metrics_text(v.metrics)),
+                fmt.moment(v.created_at),
+                Text(v.created_by),
+                key=_key(v),
+            )
+        if keep is not None and any(_key(v) == _key(keep) for v in self.versions):
+            table.move_cursor(row=table.get_row_index(RowKey(_key(keep))))
+        self._show_details()
+
+    def selected(self) -> VersionInfo | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((v for v in self.versions if _key(v) == key), None)
+
+    @on(DataTable.RowHighlighted, "#models-table")
+    def _show_details(self) -> None:
+        version = self.selected()
+        details = self.query_one("#model-details", Static)
+        if version is None:
+            details.update("no models registered yet: 'appliance model import FILE.onnx --name N'")
+        else:
+            details.update(fmt.version_details(version))
+
+    # -- actions ---------------------------------------------------------------------
+
+    def action_promote(self) -> None:
+        version = self.selected()
+        if version is not None:
+            self.change_stage(version, "staging")
+
+    def action_approve(self) -> None:
+        version = self.selected()
+        if version is None:
+            return
+        if version.stage != "staging":
+            self.post_message(
+                ActionFailed(f"only a staging version can be approved ({version.stage} now)")
+            )
+            return
+        self._confirm(
+            version,
+            "production",
+            f"Approve {version.name} v{version.version} for production?",
+            "Your approval is recorded. Once enough approvers agree, this version serves on "
+            "every agent and the current production version is archived.",
+            "Approve",
+        )
+
+    def action_archive(self) -> None:
+        version = self.selected()
+        if version is None:
+            return
+        live = version.stage == "production"
+        self._confirm(
+            version,
+            "archived",
+            f"Archive {version.name} v{version.version}?",
+            (
+                "It is in PRODUCTION: agents stop serving it and the model has no production "
+                "version until another is approved."
+                if live
+                else f"It leaves {version.stage}; coming back needs staging and approval again."
+            ),
+            "Archive",
+        )
+
+    def _confirm(
+        self, version: VersionInfo, stage: str, title: str, body: str, confirm: str
+    ) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.change_stage(version, stage)
+
+        self.app.push_screen(ConfirmDialog(title, body, confirm=confirm), answered)
+
+    @work(thread=True, group="models-act")
+    def change_stage(self, version: VersionInfo, stage: str) -> None:
+        info = self.call_hub(lambda: self.hub.change_stage(version.name, version.version, stage))
+        if info is not None:
+            self.post_message(ActionDone(fmt.stage_outcome(stage, info)))
+            self.app.call_from_thread(self.refresh_data)
+
+
+def _key(version: VersionInfo) -> str:
+    return f"{version.name}@{version.version}"
