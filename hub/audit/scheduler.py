@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
 from typing import Final
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -13,6 +12,7 @@ from appliance.errors import ConfigError
 from hub.audit.errors import AuditTamperedError
 from hub.audit.schemas import Checkpoint
 from hub.audit.service import AuditLog
+from hub.scheduling import run_every
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,11 @@ def start_checkpoint_scheduler(
     """
     if minutes <= 0:
         raise ConfigError(f"audit checkpoint interval must be positive, not {minutes} minutes")
-    scheduler = BackgroundScheduler(timezone=UTC, daemon=True)
-    scheduler.add_job(
+    return run_every(
+        minutes,
         run_checkpoint,
-        trigger="interval",
-        minutes=minutes,
-        args=(engine, audit_log),
-        id=JOB_ID,
+        engine,
+        audit_log,
+        job_id=JOB_ID,
         name="sign an audit checkpoint",
-        max_instances=1,
-        coalesce=True,
-        replace_existing=True,
     )
-    scheduler.start()
-    return scheduler

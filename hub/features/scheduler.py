@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
 from typing import Final
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from appliance.errors import ConfigError
 from hub.features.service import FeatureStore
+from hub.scheduling import run_every
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +35,10 @@ def start_materialize_scheduler(store: FeatureStore, minutes: float) -> Backgrou
         return None
     if minutes < 0:
         raise ConfigError(f"feature materialisation interval must not be negative, not {minutes}")
-    scheduler = BackgroundScheduler(timezone=UTC, daemon=True)
-    scheduler.add_job(
+    return run_every(
+        minutes,
         run_materialization,
-        trigger="interval",
-        minutes=minutes,
-        args=(store,),
-        id=JOB_ID,
+        store,
+        job_id=JOB_ID,
         name="materialise feature views into the online store",
-        max_instances=1,
-        coalesce=True,
-        replace_existing=True,
     )
-    scheduler.start()
-    return scheduler
