@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import io
 import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from appliance import __version__
 from hub.training.datasets import DATASETS, TabularDataset
+
+if TYPE_CHECKING:
+    from hub.training.mlp import Precision
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
@@ -36,6 +38,8 @@ class TabularParams:
     batch_size: int = 64
     test_fraction: float = 0.25
     seed: int = 0
+    precision: Precision = "fp32"
+    """``bf16`` trains under autocast on GPUs (and CPUs) that support it."""
 
 
 @dataclass
@@ -80,7 +84,8 @@ def _split(data: TabularDataset, fraction: float, seed: int) -> tuple[np.ndarray
 
 def train_tabular(params: TabularParams, device: str = "cpu") -> TrainingResult:
     import torch
-    from torch import nn
+
+    from hub.training.mlp import StandardisedMLP, WithSoftmax, fit
 
     torch.manual_seed(params.seed)
     data = DATASETS[params.dataset]()
@@ -89,49 +94,20 @@ def train_tabular(params: TabularParams, device: str = "cpu") -> TrainingResult:
     x_test, y_test = data.features[test_idx], data.labels[test_idx]
     n_features, n_classes = x_train.shape[1], int(data.labels.max()) + 1
 
-    class Standardised(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("mean", torch.tensor(x_train.mean(axis=0)))
-            self.register_buffer("std", torch.tensor(x_train.std(axis=0) + 1e-6))
-            layers: list[nn.Module] = []
-            width = n_features
-            for hidden in params.hidden:
-                layers += [nn.Linear(width, hidden), nn.ReLU()]
-                width = hidden
-            layers.append(nn.Linear(width, n_classes))
-            self.net = nn.Sequential(*layers)
-
-        def forward(self, x: Any) -> Any:
-            return self.net((x - self.mean) / self.std)
-
-    model = Standardised().to(device)
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
+    model = StandardisedMLP(x_train.mean(axis=0), x_train.std(axis=0), params.hidden, n_classes)
+    stats = fit(
+        model,
+        x_train,
+        y_train,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        learning_rate=params.learning_rate,
+        weight_decay=params.weight_decay,
+        seed=params.seed,
+        device=device,
+        precision=params.precision,
     )
-    loss_fn = nn.CrossEntropyLoss()
-    features = torch.tensor(x_train, device=device)
-    labels = torch.tensor(y_train, device=device)
-    generator = torch.Generator(device="cpu").manual_seed(params.seed)
-    started = time.perf_counter()
-    model.train()
-    for _ in range(params.epochs):
-        order = torch.randperm(len(features), generator=generator)
-        for start in range(0, len(order), params.batch_size):
-            batch = order[start : start + params.batch_size]
-            optimiser.zero_grad()
-            loss = loss_fn(model(features[batch]), labels[batch])
-            loss.backward()
-            optimiser.step()
-    train_seconds = time.perf_counter() - started
-
-    class WithSoftmax(nn.Module):
-        def __init__(self, inner: nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x: Any) -> Any:
-            return torch.softmax(self.inner(x), dim=1)
+    train_seconds = stats.seconds
 
     exported = WithSoftmax(model).eval().cpu()
     with torch.no_grad():
