@@ -46,6 +46,8 @@ class UserCredentials:
     access_token: str
     refresh_token: str
     hub_url: str = ""
+    hub_ca: str | None = None
+    """The site CA pinned at sign-in, kept with the tokens for later commands."""
     session_file: Path | None = field(default=None, repr=False)
 
     def bearer(self) -> str:
@@ -64,6 +66,7 @@ class UserCredentials:
     def save(self, path: Path) -> None:
         data = {
             "hub_url": self.hub_url,
+            "hub_ca": self.hub_ca,
             "access_token": self.access_token,
             "refresh_token": self.refresh_token,
         }
@@ -77,6 +80,7 @@ class UserCredentials:
                 data["access_token"],
                 data["refresh_token"],
                 data.get("hub_url", ""),
+                hub_ca=data.get("hub_ca"),
                 session_file=path,
             )
         except FileNotFoundError as exc:

@@ -73,11 +73,10 @@ def user_client(args: argparse.Namespace) -> HubClient:
 
 def save_session(url: str, ca: Path | None, tokens: dict[str, Any]) -> Path:
     path = default_session_file()
-    creds = UserCredentials(tokens["access_token"], tokens["refresh_token"], url)
-    creds.save(path)
-    data = json.loads(path.read_text())
-    data["hub_ca"] = str(ca.resolve()) if ca else None
-    from appliance.fsutil import atomic_write_bytes
-
-    atomic_write_bytes(path, json.dumps(data).encode(), mode=0o600)
+    UserCredentials(
+        tokens["access_token"],
+        tokens["refresh_token"],
+        url,
+        hub_ca=str(ca.resolve()) if ca else None,
+    ).save(path)
     return path
