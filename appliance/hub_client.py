@@ -121,8 +121,11 @@ class HubClient:
     def signing_key_pem(self) -> bytes:
         return self._request("GET", "/api/v1/keys/signing").content
 
-    def list_models(self) -> list[ModelSummary]:
-        return self._typed("GET", "/api/v1/models", list[ModelSummary])
+    def list_models(self, *, after: str = "", limit: int = 100) -> list[ModelSummary]:
+        """One page, by name; pass the last name seen as ``after`` for the next."""
+        return self._typed(
+            "GET", "/api/v1/models", list[ModelSummary], params={"after": after, "limit": limit}
+        )
 
     def get_model(self, name: str) -> ModelDetail:
         return self._typed("GET", f"/api/v1/models/{name}", ModelDetail)
@@ -233,8 +236,11 @@ class HubClient:
     def assignments(self, agent_id: int) -> AgentAssignments:
         return self._typed("GET", f"/api/v1/agents/{agent_id}/assignments", AgentAssignments)
 
-    def list_agents(self) -> list[AgentInfo]:
-        return self._typed("GET", "/api/v1/agents", list[AgentInfo])
+    def list_agents(self, *, after: int = 0, limit: int = 100) -> list[AgentInfo]:
+        """One page, by id; pass the last id seen as ``after`` for the next."""
+        return self._typed(
+            "GET", "/api/v1/agents", list[AgentInfo], params={"after": after, "limit": limit}
+        )
 
     # -- audit -----------------------------------------------------------------------
 

@@ -146,3 +146,14 @@ def test_hub_runs_on_postgresql(postgres_hub):
     assert approver.change_stage("pg", 2, "production").stage == "production"
     assert engineer.list_models()[0].production_version == 2
     assert site.client(url, "sara").verify_audit()["ok"] is True
+
+
+def test_lists_page_by_name_and_by_id(hub, engineer, admin):
+    for name in ("page-a", "page-b"):
+        engineer.upload_model(name, make_tiny_onnx())
+    names, after = [], ""
+    while page := engineer.list_models(after=after, limit=1):
+        names.append(page[0].name)
+        after = page[0].name
+    assert names == sorted(names) and {"page-a", "page-b"} <= set(names)
+    assert admin.list_agents(after=10**6) == []
