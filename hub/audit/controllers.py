@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Controller, get, post
-from litestar.params import Parameter
 from sqlmodel import Session
 
 from hub.audit.chain import VerifyReport
 from hub.audit.schemas import AuditEntry
 from hub.identity.guards import requires
 from hub.identity.roles import Permission
+from hub.pagination import Limit
 from hub.services import HubServices
-
-Limit = Annotated[int, Parameter(ge=1, le=500, default=100)]
 
 
 class AuditController(Controller):

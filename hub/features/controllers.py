@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from litestar import Controller, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, Parameter
+from litestar.params import Body
 from litestar.response import Response
 
 from appliance.errors import InvalidInputError
@@ -29,10 +29,10 @@ from hub.features.service import FeatureStore
 from hub.identity.controllers import client_address
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission
+from hub.pagination import Limit
 from hub.registry.controllers import _upload_bytes
 
 P = Permission
-Limit = Annotated[int, Parameter(ge=1, le=500, default=100)]
 Multipart = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
 
 from appliance.schemas import AgentAssignments, AgentInfo, EnrolmentRequest, Heartbeat
 from hub.fleet.enrolment import EnrolmentService, EnrolmentTokenInfo
@@ -14,9 +13,9 @@ from hub.fleet.service import FleetService, check_agent_scope
 from hub.identity.controllers import client_address
 from hub.identity.guards import open_endpoint, principal_of, requires
 from hub.identity.roles import Permission
+from hub.pagination import Limit
 
 P = Permission
-Limit = Annotated[int, Parameter(ge=1, le=500, default=100)]
 
 
 class NewEnrolmentToken(msgspec.Struct, forbid_unknown_fields=True):

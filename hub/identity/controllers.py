@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import Parameter
 
 from hub.identity.guards import open_endpoint, principal_of, requires
 from hub.identity.roles import Permission
 from hub.identity.service import IdentityService, TokenPair, UserInfo
-
-Limit = Annotated[int, Parameter(ge=1, le=500, default=100)]
+from hub.pagination import Limit
 
 
 class SignIn(msgspec.Struct, forbid_unknown_fields=True):

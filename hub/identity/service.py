@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from appliance.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from appliance.fsutil import sha256_bytes
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.identity.passwords import (
@@ -48,7 +48,8 @@ USERNAME = re.compile(r"[a-z][a-z0-9._-]{1,63}")
 
 
 def sha256_hex(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    """What the hub stores of a bearer secret (refresh or enrolment token)."""
+    return sha256_bytes(secret.encode())
 
 
 class TokenPair(msgspec.Struct, kw_only=True):

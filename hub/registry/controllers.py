@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
-from litestar.params import Body, Parameter
+from litestar.params import Body
 from litestar.response import File
 
 from appliance.errors import InvalidInputError
@@ -17,10 +17,10 @@ from hub.fleet.service import FleetService
 from hub.identity.controllers import client_address
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission
+from hub.pagination import Limit
 from hub.registry.service import RegistryService
 
 P = Permission
-Limit = Annotated[int, Parameter(ge=1, le=500, default=100)]
 
 
 def _upload_bytes(data: dict[str, Any], field: str, *, required: bool) -> bytes | None:
