@@ -18,16 +18,17 @@ from litestar.exceptions import HTTPException
 
 from agent import v2_codec
 from agent.fastpath import ASGIApp, InferFn, with_fast_inference
-from agent.identity import AgentIdentity, credentials, enrol, load_identity
-from agent.installer import InstallPolicy, restore_installed
+from agent.identity import AgentIdentity, credentials, device_key, enrol, load_identity
+from agent.installer import DeviceKey, InstallPolicy, restore_installed
+from agent.probation import ProbationPolicy
 from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore
 from agent.sync import SyncWorker
+from agent.updates.trusted import pinned_root
 from appliance import __version__
 from appliance.errors import ApplianceError, ConfigError
 from appliance.http_status import status_for
 from appliance.hub_client import HubClient
-from appliance.keys import load_public_key
 from appliance.settings import AgentSettings
 from appliance.tls import client_ssl_context
 
@@ -67,6 +68,7 @@ def ensure_enrolled(settings: AgentSettings) -> AgentIdentity:
                 hint="ask an admin for a token ('appliance agent token --zone Z') and start "
                 "with --enrol-token TOKEN, or run 'appliance agent enrol'",
             )
+        pinned = settings.trusted_root.read_bytes() if settings.trusted_root else None
         with hub_client(settings, None) as client:
             identity = enrol(
                 client,
@@ -76,6 +78,7 @@ def ensure_enrolled(settings: AgentSettings) -> AgentIdentity:
                 runtime=settings.runtime,
                 labels=dict(label.split("=", 1) for label in settings.labels if "=" in label),
                 url=f"http://{settings.host}:{settings.agent_port}",
+                trusted_root=pinned,
             )
         log.info(
             "enrolled as %s (id %d) in zone %s, group %s",
@@ -93,21 +96,33 @@ def ensure_enrolled(settings: AgentSettings) -> AgentIdentity:
 
 
 def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore:
+    """Recover from an interrupted update, serve what is installed, then start syncing."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    policy = InstallPolicy(
-        trusted_keys=(load_public_key(settings.resolved_trusted_key),),
-        runtime=settings.runtime,
-        threads=settings.inference_threads,
-    )
+    policy = InstallPolicy(runtime=settings.runtime, threads=settings.inference_threads)
     store = BundleStore(settings.data_dir)
     repository = ModelRepository()
-    for model in restore_installed(store, repository, policy):
-        log.info("restored %s v%d from disk", model.name, model.version)
+    identity = ensure_enrolled(settings) if start_sync else load_identity(settings.data_dir)
+    key = device_key(settings.data_dir, identity) if identity else DeviceKey(0, None)
+    with store.install_lock():
+        store.clear_staging()
+        for note in store.recover():
+            log.error("%s", note)
+        for model in restore_installed(store, repository, policy, key):
+            log.info("restored %s v%d from disk", model.name, model.version)
     core = AgentCore(settings, store, repository, policy)
-    if start_sync:
-        identity = ensure_enrolled(settings)
+    if start_sync and identity is not None:
         core.sync = SyncWorker(
-            settings, hub_client(settings, identity), store, repository, policy, identity
+            settings,
+            hub_client(settings, identity),
+            store,
+            repository,
+            policy,
+            identity,
+            key=key,
+            root=pinned_root(settings.data_dir),
+            probation=ProbationPolicy(
+                requests=settings.probation_requests, seconds=settings.probation_seconds
+            ),
         )
     return core
 
@@ -140,7 +155,16 @@ def inference(repository: ModelRepository) -> InferFn:
         request = v2_codec.decode_request(body)
         feed = v2_codec.to_feed(request, model.manifest)
         names = v2_codec.requested_outputs(request, model.manifest)
-        results = model.runtime.infer(feed)
+        probation = model.probation
+        if probation is None:
+            results = model.runtime.infer(feed)
+        else:
+            try:
+                results = model.runtime.infer(feed)
+            except Exception as exc:
+                probation.record(False, f"{exc.__class__.__name__}: {exc}")
+                raise
+            probation.record(True)
         return v2_codec.encode_response(model.name, model.version, request.id, results, names)
 
     return run_inference

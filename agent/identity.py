@@ -2,7 +2,9 @@
 
 ``identity.json`` (0600) holds the id, name, zone and group the hub assigned;
 ``keys/agent.key`` (0600) is the Ed25519 key the agent generated for itself and
-signs its tokens with. The private key never leaves the box.
+signs its tokens with; ``keys/encryption.x25519.key`` (0600) opens the models the
+hub encrypts for it. Private keys never leave the box. Enrolment also pins the
+TUF root the agent will trust from then on (``tuf/pinned-root.json``).
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from appliance import __version__
+from agent.installer import DeviceKey
+from agent.updates.trusted import pin_root
+from appliance import __version__, sealing
 from appliance.credentials import AgentCredentials
 from appliance.errors import ConfigError
 from appliance.fsutil import atomic_write_bytes
 from appliance.hub_client import HubClient
 from appliance.keys import init_keypair, keys_dir, load_keypair, public_pem
 from appliance.schemas import EnrolmentRequest
+from appliance.sealing import ENCRYPTION_KEY_NAME, init_encryption_key, load_encryption_key
 
 IDENTITY_FILE = "identity.json"
 KEY_NAME = "agent"
@@ -60,14 +65,21 @@ def enrol(
     runtime: str,
     labels: dict[str, str] | None = None,
     url: str | None = None,
+    trusted_root: bytes | None = None,
 ) -> AgentIdentity:
-    """Generate this agent's key, enrol with the hub, and keep the identity it gives."""
+    """Generate this agent's keys, enrol with the hub, keep the identity, pin the TUF root.
+
+    Without ``trusted_root`` (the installer's copy), the hub's current root is
+    pinned, fetched over the channel enrolment itself trusts (the site CA).
+    """
     key = init_keypair(keys_dir(data_dir), KEY_NAME)
+    device = init_encryption_key(keys_dir(data_dir))
     info = client.enrol(
         EnrolmentRequest(
             token=token,
             name=name,
             public_key=public_pem(key.public).decode(),
+            encryption_key=sealing.public_pem(device.public_key()),
             runtime=runtime,
             labels=labels or {},
             url=url,
@@ -77,7 +89,16 @@ def enrol(
     identity = AgentIdentity(
         agent_id=info.id, name=info.name, zone=info.zone, group=info.group, hub_url=client.base_url
     )
+    pin_root(data_dir, trusted_root if trusted_root is not None else client.trusted_root())
     atomic_write_bytes(
         identity_path(data_dir), json.dumps(asdict(identity), indent=2).encode(), mode=0o600
     )
     return identity
+
+
+def device_key(data_dir: Path, identity: AgentIdentity) -> DeviceKey:
+    """What opens the models encrypted for this agent (no key file: it cannot open any)."""
+    folder = keys_dir(data_dir)
+    present = (folder / f"{ENCRYPTION_KEY_NAME}.x25519.key").exists()
+    private = load_encryption_key(folder) if present else None
+    return DeviceKey(agent_id=identity.agent_id, private=private)

@@ -1,40 +1,68 @@
-"""Installing a bundle: unpack, verify, load, test, then swap — or change nothing.
+"""Installing a verified target: decrypt, unpack, check, load, test, switch — or change nothing.
 
-Each step can refuse the bundle; until the last one nothing the agent serves
-or remembers has changed, so a bad bundle leaves the last good model serving.
+The target file reaching here has passed TUF's length and hash checks. Each
+step below can still refuse it; until :meth:`BundleStore.begin` (or
+``commit`` for an offline import) nothing the agent serves or remembers has
+changed, so a bad bundle leaves the last good model serving.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from agent.repository import LoadedModel, ModelRepository
 from agent.runtime import load_runtime
 from agent.store import BundleStore
+from agent.updates.trusted import Offer
 from appliance.bundle import check_test_vectors, unpack, verify_bundle
-from appliance.errors import ApplianceError
+from appliance.errors import (
+    ApplianceError,
+    BundleFormatError,
+    DecryptionError,
+    IntegrityError,
+    StorageError,
+)
 from appliance.manifest import Manifest
+from appliance.sealing import open_decrypted, unwrap_key
 from appliance.settings import RuntimeChoice
+from appliance.trust.layout import seal_aad, wrap_context
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class InstallPolicy:
-    trusted_keys: tuple[Ed25519PublicKey, ...]
     runtime: RuntimeChoice
     threads: int
     max_bundle_bytes: int = 2 << 30
 
 
-def _load_verified(folder: Path, policy: InstallPolicy) -> LoadedModel:
-    manifest: Manifest = verify_bundle(folder, policy.trusted_keys)
+@dataclass(frozen=True)
+class DeviceKey:
+    """What opens targets encrypted for this agent."""
+
+    agent_id: int
+    private: X25519PrivateKey | None
+
+
+def load_verified(folder: Path, policy: InstallPolicy, *, check_hashes: bool) -> LoadedModel:
+    """Check the files against the manifest, load, warm up on the test vectors.
+
+    ``check_hashes=False`` only for a sealed slot opened at start-up: AES-GCM has
+    just authenticated every byte the agent itself checked when installing it.
+    An install always checks: the manifest's hashes, fixed when the version was
+    registered, catch a stored bundle that was corrupted or naively altered on
+    the hub's disk, which the hub would otherwise sign and encrypt as it is.
+    """
+    manifest: Manifest = verify_bundle(folder, None, check_hashes=check_hashes)
     runtime = load_runtime(folder, manifest, policy.runtime, policy.threads)
     checked = check_test_vectors(folder, manifest, runtime.infer)
     log.info(
@@ -47,43 +75,149 @@ def _load_verified(folder: Path, policy: InstallPolicy) -> LoadedModel:
     return LoadedModel(manifest=manifest, runtime=runtime, folder=folder)
 
 
-def install_archive(
-    archive: Path, store: BundleStore, repository: ModelRepository, policy: InstallPolicy
-) -> LoadedModel:
-    """Install a bundle tar; on any refusal raise and leave everything as it was."""
-    staged = store.new_staging_dir()
+SEALED_FILE = "sealed.tar"
+SEALING_FILE = "sealing.json"
+
+
+class SealedSlot(msgspec.Struct, frozen=True, kw_only=True):
+    """Beside an encrypted target at rest: what opens it on this agent."""
+
+    model: str
+    version: int
+    path: str
+    wrapped: dict[str, str]
+
+
+def _seal_slot(target: Path, offer: Offer, key: DeviceKey, slot: Path) -> None:
+    """Keep an encrypted target as it came, beside this agent's wrapped key: no plain model."""
+    wrapped = offer.wrapped
+    if wrapped is None or key.private is None:
+        raise DecryptionError(
+            f"{offer.name} v{offer.version} is encrypted and not addressed to this agent "
+            f"(id {key.agent_id})",
+            hint="an agent enrolled after the bundle was published gets its key with the "
+            "next publication; ask the hub operator to export or publish again",
+        )
+    slot.mkdir()
+    shutil.move(target, slot / SEALED_FILE)
+    info = SealedSlot(
+        model=offer.name, version=offer.version, path=offer.target.path, wrapped=wrapped
+    )
+    (slot / SEALING_FILE).write_bytes(msgspec.json.encode(info))
+
+
+@contextlib.contextmanager
+def opened(
+    slot: Path, key: DeviceKey, store: BundleStore, limit: int
+) -> Iterator[tuple[Path, bool]]:
+    """The slot's bundle folder, and whether its bytes are already authenticated.
+
+    A sealed slot is opened into a private folder (AES-GCM checks every byte),
+    then wiped; a plain slot is used where it lies and needs its hashes checked.
+    """
+    sealed = slot / SEALED_FILE
+    if not sealed.exists():
+        yield slot, False
+        return
+    if key.private is None:
+        raise DecryptionError("this agent has no encryption key to open its sealed models")
     try:
-        unpack(archive, staged, max_bytes=policy.max_bundle_bytes)
-        candidate = _load_verified(staged, policy)
-        final = store.place(staged, candidate.name, candidate.version)
-        model = LoadedModel(manifest=candidate.manifest, runtime=candidate.runtime, folder=final)
-        repository.swap(model)
-        store.mark_current(model.name, model.version)
-        return model
+        info = msgspec.json.decode((slot / SEALING_FILE).read_bytes(), type=SealedSlot)
+    except (OSError, msgspec.DecodeError) as exc:
+        raise BundleFormatError(f"{slot / SEALING_FILE} is unreadable: {exc}") from exc
+    data_key = unwrap_key(info.wrapped, key.private, wrap_context(info.path, key.agent_id))
+    work = store.new_staging_dir()  # mkdtemp: 0700
+    try:
+        aad = seal_aad(info.model, info.version)
+        # Decrypted straight into the unpacker: no plain tar is ever written. The stream
+        # authenticates its end last, and an error then discards the whole folder.
+        with open_decrypted(sealed, data_key, aad, max_bytes=limit) as stream:
+            unpack(stream, work / "bundle", max_bytes=limit)
+            while rest := stream.read(1 << 20):  # to the end, so the last segment is checked
+                if any(rest):
+                    raise BundleFormatError(f"{slot.name}: data after the end of the bundle")
+        yield work / "bundle", True
     finally:
-        shutil.rmtree(staged, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def load_slot(
+    slot: Path,
+    key: DeviceKey,
+    store: BundleStore,
+    policy: InstallPolicy,
+    *,
+    installing: bool = False,
+) -> LoadedModel:
+    with opened(slot, key, store, policy.max_bundle_bytes) as (folder, authenticated):
+        model = load_verified(folder, policy, check_hashes=installing or not authenticated)
+    return LoadedModel(manifest=model.manifest, runtime=model.runtime, folder=slot)
+
+
+def stage(
+    target: Path, offer: Offer, key: DeviceKey, store: BundleStore, policy: InstallPolicy
+) -> LoadedModel:
+    """Turn a downloaded target into a loaded, tested model in its slot folder.
+
+    Nothing is recorded as serving yet; the caller decides between probation
+    (:meth:`BundleStore.begin`) and an immediate :meth:`BundleStore.commit`.
+    An encrypted target stays encrypted in its slot and is opened only to load.
+    """
+    work = store.new_staging_dir()
+    try:
+        slot = work / "slot"
+        if offer.custom.encryption is not None:
+            _seal_slot(target, offer, key, slot)
+        else:
+            unpack(target, slot, max_bytes=policy.max_bundle_bytes)
+        candidate = load_slot(slot, key, store, policy, installing=True)
+        if (candidate.name, candidate.version) != (offer.name, offer.version):
+            raise IntegrityError(
+                f"target for {offer.name} v{offer.version} holds "
+                f"{candidate.name} v{candidate.version}"
+            )
+        final = store.place(slot, candidate.name, candidate.version)
+        return LoadedModel(
+            manifest=candidate.manifest,
+            runtime=candidate.runtime,
+            folder=final,
+            target_sha256=offer.target_sha256,
+        )
+    except OSError as exc:
+        raise StorageError(
+            f"could not install {offer.name} v{offer.version}: {exc.strerror or exc}",
+            hint="free space in the agent's data directory; the current model keeps serving",
+        ) from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def restore_installed(
-    store: BundleStore, repository: ModelRepository, policy: InstallPolicy
+    store: BundleStore, repository: ModelRepository, policy: InstallPolicy, key: DeviceKey
 ) -> list[LoadedModel]:
     """At start-up, serve the last good bundle of each model, re-verified from disk."""
     loaded: list[LoadedModel] = []
-    previous = store.previous()
-    for name, version in store.current().items():
-        for candidate in _fallbacks(name, version, previous.get(name)):
+    for name, slots in store.state().models.items():
+        for candidate in _fallbacks(slots.current, slots.previous):
             try:
-                model = _load_verified(store.path(name, candidate), policy)
-            except ApplianceError as exc:
+                model = load_slot(store.path(name, candidate), key, store, policy)
+            except (ApplianceError, OSError) as exc:
                 log.error("installed bundle %s v%s refused at start-up: %s", name, candidate, exc)
                 continue
+            model = LoadedModel(
+                manifest=model.manifest,
+                runtime=model.runtime,
+                folder=model.folder,
+                target_sha256=slots.targets.get(str(candidate)),
+            )
             repository.swap(model)
             loaded.append(model)
             break
     return loaded
 
 
-def _fallbacks(name: str, current: int, previous: int | None) -> Iterable[int]:
-    yield current
+def _fallbacks(current: int | None, previous: int | None) -> Iterable[int]:
+    if current is not None:
+        yield current
     if previous is not None and previous != current:
         yield previous

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.probation import Probation
 from agent.runtime.base import ModelRuntime
 from appliance.clock import utcnow
 from appliance.errors import NotFoundError
@@ -22,6 +23,11 @@ class LoadedModel:
     manifest: Manifest
     runtime: ModelRuntime
     folder: Path
+    """The slot on disk (for an encrypted model, its sealed file, never the plain bundle)."""
+    target_sha256: str | None = None
+    """The TUF target it was installed from (None for bundles installed before TUF)."""
+    probation: Probation | None = None
+    """Set while a freshly installed version serves its first requests."""
     loaded_at: str = field(default_factory=lambda: utcnow().isoformat())
 
     @property

@@ -1,9 +1,10 @@
-"""The sync loop: register with the hub, fetch what to run, install, report.
+"""The sync loop: read the signed metadata, install what it offers, watch probations, report.
 
 It runs in its own thread so that downloading, verifying and loading a model
 never stalls inference on the event loop. An unreachable hub is normal (the
-agent keeps serving its last good model); a refused bundle is reported to the
-hub in the next heartbeat and not fetched again until the hub offers another.
+agent keeps serving its last good model). Metadata that fails TUF
+verification changes nothing and is reported; a refused target is remembered
+by its SHA-256 and not fetched again until the hub publishes another.
 """
 
 from __future__ import annotations
@@ -14,26 +15,31 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from tuf.ngclient.fetcher import FetcherInterface
+
 from agent.identity import AgentIdentity
-from agent.installer import InstallPolicy, install_archive
-from agent.repository import ModelRepository
+from agent.installer import DeviceKey, InstallPolicy, load_slot, stage
+from agent.probation import Probation, ProbationPolicy
+from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore
+from agent.updates.fetchers import FetchLimits, HubFetcher
+from agent.updates.trusted import Offer, TrustedUpdates
 from appliance.errors import (
     ApplianceError,
+    BundleError,
     HubRejectedError,
     HubUnavailableError,
-    IntegrityError,
+    ModelLoadError,
     NotFoundError,
 )
-from appliance.fsutil import sha256_file
 from appliance.hub_client import HubClient
-from appliance.schemas import Assignment, Heartbeat, InstalledModel
+from appliance.schemas import Heartbeat, InstalledModel
 from appliance.settings import AgentSettings
 
 log = logging.getLogger(__name__)
 
-RETRY_REFUSED_AFTER_S = 300.0
-"""A bundle refused for a reason that might pass (disk full, load error) is retried after this."""
+RETRY_AFTER_S = 300.0
+"""A target that failed for a reason that may pass (disk full, hub gone mid-download)."""
 
 
 @dataclass
@@ -41,10 +47,21 @@ class SyncStatus:
     hub_reachable: bool = False
     last_sync_at: float | None = None
     last_error: str | None = None
-    refused: dict[str, tuple[float, str]] = field(default_factory=dict)
-    """Bundle SHA-256 → (when, why) for bundles this agent refused."""
+    update_error: str | None = None
+    """Why the last metadata refresh was refused (stale, rolled back, unsigned), if it was."""
+    problems: dict[str, str] = field(default_factory=dict)
+    """Model name → why the version the hub offers is not serving here."""
     not_allowed: list[str] = field(default_factory=list)
     """Production models the hub's residency policy keeps from this agent, with the rule."""
+    notes: list[str] = field(default_factory=list)
+    """Roll-backs and overrides to tell the hub once."""
+
+
+@dataclass
+class _OnProbation:
+    model: LoadedModel
+    previous: LoadedModel | None
+    probation: Probation
 
 
 class SyncWorker:
@@ -56,6 +73,12 @@ class SyncWorker:
         repository: ModelRepository,
         policy: InstallPolicy,
         identity: AgentIdentity,
+        *,
+        key: DeviceKey,
+        root: bytes,
+        probation: ProbationPolicy | None = None,
+        limits: FetchLimits | None = None,
+        fetcher: FetcherInterface | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -63,7 +86,14 @@ class SyncWorker:
         self.repository = repository
         self.policy = policy
         self.identity = identity
+        self.key = key
+        self.root = root
+        self.probation_policy = probation or ProbationPolicy()
+        self.fetcher = fetcher or HubFetcher(client, limits)
         self.status = SyncStatus()
+        self._on_probation: dict[str, _OnProbation] = {}
+        self._retry_at: dict[str, float] = {}
+        self._stamp = store.stamp()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="appliance-sync", daemon=True)
 
@@ -71,37 +101,79 @@ class SyncWorker:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop syncing. A version on probation with no failure so far is not blamed for
+        the stop: it is set aside (the last good one serves after a restart) and may be
+        installed again; only a crash mid-probation refuses it (see BundleStore.recover)."""
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        with self.store.install_lock():
+            for name, trial in list(self._on_probation.items()):
+                if trial.probation.verdict() != "fail":
+                    self.store.set_aside(name, trial.model.version)
         self.client.close()
 
     def _run(self) -> None:
+        next_sync = 0.0
         while not self._stop.is_set():
-            self.run_once()
-            self._stop.wait(self.settings.sync_interval)
+            self.check_probations()
+            if time.monotonic() >= next_sync:
+                self.run_once()
+                next_sync = time.monotonic() + self.settings.sync_interval
+            self._stop.wait(1.0 if self._on_probation else self.settings.sync_interval)
+
+    # -- one round ----------------------------------------------------------------------
 
     def run_once(self) -> None:
-        agent_id = self.identity.agent_id
+        self.reload_if_changed()
         try:
-            plan = self.client.assignments(agent_id)
-            not_allowed = [f"{r.name} v{r.version}: {r.reason}" for r in plan.refused]
-            if not_allowed != self.status.not_allowed:
-                for line in not_allowed:
-                    log.warning("hub's residency policy keeps %s from this agent", line)
-                self.status.not_allowed = not_allowed
-            for assignment in plan.models:
+            self._update()
+            self.status.update_error = None
+        except HubUnavailableError as exc:
+            self._note_hub_trouble(exc)
+            return
+        except BundleError as exc:  # metadata refused: stale, rolled back, unsigned, mixed
+            if self.status.update_error != str(exc):
+                log.error("update metadata refused, keeping what is installed: %s", exc)
+            self.status.update_error = str(exc)
+        self._report()
+
+    def _update(self) -> None:
+        hub = self.client.base_url
+        updates = TrustedUpdates(
+            self.settings.data_dir,
+            root=self.root,
+            fetcher=self.fetcher,
+            metadata_url=f"{hub}/tuf/metadata/",
+            targets_url=f"{hub}/tuf/targets/",
+            zone=self.identity.zone,
+            group=self.identity.group,
+            agent_id=self.identity.agent_id,
+        )
+        installed = {m.name: m.version for m in self.repository.all()}
+        with self.store.install_lock():
+            offers = updates.offers(installed)
+            self.status.problems = {
+                name: why for name, why in self.status.problems.items()
+                if any(o.name == name for o in offers)
+            }
+            for offer in offers:
                 if self._stop.is_set():
                     return
-                self._apply(assignment)
-            self.client.heartbeat(agent_id, self._heartbeat())
+                self._apply(updates, offer)
+
+    def _report(self) -> None:
+        try:
+            plan = self.client.assignments(self.identity.agent_id)
+            self.status.not_allowed = [f"{r.name} v{r.version}: {r.reason}" for r in plan.refused]
+            self.client.heartbeat(self.identity.agent_id, self._heartbeat())
+            self.status.notes.clear()
             if not self.status.hub_reachable:
-                log.info(
-                    "hub %s reachable; %d model(s) loaded",
-                    self.client.base_url,
-                    len(self.repository.all()),
-                )
+                log.info("hub %s reachable; %d model(s) loaded", self.client.base_url,
+                         len(self.repository.all()))
             self.status.hub_reachable = True
             self.status.last_sync_at = time.time()
+            self.status.last_error = None
         except HubRejectedError as exc:
             if exc.status_code in (401, 403):
                 exc.hint = "the hub refuses this agent's identity: was it revoked? enrol it again"
@@ -115,54 +187,136 @@ class SyncWorker:
         self.status.hub_reachable = False
         self.status.last_error = str(exc)
 
-    def _apply(self, assignment: Assignment) -> None:
+    # -- installing -------------------------------------------------------------------------
+
+    def _apply(self, updates: TrustedUpdates, offer: Offer) -> None:
+        if offer.name in self._on_probation:
+            return
         try:
-            current = self.repository.get(assignment.name)
-            if current.version == assignment.version:
+            if self.repository.get(offer.name).version == offer.version:
                 return
         except NotFoundError:
             pass  # not installed yet
-        refused = self.status.refused.get(assignment.bundle_sha256)
-        if refused and time.time() - refused[0] < RETRY_REFUSED_AFTER_S:
+        sha = offer.target_sha256
+        refused = self.store.refused_reason(sha)
+        if refused:
+            self.status.problems[offer.name] = refused
+            return
+        if time.monotonic() < self._retry_at.get(sha, 0.0):
             return
         work = self.store.new_staging_dir()
         try:
-            archive = work / "bundle.tar"
-            self.client.download(
-                assignment.bundle_path, archive, max_bytes=self.policy.max_bundle_bytes
-            )
-            digest, _ = sha256_file(archive)
-            if digest != assignment.bundle_sha256:
-                raise IntegrityError(
-                    f"downloaded bundle's SHA-256 {digest[:16]}… is not the hub's "
-                    f"{assignment.bundle_sha256[:16]}…"
-                )
-            model = install_archive(archive, self.store, self.repository, self.policy)
-            log.info("now serving %s v%d on %s", model.name, model.version, model.runtime.kind)
-            self.status.refused.pop(assignment.bundle_sha256, None)
-            self.status.last_error = None
+            target = updates.download(offer, work / "target")
+            model = stage(target, offer, self.key, self.store, self.policy)
         except HubUnavailableError:
+            self._retry_at[sha] = time.monotonic() + RETRY_AFTER_S
             raise
-        except (ApplianceError, OSError) as exc:  # bad bundle, load failure, full disk
-            reason = f"refused {assignment.name} v{assignment.version}: {exc}"
+        except (BundleError, ModelLoadError) as exc:  # bad or hostile: never again
+            reason = f"refused {offer.name} v{offer.version}: {exc}"
             log.error("%s; keeping the model that was serving", reason)
-            self.status.refused[assignment.bundle_sha256] = (time.time(), reason)
-            self.status.last_error = reason
+            self.store.refuse(sha, reason)
+            self.status.problems[offer.name] = reason
+            return
+        except (ApplianceError, OSError) as exc:  # full disk and the like: later
+            reason = f"could not install {offer.name} v{offer.version}: {exc}"
+            log.error("%s; keeping the model that was serving, retrying later", reason)
+            self._retry_at[sha] = time.monotonic() + RETRY_AFTER_S
+            self.status.problems[offer.name] = reason
+            return
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        self.status.problems.pop(offer.name, None)
+        self._switch(model, sha)
+
+    def _switch(self, model: LoadedModel, sha: str) -> None:
+        try:
+            previous: LoadedModel | None = self.repository.get(model.name)
+        except NotFoundError:
+            previous = None
+        if previous is None:  # nothing to fall back to: no probation
+            self.store.commit(model.name, model.version, sha)
+            self.repository.swap(model)
+            log.info("now serving %s v%d on %s", model.name, model.version, model.runtime.kind)
+            return
+        probation = Probation(self.probation_policy)
+        self.store.begin(model.name, model.version, sha)
+        on_trial = LoadedModel(
+            manifest=model.manifest,
+            runtime=model.runtime,
+            folder=model.folder,
+            target_sha256=sha,
+            probation=probation,
+        )
+        self.repository.swap(on_trial)
+        self._on_probation[model.name] = _OnProbation(on_trial, previous, probation)
+        log.info(
+            "serving %s v%d on probation (v%d kept to fall back to)",
+            model.name, model.version, previous.version,
+        )
+
+    def check_probations(self) -> None:
+        if not self._on_probation:
+            return
+        with self.store.install_lock():
+            self._check_probations_locked()
+
+    def _check_probations_locked(self) -> None:
+        for name, trial in list(self._on_probation.items()):
+            verdict = trial.probation.verdict()
+            if verdict is None:
+                continue
+            del self._on_probation[name]
+            version = trial.model.version
+            if verdict == "pass":
+                self.store.commit(name, version, trial.model.target_sha256)
+                log.info("%s v%d passed probation; now the last good version", name, version)
+                continue
+            back_to = trial.previous.version if trial.previous else "-"
+            reason = f"rolled back {name} v{version} to v{back_to}: {trial.probation.summary()}"
+            if trial.previous is not None:
+                self.repository.swap(trial.previous)
+            self.store.abandon(name, version, reason)
+            self.status.problems[name] = reason
+            self.status.notes.append(reason)
+            log.error("%s", reason)
+
+    def reload_if_changed(self) -> None:
+        """Serve what another process (an offline import) installed since the last look."""
+        with self.store.install_lock():
+            self._reload_locked()
+
+    def _reload_locked(self) -> None:
+        stamp = self.store.stamp()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        for name, version in self.store.current().items():
+            if name in self._on_probation:
+                continue
+            try:
+                if self.repository.get(name).version == version:
+                    continue
+            except NotFoundError:
+                pass
+            try:
+                model = load_slot(self.store.path(name, version), self.key, self.store, self.policy)
+            except (ApplianceError, OSError) as exc:
+                log.error("could not load %s v%d installed offline: %s", name, version, exc)
+                continue
+            self.repository.swap(model)
+            log.info("now serving %s v%d (installed from an update bundle)", name, version)
 
     def _heartbeat(self) -> Heartbeat:
         models = [
             InstalledModel(name=m.name, version=m.version, runtime=m.runtime.kind)
             for m in self.repository.all()
         ]
-        recent = [
-            why
-            for when, why in self.status.refused.values()
-            if time.time() - when < RETRY_REFUSED_AFTER_S
-        ]
+        trouble = list(self.status.problems.values())
+        if self.status.update_error:
+            trouble.insert(0, f"update metadata refused: {self.status.update_error}")
+        lines = trouble + [n for n in self.status.notes if n not in trouble]
         return Heartbeat(
             models=models,
-            health="degraded" if recent else "ok",
-            detail="; ".join(recent + self.status.not_allowed) or None,
+            health="degraded" if trouble else "ok",
+            detail="; ".join(lines + self.status.not_allowed) or None,
         )

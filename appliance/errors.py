@@ -11,7 +11,11 @@ Callers catch a family, not a message: "the bundle is bad" is told apart from
     │   ├── BundleFormatError       missing file, malformed manifest, unsafe path, too big
     │   ├── SignatureError          signature missing, wrong, or by an untrusted key
     │   ├── IntegrityError          a file's SHA-256 or length differs from the manifest
-    │   └── TestVectorError         the runtime's outputs disagree with the test vectors
+    │   │   └── DecryptionError     encrypted file will not open: wrong key, not ours, altered
+    │   ├── TestVectorError         the runtime's outputs disagree with the test vectors
+    │   └── UpdateRefusedError      TUF metadata failed verification (signatures, versions)
+    │       ├── StaleUpdateError    metadata expired: a freeze attack or an old offline bundle
+    │       └── RollbackRefusedError  metadata older than what this agent already trusts
     ├── ModelLoadError              a runtime could not load a verified model
     ├── StorageError                a disk write failed (full disk, permissions) (507)
     ├── InvalidInputError           an inference or API request is malformed (400)
@@ -63,10 +67,29 @@ class IntegrityError(BundleError):
     """A file's SHA-256 or length does not match what the manifest says."""
 
 
+class DecryptionError(IntegrityError):
+    """An encrypted target could not be opened.
+
+    Wrong key, not addressed to this device, or altered in storage or transit.
+    """
+
+
 class TestVectorError(BundleError):
     """The loaded model's outputs disagree with the bundle's test vectors."""
 
     __test__ = False  # not a pytest test class
+
+
+class UpdateRefusedError(BundleError):
+    """The update metadata failed TUF verification; nothing from it is used."""
+
+
+class StaleUpdateError(UpdateRefusedError):
+    """The update metadata has expired (a freeze attack, or an offline bundle kept too long)."""
+
+
+class RollbackRefusedError(UpdateRefusedError):
+    """The update metadata is older than what this agent already trusts (a replay)."""
 
 
 class ModelLoadError(ApplianceError):

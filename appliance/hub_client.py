@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -164,12 +166,43 @@ class HubClient:
             json={"stage": stage},
         )
 
-    def download(self, path: str, dest: Path, *, max_bytes: int) -> None:
-        """Stream ``path`` into ``dest``, refusing more than ``max_bytes``."""
+    @contextmanager
+    def stream(self, path: str, *, read_timeout: float) -> Iterator[httpx.Response]:
+        """An open streaming GET of ``path``; the caller reads and checks the status.
+
+        ``read_timeout`` bounds each wait for bytes; callers bound the total.
+        """
+        timeout = httpx.Timeout(read_timeout, connect=min(read_timeout, 10.0))
+        try:
+            with self._http.stream(
+                "GET", path, timeout=timeout, headers=self._auth_headers()
+            ) as response:
+                yield response
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
+
+    def trusted_root(self) -> bytes:
+        """The hub's current TUF root, for pinning when an agent is set up."""
+        return self._request("GET", "/tuf/metadata/root.json").content
+
+    def export_update(self, zone: str, group: str, dest: Path, *, days: int | None = None) -> str:
+        """Save an offline update bundle for a group to ``dest``; return its expiry."""
+        body = {"zone": zone, "group": group, "days": days}
+        headers = self.download("/api/v1/updates/export", dest, max_bytes=64 << 30, json=body)
+        return str(headers.get("x-update-expires", "?"))
+
+    def download(
+        self, path: str, dest: Path, *, max_bytes: int, json: Any = None
+    ) -> httpx.Headers:
+        """Stream ``path`` (GET, or POST ``json``) into ``dest``; at most ``max_bytes``."""
         tmp = dest.with_name(dest.name + ".part")
         try:
             with self._http.stream(
-                "GET", path, timeout=300.0, headers=self._auth_headers()
+                "GET" if json is None else "POST",
+                path,
+                json=json,
+                timeout=300.0,
+                headers=self._auth_headers(),
             ) as response:
                 if response.status_code >= 400:
                     response.read()
@@ -185,7 +218,9 @@ class HubClient:
                         handle.write(chunk)
                     handle.flush()
                     os.fsync(handle.fileno())
+                headers = response.headers
             os.replace(tmp, dest)
+            return headers
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from exc
         finally:

@@ -54,6 +54,8 @@ class EnrolmentRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     name: str
     public_key: str
     runtime: str
+    encryption_key: str | None = None
+    """X25519 public key (PEM) the hub wraps model keys to; without it, only plain targets."""
     labels: dict[str, str] = {}
     url: str | None = None
     software_version: str | None = None

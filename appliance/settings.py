@@ -23,11 +23,13 @@ variable                       meaning
 ``APPLIANCE_HUB_CA``           agent/CLI: the site CA that the hub's certificate must chain to
 ``APPLIANCE_ENROL_TOKEN``      agent: one-time enrolment token for the first start
 ``APPLIANCE_FEATURES_MATERIALIZE_MINUTES``  hub: online-store refresh interval (0 = off)
+``APPLIANCE_ENCRYPT_MODELS``   hub: encrypt model targets per agent (default true)
+``APPLIANCE_OFFLINE_DAYS``     hub: validity of exported offline update bundles, in days
 ``APPLIANCE_AGENT_NAME``       agent name (default: the host name)
 ``APPLIANCE_AGENT_PORT``       agent HTTP port (default 8701)
 ``APPLIANCE_RUNTIME``          ``auto``, ``onnxruntime`` or ``openvino``
 ``APPLIANCE_SYNC_INTERVAL``    seconds between polls of the hub
-``APPLIANCE_TRUSTED_KEY``      public key file that bundles must be signed by
+``APPLIANCE_TRUSTED_ROOT``     agent: TUF root metadata to pin at enrolment
 ``APPLIANCE_INFERENCE_THREADS``  intra-op threads per model (0 = runtime decides)
 ``APPLIANCE_MAX_REQUEST_MB``   largest inference request body
 =============================  ==========================================
@@ -87,6 +89,10 @@ class HubSettings:
     """Check client certificates against this CA (mutual TLS) …"""
     require_client_cert: bool = False
     """… and refuse clients without one (then the console needs a certificate too)."""
+    encrypt_models: bool = True
+    """Encrypt model targets to each agent's own key, so a copied file opens nowhere else."""
+    offline_days: int = 30
+    """How long an exported offline update bundle stays valid."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -119,18 +125,18 @@ class AgentSettings:
     """``auto`` picks OpenVINO when IR is present on an Intel CPU, else ONNX Runtime."""
     sync_interval: float = 10.0
     """Seconds between polls of the hub for the models this agent should run."""
-    trusted_key: Path | None = None
-    """Public key bundles must be signed by; default ``data_dir/keys/trusted-hub.pub``."""
+    trusted_root: Path | None = None
+    """TUF root metadata to pin at enrolment; default: the hub's, fetched over the pinned CA."""
+    probation_requests: int = 20
+    """A new model version is kept once this many of its first requests succeed …"""
+    probation_seconds: float = 30.0
+    """… or this long has passed without ``2`` failures; otherwise it is rolled back."""
     inference_threads: int = 1
     """Intra-op threads per model; 1 suits small boxes and batch-1 latency."""
     max_request_mb: int = 16
     """Largest inference request body, in MiB (larger ones get 413)."""
     labels: tuple[str, ...] = ()
     """Free-form ``key=value`` labels reported to the hub."""
-
-    @property
-    def resolved_trusted_key(self) -> Path:
-        return self.trusted_key or self.data_dir / "keys" / "trusted-hub.pub"
 
 
 def _convert(name: str, raw: str, target: Any) -> Any:

@@ -159,7 +159,7 @@ class Bench:
             AGENT,
             self.root / "agent",
             self.hub.url,
-            self.site.hub_key,
+            self.site.trusted_root,
             enrol_token=self.enrol_token,  # used on the first start only
             hub_ca=self.site.ca_file,
             sync_interval=sync_interval,

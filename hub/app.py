@@ -26,8 +26,12 @@ from hub.identity.controllers import AuthController, UserController
 from hub.identity.guards import OPEN_PATHS, BearerAuthMiddleware, open_endpoint, requires
 from hub.identity.roles import Permission
 from hub.registry.controllers import model_controller
+from hub.scheduling import run_every
 from hub.services import HubServices, build_services
+from hub.updates.controllers import TufController, UpdatesController
 
+TIMESTAMP_CHECK_MINUTES = 60.0
+"""How often the hub checks whether its TUF metadata needs re-signing."""
 JSON_BODY_LIMIT = 1 << 20
 """Every endpoint takes at most 1 MiB, except model uploads (their own, larger limit)."""
 THROTTLED_PATHS = frozenset(
@@ -62,6 +66,14 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
 
     def start() -> None:
         scheduler.append(start_checkpoint_scheduler(svc.engine, svc.audit, svc.checkpoint_minutes))
+        scheduler.append(
+            run_every(
+                TIMESTAMP_CHECK_MINUTES,
+                svc.updates.refresh,
+                job_id="tuf-refresh",
+                name="re-sign TUF metadata before it expires",
+            )
+        )
         features_job = start_materialize_scheduler(svc.features, svc.features_materialize_minutes)
         if features_job is not None:
             scheduler.append(features_job)
@@ -83,6 +95,8 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             AgentController,
             AuditController,
             feature_controller(settings.max_upload_mb * 1024 * 1024),
+            TufController,
+            UpdatesController,
         ],
         dependencies={
             "registry": Provide(lambda: svc.registry, sync_to_thread=False),
@@ -91,6 +105,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             "enrolment": Provide(lambda: svc.enrolment, sync_to_thread=False),
             "services": Provide(lambda: svc, sync_to_thread=False),
             "features": Provide(lambda: svc.features, sync_to_thread=False),
+            "updates": Provide(lambda: svc.updates, sync_to_thread=False),
         },
         middleware=[
             RateLimitConfig(

@@ -73,6 +73,8 @@ class AgentRecord(SQLModel, table=True):
     detail: str | None = None
     group: str = Field(default="default", index=True, max_length=64)
     public_key: str | None = None
+    encryption_key: str | None = None
+    """X25519 public key (PEM) that model keys are wrapped to for this agent."""
     """PEM of the key the agent generated at enrolment; it signs the agent's tokens."""
     enrolled_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
@@ -83,3 +85,34 @@ class AgentRecord(SQLModel, table=True):
     models: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
+
+
+class SealedBundleRecord(SQLModel, table=True):
+    """A bundle's encrypted form; its data key lives in ``keys/bundles``, never here."""
+
+    __tablename__ = "sealed_bundles"
+    bundle_sha256: str = Field(primary_key=True, max_length=64)
+    sealed_sha256: str = Field(max_length=64)
+    sealed_length: int
+    plain_length: int
+    wrapped: dict[str, dict[str, str]] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    """Wrap context (target path and agent id) → the data key wrapped for that agent."""
+
+
+class PublicationRecord(SQLModel, table=True):
+    """Every publication of signed update metadata: what changed, why, who."""
+
+    __tablename__ = "publications"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _utc_column()
+    actor: str = Field(max_length=128)
+    reason: str = Field(max_length=256)
+    timestamp_version: int
+    snapshot_version: int
+    changed: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    groups: dict[str, dict[str, int]] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    """Role → model → version, as published."""

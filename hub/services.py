@@ -19,6 +19,8 @@ from hub.identity.tokens import JwtKeyring, TokenSettings
 from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
 from hub.residency.policy import ResidencyPolicy
+from hub.updates.repository import UpdateRepository
+from hub.updates.service import UpdateService, UpdateSettings
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class HubServices:
     checkpoint_minutes: float
     features: FeatureStore
     features_materialize_minutes: float
+    updates: UpdateService
 
 
 def load_policy(settings: HubSettings) -> ResidencyPolicy:
@@ -50,9 +53,10 @@ def build_services(settings: HubSettings) -> HubServices:
     key = init_keypair(keys_dir(settings.data_dir))
     audit = AuditLog(key)
     policy = load_policy(settings)
+    artifacts = ArtifactStore(settings.data_dir / "artifacts")
     registry = RegistryService(
         engine,
-        ArtifactStore(settings.data_dir / "artifacts"),
+        artifacts,
         key,
         audit=audit,
         policy=policy,
@@ -62,6 +66,20 @@ def build_services(settings: HubSettings) -> HubServices:
     identity = IdentityService(
         engine, JwtKeyring(keys_dir(settings.data_dir) / "jwt"), TokenSettings(), audit
     )
+    updates = UpdateService(
+        engine,
+        registry,
+        artifacts,
+        UpdateRepository(settings.data_dir / "tuf", keys_dir(settings.data_dir) / "tuf"),
+        gate,
+        audit,
+        keys_dir(settings.data_dir) / "bundles",
+        UpdateSettings(encrypt=settings.encrypt_models, offline_days=settings.offline_days),
+    )
+    updates.initialise()
+    enrolment = EnrolmentService(engine, policy, audit)
+    registry.changes.subscribe(updates.on_change)
+    enrolment.changes.subscribe(updates.on_change)
     return HubServices(
         engine=engine,
         key=key,
@@ -70,10 +88,11 @@ def build_services(settings: HubSettings) -> HubServices:
         registry=registry,
         fleet=FleetService(engine, registry, gate),
         identity=identity,
-        enrolment=EnrolmentService(engine, policy, audit),
+        enrolment=enrolment,
         checkpoint_minutes=settings.audit_checkpoint_minutes,
         features=FeatureStore(
             engine, settings.data_dir / "features", audit=audit, gate=gate, home_zone=settings.zone
         ),
         features_materialize_minutes=settings.features_materialize_minutes,
+        updates=updates,
     )

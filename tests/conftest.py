@@ -41,7 +41,7 @@ def make_tiny_onnx(n_features: int = 4, n_classes: int = 2) -> bytes:
     )
     model.ir_version = 8  # readable by every onnxruntime/openvino we support
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return bytes(model.SerializeToString())
 
 
 def make_reference_npy(rows: int = 32, n_features: int = 4, *, seed: int = 0) -> bytes:

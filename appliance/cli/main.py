@@ -7,7 +7,18 @@ import sys
 from pathlib import Path
 
 from appliance import __version__
-from appliance.cli import audit, ca, features, keys, models, people, residency, serve, tui
+from appliance.cli import (
+    audit,
+    bundles,
+    ca,
+    features,
+    keys,
+    models,
+    people,
+    residency,
+    serve,
+    tui,
+)
 from appliance.cli.output import fail
 from appliance.errors import ApplianceError
 
@@ -35,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_parsers(sub, data_dir)
     audit.add_parsers(sub, data_dir)
     residency.add_parsers(sub, data_dir)
+    bundles.add_parsers(sub, data_dir)
 
     demo = sub.add_parser(
         "demo",

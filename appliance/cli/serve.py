@@ -91,7 +91,7 @@ def _agent_settings(args: argparse.Namespace) -> AgentSettings:
             "agent_port": getattr(args, "port", None),
             "runtime": args.runtime,
             "sync_interval": getattr(args, "sync_interval", None),
-            "trusted_key": getattr(args, "trusted_key", None),
+            "trusted_root": getattr(args, "trusted_root", None),
             "labels": tuple(args.label) if args.label else None,
             "enrol_token": getattr(args, "enrol_token", None),
             "hub_ca": args.hub_ca,
@@ -197,6 +197,11 @@ def add_parsers(
     identity.add_argument("--zone", help="expected zone (the enrolment token decides it)")
     identity.add_argument("--runtime", choices=RUNTIME_CHOICES, help="model runtime (default auto)")
     identity.add_argument("--label", action="append", help="key=value label (repeatable)")
+    identity.add_argument(
+        "--trusted-root",
+        type=_path,
+        help="TUF root metadata to pin at enrolment (default: the hub's, over the pinned CA)",
+    )
 
     aserve = agent_sub.add_parser(
         "serve", parents=[data_dir, identity], help="serve models over KServe v2"
@@ -204,7 +209,6 @@ def add_parsers(
     aserve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     aserve.add_argument("--port", type=int, help="port (default 8701)")
     aserve.add_argument("--sync-interval", type=float, help="seconds between hub polls")
-    aserve.add_argument("--trusted-key", type=_path, help="hub signing public key (PEM)")
     aserve.add_argument("--enrol-token", help="one-time token, used if not enrolled yet")
     aserve.set_defaults(func=agent_serve)
 

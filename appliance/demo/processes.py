@@ -7,7 +7,6 @@ real commands a user would run.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -173,22 +172,21 @@ def agent_process(
     name: str,
     data_dir: Path,
     hub_url: str,
-    hub_key: Path,
+    trusted_root: Path | None,
     *,
     enrol_token: str | None = None,
     hub_ca: Path | None = None,
     port: int | None = None,
     sync_interval: float = 1.0,
     runtime: str = "auto",
+    probation_seconds: float | None = None,
 ) -> ServiceProcess:
-    """An agent whose trusted key is pinned from ``hub_key``, as an installer would.
+    """An agent that pins ``trusted_root`` at enrolment, as an installer would.
 
     With ``enrol_token`` it enrols on its first start; later starts reuse its identity.
+    Without ``trusted_root`` it pins the hub's current root over the enrolment channel.
     """
     port = port or free_port()
-    trusted = data_dir / "keys" / "trusted-hub.pub"
-    trusted.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(hub_key, trusted)
     args = [
         "agent",
         "serve",
@@ -207,6 +205,8 @@ def agent_process(
     ]
     if enrol_token:
         args += ["--enrol-token", enrol_token]
+    if trusted_root is not None:
+        args += ["--trusted-root", str(trusted_root)]
     if hub_ca:
         args += ["--hub-ca", str(hub_ca)]
     return ServiceProcess(
@@ -215,4 +215,9 @@ def agent_process(
         url=f"http://127.0.0.1:{port}",
         health_path="/v2/health/live",
         log_path=data_dir.parent / "logs" / f"{data_dir.name}.log",
+        env=(
+            {"APPLIANCE_PROBATION_SECONDS": str(probation_seconds)}
+            if probation_seconds is not None
+            else {}
+        ),
     )

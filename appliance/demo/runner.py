@@ -117,13 +117,14 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         admin = site.client(hub_proc.url, "admin")
         engineer = site.client(hub_proc.url, "alice")
         approver = site.client(hub_proc.url, "omar")
-        with step(f"{len(AGENTS)} agents enrolled with one-time tokens (zone {ZONE}), CA pinned"):
+        enrolled = f"{len(AGENTS)} agents enrolled with one-time tokens (zone {ZONE})"
+        with step(f"{enrolled}, CA and TUF root pinned"):
             agents = [
                 agent_process(
                     name,
                     root / name,
                     hub_proc.url,
-                    site.hub_key,
+                    site.trusted_root,
                     enrol_token=admin.create_enrolment_token(ZONE)["token"],
                     hub_ca=site.ca_file,
                 )
@@ -136,9 +137,9 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
                 agent.wait_healthy()
         with step("alice trained v1 (PyTorch MLP on CPU), hub exported ONNX + OpenVINO IR, signed"):
             v1, features, labels = _train_and_register(engineer, seed=0, hidden=(32, 16))
-        with step(f"alice staged {MODEL} v{v1.version}; omar approved it into production"):
+        with step(f"alice staged {MODEL} v{v1.version}; omar approved it; hub signed TUF metadata"):
             _promote(engineer, approver, v1.version)
-        with step("both agents verified, tested and loaded v1"):
+        with step("both agents verified v1 via TUF, decrypted it with their own keys, tested it"):
             for agent in agents:
                 _wait_serving(agent, "1")
         scored: dict[str, LoadResult] = {}

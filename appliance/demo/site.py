@@ -40,8 +40,9 @@ class Site:
         return self.tls[2] if self.tls else None
 
     @property
-    def hub_key(self) -> Path:
-        return self.hub_dir / "keys" / "signing.pub"
+    def trusted_root(self) -> Path:
+        """The hub's first TUF root, as an installer copies it to agents (exists once it ran)."""
+        return self.hub_dir / "tuf" / "metadata" / "1.root.json"
 
     def client(self, hub_url: str, username: str) -> HubClient:
         """A client signed in as ``username``."""

@@ -9,7 +9,7 @@ from the token, never from the agent.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import msgspec
@@ -21,8 +21,11 @@ from sqlmodel import col, select, update
 from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
 from appliance.schemas import AgentInfo, EnrolmentRequest
+from appliance.sealing import load_public_pem
+from appliance.trust.layout import check_name
 from hub.audit.service import AuditLog
 from hub.db import session_scope
+from hub.events import Changes
 from hub.fleet.service import agent_info
 from hub.identity.principal import Principal
 from hub.identity.records import EnrolmentTokenRecord
@@ -47,12 +50,14 @@ class EnrolmentService:
     engine: Engine
     policy: ResidencyPolicy
     audit: AuditLog
+    changes: Changes = field(default_factory=Changes)
+    """Told after an agent joins or leaves: what each group may install changes."""
 
     def create_token(
         self, principal: Principal, zone: str, group: str, ttl_s: int = 24 * 3600
     ) -> EnrolmentTokenInfo:
         self.policy.check_zones([zone], "zone")
-        check_model_name(group)
+        check_name("group", group)  # it names the group's TUF role: no dots
         if not 60 <= ttl_s <= MAX_TOKEN_TTL_S:
             raise InvalidInputError(f"ttl_s: must be between 60 and {MAX_TOKEN_TTL_S} seconds")
         token = "enrol_" + secrets.token_urlsafe(24)
@@ -85,6 +90,8 @@ class EnrolmentService:
             raise InvalidInputError("public_key: not a PEM public key") from exc
         if not isinstance(key, Ed25519PublicKey):
             raise InvalidInputError("public_key: must be an Ed25519 key")
+        if request.encryption_key is not None:
+            load_public_pem(request.encryption_key)  # refuses anything but X25519 PEM
         now = utcnow()
         with session_scope(self.engine) as session:
             token = session.exec(
@@ -119,6 +126,7 @@ class EnrolmentService:
                 url=request.url,
                 software_version=request.software_version,
                 public_key=request.public_key,
+                encryption_key=request.encryption_key,
                 enrolled_at=now,
             )
             session.add(agent)
@@ -142,7 +150,9 @@ class EnrolmentService:
                 source=source,
                 detail={"zone": agent.zone, "group": agent.group, "token": token.id},
             )
-            return agent_info(agent)
+            info = agent_info(agent)
+        self.changes.announce(f"agent:{info.name}", f"agent {info.name} enrolled")
+        return info
 
     def revoke(self, principal: Principal, agent_id: int) -> AgentInfo:
         with session_scope(self.engine) as session:
@@ -160,4 +170,6 @@ class EnrolmentService:
                     outcome="ok",
                 )
             session.flush()
-            return agent_info(agent)
+            info = agent_info(agent)
+        self.changes.announce(principal.actor, f"agent {info.name} revoked")
+        return info

@@ -4,11 +4,12 @@
 role              may
 ================  ==========================================================
 ``admin``         manage users, enrol and revoke agents, read models, agents
-                  and the audit log; cannot upload or approve models
+                  and the audit log, export offline update bundles; cannot
+                  upload or approve models
 ``ml-engineer``   upload models, move versions between candidate, staging
                   and archived, read models and agents
-``approver``      approve versions into production (and take them out), read
-                  models and agents
+``approver``      approve versions into production (and take them out), export
+                  offline update bundles, read models and agents
 ``auditor``       read and verify the audit log, write the residency record
                   of processing, read models and agents
 ``viewer``        read models and agents
@@ -41,6 +42,7 @@ class Permission(StrEnum):
     AGENT_SELF = "agent:self"
     FEATURES_READ = "features:read"
     FEATURES_WRITE = "features:write"
+    UPDATES_EXPORT = "updates:export"
 
 
 P = Permission
@@ -55,6 +57,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             P.MODELS_READ,
             P.AUDIT_READ,
             P.FEATURES_READ,
+            P.UPDATES_EXPORT,
         }
     ),
     "ml-engineer": frozenset(
@@ -67,7 +70,9 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             P.FEATURES_WRITE,
         }
     ),
-    "approver": frozenset({P.MODELS_READ, P.MODELS_APPROVE, P.AGENTS_READ, P.FEATURES_READ}),
+    "approver": frozenset(
+        {P.MODELS_READ, P.MODELS_APPROVE, P.AGENTS_READ, P.FEATURES_READ, P.UPDATES_EXPORT}
+    ),
     "auditor": frozenset(
         {P.AUDIT_READ, P.RESIDENCY_REPORT, P.MODELS_READ, P.AGENTS_READ, P.FEATURES_READ}
     ),

@@ -28,6 +28,7 @@ from appliance.schemas import Assignment, ModelDetail, ModelSummary, VersionInfo
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
 from hub.db import session_scope
+from hub.events import Changes
 from hub.identity.principal import Principal
 from hub.identity.roles import Permission, roles_with
 from hub.records import ApprovalRecord, ModelRecord, ModelVersionRecord
@@ -107,6 +108,8 @@ class RegistryService:
         self.audit = audit
         self.policy = policy
         self.approvals_required = approvals_required
+        self.changes = Changes()
+        """Told after a production version changes: agents' metadata must follow."""
 
     def _info(
         self, model: ModelRecord, record: ModelVersionRecord, approvals: list[str] | None = None
@@ -364,7 +367,10 @@ class RegistryService:
             record.stage_changed_at = now
             session.add(record)
             session.flush()
-            return self._info(model, record, _approvers(session, record))
+            info = self._info(model, record, _approvers(session, record))
+        if touches_production:
+            self.changes.announce(by.actor, f"{name} v{version} moved to {stage}")
+        return info
 
     def _approve(
         self, session: Session, record: ModelVersionRecord, by: Principal, target: str

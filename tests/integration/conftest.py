@@ -95,17 +95,17 @@ def start_agent(
     started: list[ServiceProcess] = []
 
     def start(
-        name: str = "agent-1", *, key: Path | None = None, zone: str = "ae-dxb", **kwargs: Any
+        name: str = "agent-1", *, root: Path | None = None, zone: str = "ae-dxb", **kwargs: Any
     ) -> ServiceProcess:
         token = admin.create_enrolment_token(zone)["token"]
         proc = agent_process(
             name,
             workdir / name,
             hub.url,
-            key or site.hub_key,
+            root or site.trusted_root,
             enrol_token=token,
             sync_interval=0.3,
-            **kwargs,
+            **{"probation_seconds": 1.0, **kwargs},
         )
         proc.start()
         started.append(proc)

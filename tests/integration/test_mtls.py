@@ -50,7 +50,7 @@ def test_agent_with_a_site_certificate_enrols_and_syncs_and_strangers_are_refuse
             "mtls-1",
             tmp_path / "mtls-1",
             hub.url,
-            site.hub_key,
+            site.trusted_root,
             enrol_token=admin.create_enrolment_token("ae-dxb")["token"],
             hub_ca=ca_file,
             sync_interval=0.3,

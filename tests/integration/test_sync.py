@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from appliance.demo.load import LoadThread
-from appliance.keys import init_keypair
+from hub.updates.repository import UpdateRepository
 from tests.integration.conftest import MODEL, publish, serving_version, wait_until
 
 pytestmark = pytest.mark.integration
@@ -22,7 +22,8 @@ def _tamper_bundle(hub_dir: Path, version: int, member: str = "model.onnx") -> N
     """Change one byte of ``member`` inside a stored bundle and make the hub's record agree.
 
     This is what an attacker who controls the hub's disk and database, but not its
-    signing key, could do: the transport hash matches, only the signature can tell.
+    keys, could do: the hub then signs TUF metadata for the altered bundle, so
+    transport hashes match; the manifest's per-file hashes inside still tell.
     """
     db = sqlite3.connect(hub_dir / "hub.db")
     (sha,) = db.execute(
@@ -102,17 +103,20 @@ def test_tampered_bundle_is_refused_and_the_old_model_keeps_serving(
     assert "refused" in agent.log_tail(40)
 
 
-def test_bundle_signed_by_another_key_is_refused(admin, start_agent, tmp_path):
-    stranger = init_keypair(tmp_path / "stranger-keys")
-    assert stranger.key_id
-    agent = start_agent("wrong-key-1", key=tmp_path / "stranger-keys" / "signing.pub")
+def test_agent_pinned_to_another_root_trusts_nothing_from_this_hub(
+    admin, engineer, approver, start_agent, tmp_path
+):
+    stranger = UpdateRepository(tmp_path / "stranger-tuf", tmp_path / "stranger-keys")
+    stranger.initialise()
+    agent = start_agent("wrong-root-1", root=stranger.path("1.root.json"))
+    publish(engineer, approver)
 
     def refused():
-        detail = _agent_detail(admin, "wrong-key-1")
+        detail = _agent_detail(admin, "wrong-root-1")
         return detail and detail.health == "degraded" and detail.detail
 
     reason = wait_until("the agent to report the refusal", refused)
-    assert "untrusted key" in reason
+    assert "update metadata refused" in reason and "not signed by enough trusted keys" in reason
     assert serving_version(agent) is None
     assert httpx.get(f"{agent.url}/v2/health/ready", timeout=5).status_code == 503
 

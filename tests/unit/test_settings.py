@@ -82,12 +82,21 @@ def test_agent_settings_from_environment():
     assert agent.runtime == "openvino"
     assert agent.sync_interval == 2.5
     assert agent.labels == ("rack=a", "gpu=no")
-    assert agent.resolved_trusted_key == Path("/srv/agent/keys/trusted-hub.pub")
+    assert agent.trusted_root is None
 
 
-def test_trusted_key_variable_is_a_path():
-    agent = load(AgentSettings, environ={**AGENT_ENV, "APPLIANCE_TRUSTED_KEY": "/etc/hub.pub"})
-    assert agent.resolved_trusted_key == Path("/etc/hub.pub")
+def test_trusted_root_and_probation_variables_are_typed():
+    agent = load(
+        AgentSettings,
+        environ={
+            **AGENT_ENV,
+            "APPLIANCE_TRUSTED_ROOT": "/etc/appliance/root.json",
+            "APPLIANCE_PROBATION_SECONDS": "12.5",
+            "APPLIANCE_PROBATION_REQUESTS": "7",
+        },
+    )
+    assert agent.trusted_root == Path("/etc/appliance/root.json")
+    assert (agent.probation_seconds, agent.probation_requests) == (12.5, 7)
 
 
 @pytest.mark.parametrize(

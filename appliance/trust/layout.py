@@ -1,0 +1,122 @@
+"""How roles and targets are named in the hub's TUF repository.
+
+Each agent group has two delegated targets roles, trusted only for paths under
+``<zone>/<group>/``. An agent asks only for paths under its own group, so a
+target published for another group can never reach it, even if the hub's
+transport or storage is tampered with.
+
+* ``<zone>.<group>.index`` holds one target, ``<zone>/<group>/index.json``: the
+  models the group runs and their versions. It is small, and it is all a sync
+  round with nothing new has to verify, however many models the group has.
+* ``<zone>.<group>`` holds the rest: ``<zone>/<group>/<model>.tar``, one bundle
+  per model, plain or encrypted (see :mod:`appliance.sealing`) and described in
+  ``custom``; and ``<zone>/<group>/agent-<id>.keys.json``, each agent's wrapped
+  data keys, so the signed metadata grows with models plus agents, not with
+  their product. It is read only when the index shows a version to install.
+
+Agents cannot list a role's targets through ngclient, hence the index; it is
+itself a TUF target, so its length and hashes are verified like a model's.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import msgspec
+
+from appliance.errors import InvalidInputError
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+"""Zones and groups: no dots or slashes, so role names and paths stay unambiguous."""
+
+EXPIRY = {
+    "root": timedelta(days=365),
+    "targets": timedelta(days=90),
+    "group": timedelta(days=30),
+    "snapshot": timedelta(days=7),
+    "timestamp": timedelta(days=1),
+}
+"""How long each role's metadata stays valid when signed online (timestamp is re-signed hourly)."""
+
+ENCRYPTION_ALG = "A256GCM-STREAM"
+
+
+def check_name(kind: str, value: str) -> str:
+    if not NAME.fullmatch(value):
+        raise InvalidInputError(
+            f"{kind}: {value!r} cannot name a TUF role",
+            hint="use 1-64 lower-case letters, digits, '_' or '-'",
+        )
+    return value
+
+
+def group_role(zone: str, group: str) -> str:
+    return f"{check_name('zone', zone)}.{check_name('group', group)}"
+
+
+def index_role(zone: str, group: str) -> str:
+    return f"{group_role(zone, group)}.index"
+
+
+def group_of_role(role: str) -> tuple[str, str]:
+    """``(zone, group)`` of either of a group's roles."""
+    zone, group = role.removesuffix(".index").split(".", 1)
+    return zone, group
+
+
+def group_prefix(zone: str, group: str) -> str:
+    return f"{zone}/{group}/"
+
+
+def index_path(zone: str, group: str) -> str:
+    return f"{group_prefix(zone, group)}index.json"
+
+
+def model_path(zone: str, group: str, model: str) -> str:
+    return f"{group_prefix(zone, group)}{model}.tar"
+
+
+def keys_path(zone: str, group: str, agent_id: int) -> str:
+    """Flat under the group's folder: a TUF path pattern's ``*`` does not cross ``/``."""
+    return f"{group_prefix(zone, group)}agent-{agent_id}.keys.json"
+
+
+class GroupIndex(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``index.json`` target: which model versions one group runs."""
+
+    zone: str
+    group: str
+    models: dict[str, int] = {}
+
+
+class Encryption(msgspec.Struct, frozen=True, kw_only=True):
+    """A bundle target is encrypted; its data key is in each agent's keys target."""
+
+    alg: str = ENCRYPTION_ALG
+    plain_length: int
+
+
+class AgentKeys(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``agent-<id>.keys.json`` target: data keys wrapped to one agent's X25519 key."""
+
+    agent_id: int
+    keys: dict[str, dict[str, str]] = {}
+    """Model target path → its data key, wrapped for this agent."""
+
+
+class ModelTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """A bundle target's ``custom`` field."""
+
+    model: str
+    version: int
+    encryption: Encryption | None = None
+
+
+def wrap_context(target_path: str, agent_id: int) -> bytes:
+    """Binds a wrapped key to one target and one agent: it cannot be moved to another."""
+    return f"{target_path}|agent:{agent_id}".encode()
+
+
+def seal_aad(model: str, version: int) -> bytes:
+    return f"appliance.bundle:{model}/{version}".encode()
