@@ -220,12 +220,16 @@ def create_litestar_app(core: AgentCore) -> Litestar:
             "hub_url": core.settings.hub_url,
             "hub_reachable": sync.hub_reachable if sync else False,
             "last_error": sync.last_error if sync else None,
+            "update_error": sync.update_error if sync else None,
+            "problems": dict(sync.problems) if sync else {},
             "models": [
                 {
                     "name": m.name,
                     "version": m.version,
                     "runtime": m.runtime.kind,
                     "loaded_at": m.loaded_at,
+                    "on_probation": m.probation is not None
+                    and m.probation.verdict() is None,
                 }
                 for m in repository.all()
             ],

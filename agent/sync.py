@@ -9,6 +9,7 @@ by its SHA-256 and not fetched again until the hub publishes another.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import threading
@@ -269,6 +270,8 @@ class SyncWorker:
             version = trial.model.version
             if verdict == "pass":
                 self.store.commit(name, version, trial.model.target_sha256)
+                # Off probation: requests stop paying for the bookkeeping.
+                self.repository.swap(dataclasses.replace(trial.model, probation=None))
                 log.info("%s v%d passed probation; now the last good version", name, version)
                 continue
             back_to = trial.previous.version if trial.previous else "-"

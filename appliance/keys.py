@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from appliance.errors import ConfigError
 from appliance.fsutil import atomic_write_bytes
@@ -68,24 +69,27 @@ def init_keypair(directory: Path, name: str = SIGNING_KEY_NAME, *, force: bool =
     return KeyPair(private)
 
 
-def load_keypair(directory: Path, name: str = SIGNING_KEY_NAME) -> KeyPair:
-    path = directory / f"{name}.key"
+def read_private_pem(path: Path, what: str) -> PrivateKeyTypes:
+    """A PEM private key that only its owner can read; clear errors otherwise."""
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
         data = path.read_bytes()
     except FileNotFoundError as exc:
-        raise ConfigError(
-            f"no signing key at {path}", hint="run 'appliance keys init' first"
-        ) from exc
+        raise ConfigError(f"no {what} at {path}", hint="run 'appliance keys init' first") from exc
     if mode & 0o077:
         raise ConfigError(
             f"private key {path} is readable by others (mode {mode:o})",
             hint=f"run 'chmod 600 {path}'",
         )
     try:
-        private = serialization.load_pem_private_key(data, password=None)
+        return serialization.load_pem_private_key(data, password=None)
     except ValueError as exc:
         raise ConfigError(f"{path} is not a PEM private key") from exc
+
+
+def load_keypair(directory: Path, name: str = SIGNING_KEY_NAME) -> KeyPair:
+    path = directory / f"{name}.key"
+    private = read_private_pem(path, "signing key")
     if not isinstance(private, Ed25519PrivateKey):
         raise ConfigError(f"{path} is not an Ed25519 key")
     return KeyPair(private)

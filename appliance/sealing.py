@@ -41,7 +41,6 @@ import contextlib
 import io
 import os
 import secrets
-import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,6 +53,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from appliance.errors import ConfigError, DecryptionError, InvalidInputError
 from appliance.fsutil import atomic_open, atomic_write_bytes
+from appliance.keys import read_private_pem
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -139,22 +139,7 @@ def init_encryption_key(directory: Path, name: str = ENCRYPTION_KEY_NAME) -> X25
 def load_encryption_key(directory: Path, name: str = ENCRYPTION_KEY_NAME) -> X25519PrivateKey:
     """Load ``directory/NAME.x25519.key``, refusing one that group or others can read."""
     path = _private_path(directory, name)
-    try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ConfigError(
-            f"no encryption key at {path}", hint="run 'appliance keys init' first"
-        ) from exc
-    if mode & 0o077:
-        raise ConfigError(
-            f"private key {path} is readable by others (mode {mode:o})",
-            hint=f"run 'chmod 600 {path}'",
-        )
-    try:
-        private = serialization.load_pem_private_key(data, password=None)
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not a PEM private key") from exc
+    private = read_private_pem(path, "encryption key")
     if not isinstance(private, X25519PrivateKey):
         raise ConfigError(f"{path} is not an X25519 key")
     return private

@@ -40,11 +40,12 @@ from tuf.api.metadata import TargetFile
 from agent.identity import device_key, load_identity
 from agent.installer import stage
 from agent.store import BundleStore
-from agent.updates.fetchers import HubFetcher, OfflineFetcher
+from agent.updates.fetchers import HubFetcher
+from agent.updates.offline_import import offline_updates
 from agent.updates.trusted import TrustedUpdates, pinned_root
 from appliance.hub_client import HubClient
 from appliance.trust.layout import GroupIndex, index_path, model_path
-from appliance.trust.offline import METADATA_URL, TARGETS_URL, OfflineBundle
+from appliance.trust.offline import OfflineBundle
 from hub.updates.repository import GroupTargets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' site harness
@@ -123,17 +124,7 @@ def bench_install(root: Path, megabytes: int, rounds: int) -> None:
         phases: dict[str, float] = {}
         started = time.perf_counter()
         with OfflineBundle(update, max_bytes=4 << 30) as bundle:
-            updates = TrustedUpdates(
-                agent,
-                root=pinned_root(agent),
-                fetcher=OfflineFetcher(bundle),
-                metadata_url=METADATA_URL,
-                targets_url=TARGETS_URL,
-                zone=identity.zone,
-                group=identity.group,
-                agent_id=identity.agent_id,
-                offline=True,
-            )
+            updates = offline_updates(agent, identity, bundle)
             with timed("metadata refresh + index", phases):
                 (offer,) = updates.offers()
             work = store.new_staging_dir()

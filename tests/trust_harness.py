@@ -37,27 +37,21 @@ ZONE = "ae-dxb"
 HUB_URL = "sim:"
 METADATA_URL = f"{HUB_URL}/tuf/metadata/"
 TARGETS_URL = f"{HUB_URL}/tuf/targets/"
-ALICE = Principal(
-    kind="user",
-    id=1,
-    name="alice",
-    roles=frozenset({"ml-engineer"}),
-    permissions=permissions_for({"ml-engineer"}),
-)
-OMAR = Principal(
-    kind="user",
-    id=2,
-    name="omar",
-    roles=frozenset({"approver"}),
-    permissions=permissions_for({"approver"}),
-)
-ADMIN = Principal(
-    kind="user",
-    id=3,
-    name="root",
-    roles=frozenset({"admin"}),
-    permissions=permissions_for({"admin"}),
-)
+
+
+def _user(user_id: int, name: str, role: str) -> Principal:
+    return Principal(
+        kind="user",
+        id=user_id,
+        name=name,
+        roles=frozenset({role}),
+        permissions=permissions_for({role}),
+    )
+
+
+ALICE = _user(1, "alice", "ml-engineer")
+OMAR = _user(2, "omar", "approver")
+ADMIN = _user(3, "root", "admin")
 POLICY = InstallPolicy(runtime="onnxruntime", threads=1)
 
 Mutator = Callable[[str, bytes], bytes]
@@ -174,6 +168,17 @@ def updates_for(
         group=identity.group,
         agent_id=identity.agent_id,
     )
+
+
+def build_golden(root: Path, *agents: tuple[str, str]) -> Path:
+    """A hub with tiny v1 in production and agents enrolled (name, group): copied per test."""
+    services = hub_services(root / "hub")
+    for name, group in agents or (("edge-1", "default"),):
+        folder = root / ("agent" if name == "edge-1" else f"{group}-agent")
+        enrol_agent(services, folder, name, group=group)
+    release(services, 1.0)
+    services.engine.dispose()
+    return root
 
 
 def copy_site(golden: Path, dest: Path) -> Path:

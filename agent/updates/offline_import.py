@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from agent.identity import device_key, load_identity
+from agent.identity import AgentIdentity, device_key, load_identity
 from agent.installer import InstallPolicy, stage
 from agent.store import BundleStore
 from agent.updates.fetchers import OfflineFetcher
@@ -48,6 +48,27 @@ def record_override(data_dir: Path, entry: dict[str, object]) -> None:
         handle.write(json.dumps(entry, sort_keys=True) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def offline_updates(
+    data_dir: Path,
+    identity: AgentIdentity,
+    bundle: OfflineBundle,
+    reference_time: datetime | None = None,
+) -> TrustedUpdates:
+    """The TUF client over an open update bundle, for this agent's group and keys."""
+    return TrustedUpdates(
+        data_dir,
+        root=pinned_root(data_dir),
+        fetcher=OfflineFetcher(bundle),
+        metadata_url=METADATA_URL,
+        targets_url=TARGETS_URL,
+        zone=identity.zone,
+        group=identity.group,
+        agent_id=identity.agent_id,
+        offline=True,
+        reference_time=reference_time,
+    )
 
 
 def import_bundle(
@@ -89,18 +110,7 @@ def import_bundle(
             )
             log.warning("installing from a bundle that expired at %s (override recorded)",
                         header.expires_at)
-        updates = TrustedUpdates(
-            data_dir,
-            root=pinned_root(data_dir),
-            fetcher=OfflineFetcher(bundle),
-            metadata_url=METADATA_URL,
-            targets_url=TARGETS_URL,
-            zone=identity.zone,
-            group=identity.group,
-            agent_id=identity.agent_id,
-            offline=True,
-            reference_time=reference_time,
-        )
+        updates = offline_updates(data_dir, identity, bundle, reference_time)
         key = device_key(data_dir, identity)
         installed: list[tuple[str, int]] = []
         with store.install_lock():

@@ -228,6 +228,7 @@ class UpdateRepository:
         new_meta: dict[str, MetaFile] = dict(old_meta)
         changed: list[str] = []
         groups_key = self.online_key("groups")
+        expires = _expiry(now, "group", valid_for)
 
         # Delegated roles, two per group.
         known = set() if fresh else set(self.group_roles())
@@ -241,25 +242,13 @@ class UpdateRepository:
                 and not expiring(current, "group")
             ):
                 continue
-            version = 1 if current is None else current.signed.version + 1
-            md = Metadata(
-                Targets(
-                    version=version,
-                    expires=_expiry(now, "group", valid_for),
-                    targets=targets,
-                )
-            )
-            self._sign(md, [signer_for(groups_key)])
-            new_meta[f"{role}.json"] = self._write(md, f"{version}.{role}.json")
+            new_meta[f"{role}.json"] = self._write_group_role(role, targets, current, expires)
             changed.append(role)
         for role in known - set(wanted_roles):
             current = self.targets(role)
             if expiring(current, "group"):
-                current.signed.version += 1
-                current.signed.expires = _expiry(now, "group", valid_for)
-                self._sign(current, [signer_for(groups_key)])
-                new_meta[f"{role}.json"] = self._write(
-                    current, f"{current.signed.version}.{role}.json"
+                new_meta[f"{role}.json"] = self._write_group_role(
+                    role, dict(current.signed.targets), current, expires
                 )
                 changed.append(role)
 
@@ -318,6 +307,18 @@ class UpdateRepository:
             changed.append("timestamp")
         self._prune()
         return self._publication(changed)
+
+    def _write_group_role(
+        self,
+        role: str,
+        targets: dict[str, TargetFile],
+        current: Metadata[Targets] | None,
+        expires: datetime,
+    ) -> MetaFile:
+        version = 1 if current is None else current.signed.version + 1
+        md = Metadata(Targets(version=version, expires=expires, targets=targets))
+        self._sign(md, [signer_for(self.online_key("groups"))])
+        return self._write(md, f"{version}.{role}.json")
 
     def _write_timestamp(
         self, snapshot_file: MetaFile, *, now: datetime, valid_for: timedelta | None

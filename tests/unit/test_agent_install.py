@@ -38,8 +38,8 @@ from tests.trust_harness import (
     HUB_URL,
     POLICY,
     SiteFetcher,
+    build_golden,
     copy_site,
-    enrol_agent,
     hub_services,
     principal_for,
     release,
@@ -50,12 +50,7 @@ BODY = b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("golden-install")
-    services = hub_services(root / "hub")
-    enrol_agent(services, root / "agent", "edge-1")
-    release(services, 1.0)
-    services.engine.dispose()
-    return root
+    return build_golden(tmp_path_factory.mktemp("golden-install"))
 
 
 class Agent:

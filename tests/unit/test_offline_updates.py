@@ -20,18 +20,20 @@ from appliance.errors import (
     UpdateRefusedError,
 )
 from appliance.trust.offline import OfflineBundle
-from tests.trust_harness import POLICY, copy_site, enrol_agent, hub_services, release
+from tests.trust_harness import (
+    POLICY,
+    build_golden,
+    copy_site,
+    hub_services,
+    release,
+)
 
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("golden-offline")
-    services = hub_services(root / "hub")
-    enrol_agent(services, root / "agent", "edge-1")
-    enrol_agent(services, root / "lab-agent", "edge-lab", group="lab")
-    release(services, 1.0)
-    services.engine.dispose()
-    return root
+    return build_golden(
+        tmp_path_factory.mktemp("golden-offline"), ("edge-1", "default"), ("edge-lab", "lab")
+    )
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from tests.trust_harness import (
     ADMIN,
     POLICY,
     SiteFetcher,
+    build_golden,
     copy_site,
     enrol_agent,
     hub_services,
@@ -48,13 +49,7 @@ ROLE = "ae-dxb.default"
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A hub with tiny v1 in production and one enrolled agent; copied for each test."""
-    root = tmp_path_factory.mktemp("golden")
-    services = hub_services(root / "hub")
-    enrol_agent(services, root / "agent", "edge-1")
-    release(services, 1.0)
-    services.engine.dispose()
-    return root
+    return build_golden(tmp_path_factory.mktemp("golden"))
 
 
 class Site:
