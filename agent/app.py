@@ -216,7 +216,8 @@ def create_litestar_app(core: AgentCore) -> Litestar:
         sync = core.sync.status if core.sync else None
         return {
             "name": core.settings.agent_name,
-            "zone": core.settings.zone,
+            "zone": core.sync.identity.zone if core.sync else core.settings.zone,
+            "group": core.sync.identity.group if core.sync else None,
             "hub_url": core.settings.hub_url,
             "hub_reachable": sync.hub_reachable if sync else False,
             "last_error": sync.last_error if sync else None,
