@@ -278,3 +278,16 @@ def test_revoked_agent_gets_no_key_for_the_next_version(site):
     assert f"ae-dxb/default/agent-{site.identity.agent_id}.keys.json" not in role.targets
     with pytest.raises(DecryptionError, match="not addressed to this agent"):
         site.install()  # even past the hub's refusal to serve it, v2 does not open here
+
+
+def test_the_hourly_job_re_signs_the_timestamp_before_it_expires(site):
+    updates = site.services.updates
+    assert updates.refresh() is None  # freshly signed: nothing to do
+    before = updates.repository.timestamp().signed
+    updates.repository.clock = lambda: utcnow() + timedelta(hours=20)  # 4 h left of 24
+    publication = updates.refresh()
+    assert publication is not None and "timestamp" in publication.changed
+    after = updates.repository.timestamp().signed
+    assert after.version == before.version + 1 and after.expires > before.expires
+    assert updates.publications()[-1].reason == "scheduled re-signing"
+    assert updates.refresh() is None
