@@ -7,14 +7,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # CPU build of torch from local disk; GPU servers install without this constraint.
 CONSTRAINTS := constraints/cpu.txt
+ALIBI_DETECT := 0.13.0
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench clean prometheus
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) "torch==2.13.0"
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[all]"
+	# alibi-detect without its metadata's numpy<2 pins; its imports are in the agent extra.
+	$(PY) -m pip install --quiet --no-deps "alibi-detect==$(ALIBI_DETECT)"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,7 +29,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy appliance hub agent tui bench
 
-test: lint typecheck
+# A real Prometheus for the metrics test (Debian package); without root or apt it is skipped.
+prometheus:
+	@command -v prometheus >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; } \
+	  || echo "prometheus is not installed: the test that scrapes with it will be skipped"
+
+test: lint typecheck prometheus
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP)

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.exceptions import HTTPException
 
 from agent import v2_codec
+from agent.drift.monitor import DriftMonitor, DriftSettings
 from agent.fastpath import ASGIApp, InferFn, with_fast_inference
 from agent.identity import AgentIdentity, credentials, device_key, enrol, load_identity
 from agent.installer import DeviceKey, InstallPolicy, restore_installed
+from agent.metrics import AgentMetrics, StateSources
+from agent.outbox import Outbox
 from agent.probation import ProbationPolicy
 from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore
@@ -29,6 +34,7 @@ from appliance import __version__
 from appliance.errors import ApplianceError, ConfigError
 from appliance.http_status import status_for
 from appliance.hub_client import HubClient
+from appliance.scheduling import run_every
 from appliance.settings import AgentSettings
 from appliance.tls import client_ssl_context
 
@@ -37,12 +43,16 @@ log = logging.getLogger(__name__)
 _PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino_ir"}
 
 
+
 @dataclass
 class AgentCore:
     settings: AgentSettings
     store: BundleStore
     repository: ModelRepository
     policy: InstallPolicy
+    outbox: Outbox
+    drift: DriftMonitor
+    metrics: AgentMetrics
     sync: SyncWorker | None = None
 
 
@@ -109,7 +119,24 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
             log.error("%s", note)
         for model in restore_installed(store, repository, policy, key):
             log.info("restored %s v%d from disk", model.name, model.version)
-    core = AgentCore(settings, store, repository, policy)
+    outbox = Outbox(settings.data_dir, max_reports=settings.outbox_max_reports)
+    drift = DriftMonitor(
+        outbox,
+        DriftSettings(
+            window_rows=settings.drift_window_rows,
+            min_rows=min(200, settings.drift_window_rows),
+            every_requests=settings.drift_every_requests,
+            interval_s=settings.drift_interval_s,
+            p_value=settings.drift_p_value,
+        ),
+    )
+    holder: list[SyncWorker] = []
+    metrics = AgentMetrics(
+        StateSources(
+            repository, outbox, drift, lambda: bool(holder and holder[0].status.hub_reachable)
+        )
+    )
+    core = AgentCore(settings, store, repository, policy, outbox, drift, metrics)
     if start_sync and identity is not None:
         core.sync = SyncWorker(
             settings,
@@ -123,7 +150,9 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
             probation=ProbationPolicy(
                 requests=settings.probation_requests, seconds=settings.probation_seconds
             ),
+            outbox=outbox,
         )
+        holder.append(core.sync)
     return core
 
 
@@ -147,25 +176,44 @@ def _metadata(model: LoadedModel) -> dict[str, object]:
     return v2_codec.model_metadata(model.manifest, _PLATFORMS[model.runtime.kind])
 
 
-def inference(repository: ModelRepository) -> InferFn:
-    """The v2 infer operation: request bytes in, response bytes out, errors raised."""
+def inference(
+    repository: ModelRepository,
+    metrics: AgentMetrics | None = None,
+    drift: DriftMonitor | None = None,
+) -> InferFn:
+    """The v2 infer operation: request bytes in, response bytes out, errors raised.
+
+    Counts and times every request, and keeps its rows for the drift window.
+    """
 
     def run_inference(name: str, version: int | None, body: bytes) -> bytes:
         model = repository.get(name, version)  # held for the whole request: swaps can't tear it
-        request = v2_codec.decode_request(body)
-        feed = v2_codec.to_feed(request, model.manifest)
-        names = v2_codec.requested_outputs(request, model.manifest)
+        started = time.perf_counter()
+        try:
+            request = v2_codec.decode_request(body)
+            feed = v2_codec.to_feed(request, model.manifest)
+            names = v2_codec.requested_outputs(request, model.manifest)
+        except ApplianceError:
+            if metrics is not None:
+                metrics.observe(model, 0.0, "rejected")
+            raise
         probation = model.probation
-        if probation is None:
+        try:
             results = model.runtime.infer(feed)
-        else:
-            try:
-                results = model.runtime.infer(feed)
-            except Exception as exc:
+        except Exception as exc:
+            if probation is not None:
                 probation.record(False, f"{exc.__class__.__name__}: {exc}")
-                raise
+            if metrics is not None:
+                metrics.observe(model, 0.0, "error")
+            raise
+        if probation is not None:
             probation.record(True)
-        return v2_codec.encode_response(model.name, model.version, request.id, results, names)
+        answer = v2_codec.encode_response(model.name, model.version, request.id, results, names)
+        if metrics is not None:
+            metrics.observe(model, time.perf_counter() - started, "ok")
+        if drift is not None:
+            drift.record(model, feed)
+        return answer
 
     return run_inference
 
@@ -174,7 +222,8 @@ def create_app(core: AgentCore) -> ASGIApp:
     """The agent's ASGI app: the inference fast path in front of the Litestar app."""
     limit = core.settings.max_request_mb * 1024 * 1024
     litestar_app = cast(ASGIApp, create_litestar_app(core))  # ASGI types differ only in naming
-    return with_fast_inference(litestar_app, inference(core.repository), limit)
+    infer = inference(core.repository, core.metrics, core.drift)
+    return with_fast_inference(litestar_app, infer, limit)
 
 
 def create_litestar_app(core: AgentCore) -> Litestar:
@@ -223,6 +272,7 @@ def create_litestar_app(core: AgentCore) -> Litestar:
             "last_error": sync.last_error if sync else None,
             "update_error": sync.update_error if sync else None,
             "problems": dict(sync.problems) if sync else {},
+            "drift": core.drift.status(),
             "models": [
                 {
                     "name": m.name,
@@ -236,17 +286,35 @@ def create_litestar_app(core: AgentCore) -> Litestar:
             ],
         }
 
+    @get("/metrics", operation_id="metrics", media_type="text/plain; version=0.0.4")
+    async def metrics() -> Response[bytes]:
+        return Response(core.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    scheduler: list[BackgroundScheduler] = []
+
+    def check_drift() -> None:
+        core.drift.watch(repository.all())
+        core.drift.check()
+
     def start_sync() -> None:
         # Everything imported and loaded so far lives as long as the process: keep it out
         # of the garbage collector's scans so collections on the request path stay cheap.
         gc.collect()
         gc.freeze()
+        scheduler.append(
+            run_every(
+                core.settings.drift_check_s / 60, check_drift, job_id="drift", name="drift tests"
+            )
+        )
         if core.sync:
             core.sync.start()
 
     def stop_sync() -> None:
+        for job in scheduler:
+            job.shutdown(wait=True)
         if core.sync:
             core.sync.stop()
+        core.outbox.close()
 
     return Litestar(
         route_handlers=[
@@ -258,6 +326,7 @@ def create_litestar_app(core: AgentCore) -> Litestar:
             version_metadata,
             version_ready,
             status,
+            metrics,
         ],
         exception_handlers={ApplianceError: _appliance_error, HTTPException: _http_error},
         request_max_body_size=core.settings.max_request_mb * 1024 * 1024,

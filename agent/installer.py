@@ -9,6 +9,7 @@ changed, so a bad bundle leaves the last good model serving.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 from collections.abc import Iterable, Iterator
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from agent.repository import LoadedModel, ModelRepository
@@ -64,6 +66,7 @@ def load_verified(folder: Path, policy: InstallPolicy, *, check_hashes: bool) ->
     """
     manifest: Manifest = verify_bundle(folder, None, check_hashes=check_hashes)
     runtime = load_runtime(folder, manifest, policy.runtime, policy.threads)
+    reference = _reference(folder, manifest)
     checked = check_test_vectors(folder, manifest, runtime.infer)
     log.info(
         "%s v%s verified and passed %d test vectors on %s",
@@ -72,7 +75,18 @@ def load_verified(folder: Path, policy: InstallPolicy, *, check_hashes: bool) ->
         checked,
         runtime.kind,
     )
-    return LoadedModel(manifest=manifest, runtime=runtime, folder=folder)
+    return LoadedModel(manifest=manifest, runtime=runtime, folder=folder, reference=reference)
+
+
+def _reference(folder: Path, manifest: Manifest) -> np.ndarray | None:
+    """The reference sample, read while the bundle is open (a sealed one is wiped after)."""
+    if not manifest.reference_sample or manifest.reference_sample not in manifest.files:
+        return None
+    try:
+        sample = np.load(folder / manifest.reference_sample, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BundleFormatError(f"reference sample unreadable: {exc}") from exc
+    return sample.astype(np.float32, copy=False) if sample.ndim == 2 else None
 
 
 SEALED_FILE = "sealed.tar"
@@ -151,7 +165,7 @@ def load_slot(
 ) -> LoadedModel:
     with opened(slot, key, store, policy.max_bundle_bytes) as (folder, authenticated):
         model = load_verified(folder, policy, check_hashes=installing or not authenticated)
-    return LoadedModel(manifest=model.manifest, runtime=model.runtime, folder=slot)
+    return dataclasses.replace(model, folder=slot)
 
 
 def stage(
@@ -177,12 +191,7 @@ def stage(
                 f"{candidate.name} v{candidate.version}"
             )
         final = store.place(slot, candidate.name, candidate.version)
-        return LoadedModel(
-            manifest=candidate.manifest,
-            runtime=candidate.runtime,
-            folder=final,
-            target_sha256=offer.target_sha256,
-        )
+        return dataclasses.replace(candidate, folder=final, target_sha256=offer.target_sha256)
     except OSError as exc:
         raise StorageError(
             f"could not install {offer.name} v{offer.version}: {exc.strerror or exc}",
@@ -204,12 +213,7 @@ def restore_installed(
             except (ApplianceError, OSError) as exc:
                 log.error("installed bundle %s v%s refused at start-up: %s", name, candidate, exc)
                 continue
-            model = LoadedModel(
-                manifest=model.manifest,
-                runtime=model.runtime,
-                folder=model.folder,
-                target_sha256=slots.targets.get(str(candidate)),
-            )
+            model = dataclasses.replace(model, target_sha256=slots.targets.get(str(candidate)))
             repository.swap(model)
             loaded.append(model)
             break

@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from agent.probation import Probation
 from agent.runtime.base import ModelRuntime
 from appliance.clock import utcnow
@@ -26,6 +28,8 @@ class LoadedModel:
     """The slot on disk (for an encrypted model, its sealed file, never the plain bundle)."""
     target_sha256: str | None = None
     """The TUF target it was installed from (None for bundles installed before TUF)."""
+    reference: np.ndarray | None = None
+    """The bundle's reference sample (training inputs), for drift tests."""
     probation: Probation | None = None
     """Set while a freshly installed version serves its first requests."""
     loaded_at: str = field(default_factory=lambda: utcnow().isoformat())

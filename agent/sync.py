@@ -15,11 +15,13 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 from tuf.ngclient.fetcher import FetcherInterface
 
 from agent.identity import AgentIdentity
 from agent.installer import DeviceKey, InstallPolicy, load_slot, stage
+from agent.outbox import Outbox
 from agent.probation import Probation, ProbationPolicy
 from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore
@@ -34,7 +36,7 @@ from appliance.errors import (
     NotFoundError,
 )
 from appliance.hub_client import HubClient
-from appliance.schemas import Heartbeat, InstalledModel
+from appliance.schemas import AgentReport, Heartbeat, InstalledModel, ReportKind
 from appliance.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ class SyncWorker:
         probation: ProbationPolicy | None = None,
         limits: FetchLimits | None = None,
         fetcher: FetcherInterface | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -91,6 +94,7 @@ class SyncWorker:
         self.root = root
         self.probation_policy = probation or ProbationPolicy()
         self.fetcher = fetcher or HubFetcher(client, limits)
+        self.outbox = outbox
         self.status = SyncStatus()
         self._on_probation: dict[str, _OnProbation] = {}
         self._retry_at: dict[str, float] = {}
@@ -169,6 +173,7 @@ class SyncWorker:
             self.status.not_allowed = [f"{r.name} v{r.version}: {r.reason}" for r in plan.refused]
             self.client.heartbeat(self.identity.agent_id, self._heartbeat())
             self.status.notes.clear()
+            self.deliver_reports()
             if not self.status.hub_reachable:
                 log.info("hub %s reachable; %d model(s) loaded", self.client.base_url,
                          len(self.repository.all()))
@@ -181,6 +186,23 @@ class SyncWorker:
             self._note_hub_trouble(exc)
         except HubUnavailableError as exc:
             self._note_hub_trouble(exc)
+
+    def deliver_reports(self, batch: int = 200) -> int:
+        """Send what waits in the outbox; forget each report once the hub holds it."""
+        sent = 0
+        while self.outbox is not None and not self._stop.is_set():
+            pending = self.outbox.pending(batch)
+            if not pending:
+                break
+            reports = [
+                AgentReport(key=r.key, kind=cast(ReportKind, r.kind), body=r.body) for r in pending
+            ]
+            accepted = self.client.send_reports(self.identity.agent_id, reports)
+            self.outbox.acknowledge(accepted)
+            sent += len(accepted)
+            if len(accepted) < len(pending):
+                break  # the hub kept some back: try again next round
+        return sent
 
     def _note_hub_trouble(self, exc: ApplianceError) -> None:
         if self.status.hub_reachable or self.status.last_error != str(exc):
@@ -241,13 +263,7 @@ class SyncWorker:
             return
         probation = Probation(self.probation_policy)
         self.store.begin(model.name, model.version, sha)
-        on_trial = LoadedModel(
-            manifest=model.manifest,
-            runtime=model.runtime,
-            folder=model.folder,
-            target_sha256=sha,
-            probation=probation,
-        )
+        on_trial = dataclasses.replace(model, target_sha256=sha, probation=probation)
         self.repository.swap(on_trial)
         self._on_probation[model.name] = _OnProbation(on_trial, previous, probation)
         log.info(

@@ -36,10 +36,12 @@ from appliance.feature_schemas import (
 from appliance.schemas import (
     AgentAssignments,
     AgentInfo,
+    AgentReport,
     EnrolmentRequest,
     Heartbeat,
     ModelDetail,
     ModelSummary,
+    ReportsAccepted,
     VersionInfo,
 )
 
@@ -184,6 +186,31 @@ class HubClient:
     def trusted_root(self) -> bytes:
         """The hub's current TUF root, for pinning when an agent is set up."""
         return self._request("GET", "/tuf/metadata/root.json").content
+
+    def drift_reports(
+        self, *, agent_id: int | None = None, model: str | None = None, after: int = 0
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"after": after}
+        if agent_id is not None:
+            params["agent_id"] = agent_id
+        if model is not None:
+            params["model"] = model
+        return self._typed("GET", "/api/v1/drift/reports", list[dict[str, Any]], params=params)
+
+    def drift_alerts(self, *, open_only: bool = False) -> list[dict[str, Any]]:
+        params = {"open": "true" if open_only else "false"}
+        return self._typed("GET", "/api/v1/drift/alerts", list[dict[str, Any]], params=params)
+
+    def send_reports(self, agent_id: int, reports: list[AgentReport]) -> list[str]:
+        """Deliver outbox reports; returns the keys the hub holds."""
+        answer = self._typed(
+            "POST",
+            f"/api/v1/agents/{agent_id}/reports",
+            ReportsAccepted,
+            content=msgspec.json.encode(reports),
+            headers={"content-type": "application/json"},
+        )
+        return answer.accepted
 
     def export_update(self, zone: str, group: str, dest: Path, *, days: int | None = None) -> str:
         """Save an offline update bundle for a group to ``dest``; return its expiry."""

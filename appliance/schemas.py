@@ -74,6 +74,22 @@ class Heartbeat(msgspec.Struct, kw_only=True):
     detail: str | None = None
 
 
+ReportKind = Literal["drift", "serving", "ab"]
+
+
+class AgentReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One report from an agent's outbox; ``key`` makes delivery idempotent."""
+
+    key: str
+    kind: ReportKind
+    body: dict[str, Any]
+
+
+class ReportsAccepted(msgspec.Struct, kw_only=True):
+    accepted: list[str]
+    """Keys the hub now holds (new or already known): the agent may forget them."""
+
+
 class AgentInfo(msgspec.Struct, kw_only=True):
     id: int
     name: str

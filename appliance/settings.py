@@ -93,6 +93,8 @@ class HubSettings:
     """Encrypt model targets to each agent's own key, so a copied file opens nowhere else."""
     offline_days: int = 30
     """How long an exported offline update bundle stays valid."""
+    drift_alert_windows: int = 3
+    """Drifted windows in a row (one agent, model, version) that open a drift alert."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -137,6 +139,18 @@ class AgentSettings:
     """Largest inference request body, in MiB (larger ones get 413)."""
     labels: tuple[str, ...] = ()
     """Free-form ``key=value`` labels reported to the hub."""
+    drift_window_rows: int = 1000
+    """Recent inputs kept per model version for drift tests (in memory, never sent)."""
+    drift_every_requests: int = 1000
+    """Test for drift after this many new rows …"""
+    drift_interval_s: float = 300.0
+    """… or this long after the last test."""
+    drift_check_s: float = 5.0
+    """How often the agent looks for windows due a test (cheap when none is)."""
+    drift_p_value: float = 0.05
+    """Significance of a drift test (per-feature tests corrected for multiplicity)."""
+    outbox_max_reports: int = 10_000
+    """Reports kept for the hub while it is unreachable; the oldest go first when full."""
 
 
 def _convert(name: str, raw: str, target: Any) -> Any:

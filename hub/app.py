@@ -15,6 +15,7 @@ from litestar.response import Response
 from appliance import __version__
 from appliance.errors import ApplianceError
 from appliance.keys import public_pem
+from appliance.scheduling import run_every
 from appliance.settings import HubSettings
 from hub.audit.controllers import AuditController
 from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler
@@ -25,8 +26,9 @@ from hub.fleet.controllers import AgentController
 from hub.identity.controllers import AuthController, UserController
 from hub.identity.guards import OPEN_PATHS, BearerAuthMiddleware, open_endpoint, requires
 from hub.identity.roles import Permission
+from hub.metrics import HubMetrics
+from hub.monitoring.controllers import DriftController, ReportsController
 from hub.registry.controllers import model_controller
-from hub.scheduling import run_every
 from hub.services import HubServices, build_services
 from hub.updates.controllers import TufController, UpdatesController
 
@@ -64,6 +66,20 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
         """The public key bundles and audit checkpoints are signed with; pin it out of band."""
         return Response(signing_pem, media_type="application/x-pem-file")
 
+    hub_metrics = HubMetrics(svc)
+
+    @get(
+        "/metrics",
+        operation_id="metrics",
+        tags=["health"],
+        guards=[open_endpoint],
+        media_type="text/plain; version=0.0.4",
+        sync_to_thread=True,
+    )
+    def metrics_endpoint() -> Response[bytes]:
+        """Prometheus text format: fleet health, drift alerts, publications, audit."""
+        return Response(hub_metrics.render(), media_type="text/plain; version=0.0.4")
+
     def start() -> None:
         scheduler.append(start_checkpoint_scheduler(svc.engine, svc.audit, svc.checkpoint_minutes))
         scheduler.append(
@@ -97,6 +113,9 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             feature_controller(settings.max_upload_mb * 1024 * 1024),
             TufController,
             UpdatesController,
+            ReportsController,
+            DriftController,
+            metrics_endpoint,
         ],
         dependencies={
             "registry": Provide(lambda: svc.registry, sync_to_thread=False),
@@ -106,6 +125,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             "services": Provide(lambda: svc, sync_to_thread=False),
             "features": Provide(lambda: svc.features, sync_to_thread=False),
             "updates": Provide(lambda: svc.updates, sync_to_thread=False),
+            "monitoring": Provide(lambda: svc.monitoring, sync_to_thread=False),
         },
         middleware=[
             RateLimitConfig(

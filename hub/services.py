@@ -16,6 +16,7 @@ from hub.fleet.enrolment import EnrolmentService
 from hub.fleet.service import FleetService
 from hub.identity.service import IdentityService
 from hub.identity.tokens import JwtKeyring, TokenSettings
+from hub.monitoring.service import MonitoringService
 from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
 from hub.residency.policy import ResidencyPolicy
@@ -37,6 +38,7 @@ class HubServices:
     features: FeatureStore
     features_materialize_minutes: float
     updates: UpdateService
+    monitoring: MonitoringService
 
 
 def load_policy(settings: HubSettings) -> ResidencyPolicy:
@@ -95,4 +97,5 @@ def build_services(settings: HubSettings) -> HubServices:
         ),
         features_materialize_minutes=settings.features_materialize_minutes,
         updates=updates,
+        monitoring=MonitoringService(engine, audit, alert_windows=settings.drift_alert_windows),
     )

@@ -19,6 +19,7 @@ def setup_logging(level: str = "INFO") -> None:
         force=True,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
 
 
 def fail(message: str, hint: str | None = None) -> None:

@@ -180,6 +180,7 @@ def agent_process(
     sync_interval: float = 1.0,
     runtime: str = "auto",
     probation_seconds: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> ServiceProcess:
     """An agent that pins ``trusted_root`` at enrolment, as an installer would.
 
@@ -215,9 +216,12 @@ def agent_process(
         url=f"http://127.0.0.1:{port}",
         health_path="/v2/health/live",
         log_path=data_dir.parent / "logs" / f"{data_dir.name}.log",
-        env=(
-            {"APPLIANCE_PROBATION_SECONDS": str(probation_seconds)}
-            if probation_seconds is not None
-            else {}
-        ),
+        env={
+            **(
+                {"APPLIANCE_PROBATION_SECONDS": str(probation_seconds)}
+                if probation_seconds
+                else {}
+            ),
+            **(env or {}),
+        },
     )

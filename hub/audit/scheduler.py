@@ -9,10 +9,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
 from appliance.errors import ConfigError
+from appliance.scheduling import run_every
 from hub.audit.errors import AuditTamperedError
 from hub.audit.schemas import Checkpoint
 from hub.audit.service import AuditLog
-from hub.scheduling import run_every
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Final
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from appliance.errors import ConfigError
+from appliance.scheduling import run_every
 from hub.features.service import FeatureStore
-from hub.scheduling import run_every
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ OPEN_PATHS = (
     "/api/v1/auth/sign-in",
     "/api/v1/auth/refresh",
     "/api/v1/agents/enrol",
+    "/metrics",
 )
 """Reachable without a token; each authenticates what it needs itself."""
 

@@ -1,4 +1,4 @@
-"""Background jobs on an interval (APScheduler), started and stopped with the hub."""
+"""Background jobs on an interval (APScheduler), started and stopped with a service."""
 
 from __future__ import annotations
 

@@ -1,0 +1,132 @@
+"""The agent's durable outbox: reports wait on disk until the hub has them, once.
+
+Every report the agent sends (drift statistics, serving summaries, A/B
+outcomes) is first written here, in SQLite with ``synchronous=FULL``, under an
+idempotency key. Delivery sends a batch; the hub stores each key at most once
+and answers with the keys it holds; only then are they deleted here. A crash
+between the hub's commit and the local delete resends the batch, and the hub
+recognises the keys: nothing is lost, nothing is counted twice.
+
+The queue is bounded. When it is full, the oldest reports are dropped, the
+drop is counted (and reported with the next delivery) and logged: an agent cut
+off for weeks must not fill its disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.schemas import ReportKind
+
+log = logging.getLogger(__name__)
+
+OUTBOX_FILE = "outbox.sqlite"
+DEFAULT_MAX_REPORTS = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reports (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Report:
+    key: str
+    kind: str
+    body: dict[str, Any]
+    created_at: float
+
+
+class Outbox:
+    def __init__(self, data_dir: Path, *, max_reports: int = DEFAULT_MAX_REPORTS) -> None:
+        self.path = data_dir / OUTBOX_FILE
+        self.max_reports = max_reports
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def put(self, kind: ReportKind, body: dict[str, Any], key: str) -> bool:
+        """Queue a report; a key already queued is ignored (returns False)."""
+        with self._transaction() as db:
+            added = db.execute(
+                "INSERT OR IGNORE INTO reports (key, kind, body, created_at) VALUES (?, ?, ?, ?)",
+                (key, kind, json.dumps(body, sort_keys=True), time.time()),
+            ).rowcount
+            (count,) = db.execute("SELECT COUNT(*) FROM reports").fetchone()
+            excess = count - self.max_reports
+            if excess > 0:
+                db.execute(
+                    "DELETE FROM reports WHERE seq IN "
+                    "(SELECT seq FROM reports ORDER BY seq LIMIT ?)",
+                    (excess,),
+                )
+                db.execute(
+                    "INSERT INTO counters (name, value) VALUES ('dropped', ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                    (excess,),
+                )
+        if added and excess > 0:
+            log.warning(
+                "outbox full (%d reports): dropped the %d oldest; the hub has been "
+                "unreachable too long",
+                self.max_reports,
+                excess,
+            )
+        return bool(added)
+
+    def pending(self, limit: int = 200) -> list[Report]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, kind, body, created_at FROM reports ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [Report(k, kind, json.loads(body), at) for k, kind, body, at in rows]
+
+    def acknowledge(self, keys: list[str]) -> None:
+        """The hub holds these: forget them."""
+        if not keys:
+            return
+        with self._transaction() as db:
+            db.executemany("DELETE FROM reports WHERE key = ?", [(k,) for k in keys])
+
+    def depth(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM reports").fetchone()
+        return int(count)
+
+    def dropped(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
+        return int(row[0]) if row else 0

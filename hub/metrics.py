@@ -1,0 +1,79 @@
+"""Prometheus metrics of the hub (``GET /metrics``, text format), read at scrape time.
+
+Aggregates only: how many agents are in which health, drift alerts open,
+reports taken in, publications signed, models in production. ``/metrics`` is
+open like ``/health`` (no rows, no names of people); keep it on the site's
+monitoring network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from hub.monitoring.records import AgentReportRecord, DriftAlertRecord
+from hub.records import AgentRecord, ModelVersionRecord, PublicationRecord
+
+if TYPE_CHECKING:
+    from hub.services import HubServices
+
+
+class _HubCollector(Collector):
+    def __init__(self, services: HubServices) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[Metric]:
+        with Session(self.services.engine) as session:
+            agents = GaugeMetricFamily(
+                "appliance_hub_agents",
+                "Enrolled agents by zone and health",
+                labels=["zone", "health"],
+            )
+            for zone, health, n in session.exec(
+                select(AgentRecord.zone, AgentRecord.health, func.count())
+                .where(col(AgentRecord.revoked_at).is_(None))
+                .group_by(AgentRecord.zone, AgentRecord.health)
+            ):
+                agents.add_metric([zone, health], n)
+            yield agents
+            alerts = session.exec(
+                select(func.count()).where(col(DriftAlertRecord.closed_at).is_(None))
+            ).one()
+            yield GaugeMetricFamily(
+                "appliance_hub_drift_alerts_open", "Open drift alerts", value=alerts
+            )
+            reports = CounterMetricFamily(
+                "appliance_hub_agent_reports", "Agent reports taken in, by kind", labels=["kind"]
+            )
+            for kind, n in session.exec(
+                select(AgentReportRecord.kind, func.count()).group_by(AgentReportRecord.kind)
+            ):
+                reports.add_metric([kind], n)
+            yield reports
+            publications = session.exec(select(func.count()).select_from(PublicationRecord)).one()
+            yield CounterMetricFamily(
+                "appliance_hub_publications", "Signed update publications", value=publications
+            )
+            production = session.exec(
+                select(func.count()).where(ModelVersionRecord.stage == "production")
+            ).one()
+            yield GaugeMetricFamily(
+                "appliance_hub_models_in_production",
+                "Model versions in production",
+                value=production,
+            )
+
+
+class HubMetrics:
+    def __init__(self, services: HubServices) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_HubCollector(services))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""What agents report about their models: drift statistics (never rows), alerts, history."""

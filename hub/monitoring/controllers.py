@@ -1,0 +1,62 @@
+"""Reports in from agents; drift history and alerts out, for plots and operators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+
+from appliance.schemas import AgentReport, ReportsAccepted
+from hub.fleet.service import check_agent_scope
+from hub.identity.guards import principal_of, requires
+from hub.identity.roles import Permission as P
+from hub.monitoring.service import DriftAlertInfo, DriftReportInfo, MonitoringService
+from hub.pagination import Limit
+
+
+class ReportsController(Controller):
+    path = "/api/v1/agents/{agent_id:int}/reports"
+    tags = ["monitoring"]
+
+    @post(
+        "/",
+        operation_id="sendAgentReports",
+        guards=[requires(P.AGENT_SELF)],
+        status_code=200,
+        sync_to_thread=True,
+    )
+    def send(
+        self,
+        agent_id: int,
+        data: list[AgentReport],
+        monitoring: MonitoringService,
+        request: Request[Any, Any, Any],
+    ) -> ReportsAccepted:
+        """Outbox delivery: each key is stored once; every key held is acknowledged."""
+        check_agent_scope(principal_of(request), agent_id)
+        return ReportsAccepted(accepted=monitoring.ingest(agent_id, data))
+
+
+class DriftController(Controller):
+    path = "/api/v1/drift"
+    tags = ["monitoring"]
+    guards = [requires(P.AGENTS_READ)]
+
+    @get("/reports", operation_id="listDriftReports", sync_to_thread=True)
+    def reports(
+        self,
+        monitoring: MonitoringService,
+        agent_id: int | None = None,
+        model: str | None = None,
+        after: int = 0,
+        limit: Limit = 100,
+    ) -> list[DriftReportInfo]:
+        """Drift test results, oldest first: per-feature p-values over time, for plots."""
+        return monitoring.drift_history(agent_id=agent_id, model=model, after_id=after, limit=limit)
+
+    @get("/alerts", operation_id="listDriftAlerts", sync_to_thread=True)
+    def alerts(
+        self, monitoring: MonitoringService, open: bool = False, limit: Limit = 100
+    ) -> list[DriftAlertInfo]:
+        """Drift alerts, newest first; ``open=true`` for the ones still open."""
+        return monitoring.alerts_list(open_only=open, limit=limit)

@@ -1,0 +1,246 @@
+"""Taking in agents' reports once each, keeping drift history, raising drift alerts.
+
+A report is stored under ``(agent, key)``; a key already held is acknowledged
+again without storing anything, so an agent that resends after a crash or a
+lost answer never counts twice. A drift alert opens when the last
+``alert_windows`` reports for one agent, model and version all drifted, and
+closes with the first window that did not. Opening one is audited and
+announced (``alerts``), so retraining can be queued by whoever listens.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import msgspec
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlmodel import Session, col, select
+
+from appliance.clock import iso_utc, utcnow
+from appliance.errors import InvalidInputError
+from appliance.schemas import AgentReport
+from hub.audit.service import AuditLog
+from hub.db import session_scope
+from hub.events import Changes
+from hub.monitoring.records import AgentReportRecord, DriftAlertRecord, DriftReportRecord
+
+MAX_BATCH = 500
+
+
+class DriftBody(msgspec.Struct, kw_only=True):
+    model: str
+    version: int
+    method: str
+    drifted: bool
+    p_values: list[float]
+    distances: list[float]
+    threshold: float
+    window_size: int
+    started_at: float
+    ended_at: float
+
+
+class DriftReportInfo(msgspec.Struct, kw_only=True):
+    id: int
+    agent_id: int
+    model: str
+    version: int
+    drifted: bool
+    min_p_value: float
+    method: str
+    window_size: int
+    started_at: str
+    ended_at: str
+    p_values: list[float]
+    distances: list[float]
+
+
+class DriftAlertInfo(msgspec.Struct, kw_only=True):
+    id: int
+    agent_id: int
+    model: str
+    version: int
+    windows: int
+    opened_at: str
+    closed_at: str | None
+
+
+def _moment(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class MonitoringService:
+    def __init__(self, engine: Engine, audit: AuditLog, *, alert_windows: int = 3) -> None:
+        self.engine = engine
+        self.audit = audit
+        self.alert_windows = alert_windows
+        self.alerts = Changes()
+        """Told (actor, reason) when a drift alert opens; retraining can listen here."""
+
+    def ingest(self, agent_id: int, reports: list[AgentReport]) -> list[str]:
+        """Store each new report; return every key now held (new and already known)."""
+        if len(reports) > MAX_BATCH:
+            raise InvalidInputError(f"reports: at most {MAX_BATCH} per request")
+        held: list[str] = []
+        opened: list[str] = []
+        for report in reports:
+            drift = self._drift_body(report)
+            try:
+                with session_scope(self.engine) as session:
+                    record = AgentReportRecord(
+                        agent_id=agent_id, key=report.key, kind=report.kind, body=report.body
+                    )
+                    session.add(record)
+                    session.flush()
+                    if drift is not None:
+                        alert = self._store_drift(session, agent_id, record.id or 0, drift)
+                        if alert:
+                            opened.append(alert)
+            except SAIntegrityError:
+                pass  # this key is already held: acknowledge it again, store nothing
+            held.append(report.key)
+        for reason in opened:
+            self.alerts.announce(f"agent:{agent_id}", reason)
+        return held
+
+    def _drift_body(self, report: AgentReport) -> DriftBody | None:
+        if report.kind != "drift":
+            return None
+        try:
+            body = msgspec.convert(report.body, DriftBody)
+        except msgspec.ValidationError as exc:
+            raise InvalidInputError(f"reports[{report.key}].body: {exc}") from exc
+        if not body.p_values or not all(math.isfinite(p) for p in body.p_values):
+            raise InvalidInputError(f"reports[{report.key}].body.p_values: finite numbers needed")
+        return body
+
+    def _store_drift(
+        self, session: Session, agent_id: int, report_id: int, body: DriftBody
+    ) -> str | None:
+        session.add(
+            DriftReportRecord(
+                report_id=report_id,
+                agent_id=agent_id,
+                model=body.model,
+                version=body.version,
+                drifted=body.drifted,
+                min_p_value=min(body.p_values),
+                method=body.method,
+                window_size=body.window_size,
+                started_at=_moment(body.started_at),
+                ended_at=_moment(body.ended_at),
+                p_values=body.p_values,
+                distances=body.distances,
+            )
+        )
+        session.flush()
+        recent = session.exec(
+            select(DriftReportRecord.drifted)
+            .where(
+                DriftReportRecord.agent_id == agent_id,
+                DriftReportRecord.model == body.model,
+                DriftReportRecord.version == body.version,
+            )
+            .order_by(col(DriftReportRecord.id).desc())
+            .limit(self.alert_windows)
+        ).all()
+        open_alert = session.exec(
+            select(DriftAlertRecord).where(
+                DriftAlertRecord.agent_id == agent_id,
+                DriftAlertRecord.model == body.model,
+                DriftAlertRecord.version == body.version,
+                col(DriftAlertRecord.closed_at).is_(None),
+            )
+        ).first()
+        target = f"model:{body.model}/{body.version} on agent:{agent_id}"
+        if open_alert is not None and not body.drifted:
+            open_alert.closed_at = utcnow()
+            session.add(open_alert)
+            self.audit.append(
+                session,
+                actor=f"agent:{agent_id}",
+                action="drift.alert_closed",
+                target=target,
+                outcome="ok",
+            )
+            return None
+        if open_alert is None and len(recent) >= self.alert_windows and all(recent):
+            session.add(
+                DriftAlertRecord(
+                    agent_id=agent_id,
+                    model=body.model,
+                    version=body.version,
+                    windows=self.alert_windows,
+                )
+            )
+            self.audit.append(
+                session,
+                actor=f"agent:{agent_id}",
+                action="drift.alert",
+                target=target,
+                outcome="ok",
+                detail={"windows": self.alert_windows, "min_p_value": min(body.p_values)},
+            )
+            return f"drift alert: {target}, {self.alert_windows} drifted windows in a row"
+        return None
+
+    def drift_history(
+        self,
+        *,
+        agent_id: int | None = None,
+        model: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[DriftReportInfo]:
+        with Session(self.engine) as session:
+            query = select(DriftReportRecord).where(col(DriftReportRecord.id) > after_id)
+            if agent_id is not None:
+                query = query.where(DriftReportRecord.agent_id == agent_id)
+            if model is not None:
+                query = query.where(DriftReportRecord.model == model)
+            rows = session.exec(query.order_by(col(DriftReportRecord.id)).limit(limit))
+            return [
+                DriftReportInfo(
+                    id=r.id or 0,
+                    agent_id=r.agent_id,
+                    model=r.model,
+                    version=r.version,
+                    drifted=r.drifted,
+                    min_p_value=r.min_p_value,
+                    method=r.method,
+                    window_size=r.window_size,
+                    started_at=iso_utc(r.started_at),
+                    ended_at=iso_utc(r.ended_at),
+                    p_values=list(r.p_values),
+                    distances=list(r.distances),
+                )
+                for r in rows
+            ]
+
+    def alerts_list(self, *, open_only: bool = False, limit: int = 100) -> list[DriftAlertInfo]:
+        with Session(self.engine) as session:
+            query = select(DriftAlertRecord)
+            if open_only:
+                query = query.where(col(DriftAlertRecord.closed_at).is_(None))
+            rows = session.exec(query.order_by(col(DriftAlertRecord.id).desc()).limit(limit))
+            return [
+                DriftAlertInfo(
+                    id=r.id or 0,
+                    agent_id=r.agent_id,
+                    model=r.model,
+                    version=r.version,
+                    windows=r.windows,
+                    opened_at=iso_utc(r.opened_at),
+                    closed_at=iso_utc(r.closed_at) if r.closed_at else None,
+                )
+                for r in rows
+            ]
+
+    def count(self, kind: str | None = None) -> int:
+        with Session(self.engine) as session:
+            query = select(AgentReportRecord.id)
+            if kind is not None:
+                query = query.where(AgentReportRecord.kind == kind)
+            return len(session.exec(query).all())

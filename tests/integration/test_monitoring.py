@@ -1,0 +1,156 @@
+"""Drift, the outbox and metrics between real agent and hub processes (and a real Prometheus)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from agent.outbox import Outbox
+from appliance.demo.processes import free_port
+from tests.integration.conftest import MODEL, publish, serving_version, wait_until
+
+pytestmark = pytest.mark.integration
+
+FAST_DRIFT = {
+    "APPLIANCE_DRIFT_WINDOW_ROWS": "200",
+    "APPLIANCE_DRIFT_EVERY_REQUESTS": "100",
+    "APPLIANCE_DRIFT_CHECK_S": "0.5",
+}
+
+
+def metric(url: str, name: str, labels: str = "") -> float | None:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    match = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", text, re.M)
+    return float(match.group(1)) if match else None
+
+
+def status(url: str) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.get(f"{url}/agent/status", timeout=5).json()
+    return answer
+
+
+def infer_rows(url: str, rows: np.ndarray) -> None:
+    for start in range(0, len(rows), 10):
+        batch = rows[start : start + 10]
+        body = {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": list(batch.shape),
+                    "datatype": "FP32",
+                    "data": batch.ravel().tolist(),
+                }
+            ]
+        }
+        assert httpx.post(f"{url}/v2/models/{MODEL}/infer", json=body, timeout=5).status_code == 200
+
+
+def test_a_drifting_agent_raises_an_alert_on_the_hub(hub, admin, engineer, approver, start_agent):
+    agent = start_agent("drift-1", env=FAST_DRIFT)
+    version = publish(engineer, approver).version
+    wait_until("the model", lambda: serving_version(agent) == str(version))
+    wait_until("the drift watch", lambda: status(agent.url)["drift"].get(f"{MODEL}/{version}"))
+    rng = np.random.default_rng(0)
+    infer_rows(agent.url, rng.standard_normal((200, 4)).astype(np.float32))  # as trained
+    for _ in range(3):  # then the inputs move
+        infer_rows(agent.url, (rng.standard_normal((100, 4)) + 3).astype(np.float32))
+        time.sleep(1.0)
+    alerts = wait_until("a drift alert", lambda: admin.drift_alerts(open_only=True))
+    assert (alerts[0]["model"], alerts[0]["version"]) == (MODEL, version)
+    history = admin.drift_reports(model=MODEL)
+    assert history[-1]["drifted"] and len(history[-1]["p_values"]) == 4
+    assert (
+        metric(
+            agent.url, "appliance_agent_drift_detected", f'{{model="{MODEL}",version="{version}"}}'
+        )
+        == 1.0
+    )
+    assert metric(hub.url, "appliance_hub_drift_alerts_open") >= 1.0
+
+
+def test_reports_cross_a_hub_outage_and_agent_restarts_exactly_once(
+    hub, engineer, approver, start_agent, workdir
+):
+    agent = start_agent("outbox-1")
+    publish(engineer, approver)
+    wait_until("the model", lambda: serving_version(agent) is not None)
+    before = metric(hub.url, "appliance_hub_agent_reports_total", '{kind="serving"}') or 0.0
+    hub.stop()
+    agent.stop()
+    box = Outbox(workdir / "outbox-1")  # 40 reports queued while the hub is away
+    for i in range(40):
+        box.put("serving", {"window": i}, key=f"outage-{i}")
+    box.close()
+    agent.start()
+    agent.wait_healthy()
+    wait_until(
+        "the agent to notice", lambda: metric(agent.url, "appliance_agent_hub_reachable") == 0
+    )
+    assert metric(agent.url, "appliance_agent_outbox_depth") == 40
+    agent.kill()  # a power cut in the middle of the outage
+    agent.start()
+    agent.wait_healthy()
+    hub.start()
+    hub.wait_healthy()
+    wait_until("delivery", lambda: metric(agent.url, "appliance_agent_outbox_depth") == 0, 60)
+    after = metric(hub.url, "appliance_hub_agent_reports_total", '{kind="serving"}')
+    assert after == before + 40
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian package prometheus missing")
+def test_a_real_prometheus_scrapes_the_agent_and_the_hub(
+    hub, engineer, approver, start_agent, tmp_path
+):
+    agent = start_agent("scraped-1")
+    version = publish(engineer, approver).version
+    wait_until("the model", lambda: serving_version(agent) == str(version))
+    infer_rows(agent.url, np.zeros((20, 4), np.float32))
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: agent\n    static_configs: [{{targets: ['{agent.url[7:]}']}}]\n"
+        f"  - job_name: hub\n    static_configs: [{{targets: ['{hub.url[7:]}']}}]\n"
+    )
+    server = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def query(expr: str) -> list[dict[str, Any]]:
+            try:
+                answer = httpx.get(
+                    f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}, timeout=5
+                ).json()
+            except httpx.HTTPError:
+                return []  # not listening yet
+            result: list[dict[str, Any]] = answer["data"]["result"]
+            return result if answer.get("status") == "success" else []
+
+        served = wait_until(
+            "Prometheus to scrape the agent",
+            lambda: query(f'appliance_agent_model_version{{model="{MODEL}"}}'),
+            60,
+        )
+        assert float(served[0]["value"][1]) == version  # type: ignore[index]
+        requests = query(f'sum(appliance_agent_requests_total{{model="{MODEL}",outcome="ok"}})')
+        assert float(requests[0]["value"][1]) >= 2  # type: ignore[index]
+        assert wait_until("the hub", lambda: query("appliance_hub_models_in_production"), 30)
+    finally:
+        server.terminate()
+        server.wait(10)

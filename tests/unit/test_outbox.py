@@ -1,0 +1,43 @@
+"""The agent's outbox: durable, idempotent, bounded, and honest about what it dropped."""
+
+from __future__ import annotations
+
+from agent.outbox import Outbox
+
+
+def test_reports_survive_a_restart_and_leave_only_when_acknowledged(tmp_path):
+    box = Outbox(tmp_path)
+    for i in range(5):
+        assert box.put("serving", {"n": i}, key=f"k{i}")
+    box.close()
+    again = Outbox(tmp_path)  # the agent restarted
+    pending = again.pending()
+    assert [r.key for r in pending] == ["k0", "k1", "k2", "k3", "k4"]
+    assert pending[2].body == {"n": 2}
+    again.acknowledge(["k0", "k1"])
+    assert [r.key for r in again.pending(limit=2)] == ["k2", "k3"]
+    assert again.depth() == 3
+
+
+def test_the_same_key_is_queued_once(tmp_path):
+    box = Outbox(tmp_path)
+    assert box.put("drift", {"a": 1}, key="same")
+    assert not box.put("drift", {"a": 2}, key="same")
+    (only,) = box.pending()
+    assert only.body == {"a": 1}
+
+
+def test_a_full_outbox_drops_the_oldest_and_counts_them(tmp_path, caplog):
+    box = Outbox(tmp_path, max_reports=3)
+    for i in range(5):
+        box.put("serving", {"n": i}, key=f"k{i}")
+    assert [r.key for r in box.pending()] == ["k2", "k3", "k4"]
+    assert box.dropped() == 2
+    assert "dropped the 1 oldest" in caplog.text
+
+
+def test_acknowledging_unknown_keys_is_harmless(tmp_path):
+    box = Outbox(tmp_path)
+    box.put("serving", {}, key="a")
+    box.acknowledge(["zzz", "a"])
+    assert box.depth() == 0
