@@ -34,7 +34,13 @@ from tests.integration.conftest import publish
 
 pytestmark = pytest.mark.integration
 
-OPEN = {"/health", "/api/v1/auth/sign-in", "/api/v1/auth/refresh", "/api/v1/agents/enrol"}
+OPEN = {
+    "/health",
+    "/api/v1/auth/sign-in",
+    "/api/v1/auth/refresh",
+    "/api/v1/agents/enrol",
+    "/metrics",
+}
 POLICY = """
 zones = ["ae-dxb", "ae-auh"]
 

@@ -57,7 +57,7 @@ def test_round_trip_restores_the_exact_bytes(tmp_path, size):
     key = new_data_key()
     sealed = _seal(tmp_path, plain, key)
     assert sealed.stat().st_size == encrypted_length(size, SEG)
-    assert plain == b"" or plain not in sealed.read_bytes()
+    assert len(plain) < 16 or plain not in sealed.read_bytes()  # short ones occur by chance
     out = tmp_path / "out" / "bundle.tar"
     assert decrypt_file(sealed, out, key, AAD, max_bytes=size) == size
     assert out.read_bytes() == plain
