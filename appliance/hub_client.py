@@ -201,6 +201,12 @@ class HubClient:
         params = {"open": "true" if open_only else "false"}
         return self._typed("GET", "/api/v1/drift/alerts", list[dict[str, Any]], params=params)
 
+    def create_experiment(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._typed("POST", "/api/v1/experiments/", dict[str, Any], json=spec)
+
+    def experiment(self, name: str) -> dict[str, Any]:
+        return self._typed("GET", f"/api/v1/experiments/{name}", dict[str, Any])
+
     def send_reports(self, agent_id: int, reports: list[AgentReport]) -> list[str]:
         """Deliver outbox reports; returns the keys the hub holds."""
         answer = self._typed(

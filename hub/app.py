@@ -20,6 +20,7 @@ from appliance.settings import HubSettings
 from hub.audit.controllers import AuditController
 from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler
 from hub.errors_http import appliance_error_handler
+from hub.experiments.controllers import ExperimentController
 from hub.features.controllers import feature_controller
 from hub.features.scheduler import start_materialize_scheduler
 from hub.fleet.controllers import AgentController
@@ -115,6 +116,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             UpdatesController,
             ReportsController,
             DriftController,
+            ExperimentController,
             metrics_endpoint,
         ],
         dependencies={
@@ -126,6 +128,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             "features": Provide(lambda: svc.features, sync_to_thread=False),
             "updates": Provide(lambda: svc.updates, sync_to_thread=False),
             "monitoring": Provide(lambda: svc.monitoring, sync_to_thread=False),
+            "experiments": Provide(lambda: svc.experiments, sync_to_thread=False),
         },
         middleware=[
             RateLimitConfig(

@@ -11,6 +11,7 @@ from appliance.settings import HubSettings
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
 from hub.db import create_schema, make_engine
+from hub.experiments.service import ExperimentService
 from hub.features.service import FeatureStore
 from hub.fleet.enrolment import EnrolmentService
 from hub.fleet.service import FleetService
@@ -39,6 +40,7 @@ class HubServices:
     features_materialize_minutes: float
     updates: UpdateService
     monitoring: MonitoringService
+    experiments: ExperimentService
 
 
 def load_policy(settings: HubSettings) -> ResidencyPolicy:
@@ -98,4 +100,5 @@ def build_services(settings: HubSettings) -> HubServices:
         features_materialize_minutes=settings.features_materialize_minutes,
         updates=updates,
         monitoring=MonitoringService(engine, audit, alert_windows=settings.drift_alert_windows),
+        experiments=ExperimentService(engine, registry, audit),
     )

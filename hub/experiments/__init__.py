@@ -1,0 +1,1 @@
+"""A/B experiments: variants, sticky cohorts and the statistics that decide them."""

@@ -1,0 +1,236 @@
+"""Defining A/B experiments and reading their verdict from what agents report.
+
+Agents report per-variant summaries (count, sum, sum of squares of the
+outcome) through their outbox as ``ab`` reports; the verdict is recomputed from
+all of them on every read (:mod:`hub.experiments.stats`). Serving the variants
+on agents (two versions loaded, sticky cohorts) is the next step of this issue.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Literal
+
+import msgspec
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlmodel import Session, col, select
+
+from appliance.clock import iso_utc
+from appliance.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.audit.service import AuditLog
+from hub.db import session_scope
+from hub.experiments.records import ExperimentRecord
+from hub.experiments.stats import VariantSummary, decide
+from hub.identity.principal import Principal
+from hub.monitoring.records import AgentReportRecord
+from hub.registry.service import RegistryService
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+class VariantSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    name: str
+    version: int
+    weight: float
+
+
+class NewExperiment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    model: str
+    variants: list[VariantSpec]
+    zone: str
+    group: str = "default"
+    metric: Literal["rate", "mean"] = "rate"
+    higher_is_better: bool = True
+    min_samples: int = 1000
+    alpha: float = 0.05
+
+
+class VariantResult(msgspec.Struct, kw_only=True):
+    name: str
+    version: int
+    weight: float
+    count: int
+    mean: float
+
+
+class ComparisonInfo(msgspec.Struct, kw_only=True):
+    variant: str
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    significant: bool
+
+
+class ExperimentInfo(msgspec.Struct, kw_only=True):
+    id: int
+    name: str
+    model: str
+    zone: str
+    group: str
+    metric: str
+    min_samples: int
+    status: str
+    salt: str
+    created_by: str
+    created_at: str
+    variants: list[VariantResult]
+    verdict: str
+    winner: str | None
+    detail: str
+    srm_p_value: float
+    comparisons: list[ComparisonInfo]
+
+
+class AbSummary(msgspec.Struct, kw_only=True):
+    """The body of an ``ab`` report: one variant's outcomes over one interval."""
+
+    experiment: str
+    variant: str
+    count: int
+    total: float
+    total_sq: float = 0.0
+
+
+class ExperimentService:
+    def __init__(self, engine: Engine, registry: RegistryService, audit: AuditLog) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.audit = audit
+
+    def create(self, spec: NewExperiment, by: Principal) -> ExperimentInfo:
+        if not NAME.fullmatch(spec.name):
+            raise InvalidInputError(f"name: {spec.name!r} is not a valid experiment name")
+        if len(spec.variants) < 2 or len({v.name for v in spec.variants}) != len(spec.variants):
+            raise InvalidInputError("variants: at least two, with distinct names")
+        if any(v.weight <= 0 for v in spec.variants):
+            raise InvalidInputError("variants: every weight must be positive")
+        if spec.min_samples < 1 or not 0 < spec.alpha < 0.5:
+            raise InvalidInputError("min_samples must be >= 1 and alpha in (0, 0.5)")
+        for variant in spec.variants:
+            self.registry.get_version(spec.model, variant.version)  # 404 if unknown
+        record = ExperimentRecord(
+            name=spec.name,
+            model=spec.model,
+            variants=[msgspec.to_builtins(v) for v in spec.variants],
+            zone=spec.zone,
+            group=spec.group,
+            metric=spec.metric,
+            higher_is_better=spec.higher_is_better,
+            min_samples=spec.min_samples,
+            alpha=spec.alpha,
+            salt=secrets.token_hex(16),
+            created_by=by.actor,
+        )
+        try:
+            with session_scope(self.engine) as session:
+                session.add(record)
+                session.flush()
+                self.audit.append(
+                    session,
+                    actor=by.actor,
+                    action="experiment.create",
+                    target=f"experiment:{spec.name}",
+                    outcome="ok",
+                    detail={"model": spec.model, "variants": record.variants},
+                )
+        except SAIntegrityError as exc:
+            raise ConflictError(f"an experiment named {spec.name!r} exists") from exc
+        return self.get(spec.name)
+
+    def stop(self, name: str, by: Principal) -> ExperimentInfo:
+        with session_scope(self.engine) as session:
+            record = self._record(session, name)
+            record.status = "stopped"
+            session.add(record)
+            self.audit.append(
+                session,
+                actor=by.actor,
+                action="experiment.stop",
+                target=f"experiment:{name}",
+                outcome="ok",
+            )
+        return self.get(name)
+
+    def _record(self, session: Session, name: str) -> ExperimentRecord:
+        record = session.exec(select(ExperimentRecord).where(ExperimentRecord.name == name)).first()
+        if record is None:
+            raise NotFoundError(f"no experiment named {name!r}")
+        return record
+
+    def list(self) -> list[ExperimentInfo]:
+        with Session(self.engine) as session:
+            names = session.exec(select(ExperimentRecord.name).order_by(col(ExperimentRecord.id)))
+            return [self.get(n) for n in names]
+
+    def get(self, name: str) -> ExperimentInfo:
+        with Session(self.engine) as session:
+            record = self._record(session, name)
+            sums = self._summaries(session, record)
+        variants = [msgspec.convert(v, VariantSpec) for v in record.variants]
+        summaries = [sums.get(v.name, VariantSummary(v.name, 0, 0.0)) for v in variants]
+        verdict = decide(
+            summaries,
+            [v.weight for v in variants],
+            metric="rate" if record.metric == "rate" else "mean",
+            min_samples=record.min_samples,
+            alpha=record.alpha,
+            higher_is_better=record.higher_is_better,
+        )
+        return ExperimentInfo(
+            id=record.id or 0,
+            name=record.name,
+            model=record.model,
+            zone=record.zone,
+            group=record.group,
+            metric=record.metric,
+            min_samples=record.min_samples,
+            status=record.status,
+            salt=record.salt,
+            created_by=record.created_by,
+            created_at=iso_utc(record.created_at),
+            variants=[
+                VariantResult(
+                    name=v.name, version=v.version, weight=v.weight, count=s.count, mean=s.mean
+                )
+                for v, s in zip(variants, summaries, strict=True)
+            ],
+            verdict=verdict.status,
+            winner=verdict.winner,
+            detail=verdict.detail,
+            srm_p_value=verdict.srm_p_value,
+            comparisons=[
+                ComparisonInfo(
+                    variant=c.variant,
+                    difference=c.difference,
+                    ci_low=c.ci_low,
+                    ci_high=c.ci_high,
+                    p_value=c.p_value,
+                    significant=c.significant,
+                )
+                for c in verdict.comparisons
+            ],
+        )
+
+    def _summaries(self, session: Session, record: ExperimentRecord) -> dict[str, VariantSummary]:
+        totals: dict[str, list[float]] = {}
+        for body in session.exec(
+            select(AgentReportRecord.body).where(AgentReportRecord.kind == "ab")
+        ):
+            try:
+                summary = msgspec.convert(body, AbSummary)
+            except msgspec.ValidationError:
+                continue
+            if summary.experiment != record.name:
+                continue
+            slot = totals.setdefault(summary.variant, [0, 0.0, 0.0])
+            slot[0] += summary.count
+            slot[1] += summary.total
+            slot[2] += summary.total_sq
+        return {
+            name: VariantSummary(name, int(n), total, total_sq)
+            for name, (n, total, total_sq) in totals.items()
+        }
