@@ -1,9 +1,10 @@
 """The demo: hub and two agents as real processes, two trained versions, a live swap.
 
-Steps: start the hub; pin its signing key on two agents and start them; train
+Steps: start the hub; enrol two agents (pinning the CA and the TUF root); train
 and register version 1; promote it to production; wait until both agents
 serve it; score the held-out set over HTTP; train version 2 and promote it
-while traffic flows; check that the agents swapped with no failed request.
+while traffic flows; check that the agents swapped with no failed request;
+feed one agent shifted inputs until the hub raises a drift alert.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ MODEL = "breast-cancer"
 AGENTS = ("agent-dxb-1", "agent-dxb-2")
 ZONE = "ae-dxb"
 WAIT_S = 60.0
+DEMO_DRIFT = {
+    "APPLIANCE_DRIFT_WINDOW_ROWS": "200",
+    "APPLIANCE_DRIFT_EVERY_REQUESTS": "100",
+    "APPLIANCE_DRIFT_CHECK_S": "0.5",
+}
+"""Small, fast drift windows so the demo shows an alert in seconds (defaults: 1,000 rows)."""
 
 
 @contextmanager
@@ -83,6 +90,25 @@ def _train_and_register(
     return info, result.test_features, result.test_labels
 
 
+def _drift_until_alert(
+    agent: ServiceProcess, hub: HubClient, features: np.ndarray
+) -> dict[str, object]:
+    """Send shifted rows until the hub has an open drift alert (or give up)."""
+    shifted = features.copy()
+    shifted[:, :5] += 1.5 * features[:, :5].std(axis=0)  # the first five features read high
+    deadline = time.monotonic() + WAIT_S
+    with httpx.Client(timeout=10.0) as client:
+        while time.monotonic() < deadline:
+            for i in range(0, 100):
+                row = shifted[i % len(shifted) : i % len(shifted) + 1]
+                infer_once(client, agent.url, MODEL, row, np.zeros(1, dtype=np.int64))
+            time.sleep(0.7)
+            alerts = hub.drift_alerts(open_only=True)
+            if alerts:
+                return alerts[0]
+    raise WaitTimeoutError(f"no drift alert within {WAIT_S:.0f} s")
+
+
 def _promote(engineer: HubClient, approver: HubClient, version: int) -> None:
     """The engineer stages the version; an approver (not its author) puts it in production."""
     engineer.change_stage(MODEL, version, "staging")
@@ -127,6 +153,7 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
                     site.trusted_root,
                     enrol_token=admin.create_enrolment_token(ZONE)["token"],
                     hub_ca=site.ca_file,
+                    env=DEMO_DRIFT,
                 )
                 for name in AGENTS
             ]
@@ -157,6 +184,13 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
                 _wait_serving(agent, "2")
             time.sleep(0.5)
         swaps = {agent.name: load.stop() for agent, load in zip(agents, loads, strict=True)}
+        shifted = f"{agents[0].name} sees shifted inputs (a sensor reads high)"
+        with step(f"{shifted}; only statistics leave the box; the hub raises a drift alert"):
+            alert = _drift_until_alert(agents[0], admin, features)
+        console.print(
+            f"  drift alert: {MODEL} v{alert['version']} on agent {alert['agent_id']}, "
+            f"{alert['windows']} drifted windows in a row"
+        )
         fleet = admin.list_agents()
         audit = admin.verify_audit()
         for client in (admin, engineer, approver):
