@@ -14,12 +14,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+import msgspec
 from apscheduler.schedulers.background import BackgroundScheduler
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
 
 from agent import v2_codec
 from agent.drift.monitor import DriftMonitor, DriftSettings
+from agent.experiments import ExperimentRouter
 from agent.fastpath import ASGIApp, InferFn, with_fast_inference
 from agent.identity import AgentIdentity, credentials, device_key, enrol, load_identity
 from agent.installer import DeviceKey, InstallPolicy, restore_installed
@@ -29,7 +31,7 @@ from agent.probation import ProbationPolicy
 from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore
 from agent.sync import SyncWorker
-from agent.updates.trusted import pinned_root
+from agent.updates.trusted import cached_experiments, pinned_root
 from appliance import __version__
 from appliance.errors import ApplianceError, ConfigError
 from appliance.http_status import status_for
@@ -44,6 +46,13 @@ _PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino_ir"}
 
 
 
+class Feedback(msgspec.Struct, forbid_unknown_fields=True):
+    id: str
+    """The ``id`` of the inference response."""
+    outcome: float
+    """1/0 for a rate (converted, correct), or the value of a continuous metric."""
+
+
 @dataclass
 class AgentCore:
     settings: AgentSettings
@@ -53,6 +62,7 @@ class AgentCore:
     outbox: Outbox
     drift: DriftMonitor
     metrics: AgentMetrics
+    router: ExperimentRouter
     sync: SyncWorker | None = None
 
 
@@ -136,7 +146,9 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
             repository, outbox, drift, lambda: bool(holder and holder[0].status.hub_reachable)
         )
     )
-    core = AgentCore(settings, store, repository, policy, outbox, drift, metrics)
+    router = ExperimentRouter()
+    router.update(cached_experiments(settings.data_dir))  # so cohorts hold with the hub away
+    core = AgentCore(settings, store, repository, policy, outbox, drift, metrics, router)
     if start_sync and identity is not None:
         core.sync = SyncWorker(
             settings,
@@ -151,6 +163,7 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
                 requests=settings.probation_requests, seconds=settings.probation_seconds
             ),
             outbox=outbox,
+            router=router,
         )
         holder.append(core.sync)
     return core
@@ -180,17 +193,28 @@ def inference(
     repository: ModelRepository,
     metrics: AgentMetrics | None = None,
     drift: DriftMonitor | None = None,
+    router: ExperimentRouter | None = None,
 ) -> InferFn:
     """The v2 infer operation: request bytes in, response bytes out, errors raised.
 
-    Counts and times every request, and keeps its rows for the drift window.
+    Routes a request naming no version to its A/B variant when its model is under
+    experiment; counts and times every request; keeps its rows for the drift window.
     """
 
-    def run_inference(name: str, version: int | None, body: bytes) -> bytes:
+    def run_inference(
+        name: str, version: int | None, body: bytes, subject: str | None = None
+    ) -> bytes:
         model = repository.get(name, version)  # held for the whole request: swaps can't tear it
         started = time.perf_counter()
+        routing = None
         try:
             request = v2_codec.decode_request(body)
+            if version is None and router is not None:
+                if subject is None and request.parameters:
+                    subject = _text(request.parameters.get("subject_id"))
+                routing = router.route(name, subject)
+                if routing is not None:
+                    model = repository.get(name, routing.version)
             feed = v2_codec.to_feed(request, model.manifest)
             names = v2_codec.requested_outputs(request, model.manifest)
         except ApplianceError:
@@ -208,9 +232,21 @@ def inference(
             raise
         if probation is not None:
             probation.record(True)
-        answer = v2_codec.encode_response(model.name, model.version, request.id, results, names)
+        request_id, parameters = request.id, None
+        if routing is not None and router is not None:
+            request_id = request_id or router.new_request_id()
+            router.remember(request_id, routing)
+            parameters = {
+                "experiment": routing.experiment,
+                "variant": routing.variant,
+                "sticky": routing.sticky,
+            }
+        answer = v2_codec.encode_response(
+            model.name, model.version, request_id, results, names, parameters
+        )
         if metrics is not None:
-            metrics.observe(model, time.perf_counter() - started, "ok")
+            variant = routing.variant if routing is not None else ""
+            metrics.observe(model, time.perf_counter() - started, "ok", variant)
         if drift is not None:
             drift.record(model, feed)
         return answer
@@ -218,11 +254,15 @@ def inference(
     return run_inference
 
 
+def _text(value: object) -> str | None:
+    return str(value) if isinstance(value, str | int) and str(value) else None
+
+
 def create_app(core: AgentCore) -> ASGIApp:
     """The agent's ASGI app: the inference fast path in front of the Litestar app."""
     limit = core.settings.max_request_mb * 1024 * 1024
     litestar_app = cast(ASGIApp, create_litestar_app(core))  # ASGI types differ only in naming
-    infer = inference(core.repository, core.metrics, core.drift)
+    infer = inference(core.repository, core.metrics, core.drift, core.router)
     return with_fast_inference(litestar_app, infer, limit)
 
 
@@ -293,8 +333,15 @@ def create_litestar_app(core: AgentCore) -> Litestar:
     scheduler: list[BackgroundScheduler] = []
 
     def check_drift() -> None:
-        core.drift.watch(repository.all())
+        core.drift.watch(repository.all() + repository.extras())
         core.drift.check()
+        core.router.flush(core.outbox)
+
+    @post("/v2/models/{name:str}/feedback", operation_id="modelFeedback", status_code=200)
+    async def feedback(name: str, data: Feedback) -> dict[str, object]:
+        """The true outcome of an answered request (A/B experiments), by its request id."""
+        experiment, variant = core.router.feedback(data.id, data.outcome)
+        return {"id": data.id, "experiment": experiment, "variant": variant}
 
     def start_sync() -> None:
         # Everything imported and loaded so far lives as long as the process: keep it out
@@ -327,6 +374,7 @@ def create_litestar_app(core: AgentCore) -> Litestar:
             version_ready,
             status,
             metrics,
+            feedback,
         ],
         exception_handlers={ApplianceError: _appliance_error, HTTPException: _http_error},
         request_max_body_size=core.settings.max_request_mb * 1024 * 1024,

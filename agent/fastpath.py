@@ -24,7 +24,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-InferFn = Callable[[str, int | None, bytes], bytes]
+InferFn = Callable[[str, int | None, bytes, str | None], bytes]
+"""(model, version or None, request body, subject id or None) → response body."""
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -65,6 +66,14 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def _subject(scope: Scope) -> str | None:
+    """The ``X-Subject-Id`` header: who the request is for, for sticky A/B cohorts."""
+    for key, value in scope["headers"]:
+        if key == b"x-subject-id":
+            return bytes(value).decode("utf-8", "replace") or None
+    return None
+
+
 async def _respond(send: Send, status: int, body: bytes) -> None:
     await send(
         {
@@ -85,7 +94,7 @@ def with_fast_inference(app: ASGIApp, infer: InferFn, max_body_bytes: int) -> AS
             return await app(scope, receive, send)
         try:
             body = await _read_body(scope, receive, max_body_bytes)
-            answer = infer(route[0], route[1], body)
+            answer = infer(route[0], route[1], body, _subject(scope))
         except ConnectionResetError:
             return None
         except BodyTooLargeError as exc:

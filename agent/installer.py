@@ -217,6 +217,14 @@ def restore_installed(
             repository.swap(model)
             loaded.append(model)
             break
+        for version in slots.extra:
+            try:
+                extra = load_slot(store.path(name, version), key, store, policy)
+            except (ApplianceError, OSError) as exc:
+                log.error("experiment version %s v%s refused at start-up: %s", name, version, exc)
+                continue
+            repository.add_extra(extra)
+            loaded.append(extra)
     return loaded
 
 

@@ -44,20 +44,43 @@ class LoadedModel:
 
 
 class ModelRepository:
+    """One default version per model (what a request naming no version gets), plus the
+    extra versions A/B experiments need loaded beside it."""
+
     def __init__(self) -> None:
         self._models: dict[str, LoadedModel] = {}
+        self._extra: dict[tuple[str, int], LoadedModel] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str, version: int | None = None) -> LoadedModel:
         model = self._models.get(name)  # a dict read is atomic; no lock on the hot path
+        if model is not None and (version is None or model.version == version):
+            return model
+        if version is not None:
+            extra = self._extra.get((name, version))
+            if extra is not None:
+                return extra
         if model is None:
             raise NotFoundError(f"model {name!r} is not loaded on this agent")
-        if version is not None and model.version != version:
-            raise NotFoundError(
-                f"model {name!r} version {version} is not loaded on this agent "
-                f"(serving version {model.version})"
-            )
-        return model
+        raise NotFoundError(
+            f"model {name!r} version {version} is not loaded on this agent "
+            f"(serving version {model.version})"
+        )
+
+    def add_extra(self, model: LoadedModel) -> None:
+        with self._lock:
+            self._extra = {**self._extra, (model.name, model.version): model}
+
+    def drop_extra(self, name: str, version: int) -> None:
+        with self._lock:
+            self._extra = {k: m for k, m in self._extra.items() if k != (name, version)}
+
+    def loaded(self) -> set[tuple[str, int]]:
+        """Every (model, version) loaded: defaults and extras."""
+        return {(m.name, m.version) for m in self._models.values()} | set(self._extra)
+
+    def extras(self) -> list[LoadedModel]:
+        return sorted(self._extra.values(), key=lambda m: (m.name, m.version))
 
     def swap(self, model: LoadedModel) -> LoadedModel | None:
         """Make ``model`` the one that answers; return the one it replaced."""

@@ -43,6 +43,8 @@ class Slots:
     current: int | None = None
     previous: int | None = None
     pending: int | None = None
+    extra: list[int] = field(default_factory=list)
+    """Versions kept loaded beside the default for A/B experiments."""
     targets: dict[str, str] = field(default_factory=dict)
     """Version (as text) → SHA-256 of the target it was installed from."""
 
@@ -172,8 +174,29 @@ class BundleStore:
         slots.pending = None
         if target_sha256:
             slots.targets[str(version)] = target_sha256
-        keep = {slots.current, slots.previous}
+        keep = {slots.current, slots.previous, *slots.extra}
         slots.targets = {v: t for v, t in slots.targets.items() if int(v) in keep}
+        self._save(state)
+        self._prune(name, keep)
+
+    def add_extra(self, name: str, version: int, target_sha256: str) -> None:
+        """Keep ``version`` (already placed) installed beside the default, for an experiment."""
+        state = self.state()
+        slots = state.models.setdefault(name, Slots())
+        if version not in slots.extra:
+            slots.extra.append(version)
+        slots.targets[str(version)] = target_sha256
+        self._save(state)
+
+    def drop_extra(self, name: str, version: int) -> None:
+        state = self.state()
+        slots = state.models.get(name)
+        if slots is None or version not in slots.extra:
+            return
+        slots.extra.remove(version)
+        keep = {slots.current, slots.previous, slots.pending, *slots.extra}
+        if version not in keep:
+            slots.targets.pop(str(version), None)
         self._save(state)
         self._prune(name, keep)
 
@@ -188,7 +211,7 @@ class BundleStore:
             if target:
                 _remember_refusal(state, target, reason)
             self._save(state)
-            self._prune(name, {slots.current, slots.previous})
+            self._prune(name, {slots.current, slots.previous, *slots.extra})
 
     def set_aside(self, name: str, version: int) -> None:
         """Clear a pending version without refusing it (a clean stop during probation)."""
@@ -198,7 +221,7 @@ class BundleStore:
             slots.pending = None
             slots.targets.pop(str(version), None)
             self._save(state)
-            self._prune(name, {slots.current, slots.previous})
+            self._prune(name, {slots.current, slots.previous, *slots.extra})
 
     def refuse(self, target_sha256: str, reason: str) -> None:
         state = self.state()

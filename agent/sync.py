@@ -19,6 +19,7 @@ from typing import cast
 
 from tuf.ngclient.fetcher import FetcherInterface
 
+from agent.experiments import ExperimentRouter
 from agent.identity import AgentIdentity
 from agent.installer import DeviceKey, InstallPolicy, load_slot, stage
 from agent.outbox import Outbox
@@ -83,6 +84,7 @@ class SyncWorker:
         limits: FetchLimits | None = None,
         fetcher: FetcherInterface | None = None,
         outbox: Outbox | None = None,
+        router: ExperimentRouter | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -95,6 +97,7 @@ class SyncWorker:
         self.probation_policy = probation or ProbationPolicy()
         self.fetcher = fetcher or HubFetcher(client, limits)
         self.outbox = outbox
+        self.router = router
         self.status = SyncStatus()
         self._on_probation: dict[str, _OnProbation] = {}
         self._retry_at: dict[str, float] = {}
@@ -155,9 +158,10 @@ class SyncWorker:
             group=self.identity.group,
             agent_id=self.identity.agent_id,
         )
-        installed = {m.name: m.version for m in self.repository.all()}
         with self.store.install_lock():
-            offers = updates.offers(installed)
+            index = updates.index()
+            self._adopt_defaults(index.models)
+            offers = updates.offers(self.repository.loaded())
             self.status.problems = {
                 name: why for name, why in self.status.problems.items()
                 if any(o.name == name for o in offers)
@@ -166,6 +170,9 @@ class SyncWorker:
                 if self._stop.is_set():
                     return
                 self._apply(updates, offer)
+            self._drop_unwanted_extras(index.wanted())
+        if self.router is not None:
+            self.router.update(index.experiments)
 
     def _report(self) -> None:
         try:
@@ -212,14 +219,29 @@ class SyncWorker:
 
     # -- installing -------------------------------------------------------------------------
 
+    def _adopt_defaults(self, defaults: dict[str, int]) -> None:
+        """A version loaded for an experiment that became the default (the winner, say)."""
+        extras = {(m.name, m.version): m for m in self.repository.extras()}
+        for name, version in defaults.items():
+            extra = extras.get((name, version))
+            if extra is None or name in self._on_probation:
+                continue
+            self.store.commit(name, version, extra.target_sha256)
+            self.store.drop_extra(name, version)
+            self.repository.swap(extra)
+            self.repository.drop_extra(name, version)
+            log.info("%s v%d, loaded for an experiment, is now the default", name, version)
+
+    def _drop_unwanted_extras(self, wanted: set[tuple[str, int]]) -> None:
+        for model in self.repository.extras():
+            if (model.name, model.version) not in wanted:
+                self.repository.drop_extra(model.name, model.version)
+                self.store.drop_extra(model.name, model.version)
+                log.info("%s v%d no longer needed by an experiment: unloaded", *_key(model))
+
     def _apply(self, updates: TrustedUpdates, offer: Offer) -> None:
-        if offer.name in self._on_probation:
+        if offer.default and offer.name in self._on_probation:
             return
-        try:
-            if self.repository.get(offer.name).version == offer.version:
-                return
-        except NotFoundError:
-            pass  # not installed yet
         sha = offer.target_sha256
         refused = self.store.refused_reason(sha)
         if refused:
@@ -249,7 +271,13 @@ class SyncWorker:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         self.status.problems.pop(offer.name, None)
-        self._switch(model, sha)
+        if offer.default:
+            self._switch(model, sha)
+        else:
+            model = dataclasses.replace(model, target_sha256=sha)
+            self.store.add_extra(model.name, model.version, sha)
+            self.repository.add_extra(model)
+            log.info("loaded %s v%d beside the default, for an experiment", *_key(model))
 
     def _switch(self, model: LoadedModel, sha: str) -> None:
         try:
@@ -339,3 +367,7 @@ class SyncWorker:
             health="degraded" if trouble else "ok",
             detail="; ".join(lines + self.status.not_allowed) or None,
         )
+
+
+def _key(model: LoadedModel) -> tuple[str, int]:
+    return model.name, model.version

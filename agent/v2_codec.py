@@ -117,6 +117,7 @@ def encode_response(
     request_id: str | None,
     results: dict[str, np.ndarray],
     names: list[str],
+    parameters: dict[str, Any] | None = None,
 ) -> bytes:
     outputs = []
     for name in names:
@@ -136,6 +137,8 @@ def encode_response(
     }
     if request_id is not None:
         body["id"] = request_id
+    if parameters:
+        body["parameters"] = parameters
     return _encoder.encode(body)
 
 

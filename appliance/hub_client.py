@@ -204,6 +204,9 @@ class HubClient:
     def create_experiment(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._typed("POST", "/api/v1/experiments/", dict[str, Any], json=spec)
 
+    def stop_experiment(self, name: str) -> dict[str, Any]:
+        return self._typed("POST", f"/api/v1/experiments/{name}/stop", dict[str, Any])
+
     def experiment(self, name: str) -> dict[str, Any]:
         return self._typed("GET", f"/api/v1/experiments/{name}", dict[str, Any])
 

@@ -82,6 +82,9 @@ def build_services(settings: HubSettings) -> HubServices:
     )
     updates.initialise()
     enrolment = EnrolmentService(engine, policy, audit)
+    experiments = ExperimentService(engine, registry, audit)
+    updates.experiment_source = experiments.running_for
+    experiments.changes.subscribe(updates.on_change)
     registry.changes.subscribe(updates.on_change)
     enrolment.changes.subscribe(updates.on_change)
     return HubServices(
@@ -100,5 +103,5 @@ def build_services(settings: HubSettings) -> HubServices:
         features_materialize_minutes=settings.features_materialize_minutes,
         updates=updates,
         monitoring=MonitoringService(engine, audit, alert_windows=settings.drift_alert_windows),
-        experiments=ExperimentService(engine, registry, audit),
+        experiments=experiments,
     )

@@ -117,7 +117,9 @@ def import_bundle(
             store.clear_staging()
             current = store.current()
             unchanged = [(n, v) for n, v in updates.index().models.items() if current.get(n) == v]
-            for offer in updates.offers(current):
+            for offer in updates.offers(set(current.items())):
+                if not offer.default:
+                    continue  # experiments need live traffic; an offline import installs defaults
                 work = store.new_staging_dir()
                 try:
                     target = updates.download(offer, work / "target")

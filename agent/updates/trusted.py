@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Set
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from appliance.errors import (
 from appliance.fsutil import atomic_write_bytes
 from appliance.trust.layout import (
     AgentKeys,
+    ExperimentSpec,
     GroupIndex,
     ModelTarget,
     index_path,
@@ -78,6 +79,8 @@ class Offer:
     custom: ModelTarget
     wrapped: dict[str, str] | None = None
     """Its data key wrapped for this agent, when the target is encrypted and it has one."""
+    default: bool = True
+    """The version answering requests that name none; else an experiment's extra version."""
 
     @property
     def name(self) -> str:
@@ -103,8 +106,7 @@ def tuf_errors_translated(*, offline: bool) -> Iterator[None]:
         raise StaleUpdateError(
             f"update metadata has expired: {exc}",
             hint=(
-                "export a fresh update bundle from the hub, or import with --allow-stale "
-                "(recorded)"
+                "export a fresh update bundle from the hub, or import with --allow-stale (recorded)"
                 if offline
                 else "the hub has not re-signed its metadata; check the hub's clock and "
                 "scheduler. The agent keeps its current model"
@@ -129,6 +131,17 @@ def tuf_errors_translated(*, offline: bool) -> Iterator[None]:
         if offline:
             raise BundleFormatError(f"update bundle is incomplete: {exc}") from exc
         raise HubUnavailableError(f"could not fetch updates from the hub: {exc}") from exc
+
+
+def cached_experiments(data_dir: Path) -> dict[str, ExperimentSpec]:
+    """Experiments in the last index this agent verified (kept beside its metadata)."""
+    try:
+        index = msgspec.json.decode(
+            (metadata_dir(data_dir) / "index.json").read_bytes(), type=GroupIndex
+        )
+    except (OSError, msgspec.DecodeError):
+        return {}
+    return dict(index.experiments)
 
 
 class TrustedUpdates:
@@ -212,38 +225,36 @@ class TrustedUpdates:
                 keys_path(self.zone, self.group, self.agent_id), "keys.json", MAX_INDEX_BYTES
             )
             try:
-                self._keys = msgspec.json.decode(
-                    data or b'{"agent_id": 0}', type=AgentKeys
-                )
+                self._keys = msgspec.json.decode(data or b'{"agent_id": 0}', type=AgentKeys)
             except msgspec.ValidationError as exc:
                 raise BundleFormatError(f"this agent's key list is malformed: {exc}") from exc
         if self._keys.agent_id not in (0, self.agent_id):
             raise UpdateRefusedError(f"key list is for agent {self._keys.agent_id}")
         return self._keys.keys.get(target_path)
 
-    def offer(self, name: str) -> Offer | None:
+    def offer(self, name: str, version: int) -> Offer | None:
         with tuf_errors_translated(offline=self.offline):
-            info = self._updater.get_targetinfo(model_path(self.zone, self.group, name))
+            info = self._updater.get_targetinfo(model_path(self.zone, self.group, name, version))
         if info is None:
             return None
         try:
             custom = msgspec.convert(info.custom, ModelTarget)
         except msgspec.ValidationError as exc:
             raise BundleFormatError(f"target {info.path} has malformed custom data: {exc}") from exc
-        if custom.model != name:
-            raise UpdateRefusedError(f"target {info.path} names model {custom.model!r}")
+        if (custom.model, custom.version) != (name, version):
+            raise UpdateRefusedError(
+                f"target {info.path} holds {custom.model} v{custom.version}, not {name} v{version}"
+            )
         wrapped = self._wrapped(info.path) if custom.encryption is not None else None
-        return Offer(target=info, custom=custom, wrapped=wrapped)
+        default = self.index().models.get(name) == version
+        return Offer(target=info, custom=custom, wrapped=wrapped, default=default)
 
-    def offers(self, installed: Mapping[str, int] | None = None) -> list[Offer]:
-        """What the group should run and this agent does not: the group's role is read
-        only when the index names a version other than the one ``installed``."""
-        have = installed or {}
+    def offers(self, installed: Set[tuple[str, int]] = frozenset()) -> list[Offer]:
+        """What the group should have loaded and this agent has not: the group's role
+        is read only when the index names a version not ``installed``."""
         found = []
-        for name, version in sorted(self.index().models.items()):
-            if have.get(name) == version:
-                continue
-            offer = self.offer(name)
+        for name, version in sorted(self.index().wanted() - installed):
+            offer = self.offer(name, version)
             if offer is not None:
                 found.append(offer)
         return found

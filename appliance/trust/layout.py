@@ -8,11 +8,13 @@ transport or storage is tampered with.
 * ``<zone>.<group>.index`` holds one target, ``<zone>/<group>/index.json``: the
   models the group runs and their versions. It is small, and it is all a sync
   round with nothing new has to verify, however many models the group has.
-* ``<zone>.<group>`` holds the rest: ``<zone>/<group>/<model>.tar``, one bundle
-  per model, plain or encrypted (see :mod:`appliance.sealing`) and described in
-  ``custom``; and ``<zone>/<group>/agent-<id>.keys.json``, each agent's wrapped
-  data keys, so the signed metadata grows with models plus agents, not with
-  their product. It is read only when the index shows a version to install.
+* ``<zone>.<group>`` holds the rest: ``<zone>/<group>/<model>.v<version>.tar``,
+  one bundle per model version the group needs (the production one, and the
+  variants of running A/B experiments), plain or encrypted (see
+  :mod:`appliance.sealing`) and described in ``custom``; and
+  ``<zone>/<group>/agent-<id>.keys.json``, each agent's wrapped data keys, so
+  the signed metadata grows with models plus agents, not with their product.
+  It is read only when the index shows a version to install.
 
 Agents cannot list a role's targets through ngclient, hence the index; it is
 itself a TUF target, so its length and hashes are verified like a model's.
@@ -73,13 +75,27 @@ def index_path(zone: str, group: str) -> str:
     return f"{group_prefix(zone, group)}index.json"
 
 
-def model_path(zone: str, group: str, model: str) -> str:
-    return f"{group_prefix(zone, group)}{model}.tar"
+def model_path(zone: str, group: str, model: str, version: int) -> str:
+    return f"{group_prefix(zone, group)}{model}.v{version}.tar"
 
 
 def keys_path(zone: str, group: str, agent_id: int) -> str:
     """Flat under the group's folder: a TUF path pattern's ``*`` does not cross ``/``."""
     return f"{group_prefix(zone, group)}agent-{agent_id}.keys.json"
+
+
+class VariantSpec(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    version: int
+    weight: float
+
+
+class ExperimentSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A running A/B experiment as agents see it: enough to assign cohorts offline."""
+
+    model: str
+    salt: str
+    variants: list[VariantSpec]
 
 
 class GroupIndex(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,6 +104,16 @@ class GroupIndex(msgspec.Struct, frozen=True, kw_only=True):
     zone: str
     group: str
     models: dict[str, int] = {}
+    """Model → the version answering requests that name no version (production)."""
+    experiments: dict[str, ExperimentSpec] = {}
+    """Experiment name → its variants; their versions are installed beside the default."""
+
+    def wanted(self) -> set[tuple[str, int]]:
+        """Every (model, version) this group should have loaded."""
+        versions = set(self.models.items())
+        for experiment in self.experiments.values():
+            versions.update((experiment.model, v.version) for v in experiment.variants)
+        return versions
 
 
 class Encryption(msgspec.Struct, frozen=True, kw_only=True):

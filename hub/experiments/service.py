@@ -19,8 +19,10 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import iso_utc
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
+from appliance.trust.layout import ExperimentSpec, VariantSpec
 from hub.audit.service import AuditLog
 from hub.db import session_scope
+from hub.events import Changes
 from hub.experiments.records import ExperimentRecord
 from hub.experiments.stats import VariantSummary, decide
 from hub.identity.principal import Principal
@@ -28,12 +30,6 @@ from hub.monitoring.records import AgentReportRecord
 from hub.registry.service import RegistryService
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-
-
-class VariantSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    name: str
-    version: int
-    weight: float
 
 
 class NewExperiment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -100,6 +96,27 @@ class ExperimentService:
         self.engine = engine
         self.registry = registry
         self.audit = audit
+        self.changes = Changes()
+        """Told after an experiment starts or stops: agents' metadata must follow."""
+
+    def running_for(self, zone: str, group: str) -> dict[str, ExperimentSpec]:
+        """The running experiments of one agent group, as its signed index carries them."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(ExperimentRecord).where(
+                    ExperimentRecord.zone == zone,
+                    ExperimentRecord.group == group,
+                    ExperimentRecord.status == "running",
+                )
+            ).all()
+        return {
+            r.name: ExperimentSpec(
+                model=r.model,
+                salt=r.salt,
+                variants=[msgspec.convert(v, VariantSpec) for v in r.variants],
+            )
+            for r in rows
+        }
 
     def create(self, spec: NewExperiment, by: Principal) -> ExperimentInfo:
         if not NAME.fullmatch(spec.name):
@@ -112,6 +129,17 @@ class ExperimentService:
             raise InvalidInputError("min_samples must be >= 1 and alpha in (0, 0.5)")
         for variant in spec.variants:
             self.registry.get_version(spec.model, variant.version)  # 404 if unknown
+        running = [
+            name
+            for name, other in self.running_for(spec.zone, spec.group).items()
+            if other.model == spec.model
+        ]
+        if running:
+            raise ConflictError(
+                f"experiment {running[0]!r} already splits {spec.model} traffic in "
+                f"{spec.zone}/{spec.group}",
+                hint=f"stop {running[0]!r} first: one experiment per model and group",
+            )
         record = ExperimentRecord(
             name=spec.name,
             model=spec.model,
@@ -139,6 +167,7 @@ class ExperimentService:
                 )
         except SAIntegrityError as exc:
             raise ConflictError(f"an experiment named {spec.name!r} exists") from exc
+        self.changes.announce(by.actor, f"experiment {spec.name} started")
         return self.get(spec.name)
 
     def stop(self, name: str, by: Principal) -> ExperimentInfo:
@@ -153,6 +182,7 @@ class ExperimentService:
                 target=f"experiment:{name}",
                 outcome="ok",
             )
+        self.changes.announce(by.actor, f"experiment {name} stopped")
         return self.get(name)
 
     def _record(self, session: Session, name: str) -> ExperimentRecord:

@@ -14,6 +14,7 @@ import hashlib
 import os
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -31,6 +32,7 @@ from appliance.sealing import encrypt_file, load_public_pem, new_data_key, wrap_
 from appliance.trust.layout import (
     AgentKeys,
     Encryption,
+    ExperimentSpec,
     GroupIndex,
     ModelTarget,
     group_of_role,
@@ -112,6 +114,8 @@ class UpdateService:
         self.audit = audit
         self.bundle_keys = bundle_keys
         self.settings = settings
+        self.experiment_source: Callable[[str, str], dict[str, ExperimentSpec]] | None = None
+        """Running A/B experiments of a (zone, group): their variants are published too."""
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -142,12 +146,19 @@ class UpdateService:
             targets: dict[str, TargetFile] = {}
             versions: dict[str, int] = {}
             wrapped: dict[int, dict[str, dict[str, str]]] = {m.id: {} for m in group_members}
-            for assignment, zones in production:
+            experiments = self.experiment_source(zone, group) if self.experiment_source else {}
+            needed = [(a, z, True) for a, z in production] + [
+                (*self._variant(e.model, v.version), False)
+                for e in experiments.values()
+                for v in e.variants
+            ]
+            for assignment, zones, is_default in needed:
                 if not self.policy.decide("deploy", zone, zones).allowed:
                     continue
                 target, keys = self._model_target(zone, group, assignment, group_members)
                 targets[target.path] = target
-                versions[assignment.name] = assignment.version
+                if is_default:
+                    versions[assignment.name] = assignment.version
                 for agent_id, key in keys.items():
                     wrapped[agent_id][target.path] = key
             if self.settings.encrypt:
@@ -155,11 +166,30 @@ class UpdateService:
                     blob = msgspec.json.encode(AgentKeys(agent_id=agent_id, keys=agent_keys))
                     keys_target = self._blob_target(keys_path(zone, group, agent_id), blob)
                     targets[keys_target.path] = keys_target
-            index = GroupIndex(zone=zone, group=group, models=versions)
+            allowed = {
+                name: spec
+                for name, spec in experiments.items()
+                if all(
+                    model_path(zone, group, spec.model, v.version) in targets
+                    for v in spec.variants
+                )
+            }
+            index = GroupIndex(zone=zone, group=group, models=versions, experiments=allowed)
             index_target = self._blob_target(index_path(zone, group), msgspec.json.encode(index))
             wanted.append(GroupTargets(zone, group, index_target, targets))
             summary[group_role(zone, group)] = versions
         return wanted, summary
+
+    def _variant(self, model: str, version: int) -> tuple[Assignment, list[str]]:
+        info = self.registry.get_version(model, version)
+        assignment = Assignment(
+            name=model,
+            version=version,
+            bundle_sha256=info.bundle_sha256,
+            bundle_length=info.bundle_length,
+            bundle_path=f"/api/v1/models/{model}/versions/{version}/bundle",
+        )
+        return assignment, list(info.zones)
 
     def _blob_target(self, path: str, data: bytes) -> TargetFile:
         with tempfile.NamedTemporaryFile(dir=self.artifacts.root / "tmp", delete=False) as tmp:
@@ -174,7 +204,7 @@ class UpdateService:
         self, zone: str, group: str, assignment: Assignment, members: list[_Member]
     ) -> tuple[TargetFile, dict[int, dict[str, str]]]:
         """The bundle target for a group, and its data key wrapped for each member."""
-        path = model_path(zone, group, assignment.name)
+        path = model_path(zone, group, assignment.name, assignment.version)
         custom = ModelTarget(model=assignment.name, version=assignment.version)
         if not self.settings.encrypt:
             plain = TargetFile(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import numpy as np
 import pytest
 
@@ -9,7 +10,7 @@ from agent.identity import credentials, load_identity
 from appliance.errors import HubRejectedError
 from appliance.hub_client import HubClient
 from appliance.schemas import AgentReport
-from tests.integration.conftest import publish
+from tests.integration.conftest import publish, serving_version, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +67,10 @@ def test_an_experiment_reaches_a_verdict_from_agent_reports(
     assert result["verdict"] == "winner" and result["winner"] == "challenger"
     (comparison,) = result["comparisons"]
     assert comparison["ci_low"] > 0 and comparison["p_value"] < 0.05
+    with pytest.raises(HubRejectedError) as second:
+        engineer.create_experiment({**spec, "name": "lift-again"})
+    assert second.value.status_code == 409  # one experiment per model and group
+    assert engineer.stop_experiment("lift")["status"] == "stopped"
     assert agent.url  # the agent is enrolled and its key signs the reports
 
 
@@ -85,3 +90,76 @@ def test_experiments_need_the_right_role_and_known_versions(engineer, approver):
     with pytest.raises(HubRejectedError) as refused:
         approver.create_experiment({**spec, "name": "other"})
     assert refused.value.status_code == 403
+
+
+def _infer(url: str, subject: str | None, version: int | None = None) -> dict:
+    path = f"/v2/models/tiny/versions/{version}/infer" if version else "/v2/models/tiny/infer"
+    headers = {"x-subject-id": subject} if subject else {}
+    body = {
+        "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]
+    }
+    response = httpx.post(url + path, json=body, headers=headers, timeout=5)
+    assert response.status_code == 200, response.text
+    answer: dict = response.json()
+    return answer
+
+
+def test_agents_serve_sticky_variants_and_feedback_reaches_a_verdict(
+    hub, engineer, approver, start_agent
+):
+    from tests.conftest import make_reference_npy, make_tiny_onnx
+
+    control = publish(engineer, approver).version
+    candidate = engineer.upload_model(
+        "tiny", make_tiny_onnx(n_classes=2), reference_npy=make_reference_npy()
+    ).version
+    engineer.change_stage("tiny", candidate, "staging")
+    fast = {"APPLIANCE_DRIFT_CHECK_S": "0.5"}
+    agents = [start_agent("ab-a", env=fast), start_agent("ab-b", env=fast)]
+    for agent in agents:
+        wait_until("control", lambda a=agent: serving_version(a) == str(control))
+    engineer.create_experiment(
+        {
+            "name": "sticky",
+            "model": "tiny",
+            "zone": "ae-dxb",
+            "variants": [
+                {"name": "control", "version": control, "weight": 0.5},
+                {"name": "candidate", "version": candidate, "weight": 0.5},
+            ],
+            "min_samples": 150,
+        }
+    )
+    for agent in agents:
+        wait_until("the experiment", lambda a=agent: "parameters" in _infer(a.url, "probe"))
+    seen = {}
+    for i in range(40):
+        a, b = (_infer(agent.url, f"subject-{i}") for agent in agents)
+        assert a["parameters"]["variant"] == b["parameters"]["variant"]
+        assert a["model_version"] == b["model_version"]
+        assert a["parameters"]["sticky"] is True
+        seen[a["parameters"]["variant"]] = int(a["model_version"])
+    assert seen == {"control": control, "candidate": candidate}
+    assert _infer(agents[0].url, None)["parameters"]["sticky"] is False
+    pinned = _infer(agents[0].url, "subject-1", version=control)  # a named version: no routing
+    assert "parameters" not in pinned and pinned["model_version"] == str(control)
+    rng = np.random.default_rng(0)
+    for i in range(400):
+        answer = _infer(agents[i % 2].url, f"user-{i}")
+        rate = 0.7 if answer["parameters"]["variant"] == "candidate" else 0.3
+        feedback = httpx.post(
+            f"{agents[i % 2].url}/v2/models/tiny/feedback",
+            json={"id": answer["id"], "outcome": float(rng.random() < rate)},
+            timeout=5,
+        )
+        assert feedback.status_code == 200
+    def all_outcomes_counted() -> dict | None:
+        result = engineer.experiment("sticky")
+        return result if sum(v["count"] for v in result["variants"]) == 400 else None
+
+    result = wait_until("all 400 outcomes at the hub", all_outcomes_counted, 60)
+    assert result["verdict"] == "winner" and result["winner"] == "candidate"
+    unknown = httpx.post(
+        f"{agents[0].url}/v2/models/tiny/feedback", json={"id": "nope", "outcome": 1}, timeout=5
+    )
+    assert unknown.status_code == 404

@@ -123,7 +123,7 @@ def test_promotion_publishes_and_a_repeat_publish_changes_nothing(site):
 
 
 def test_tampered_target_bytes_are_refused(site):
-    site.fetcher.mutate[".tiny.tar"] = _flip
+    site.fetcher.mutate[".tiny.v1.tar"] = _flip
     with pytest.raises(IntegrityError):
         site.install()
     assert site.store.current() == {}
@@ -136,8 +136,10 @@ def test_target_signed_by_an_untrusted_key_is_refused(site, tmp_path):
 
     def forge(_url: str, data: bytes) -> bytes:
         md = Metadata.from_bytes(data)
-        md.signed.targets["ae-dxb/default/tiny.tar"] = TargetFile(
-            length=len(evil), hashes={"sha256": sha256_bytes(evil)}, path="ae-dxb/default/tiny.tar"
+        md.signed.targets["ae-dxb/default/tiny.v1.tar"] = TargetFile(
+            length=len(evil),
+            hashes={"sha256": sha256_bytes(evil)},
+            path="ae-dxb/default/tiny.v1.tar",
         )
         md.signatures.clear()
         md.sign(signer_for(attacker))
@@ -216,7 +218,7 @@ def test_fast_forward_attack_recovers_after_timestamp_key_rotation(site):
 
 
 def test_endless_target_is_cut_at_its_signed_length(site):
-    site.fetcher.replace[".tiny.tar"] = lambda: itertools.repeat(b"\0" * 65536)
+    site.fetcher.replace[".tiny.v1.tar"] = lambda: itertools.repeat(b"\0" * 65536)
     with pytest.raises(IntegrityError, match=r"more than the \d+ bytes signed for it"):
         site.install()
     assert site.store.current() == {}
@@ -266,9 +268,9 @@ def test_the_signed_metadata_grows_with_models_plus_agents(site):
     role = site.services.updates.repository.targets(ROLE).signed
     paths = sorted(role.targets)
     assert paths == [f"ae-dxb/default/agent-{i}.keys.json" for i in range(1, 5)] + [
-        "ae-dxb/default/tiny.tar"
+        "ae-dxb/default/tiny.v1.tar"
     ]
-    assert "keys" not in role.targets["ae-dxb/default/tiny.tar"].custom["encryption"]
+    assert "keys" not in role.targets["ae-dxb/default/tiny.v1.tar"].custom["encryption"]
 
 
 def test_revoked_agent_gets_no_key_for_the_next_version(site):
