@@ -5,9 +5,10 @@
    features, chi-square for categorical, tabular for mixed). Median of repeats.
 2. **Overhead per inference call**: the agent's in-process infer operation
    (decode, ONNX Runtime, encode) on a 10-feature model, plain vs with the
-   drift window recording and the Prometheus counters, interleaved in the same
-   process; p50 of each and the difference (target: under 50 µs at p50).
-   Cohort assignment (A/B) is not built yet and is not in this figure.
+   drift window recording, the Prometheus counters and a running A/B
+   experiment (sticky cohort assignment from the subject id, request id kept
+   for feedback), interleaved in the same process; p50 of each and the
+   difference (target: under 50 µs at p50).
 
 Run: ``python bench/bench_drift.py [--calls 20000]``.
 """
@@ -29,12 +30,14 @@ from onnx import TensorProto, helper, numpy_helper
 from agent.app import inference
 from agent.drift.detectors import AlibiDetector
 from agent.drift.monitor import DriftMonitor, DriftSettings
+from agent.experiments import ExperimentRouter
 from agent.metrics import AgentMetrics, StateSources
 from agent.outbox import Outbox
 from agent.repository import LoadedModel, ModelRepository
 from agent.runtime import load_runtime
 from appliance.keys import init_keypair
 from appliance.manifest import Lineage
+from appliance.trust.layout import ExperimentSpec, VariantSpec
 from hub.registry import bundler
 
 FEATURES = 10
@@ -113,8 +116,21 @@ def call_overhead(calls: int) -> None:
         drift = DriftMonitor(outbox, DriftSettings(every_requests=10**9, interval_s=10**9))
         drift.watch([model])
         metrics = AgentMetrics(StateSources(repository, outbox, drift, lambda: True))
+        router = ExperimentRouter()
+        router.update(  # both variants on the same loaded version: only routing is measured
+            {
+                "bench-ab": ExperimentSpec(
+                    model="bench",
+                    salt="bench-salt",
+                    variants=[
+                        VariantSpec(name="control", version=1, weight=0.5),
+                        VariantSpec(name="candidate", version=1, weight=0.5),
+                    ],
+                )
+            }
+        )
         plain = inference(repository)
-        watched = inference(repository, metrics, drift)
+        watched = inference(repository, metrics, drift, router)
         body = json.dumps(
             {
                 "inputs": [
@@ -127,18 +143,20 @@ def call_overhead(calls: int) -> None:
                 ]
             }
         ).encode()
-        per_call(lambda: plain("bench", None, body), 2000)  # warm both
-        per_call(lambda: watched("bench", None, body), 2000)
+        per_call(lambda: plain("bench", None, body, None), 2000)  # warm both
+        per_call(lambda: watched("bench", None, body, "subject-42"), 2000)
         rounds = 10
         plain_all: list[float] = []
         watched_all: list[float] = []
         for _ in range(rounds):  # interleaved, so drift in the machine hits both alike
-            plain_all += per_call(lambda: plain("bench", None, body), calls // rounds)
-            watched_all += per_call(lambda: watched("bench", None, body), calls // rounds)
+            plain_all += per_call(lambda: plain("bench", None, body, None), calls // rounds)
+            watched_all += per_call(
+                lambda: watched("bench", None, body, "subject-42"), calls // rounds
+            )
         p50_plain, p50_watched = statistics.median(plain_all), statistics.median(watched_all)
         print(f"\n== one inference call in process, {calls} calls each ==")
         print(f"  plain                      p50 {p50_plain:7.1f} µs")
-        print(f"  + drift window + metrics   p50 {p50_watched:7.1f} µs")
+        print(f"  + drift, metrics, A/B     p50 {p50_watched:7.1f} µs")
         print(
             f"  overhead at p50: {p50_watched - p50_plain:.1f} µs (target < 50 µs); "
             f"ratio {p50_watched / p50_plain:.2f}"

@@ -155,7 +155,7 @@ def many_targets(root: Path, count: int) -> Path:
     entries: dict[str, int] = {}
     for i in range(count):
         name = f"model-{i:04d}"
-        path = model_path("ae-dxb", "default", name)
+        path = model_path("ae-dxb", "default", name, 1)
         digest = hashlib.sha256(name.encode()).hexdigest()
         targets[path] = TargetFile(
             length=1 << 20,
@@ -211,9 +211,9 @@ def bench_refresh(root: Path, count: int, rounds: int) -> None:
             group=identity.group,
         )
 
-    installed = {f"model-{i:04d}": 1 for i in range(count)}
+    installed = {(f"model-{i:04d}", 1) for i in range(count)}
     _measure("nothing new (index only)", lambda: online().offers(installed), rounds)
-    one_new = {**installed, "model-0500": 0}
+    one_new = installed - {("model-0500", 1)}
     _measure("one model to fetch", lambda: online().offers(one_new), rounds)
     server.shutdown()
 
