@@ -24,7 +24,7 @@ from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.events import Changes
 from hub.experiments.records import ExperimentRecord
-from hub.experiments.stats import VariantSummary, decide
+from hub.experiments.stats import Comparison, VariantSummary, decide
 from hub.identity.principal import Principal
 from hub.monitoring.records import AgentReportRecord
 from hub.registry.service import RegistryService
@@ -52,15 +52,6 @@ class VariantResult(msgspec.Struct, kw_only=True):
     mean: float
 
 
-class ComparisonInfo(msgspec.Struct, kw_only=True):
-    variant: str
-    difference: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    significant: bool
-
-
 class ExperimentInfo(msgspec.Struct, kw_only=True):
     id: int
     name: str
@@ -78,7 +69,7 @@ class ExperimentInfo(msgspec.Struct, kw_only=True):
     winner: str | None
     detail: str
     srm_p_value: float
-    comparisons: list[ComparisonInfo]
+    comparisons: list[Comparison]
 
 
 class AbSummary(msgspec.Struct, kw_only=True):
@@ -232,17 +223,7 @@ class ExperimentService:
             winner=verdict.winner,
             detail=verdict.detail,
             srm_p_value=verdict.srm_p_value,
-            comparisons=[
-                ComparisonInfo(
-                    variant=c.variant,
-                    difference=c.difference,
-                    ci_low=c.ci_low,
-                    ci_high=c.ci_high,
-                    p_value=c.p_value,
-                    significant=c.significant,
-                )
-                for c in verdict.comparisons
-            ],
+            comparisons=verdict.comparisons,
         )
 
     def _summaries(self, session: Session, record: ExperimentRecord) -> dict[str, VariantSummary]:

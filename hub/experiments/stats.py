@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import msgspec
 from scipy import stats as sp
 
 SRM_ALPHA = 0.001
@@ -46,8 +47,9 @@ class VariantSummary:
         return max(0.0, (self.total_sq - self.count * self.mean**2) / (self.count - 1))
 
 
-@dataclass(frozen=True)
-class Comparison:
+class Comparison(msgspec.Struct, frozen=True):
+    """One variant against the control (also what the API shows)."""
+
     control: str
     variant: str
     difference: float
