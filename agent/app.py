@@ -25,7 +25,7 @@ from agent.experiments import ExperimentRouter
 from agent.fastpath import ASGIApp, InferFn, with_fast_inference
 from agent.identity import AgentIdentity, credentials, device_key, enrol, load_identity
 from agent.installer import DeviceKey, InstallPolicy, restore_installed
-from agent.metrics import AgentMetrics, StateSources
+from agent.metrics import AgentMetrics, ServingSummaries, StateSources
 from agent.outbox import Outbox
 from agent.probation import ProbationPolicy
 from agent.repository import LoadedModel, ModelRepository
@@ -332,10 +332,15 @@ def create_litestar_app(core: AgentCore) -> Litestar:
 
     scheduler: list[BackgroundScheduler] = []
 
+    serving = ServingSummaries(core.metrics)
+
     def check_drift() -> None:
         core.drift.watch(repository.all() + repository.extras())
         core.drift.check()
         core.router.flush(core.outbox)
+
+    def summarise_serving() -> None:
+        serving.flush(core.outbox)
 
     @post("/v2/models/{name:str}/feedback", operation_id="modelFeedback", status_code=200)
     async def feedback(name: str, data: Feedback) -> dict[str, object]:
@@ -351,6 +356,14 @@ def create_litestar_app(core: AgentCore) -> Litestar:
         scheduler.append(
             run_every(
                 core.settings.drift_check_s / 60, check_drift, job_id="drift", name="drift tests"
+            )
+        )
+        scheduler.append(
+            run_every(
+                core.settings.serving_report_s / 60,
+                summarise_serving,
+                job_id="serving",
+                name="serving summaries",
             )
         )
         if core.sync:

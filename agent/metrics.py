@@ -8,6 +8,8 @@ when Prometheus scrapes, so it costs requests nothing.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -106,3 +108,88 @@ class AgentMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def samples(self) -> dict[tuple[str, ...], float]:
+        """Cumulative counter and histogram values, keyed by sample name and labels."""
+        found: dict[tuple[str, ...], float] = {}
+        for family in (*self._requests.collect(), *self._latency.collect()):
+            for sample in family.samples:
+                labels = sample.labels
+                key = (
+                    sample.name,
+                    labels.get("model", ""),
+                    labels.get("version", ""),
+                    labels.get("variant", ""),
+                    labels.get("outcome", labels.get("le", "")),
+                )
+                found[key] = sample.value
+        return found
+
+
+class ServingSummaries:
+    """Latency and error summaries per model version and variant, since the last one.
+
+    Read off the Prometheus counters at flush time (the request path pays nothing
+    extra): differences of the cumulative values, with the p95 latency estimated
+    from the histogram buckets. They go to the hub through the outbox.
+    """
+
+    def __init__(self, metrics: AgentMetrics) -> None:
+        self.metrics = metrics
+        self._last: dict[tuple[str, ...], float] = {}
+        self._since = time.time()
+
+    def take(self) -> list[dict[str, Any]]:
+        now, current = time.time(), self.metrics.samples()
+        delta = {k: v - self._last.get(k, 0.0) for k, v in current.items()}
+        self._last, started, self._since = current, self._since, now
+        summaries: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for (sample, model, version, variant, extra), value in delta.items():
+            entry = summaries.setdefault(
+                (model, version, variant),
+                {"ok": 0.0, "error": 0.0, "rejected": 0.0, "buckets": {}, "latency_sum": 0.0},
+            )
+            if sample == "appliance_agent_requests_total":
+                entry[extra] = entry.get(extra, 0.0) + value
+            elif sample == "appliance_agent_request_seconds_bucket":
+                entry["buckets"][extra] = value
+            elif sample == "appliance_agent_request_seconds_sum":
+                entry["latency_sum"] = value
+        reports = []
+        for (model, version, variant), entry in sorted(summaries.items()):
+            count = int(entry["ok"] + entry["error"] + entry["rejected"])
+            if count == 0:
+                continue
+            reports.append(
+                {
+                    "model": model,
+                    "version": int(version),
+                    "variant": variant,
+                    "requests": count,
+                    "errors": int(entry["error"]),
+                    "rejected": int(entry["rejected"]),
+                    "latency_mean_s": entry["latency_sum"] / entry["ok"] if entry["ok"] else None,
+                    "latency_p95_s": _p95(entry["buckets"], entry["ok"]),
+                    "started_at": started,
+                    "ended_at": now,
+                }
+            )
+        return reports
+
+    def flush(self, outbox: Outbox) -> int:
+        reports = self.take()
+        for body in reports:
+            outbox.put("serving", body, key=f"serving-{uuid.uuid4()}")
+        return len(reports)
+
+
+def _p95(buckets: dict[str, float], count: float) -> float | None:
+    """Upper bound of the bucket holding the 95th percentile (None without requests)."""
+    if count <= 0:
+        return None
+    for bound, cumulative in sorted(
+        ((float(le), c) for le, c in buckets.items()), key=lambda pair: pair[0]
+    ):
+        if cumulative >= 0.95 * count:
+            return bound
+    return None

@@ -197,6 +197,10 @@ class HubClient:
             params["model"] = model
         return self._typed("GET", "/api/v1/drift/reports", list[dict[str, Any]], params=params)
 
+    def serving_reports(self, *, agent_id: int | None = None) -> list[dict[str, Any]]:
+        params = {} if agent_id is None else {"agent_id": agent_id}
+        return self._typed("GET", "/api/v1/drift/serving", list[dict[str, Any]], params=params)
+
     def drift_alerts(self, *, open_only: bool = False) -> list[dict[str, Any]]:
         params = {"open": "true" if open_only else "false"}
         return self._typed("GET", "/api/v1/drift/alerts", list[dict[str, Any]], params=params)

@@ -147,6 +147,8 @@ class AgentSettings:
     """… or this long after the last test."""
     drift_check_s: float = 5.0
     """How often the agent looks for windows due a test (cheap when none is)."""
+    serving_report_s: float = 60.0
+    """How often request counts, errors and latency (p95) per model version go to the hub."""
     drift_p_value: float = 0.05
     """Significance of a drift test (per-feature tests corrected for multiplicity)."""
     outbox_max_reports: int = 10_000

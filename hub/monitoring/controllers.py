@@ -10,7 +10,12 @@ from appliance.schemas import AgentReport, ReportsAccepted
 from hub.fleet.service import check_agent_scope
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P
-from hub.monitoring.service import DriftAlertInfo, DriftReportInfo, MonitoringService
+from hub.monitoring.service import (
+    DriftAlertInfo,
+    DriftReportInfo,
+    MonitoringService,
+    ServingReportInfo,
+)
 from hub.pagination import Limit
 
 
@@ -53,6 +58,17 @@ class DriftController(Controller):
     ) -> list[DriftReportInfo]:
         """Drift test results, oldest first: per-feature p-values over time, for plots."""
         return monitoring.drift_history(agent_id=agent_id, model=model, after_id=after, limit=limit)
+
+    @get("/serving", operation_id="listServingReports", sync_to_thread=True)
+    def serving(
+        self,
+        monitoring: MonitoringService,
+        agent_id: int | None = None,
+        after: int = 0,
+        limit: Limit = 100,
+    ) -> list[ServingReportInfo]:
+        """Agents' request, error and latency summaries per model version, oldest first."""
+        return monitoring.serving_history(agent_id=agent_id, after_id=after, limit=limit)
 
     @get("/alerts", operation_id="listDriftAlerts", sync_to_thread=True)
     def alerts(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy.engine import Engine
@@ -55,6 +56,14 @@ class DriftReportInfo(msgspec.Struct, kw_only=True):
     ended_at: str
     p_values: list[float]
     distances: list[float]
+
+
+class ServingReportInfo(msgspec.Struct, kw_only=True):
+    id: int
+    agent_id: int
+    received_at: str
+    summary: dict[str, Any]
+    """Requests, errors, rejected, mean and p95 latency of one model version over an interval."""
 
 
 class DriftAlertInfo(msgspec.Struct, kw_only=True):
@@ -215,6 +224,26 @@ class MonitoringService:
                     ended_at=iso_utc(r.ended_at),
                     p_values=list(r.p_values),
                     distances=list(r.distances),
+                )
+                for r in rows
+            ]
+
+    def serving_history(
+        self, *, agent_id: int | None = None, after_id: int = 0, limit: int = 100
+    ) -> list[ServingReportInfo]:
+        with Session(self.engine) as session:
+            query = select(AgentReportRecord).where(
+                AgentReportRecord.kind == "serving", col(AgentReportRecord.id) > after_id
+            )
+            if agent_id is not None:
+                query = query.where(AgentReportRecord.agent_id == agent_id)
+            rows = session.exec(query.order_by(col(AgentReportRecord.id)).limit(limit))
+            return [
+                ServingReportInfo(
+                    id=r.id or 0,
+                    agent_id=r.agent_id,
+                    received_at=iso_utc(r.received_at),
+                    summary=dict(r.body),
                 )
                 for r in rows
             ]

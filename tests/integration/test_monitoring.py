@@ -22,6 +22,7 @@ FAST_DRIFT = {
     "APPLIANCE_DRIFT_WINDOW_ROWS": "200",
     "APPLIANCE_DRIFT_EVERY_REQUESTS": "100",
     "APPLIANCE_DRIFT_CHECK_S": "0.5",
+    "APPLIANCE_SERVING_REPORT_S": "0.5",
 }
 
 
@@ -59,10 +60,13 @@ def test_a_drifting_agent_raises_an_alert_on_the_hub(hub, admin, engineer, appro
     wait_until("the drift watch", lambda: status(agent.url)["drift"].get(f"{MODEL}/{version}"))
     rng = np.random.default_rng(0)
     infer_rows(agent.url, rng.standard_normal((200, 4)).astype(np.float32))  # as trained
-    for _ in range(3):  # then the inputs move
+    alerts: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 60
+    while not alerts and time.monotonic() < deadline:  # then the inputs move, and stay moved
         infer_rows(agent.url, (rng.standard_normal((100, 4)) + 3).astype(np.float32))
         time.sleep(1.0)
-    alerts = wait_until("a drift alert", lambda: admin.drift_alerts(open_only=True))
+        alerts = admin.drift_alerts(open_only=True)
+    assert alerts, "no drift alert within 60 s"
     assert (alerts[0]["model"], alerts[0]["version"]) == (MODEL, version)
     history = admin.drift_reports(model=MODEL)
     assert history[-1]["drifted"] and len(history[-1]["p_values"]) == 4
@@ -73,6 +77,13 @@ def test_a_drifting_agent_raises_an_alert_on_the_hub(hub, admin, engineer, appro
         == 1.0
     )
     assert metric(hub.url, "appliance_hub_drift_alerts_open") >= 1.0
+    served = wait_until(
+        "serving summaries",
+        lambda: sum(r["summary"]["requests"] for r in admin.serving_reports()) >= 50 or None,
+    )
+    assert served
+    summary = admin.serving_reports()[-1]["summary"]
+    assert summary["model"] == MODEL and summary["latency_p95_s"] is not None
 
 
 def test_reports_cross_a_hub_outage_and_agent_restarts_exactly_once(

@@ -130,3 +130,26 @@ def test_the_monitor_tests_when_enough_rows_arrived_and_queues_only_statistics(d
         "ended_at",
     }
     assert monitor.check() == []  # nothing new since
+
+
+def test_serving_summaries_count_errors_and_estimate_p95_from_the_counters(data, tmp_path):
+    from agent.metrics import AgentMetrics, ServingSummaries, StateSources
+    from agent.repository import ModelRepository
+
+    outbox = Outbox(tmp_path)
+    metrics = AgentMetrics(
+        StateSources(ModelRepository(), outbox, DriftMonitor(outbox), lambda: True)
+    )
+    summaries = ServingSummaries(metrics)
+    model = _Model(data[0], version=3)
+    for i in range(100):
+        metrics.observe(model, 0.002 if i < 90 else 0.2, "ok")  # type: ignore[arg-type]
+    metrics.observe(model, 0.0, "error")  # type: ignore[arg-type]
+    metrics.observe(model, 0.0, "rejected")  # type: ignore[arg-type]
+    (report,) = summaries.take()
+    assert (report["model"], report["version"], report["requests"]) == ("bc", 3, 102)
+    assert (report["errors"], report["rejected"]) == (1, 1)
+    assert report["latency_p95_s"] == 0.25  # the bucket holding the slowest tenth
+    assert summaries.take() == []  # nothing since
+    metrics.observe(model, 0.002, "ok")  # type: ignore[arg-type]
+    assert summaries.flush(outbox) == 1 and outbox.pending()[0].kind == "serving"
