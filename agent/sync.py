@@ -164,7 +164,7 @@ class SyncWorker:
         )
         with self.store.install_lock():
             index = updates.index()
-            self._adopt_defaults(index.models)
+            self._adopt_defaults(index.defaults_for(self.identity.agent_id))
             offers = updates.offers(self.repository.loaded())
             self.status.problems = {
                 name: why for name, why in self.status.problems.items()
@@ -174,7 +174,7 @@ class SyncWorker:
                 if self._stop.is_set():
                     return
                 self._apply(updates, offer)
-            self._drop_unwanted_extras(index.wanted())
+            self._drop_unwanted_extras(index.wanted(self.identity.agent_id))
         if self.router is not None:
             self.router.update(index.experiments)
 

@@ -208,6 +208,15 @@ class HubClient:
     def create_experiment(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._typed("POST", "/api/v1/experiments/", dict[str, Any], json=spec)
 
+    def start_rollout(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._typed("POST", "/api/v1/rollouts/", dict[str, Any], json=spec)
+
+    def rollout(self, rollout_id: int) -> dict[str, Any]:
+        return self._typed("GET", f"/api/v1/rollouts/{rollout_id}", dict[str, Any])
+
+    def act_on_rollout(self, rollout_id: int, action: str) -> dict[str, Any]:
+        return self._typed("POST", f"/api/v1/rollouts/{rollout_id}/{action}", dict[str, Any])
+
     def stop_experiment(self, name: str) -> dict[str, Any]:
         return self._typed("POST", f"/api/v1/experiments/{name}/stop", dict[str, Any])
 

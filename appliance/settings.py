@@ -93,6 +93,8 @@ class HubSettings:
     """Encrypt model targets to each agent's own key, so a copied file opens nowhere else."""
     offline_days: int = 30
     """How long an exported offline update bundle stays valid."""
+    rollout_check_s: float = 10.0
+    """How often rollout rings that have soaked are judged against their gates."""
     drift_alert_windows: int = 3
     """Drifted windows in a row (one agent, model, version) that open a drift alert."""
 

@@ -30,6 +30,7 @@ from hub.identity.roles import Permission
 from hub.metrics import HubMetrics
 from hub.monitoring.controllers import DriftController, ReportsController
 from hub.registry.controllers import model_controller
+from hub.rollouts.controllers import RolloutController
 from hub.services import HubServices, build_services
 from hub.updates.controllers import TufController, UpdatesController
 
@@ -91,6 +92,14 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
                 name="re-sign TUF metadata before it expires",
             )
         )
+        scheduler.append(
+            run_every(
+                settings.rollout_check_s / 60,
+                svc.rollouts.evaluate,
+                job_id="rollout-gates",
+                name="judge rollout rings",
+            )
+        )
         features_job = start_materialize_scheduler(svc.features, svc.features_materialize_minutes)
         if features_job is not None:
             scheduler.append(features_job)
@@ -117,6 +126,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             ReportsController,
             DriftController,
             ExperimentController,
+            RolloutController,
             metrics_endpoint,
         ],
         dependencies={
@@ -129,6 +139,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             "updates": Provide(lambda: svc.updates, sync_to_thread=False),
             "monitoring": Provide(lambda: svc.monitoring, sync_to_thread=False),
             "experiments": Provide(lambda: svc.experiments, sync_to_thread=False),
+            "rollouts": Provide(lambda: svc.rollouts, sync_to_thread=False),
         },
         middleware=[
             RateLimitConfig(

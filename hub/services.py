@@ -21,6 +21,7 @@ from hub.monitoring.service import MonitoringService
 from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
 from hub.residency.policy import ResidencyPolicy
+from hub.rollouts.service import RolloutService
 from hub.updates.repository import UpdateRepository
 from hub.updates.service import UpdateService, UpdateSettings
 
@@ -41,6 +42,7 @@ class HubServices:
     updates: UpdateService
     monitoring: MonitoringService
     experiments: ExperimentService
+    rollouts: RolloutService
 
 
 def load_policy(settings: HubSettings) -> ResidencyPolicy:
@@ -85,6 +87,9 @@ def build_services(settings: HubSettings) -> HubServices:
     experiments = ExperimentService(engine, registry, audit)
     updates.experiment_source = experiments.running_for
     experiments.changes.subscribe(updates.on_change)
+    rollouts = RolloutService(engine, registry, audit)
+    updates.pin_source = rollouts.pins_for
+    rollouts.changes.subscribe(updates.on_change)
     registry.changes.subscribe(updates.on_change)
     enrolment.changes.subscribe(updates.on_change)
     return HubServices(
@@ -104,4 +109,5 @@ def build_services(settings: HubSettings) -> HubServices:
         updates=updates,
         monitoring=MonitoringService(engine, audit, alert_windows=settings.drift_alert_windows),
         experiments=experiments,
+        rollouts=rollouts,
     )

@@ -246,14 +246,14 @@ class TrustedUpdates:
                 f"target {info.path} holds {custom.model} v{custom.version}, not {name} v{version}"
             )
         wrapped = self._wrapped(info.path) if custom.encryption is not None else None
-        default = self.index().models.get(name) == version
+        default = self.index().defaults_for(self.agent_id).get(name) == version
         return Offer(target=info, custom=custom, wrapped=wrapped, default=default)
 
     def offers(self, installed: Set[tuple[str, int]] = frozenset()) -> list[Offer]:
         """What the group should have loaded and this agent has not: the group's role
         is read only when the index names a version not ``installed``."""
         found = []
-        for name, version in sorted(self.index().wanted() - installed):
+        for name, version in sorted(self.index().wanted(self.agent_id) - installed):
             offer = self.offer(name, version)
             if offer is not None:
                 found.append(offer)

@@ -107,10 +107,16 @@ class GroupIndex(msgspec.Struct, frozen=True, kw_only=True):
     """Model → the version answering requests that name no version (production)."""
     experiments: dict[str, ExperimentSpec] = {}
     """Experiment name → its variants; their versions are installed beside the default."""
+    pins: dict[str, dict[str, int]] = {}
+    """Agent id (text) → model → version: the agents a rollout has reached so far."""
 
-    def wanted(self) -> set[tuple[str, int]]:
-        """Every (model, version) this group should have loaded."""
-        versions = set(self.models.items())
+    def defaults_for(self, agent_id: int) -> dict[str, int]:
+        """The version of each model that answers this agent's requests naming none."""
+        return {**self.models, **self.pins.get(str(agent_id), {})}
+
+    def wanted(self, agent_id: int = 0) -> set[tuple[str, int]]:
+        """Every (model, version) this agent should have loaded."""
+        versions = set(self.defaults_for(agent_id).items())
         for experiment in self.experiments.values():
             versions.update((experiment.model, v.version) for v in experiment.variants)
         return versions

@@ -116,6 +116,8 @@ class UpdateService:
         self.settings = settings
         self.experiment_source: Callable[[str, str], dict[str, ExperimentSpec]] | None = None
         """Running A/B experiments of a (zone, group): their variants are published too."""
+        self.pin_source: Callable[[str, str], dict[str, dict[str, int]]] | None = None
+        """Agents reached by active rollouts: their pinned versions are published too."""
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -147,10 +149,13 @@ class UpdateService:
             versions: dict[str, int] = {}
             wrapped: dict[int, dict[str, dict[str, str]]] = {m.id: {} for m in group_members}
             experiments = self.experiment_source(zone, group) if self.experiment_source else {}
+            pins = self.pin_source(zone, group) if self.pin_source else {}
+            extra_versions = {
+                (e.model, v.version) for e in experiments.values() for v in e.variants
+            }
+            extra_versions |= {(m, v) for agent in pins.values() for m, v in agent.items()}
             needed = [(a, z, True) for a, z in production] + [
-                (*self._variant(e.model, v.version), False)
-                for e in experiments.values()
-                for v in e.variants
+                (*self._variant(model, version), False) for model, version in sorted(extra_versions)
             ]
             for assignment, zones, is_default in needed:
                 if not self.policy.decide("deploy", zone, zones).allowed:
@@ -174,7 +179,13 @@ class UpdateService:
                     for v in spec.variants
                 )
             }
-            index = GroupIndex(zone=zone, group=group, models=versions, experiments=allowed)
+            pinned = {
+                agent: {m: v for m, v in models.items() if model_path(zone, group, m, v) in targets}
+                for agent, models in pins.items()
+            }
+            index = GroupIndex(
+                zone=zone, group=group, models=versions, experiments=allowed, pins=pinned
+            )
             index_target = self._blob_target(index_path(zone, group), msgspec.json.encode(index))
             wanted.append(GroupTargets(zone, group, index_target, targets))
             summary[group_role(zone, group)] = versions

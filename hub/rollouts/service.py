@@ -1,0 +1,377 @@
+"""Canary rollouts: ring by ring, each held to health gates, rolled back on its own.
+
+A rollout takes a staging version of a model to one agent group. Ring ``k``
+covers the first ``ceil(rings[k] * n)`` of the group's agents (by id); the
+agents reached so far are pinned to the new version in the group's signed
+index, the rest keep the production version. After ``soak_s`` in a ring, the
+gates are read from what agents reported since the ring began:
+
+* the new version is loaded on every agent of the ring (it passed its test
+  vectors and probation there);
+* its error rate is at most ``max_error_rate``;
+* its p95 latency is at most ``max_p95_ratio`` times the previous version's, where
+  both have traffic;
+* no drift alert is open for it on those agents.
+
+A failing gate rolls every ring back at once (the pins go; agents return to
+the production version) and the rollout stops. The last ring passing promotes
+the version to production through the registry, as the approver who started
+the rollout. Operators can pause, resume, promote (skip the rest of a soak) or
+abort. Every step is kept on the rollout and audited.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from datetime import timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from appliance.clock import as_utc, iso_utc, utcnow
+from appliance.errors import ConflictError, InvalidInputError, NotFoundError
+from hub.audit.service import AuditLog
+from hub.db import session_scope
+from hub.events import Changes
+from hub.identity.principal import Principal
+from hub.identity.roles import permissions_for
+from hub.monitoring.records import AgentReportRecord, DriftAlertRecord
+from hub.records import AgentRecord
+from hub.registry.service import RegistryService
+from hub.rollouts.records import RolloutRecord
+
+ACTIVE = ("running", "paused")
+
+
+class NewRollout(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    model: str
+    version: int
+    zone: str
+    group: str = "default"
+    rings: list[float] = msgspec.field(default_factory=lambda: [0.05, 0.25, 1.0])
+    soak_s: float = 300.0
+    max_error_rate: float = 0.02
+    max_p95_ratio: float = 1.5
+
+
+class RolloutInfo(msgspec.Struct, kw_only=True):
+    id: int
+    model: str
+    version: int
+    previous: int | None
+    zone: str
+    group: str
+    rings: list[float]
+    ring: int
+    state: str
+    soak_s: float
+    ring_started_at: str
+    agents_reached: list[int]
+    steps: list[dict[str, Any]]
+    created_by: str
+
+
+class RolloutService:
+    def __init__(self, engine: Engine, registry: RegistryService, audit: AuditLog) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.audit = audit
+        self.changes = Changes()
+        """Told when the pins change: agents' signed metadata must follow."""
+
+    # -- who is pinned -------------------------------------------------------------------
+
+    def _members(self, session: Session, zone: str, group: str) -> list[int]:
+        return [
+            a.id or 0
+            for a in session.exec(
+                select(AgentRecord)
+                .where(
+                    AgentRecord.zone == zone,
+                    AgentRecord.group == group,
+                    col(AgentRecord.revoked_at).is_(None),
+                )
+                .order_by(col(AgentRecord.id))
+            )
+        ]
+
+    def _reached(self, session: Session, record: RolloutRecord) -> list[int]:
+        members = self._members(session, record.zone, record.group)
+        return members[: math.ceil(record.rings[record.ring] * len(members))]
+
+    def pins_for(self, zone: str, group: str) -> dict[str, dict[str, int]]:
+        """Agent id → model → version for the agents active rollouts have reached."""
+        pins: dict[str, dict[str, int]] = {}
+        with Session(self.engine) as session:
+            for record in session.exec(
+                select(RolloutRecord).where(
+                    RolloutRecord.zone == zone,
+                    RolloutRecord.group == group,
+                    col(RolloutRecord.state).in_(ACTIVE),
+                )
+            ):
+                for agent_id in self._reached(session, record):
+                    pins.setdefault(str(agent_id), {})[record.model] = record.version
+        return pins
+
+    # -- operator actions ----------------------------------------------------------------
+
+    def create(self, spec: NewRollout, by: Principal) -> RolloutInfo:
+        rings = spec.rings
+        if (
+            not rings
+            or rings[-1] != 1.0
+            or any(not 0 < r <= 1 for r in rings)
+            or any(b <= a for a, b in itertools.pairwise(rings))
+        ):
+            raise InvalidInputError("rings: increasing shares in (0, 1], the last one 1.0")
+        if spec.soak_s < 0 or not 0 <= spec.max_error_rate <= 1 or spec.max_p95_ratio <= 0:
+            raise InvalidInputError("soak_s, max_error_rate and max_p95_ratio are out of range")
+        info = self.registry.get_version(spec.model, spec.version)
+        if info.stage != "staging":
+            raise ConflictError(
+                f"{spec.model} v{spec.version} is {info.stage}",
+                hint="a rollout takes a staging version to production",
+            )
+        model = self.registry.get_model(spec.model)
+        previous = next((v.version for v in model.versions if v.stage == "production"), None)
+        with session_scope(self.engine) as session:
+            busy = session.exec(
+                select(RolloutRecord).where(
+                    RolloutRecord.model == spec.model,
+                    RolloutRecord.zone == spec.zone,
+                    RolloutRecord.group == spec.group,
+                    col(RolloutRecord.state).in_(ACTIVE),
+                )
+            ).first()
+            if busy is not None:
+                raise ConflictError(
+                    f"rollout {busy.id} of {spec.model} is {busy.state} in this group",
+                    hint="abort it or let it finish first",
+                )
+            record = RolloutRecord(
+                model=spec.model,
+                version=spec.version,
+                previous=previous,
+                zone=spec.zone,
+                group=spec.group,
+                rings=rings,
+                soak_s=spec.soak_s,
+                max_error_rate=spec.max_error_rate,
+                max_p95_ratio=spec.max_p95_ratio,
+                created_by=by.actor,
+            )
+            self._step(session, record, by.actor, "start", f"ring 1 of {len(rings)}")
+            session.add(record)
+            session.flush()
+            rollout_id = record.id or 0
+        self.changes.announce(by.actor, f"rollout {rollout_id} started")
+        return self.get(rollout_id)
+
+    def act(self, rollout_id: int, action: str, by: Principal) -> RolloutInfo:
+        with session_scope(self.engine) as session:
+            record = self._record(session, rollout_id)
+            allowed = {
+                "pause": ("running",),
+                "resume": ("paused",),
+                "abort": ACTIVE,
+                "promote": ("running", "paused"),
+            }
+            if action not in allowed:
+                raise InvalidInputError(f"action: one of {', '.join(allowed)}")
+            if record.state not in allowed[action]:
+                raise ConflictError(f"rollout {rollout_id} is {record.state}; cannot {action}")
+            if action == "pause":
+                record.state = "paused"
+            elif action == "resume":
+                record.state, record.ring_started_at = "running", utcnow()
+            elif action == "abort":
+                record.state = "aborted"
+            self._step(session, record, by.actor, action, "by an operator")
+            session.add(record)
+        if action == "promote":
+            self._advance(rollout_id, by.actor, "promoted by an operator")
+        self.changes.announce(by.actor, f"rollout {rollout_id}: {action}")
+        return self.get(rollout_id)
+
+    # -- the gates -------------------------------------------------------------------------
+
+    def evaluate(self) -> list[str]:
+        """The scheduler's job: judge every running rollout whose ring has soaked."""
+        happened = []
+        with Session(self.engine) as session:
+            due = [
+                r.id or 0
+                for r in session.exec(select(RolloutRecord).where(RolloutRecord.state == "running"))
+                if utcnow() - as_utc(r.ring_started_at) >= timedelta(seconds=r.soak_s)
+            ]
+        for rollout_id in due:
+            failures = self._gate_failures(rollout_id)
+            if failures:
+                self._roll_back(rollout_id, failures)
+                happened.append(f"rollout {rollout_id} rolled back: {'; '.join(failures)}")
+            else:
+                happened.append(self._advance(rollout_id, "system", "gates passed"))
+        for line in happened:
+            self.changes.announce("system", line)
+        return happened
+
+    def _gate_failures(self, rollout_id: int) -> list[str]:
+        with Session(self.engine) as session:
+            record = self._record(session, rollout_id)
+            reached = set(self._reached(session, record))
+            since = as_utc(record.ring_started_at)
+            failures = []
+            for agent in session.exec(select(AgentRecord).where(col(AgentRecord.id).in_(reached))):
+                serving = {(m.get("name"), m.get("version")) for m in agent.models}
+                if (record.model, record.version) not in serving:
+                    failures.append(
+                        f"v{record.version} is not serving on agent {agent.name}"
+                        + (f" ({agent.detail})" if agent.detail else "")
+                    )
+            alerts = session.exec(
+                select(DriftAlertRecord).where(
+                    DriftAlertRecord.model == record.model,
+                    DriftAlertRecord.version == record.version,
+                    col(DriftAlertRecord.agent_id).in_(reached),
+                    col(DriftAlertRecord.closed_at).is_(None),
+                )
+            ).all()
+            if alerts:
+                failures.append(
+                    f"drift alert open on agent(s) {sorted(a.agent_id for a in alerts)}"
+                )
+            new, old = self._serving(session, record, reached, since)
+            if new["requests"] and new["errors"] / new["requests"] > record.max_error_rate:
+                failures.append(
+                    f"error rate {new['errors'] / new['requests']:.1%} above "
+                    f"{record.max_error_rate:.1%}"
+                )
+            if new["p95"] and old["p95"] and new["p95"] > record.max_p95_ratio * old["p95"]:
+                failures.append(
+                    f"p95 latency {new['p95'] * 1e3:.1f} ms above {record.max_p95_ratio}x the "
+                    f"previous version's {old['p95'] * 1e3:.1f} ms"
+                )
+            return failures
+
+    def _serving(
+        self, session: Session, record: RolloutRecord, reached: set[int], since: Any
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        new = {"requests": 0.0, "errors": 0.0, "p95": 0.0}
+        old = {"requests": 0.0, "errors": 0.0, "p95": 0.0}
+        for report in session.exec(
+            select(AgentReportRecord).where(
+                AgentReportRecord.kind == "serving", col(AgentReportRecord.received_at) >= since
+            )
+        ):
+            body = report.body
+            if body.get("model") != record.model:
+                continue
+            if body.get("version") == record.version and report.agent_id in reached:
+                bucket = new
+            elif body.get("version") == record.previous:
+                bucket = old
+            else:
+                continue
+            bucket["requests"] += float(body.get("requests") or 0)
+            bucket["errors"] += float(body.get("errors") or 0)
+            bucket["p95"] = max(bucket["p95"], float(body.get("latency_p95_s") or 0.0))
+        return new, old
+
+    def _advance(self, rollout_id: int, actor: str, why: str) -> str:
+        with session_scope(self.engine) as session:
+            record = self._record(session, rollout_id)
+            if record.ring + 1 < len(record.rings):
+                record.ring += 1
+                record.ring_started_at = utcnow()
+                note = f"ring {record.ring + 1} of {len(record.rings)}: {why}"
+                self._step(session, record, actor, "advance", note)
+                session.add(record)
+                return f"rollout {rollout_id} advanced to {note}"
+            creator = record.created_by.split(":", 1)[-1]
+            model, version = record.model, record.version
+        approver = Principal(
+            kind="user",
+            id=0,
+            name=creator,
+            roles=frozenset({"approver"}),
+            permissions=permissions_for({"approver"}),
+        )
+        stage = self.registry.change_stage(model, version, "production", by=approver).stage
+        with session_scope(self.engine) as session:
+            record = self._record(session, rollout_id)
+            record.state = "completed" if stage == "production" else "running"
+            note = (
+                f"every ring passed; v{version} is in production"
+                if stage == "production"
+                else f"every ring passed; v{version} awaits more approvals for production"
+            )
+            self._step(session, record, actor, "complete", note)
+            session.add(record)
+        return f"rollout {rollout_id}: {note}"
+
+    def _roll_back(self, rollout_id: int, failures: list[str]) -> None:
+        with session_scope(self.engine) as session:
+            record = self._record(session, rollout_id)
+            record.state = "rolled_back"
+            self._step(session, record, "system", "roll_back", "; ".join(failures))
+            session.add(record)
+
+    def _step(
+        self, session: Session, record: RolloutRecord, actor: str, action: str, note: str
+    ) -> None:
+        record.steps = [
+            *record.steps,
+            {
+                "at": iso_utc(utcnow()),
+                "by": actor,
+                "action": action,
+                "ring": record.ring + 1,
+                "note": note,
+            },
+        ]
+        self.audit.append(
+            session,
+            actor=actor,
+            action=f"rollout.{action}",
+            target=f"model:{record.model}/{record.version} in {record.zone}/{record.group}",
+            outcome="ok",
+            detail={"ring": record.ring + 1, "note": note[:500]},
+        )
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _record(self, session: Session, rollout_id: int) -> RolloutRecord:
+        record = session.get(RolloutRecord, rollout_id)
+        if record is None:
+            raise NotFoundError(f"no rollout {rollout_id}")
+        return record
+
+    def get(self, rollout_id: int) -> RolloutInfo:
+        with Session(self.engine) as session:
+            r = self._record(session, rollout_id)
+            reached = self._reached(session, r) if r.state in ACTIVE else []
+            return RolloutInfo(
+                id=r.id or 0,
+                model=r.model,
+                version=r.version,
+                previous=r.previous,
+                zone=r.zone,
+                group=r.group,
+                rings=list(r.rings),
+                ring=r.ring + 1,
+                state=r.state,
+                soak_s=r.soak_s,
+                ring_started_at=iso_utc(r.ring_started_at),
+                agents_reached=reached,
+                steps=list(r.steps),
+                created_by=r.created_by,
+            )
+
+    def list(self) -> list[RolloutInfo]:
+        with Session(self.engine) as session:
+            ids = session.exec(select(RolloutRecord.id).order_by(col(RolloutRecord.id)))
+            return [self.get(i or 0) for i in ids]

@@ -1,0 +1,153 @@
+"""A canary rollout on real processes: ring 2 breaks its drift gate and is rolled back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from appliance.demo.processes import ServiceProcess, hub_process
+from appliance.demo.site import Site
+from tests.conftest import make_reference_npy, make_tiny_onnx
+from tests.integration.conftest import MODEL, publish, serving_version, wait_until
+
+pytestmark = pytest.mark.integration
+
+FAST = {
+    "APPLIANCE_DRIFT_WINDOW_ROWS": "200",
+    "APPLIANCE_DRIFT_EVERY_REQUESTS": "100",
+    "APPLIANCE_DRIFT_CHECK_S": "0.5",
+    "APPLIANCE_SERVING_REPORT_S": "0.5",
+}
+
+
+@pytest.fixture(scope="module")
+def hub(site: Site) -> Iterator[ServiceProcess]:
+    """This module's hub judges rollout rings every second."""
+    proc = hub_process(site.hub_dir)
+    proc.env["APPLIANCE_ROLLOUT_CHECK_S"] = "1"
+    proc.start()
+    try:
+        proc.wait_healthy()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _feed(url: str, rows: np.ndarray) -> None:
+    for start in range(0, len(rows), 10):
+        batch = rows[start : start + 10]
+        body = {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": list(batch.shape),
+                    "datatype": "FP32",
+                    "data": batch.ravel().tolist(),
+                }
+            ]
+        }
+        httpx.post(f"{url}/v2/models/{MODEL}/infer", json=body, timeout=5)
+
+
+def _status(url: str) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.get(f"{url}/agent/status", timeout=5).json()
+    return answer
+
+
+def test_ring_two_breaks_its_gate_and_the_rollout_rolls_back(
+    hub, admin, engineer, approver, start_agent
+):
+    first = publish(engineer, approver).version
+    agents = [start_agent(f"canary-{i}", env=FAST) for i in (1, 2, 3)]
+    for agent in agents:
+        wait_until("v1 everywhere", lambda a=agent: serving_version(a) == str(first))
+    second = engineer.upload_model(
+        MODEL, make_tiny_onnx(), reference_npy=make_reference_npy()
+    ).version
+    engineer.change_stage(MODEL, second, "staging")
+    rollout = approver.start_rollout(
+        {
+            "model": MODEL,
+            "version": second,
+            "zone": "ae-dxb",
+            "rings": [0.3, 0.6, 1.0],
+            "soak_s": 15,
+        }
+    )
+    assert rollout["ring"] == 1 and len(rollout["agents_reached"]) == 1
+    wait_until("ring 1 on v2", lambda: serving_version(agents[0]) == str(second))
+    assert serving_version(agents[1]) == str(first) and serving_version(agents[2]) == str(first)
+    ring2 = approver.act_on_rollout(rollout["id"], "promote")  # skip ring 1's soak
+    assert ring2["ring"] == 2 and len(ring2["agents_reached"]) == 2
+    wait_until("ring 2 on v2", lambda: serving_version(agents[1]) == str(second))
+    assert serving_version(agents[2]) == str(first)
+    wait_until("the drift watch", lambda: _status(agents[1].url)["drift"].get(f"{MODEL}/{second}"))
+    rng = np.random.default_rng(0)
+    deadline = time.monotonic() + 40
+    while approver.rollout(rollout["id"])["state"] == "running" and time.monotonic() < deadline:
+        _feed(agents[1].url, (rng.standard_normal((100, 4)) + 3).astype(np.float32))
+        time.sleep(0.7)
+    final = approver.rollout(rollout["id"])
+    assert final["state"] == "rolled_back", final["steps"]
+    assert "drift alert" in final["steps"][-1]["note"]
+    for agent in agents:
+        wait_until("back on v1", lambda a=agent: serving_version(a) == str(first), 60)
+    stages = {v.version: v.stage for v in engineer.get_model(MODEL).versions}
+    assert stages[second] == "staging"  # it never reached production
+    audit = [e for e in admin.list_audit(limit=500) if e["action"].startswith("rollout.")]
+    assert [e["action"] for e in audit] == [
+        "rollout.start",
+        "rollout.promote",  # the operator's action …
+        "rollout.advance",  # … and the ring it moved to
+        "rollout.roll_back",
+    ]
+
+
+def test_a_healthy_rollout_passes_every_ring_and_reaches_production(
+    engineer, approver, start_agent
+):
+    agents = [start_agent(f"healthy-{i}", env=FAST) for i in (1, 2)]
+    current = {v.version for v in engineer.get_model(MODEL).versions if v.stage == "production"}
+    for agent in agents:
+        wait_until(
+            "the production version",
+            lambda a=agent: serving_version(a) in {str(v) for v in current},
+        )
+    newer = engineer.upload_model(
+        MODEL, make_tiny_onnx(), reference_npy=make_reference_npy()
+    ).version
+    engineer.change_stage(MODEL, newer, "staging")
+    rollout = approver.start_rollout(
+        {"model": MODEL, "version": newer, "zone": "ae-dxb", "rings": [0.5, 1.0], "soak_s": 2}
+    )
+    done = wait_until(
+        "the rollout to finish",
+        lambda: (r := approver.rollout(rollout["id"]))["state"] != "running" and r,
+        90,
+    )
+    assert done["state"] == "completed", done["steps"]
+    assert [s["action"] for s in done["steps"]] == ["start", "advance", "complete"]
+    stages = {v.version: v.stage for v in engineer.get_model(MODEL).versions}
+    assert stages[newer] == "production"
+    for agent in agents:
+        wait_until("the new version everywhere", lambda a=agent: serving_version(a) == str(newer))
+
+
+def test_rollouts_are_for_approvers_and_staging_versions(engineer, approver):
+    spec = {"model": MODEL, "version": 1, "zone": "ae-dxb"}
+    from appliance.errors import HubRejectedError
+
+    with pytest.raises(HubRejectedError) as refused:
+        engineer.start_rollout(spec)
+    assert refused.value.status_code == 403
+    with pytest.raises(HubRejectedError) as wrong_stage:
+        approver.start_rollout(spec)  # v1 is not in staging any more
+    assert wrong_stage.value.status_code == 409
+    with pytest.raises(HubRejectedError) as bad_rings:
+        approver.start_rollout({**spec, "rings": [0.5, 0.4, 1.0]})
+    assert bad_rings.value.status_code == 400
