@@ -184,12 +184,17 @@ class ServingSummaries:
 
 
 def _p95(buckets: dict[str, float], count: float) -> float | None:
-    """Upper bound of the bucket holding the 95th percentile (None without requests)."""
+    """The 95th percentile, interpolated inside its bucket as Prometheus'
+    ``histogram_quantile`` does (None without requests)."""
     if count <= 0:
         return None
-    for bound, cumulative in sorted(
-        ((float(le), c) for le, c in buckets.items()), key=lambda pair: pair[0]
-    ):
-        if cumulative >= 0.95 * count:
-            return bound
+    rank = 0.95 * count
+    lower, below = 0.0, 0.0
+    for bound, cumulative in sorted((float(le), c) for le, c in buckets.items()):
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, cumulative
     return None

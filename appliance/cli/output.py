@@ -20,6 +20,7 @@ def setup_logging(level: str = "INFO") -> None:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)  # "run skipped" noise
 
 
 def fail(message: str, hint: str | None = None) -> None:

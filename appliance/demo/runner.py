@@ -4,7 +4,8 @@ Steps: start the hub; enrol two agents (pinning the CA and the TUF root); train
 and register version 1; promote it to production; wait until both agents
 serve it; score the held-out set over HTTP; train version 2 and promote it
 while traffic flows; check that the agents swapped with no failed request;
-feed one agent shifted inputs until the hub raises a drift alert.
+feed one agent shifted inputs until the hub raises a drift alert; train version 3
+and roll it out as a canary, ring by ring, into production.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -42,6 +44,7 @@ DEMO_DRIFT = {
     "APPLIANCE_DRIFT_WINDOW_ROWS": "200",
     "APPLIANCE_DRIFT_EVERY_REQUESTS": "100",
     "APPLIANCE_DRIFT_CHECK_S": "0.5",
+    "APPLIANCE_SERVING_REPORT_S": "1",
 }
 """Small, fast drift windows so the demo shows an alert in seconds (defaults: 1,000 rows)."""
 
@@ -109,6 +112,40 @@ def _drift_until_alert(
     raise WaitTimeoutError(f"no drift alert within {WAIT_S:.0f} s")
 
 
+def _canary(approver: HubClient, version: int, agents: list[ServiceProcess]) -> dict[str, Any]:
+    """Roll ``version`` out in two rings with a short soak; wait until it is in production."""
+    rollout = approver.start_rollout(
+        {
+            "model": MODEL,
+            "version": version,
+            "zone": ZONE,
+            "rings": [0.5, 1.0],
+            "soak_s": 3,
+            "max_p95_ratio": 3.0,  # a few hundred requests on a cold model: be lenient
+        }
+    )
+    with httpx.Client(timeout=10.0) as client:  # some traffic for the gates to judge
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            for agent in agents:
+                infer_once(
+                    client,
+                    agent.url,
+                    MODEL,
+                    np.zeros((1, 30), np.float32),
+                    np.zeros(1, dtype=np.int64),
+                )
+            state = approver.rollout(rollout["id"])
+            if state["state"] != "running":
+                break
+            time.sleep(0.2)
+    if state["state"] != "completed":
+        raise WaitTimeoutError(f"rollout ended {state['state']}: {state['steps'][-1]['note']}")
+    for agent in agents:
+        _wait_serving(agent, str(version))
+    return state
+
+
 def _promote(engineer: HubClient, approver: HubClient, version: int) -> None:
     """The engineer stages the version; an approver (not its author) puts it in production."""
     engineer.change_stage(MODEL, version, "staging")
@@ -137,6 +174,7 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
             site = bootstrap_site(root)
         with step("hub started (HTTPS from the site CA)"):
             hub_proc = hub_process(site.hub_dir, tls=site.tls)
+            hub_proc.env["APPLIANCE_ROLLOUT_CHECK_S"] = "1"  # judge canary rings every second
             processes.append(hub_proc)
             hub_proc.start()
             hub_proc.wait_healthy()
@@ -190,6 +228,14 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         console.print(
             f"  drift alert: {MODEL} v{alert['version']} on agent {alert['agent_id']}, "
             f"{alert['windows']} drifted windows in a row"
+        )
+        with step("trained v3; omar rolls it out as a canary: ring 1 (half the agents), then all"):
+            v3, _, _ = _train_and_register(engineer, seed=2, hidden=(32, 16))
+            engineer.change_stage(MODEL, v3.version, "staging")
+            rollout = _canary(approver, v3.version, agents)
+        console.print(
+            "  rollout: "
+            + " → ".join(f"{s['action']} (ring {s['ring']})" for s in rollout["steps"])
         )
         fleet = admin.list_agents()
         audit = admin.verify_audit()

@@ -149,7 +149,7 @@ def test_serving_summaries_count_errors_and_estimate_p95_from_the_counters(data,
     (report,) = summaries.take()
     assert (report["model"], report["version"], report["requests"]) == ("bc", 3, 102)
     assert (report["errors"], report["rejected"]) == (1, 1)
-    assert report["latency_p95_s"] == 0.25  # the bucket holding the slowest tenth
+    assert 0.1 < report["latency_p95_s"] <= 0.25  # inside the bucket of the slowest tenth
     assert summaries.take() == []  # nothing since
     metrics.observe(model, 0.002, "ok")  # type: ignore[arg-type]
     assert summaries.flush(outbox) == 1 and outbox.pending()[0].kind == "serving"
