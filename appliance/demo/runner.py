@@ -5,7 +5,8 @@ and register version 1; promote it to production; wait until both agents
 serve it; score the held-out set over HTTP; train version 2 and promote it
 while traffic flows; check that the agents swapped with no failed request;
 feed one agent shifted inputs until the hub raises a drift alert; train version 3
-and roll it out as a canary, ring by ring, into production.
+and roll it out as a canary, ring by ring, into production; run an A/B test of
+version 3 against version 2 with sticky customers until the hub gives a verdict.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from rich.table import Table
 
 from appliance.cli.output import console
-from appliance.demo.load import LoadResult, LoadThread, infer_once
+from appliance.demo.load import LoadResult, LoadThread, infer_once, v2_body
 from appliance.demo.processes import (
     ServiceProcess,
     WaitTimeoutError,
@@ -146,6 +147,58 @@ def _canary(approver: HubClient, version: int, agents: list[ServiceProcess]) -> 
     return state
 
 
+def _ab_test(
+    engineer: HubClient,
+    agents: list[ServiceProcess],
+    control: int,
+    candidate: int,
+    features: np.ndarray,
+    labels: np.ndarray,
+) -> dict[str, Any]:
+    """Customers sticky to a variant on both agents; outcome = the prediction was right."""
+    engineer.create_experiment(
+        {
+            "name": "demo-ab",
+            "model": MODEL,
+            "zone": ZONE,
+            "variants": [
+                {"name": "control", "version": control, "weight": 0.5},
+                {"name": "candidate", "version": candidate, "weight": 0.5},
+            ],
+            "min_samples": 100,
+        }
+    )
+    sent = 0
+    with httpx.Client(timeout=10.0) as client:
+        deadline = time.monotonic() + WAIT_S
+        while sent < 300 and time.monotonic() < deadline:
+            agent, row = agents[sent % len(agents)], sent % len(features)
+            body = v2_body(features[row : row + 1])
+            answer = client.post(
+                f"{agent.url}/v2/models/{MODEL}/infer",
+                json=body,
+                headers={"x-subject-id": f"customer-{sent}"},
+            ).json()
+            if "parameters" not in answer:  # the agents have not loaded the variants yet
+                time.sleep(0.2)
+                continue
+            output = answer["outputs"][0]
+            predicted = int(np.asarray(output["data"]).reshape(output["shape"]).argmax())
+            client.post(
+                f"{agent.url}/v2/models/{MODEL}/feedback",
+                json={"id": answer["id"], "outcome": float(predicted == labels[row])},
+            )
+            sent += 1
+
+    def counted() -> dict[str, Any] | None:
+        result = engineer.experiment("demo-ab")
+        return result if sum(v["count"] for v in result["variants"]) >= sent else None
+
+    result = wait_for("the A/B outcomes at the hub", counted, timeout=WAIT_S)
+    engineer.stop_experiment("demo-ab")
+    return result
+
+
 def _promote(engineer: HubClient, approver: HubClient, version: int) -> None:
     """The engineer stages the version; an approver (not its author) puts it in production."""
     engineer.change_stage(MODEL, version, "staging")
@@ -237,6 +290,15 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
             "  rollout: "
             + " → ".join(f"{s['action']} (ring {s['ring']})" for s in rollout["steps"])
         )
+        with step(
+            f"alice runs an A/B test, v{v3.version} against v{v2.version}, sticky by customer"
+        ):
+            result = _ab_test(engineer, agents, v3.version, v2.version, features, labels)
+        rates = ", ".join(
+            f"{v['name']} v{v['version']}: {v['mean']:.1%} correct of {v['count']}"
+            for v in result["variants"]
+        )
+        console.print(f"  verdict: {result['verdict']} ({result['detail']}); {rates}")
         fleet = admin.list_agents()
         audit = admin.verify_audit()
         for client in (admin, engineer, approver):
