@@ -145,11 +145,12 @@ def test_a_real_prometheus_scrapes_the_agent_and_the_hub(
 
         def query(expr: str) -> list[dict[str, Any]]:
             try:
-                answer = httpx.get(
+                response = httpx.get(
                     f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}, timeout=5
-                ).json()
-            except httpx.HTTPError:
-                return []  # not listening yet
+                )
+                answer = response.json() if response.status_code == 200 else {}
+            except (httpx.HTTPError, ValueError):
+                return []  # not listening yet, or still starting ("Service Unavailable")
             result: list[dict[str, Any]] = answer["data"]["result"]
             return result if answer.get("status") == "success" else []
 
