@@ -44,6 +44,8 @@ from hub.registry.service import RegistryService
 from hub.rollouts.records import RolloutRecord
 
 ACTIVE = ("running", "paused")
+INSTALL_GRACE_S = 120.0
+"""How long past the soak a ring agent may take to start serving the new version."""
 
 
 class NewRollout(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -210,6 +212,8 @@ class RolloutService:
             ]
         for rollout_id in due:
             failures = self._gate_failures(rollout_id)
+            if failures is None:
+                continue  # a ring agent is still installing: the soak waits for it
             if failures:
                 self._roll_back(rollout_id, failures)
                 happened.append(f"rollout {rollout_id} rolled back: {'; '.join(failures)}")
@@ -219,19 +223,30 @@ class RolloutService:
             self.changes.announce("system", line)
         return happened
 
-    def _gate_failures(self, rollout_id: int) -> list[str]:
+    def _gate_failures(self, rollout_id: int) -> list[str] | None:
+        """Why the ring fails its gates ([] if it passes); None while it is still installing.
+
+        An agent not serving the version yet is given ``INSTALL_GRACE_S`` beyond the
+        soak (downloads and test vectors take time on small boxes); after that, not
+        serving is a failure, with the agent's own reason from its heartbeat.
+        """
         with Session(self.engine) as session:
             record = self._record(session, rollout_id)
             reached = set(self._reached(session, record))
             since = as_utc(record.ring_started_at)
+            patience = timedelta(seconds=record.soak_s + INSTALL_GRACE_S)
             failures = []
             for agent in session.exec(select(AgentRecord).where(col(AgentRecord.id).in_(reached))):
                 serving = {(m.get("name"), m.get("version")) for m in agent.models}
-                if (record.model, record.version) not in serving:
-                    failures.append(
-                        f"v{record.version} is not serving on agent {agent.name}"
-                        + (f" ({agent.detail})" if agent.detail else "")
-                    )
+                if (record.model, record.version) in serving:
+                    continue
+                refused = f"{record.model} v{record.version}" in (agent.detail or "")
+                if utcnow() - since < patience and not refused:
+                    return None
+                failures.append(
+                    f"v{record.version} is not serving on agent {agent.name}"
+                    + (f" ({agent.detail})" if agent.detail else "")
+                )
             alerts = session.exec(
                 select(DriftAlertRecord).where(
                     DriftAlertRecord.model == record.model,
