@@ -10,7 +10,8 @@ gates are read from what agents reported since the ring began:
   vectors and probation there);
 * its error rate is at most ``max_error_rate``;
 * its p95 latency is at most ``max_p95_ratio`` times the previous version's, where
-  both have traffic;
+  both had at least ``MIN_REQUESTS_FOR_LATENCY`` requests (a few requests to a cold
+  model say nothing about its latency);
 * no drift alert is open for it on those agents.
 
 A failing gate rolls every ring back at once (the pins go; agents return to
@@ -45,6 +46,8 @@ from hub.rollouts.records import RolloutRecord
 
 ACTIVE = ("running", "paused")
 INSTALL_GRACE_S = 120.0
+MIN_REQUESTS_FOR_LATENCY = 100
+"""Fewer requests on either version than this: p95 latency is not compared (too noisy)."""
 """How long past the soak a ring agent may take to start serving the new version."""
 
 
@@ -265,7 +268,8 @@ class RolloutService:
                     f"error rate {new['errors'] / new['requests']:.1%} above "
                     f"{record.max_error_rate:.1%}"
                 )
-            if new["p95"] and old["p95"] and new["p95"] > record.max_p95_ratio * old["p95"]:
+            judged = min(new["requests"], old["requests"]) >= MIN_REQUESTS_FOR_LATENCY
+            if judged and new["p95"] > record.max_p95_ratio * old["p95"] > 0:
                 failures.append(
                     f"p95 latency {new['p95'] * 1e3:.1f} ms above {record.max_p95_ratio}x the "
                     f"previous version's {old['p95'] * 1e3:.1f} ms"

@@ -17,7 +17,10 @@ def test_demo_runs_the_whole_loop_with_no_failed_request(tmp_path):
         text=True,
         timeout=240,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    failed_steps = [line for line in result.stdout.splitlines() if "✗" in line]
+    assert result.returncode == 0, (
+        "\n".join(failed_steps) + result.stdout[-3000:] + result.stderr[-3000:]
+    )
     assert "PASS" in result.stdout and "failures = 0" in result.stdout
     assert "both agents on v2: True" in result.stdout
     assert "1 → 2" in result.stdout
