@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlmodel import Session, col, select
@@ -269,7 +270,7 @@ class MonitoringService:
 
     def count(self, kind: str | None = None) -> int:
         with Session(self.engine) as session:
-            query = select(AgentReportRecord.id)
+            query = select(func.count()).select_from(AgentReportRecord)
             if kind is not None:
                 query = query.where(AgentReportRecord.kind == kind)
-            return len(session.exec(query).all())
+            return int(session.exec(query).one())

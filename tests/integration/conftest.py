@@ -11,9 +11,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
 import pytest
 
 from appliance.demo import processes
+from appliance.demo.load import v2_body
 from appliance.demo.processes import ServiceProcess, agent_process, hub_process, wait_for
 from appliance.demo.site import Site, bootstrap_site
 from appliance.hub_client import HubClient
@@ -25,6 +28,21 @@ MODEL = "tiny"
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
     return wait_for(what, check, timeout)
+
+
+def infer_rows(url: str, rows: np.ndarray, batch: int = 10) -> list[int]:
+    """Send ``rows`` to the agent's model in batches; the status code of each request."""
+    return [
+        httpx.post(
+            f"{url}/v2/models/{MODEL}/infer", json=v2_body(rows[i : i + batch]), timeout=5
+        ).status_code
+        for i in range(0, len(rows), batch)
+    ]
+
+
+def agent_status(url: str) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.get(f"{url}/agent/status", timeout=5).json()
+    return answer
 
 
 def serving_version(agent: ServiceProcess, model: str = MODEL) -> str | None:

@@ -14,7 +14,14 @@ import pytest
 
 from agent.outbox import Outbox
 from appliance.demo.processes import free_port
-from tests.integration.conftest import MODEL, publish, serving_version, wait_until
+from tests.integration.conftest import (
+    MODEL,
+    agent_status,
+    infer_rows,
+    publish,
+    serving_version,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,38 +39,21 @@ def metric(url: str, name: str, labels: str = "") -> float | None:
     return float(match.group(1)) if match else None
 
 
-def status(url: str) -> dict[str, Any]:
-    answer: dict[str, Any] = httpx.get(f"{url}/agent/status", timeout=5).json()
-    return answer
-
-
-def infer_rows(url: str, rows: np.ndarray) -> None:
-    for start in range(0, len(rows), 10):
-        batch = rows[start : start + 10]
-        body = {
-            "inputs": [
-                {
-                    "name": "input",
-                    "shape": list(batch.shape),
-                    "datatype": "FP32",
-                    "data": batch.ravel().tolist(),
-                }
-            ]
-        }
-        assert httpx.post(f"{url}/v2/models/{MODEL}/infer", json=body, timeout=5).status_code == 200
-
-
 def test_a_drifting_agent_raises_an_alert_on_the_hub(hub, admin, engineer, approver, start_agent):
     agent = start_agent("drift-1", env=FAST_DRIFT)
     version = publish(engineer, approver).version
     wait_until("the model", lambda: serving_version(agent) == str(version))
-    wait_until("the drift watch", lambda: status(agent.url)["drift"].get(f"{MODEL}/{version}"))
+    wait_until(
+        "the drift watch", lambda: agent_status(agent.url)["drift"].get(f"{MODEL}/{version}")
+    )
     rng = np.random.default_rng(0)
-    infer_rows(agent.url, rng.standard_normal((200, 4)).astype(np.float32))  # as trained
+    as_trained = rng.standard_normal((200, 4)).astype(np.float32)
+    assert set(infer_rows(agent.url, as_trained)) == {200}
     alerts: list[dict[str, Any]] = []
     deadline = time.monotonic() + 60
     while not alerts and time.monotonic() < deadline:  # then the inputs move, and stay moved
-        infer_rows(agent.url, (rng.standard_normal((100, 4)) + 3).astype(np.float32))
+        moved = (rng.standard_normal((100, 4)) + 3).astype(np.float32)
+        assert set(infer_rows(agent.url, moved)) == {200}
         time.sleep(1.0)
         alerts = admin.drift_alerts(open_only=True)
     assert alerts, "no drift alert within 60 s"
@@ -122,7 +112,7 @@ def test_a_real_prometheus_scrapes_the_agent_and_the_hub(
     agent = start_agent("scraped-1")
     version = publish(engineer, approver).version
     wait_until("the model", lambda: serving_version(agent) == str(version))
-    infer_rows(agent.url, np.zeros((20, 4), np.float32))
+    assert set(infer_rows(agent.url, np.zeros((20, 4), np.float32))) == {200}
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
 from appliance.demo.processes import ServiceProcess, hub_process
 from appliance.demo.site import Site
 from tests.conftest import make_reference_npy, make_tiny_onnx
-from tests.integration.conftest import MODEL, publish, serving_version, wait_until
+from tests.integration.conftest import (
+    MODEL,
+    agent_status,
+    infer_rows,
+    publish,
+    serving_version,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,27 +41,6 @@ def hub(site: Site) -> Iterator[ServiceProcess]:
         yield proc
     finally:
         proc.stop()
-
-
-def _feed(url: str, rows: np.ndarray) -> None:
-    for start in range(0, len(rows), 10):
-        batch = rows[start : start + 10]
-        body = {
-            "inputs": [
-                {
-                    "name": "input",
-                    "shape": list(batch.shape),
-                    "datatype": "FP32",
-                    "data": batch.ravel().tolist(),
-                }
-            ]
-        }
-        httpx.post(f"{url}/v2/models/{MODEL}/infer", json=body, timeout=5)
-
-
-def _status(url: str) -> dict[str, Any]:
-    answer: dict[str, Any] = httpx.get(f"{url}/agent/status", timeout=5).json()
-    return answer
 
 
 def test_ring_two_breaks_its_gate_and_the_rollout_rolls_back(
@@ -86,11 +70,13 @@ def test_ring_two_breaks_its_gate_and_the_rollout_rolls_back(
     assert ring2["ring"] == 2 and len(ring2["agents_reached"]) == 2
     wait_until("ring 2 on v2", lambda: serving_version(agents[1]) == str(second))
     assert serving_version(agents[2]) == str(first)
-    wait_until("the drift watch", lambda: _status(agents[1].url)["drift"].get(f"{MODEL}/{second}"))
+    wait_until(
+        "the drift watch", lambda: agent_status(agents[1].url)["drift"].get(f"{MODEL}/{second}")
+    )
     rng = np.random.default_rng(0)
     deadline = time.monotonic() + 40
     while approver.rollout(rollout["id"])["state"] == "running" and time.monotonic() < deadline:
-        _feed(agents[1].url, (rng.standard_normal((100, 4)) + 3).astype(np.float32))
+        infer_rows(agents[1].url, (rng.standard_normal((100, 4)) + 3).astype(np.float32))
         time.sleep(0.7)
     final = approver.rollout(rollout["id"])
     assert final["state"] == "rolled_back", final["steps"]
