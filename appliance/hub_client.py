@@ -44,11 +44,12 @@ from appliance.schemas import (
     ReportsAccepted,
     VersionInfo,
 )
+from appliance.training_client import TrainingApi
 
 T = TypeVar("T")
 
 
-class HubClient:
+class HubClient(TrainingApi):
     def __init__(
         self,
         base_url: str,

@@ -48,6 +48,17 @@ class Lineage(msgspec.Struct, frozen=True, kw_only=True):
     hyperparameters: dict[str, Any] = {}
     source: str | None = None
     """Where the model came from when not trained here (e.g. an uploaded file's name)."""
+    training_job: int | None = None
+    feature_views: list[str] = []
+    """``view:version`` of every feature view the model was trained on."""
+    label_view: str | None = None
+    snapshots: list[str] = []
+    """SHA-256 of every feature snapshot (Parquet file) the training set was read from."""
+    classes: list[str] = []
+    """Classification: the label value of each output column, in order."""
+    worker: str | None = None
+    device: str | None = None
+    """``cpu`` or the GPU model(s) it trained on."""
 
 
 class Tolerance(msgspec.Struct, frozen=True):

@@ -25,6 +25,7 @@ variable                       meaning
 ``APPLIANCE_FEATURES_MATERIALIZE_MINUTES``  hub: online-store refresh interval (0 = off)
 ``APPLIANCE_ENCRYPT_MODELS``   hub: encrypt model targets per agent (default true)
 ``APPLIANCE_OFFLINE_DAYS``     hub: validity of exported offline update bundles, in days
+``APPLIANCE_TRAINING_LEASE_S`` hub: a training job's lease without a worker heartbeat
 ``APPLIANCE_AGENT_NAME``       agent name (default: the host name)
 ``APPLIANCE_AGENT_PORT``       agent HTTP port (default 8701)
 ``APPLIANCE_RUNTIME``          ``auto``, ``onnxruntime`` or ``openvino``
@@ -97,6 +98,8 @@ class HubSettings:
     """How often rollout rings that have soaked are judged against their gates."""
     drift_alert_windows: int = 3
     """Drifted windows in a row (one agent, model, version) that open a drift alert."""
+    training_lease_s: float = 60.0
+    """How long a worker holds a training job without a heartbeat before it is requeued."""
 
     @property
     def resolved_database_url(self) -> str:

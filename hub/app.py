@@ -32,6 +32,7 @@ from hub.monitoring.controllers import DriftController, ReportsController
 from hub.registry.controllers import model_controller
 from hub.rollouts.controllers import RolloutController
 from hub.services import HubServices, build_services
+from hub.training.controllers import training_controller
 from hub.updates.controllers import TufController, UpdatesController
 
 TIMESTAMP_CHECK_MINUTES = 60.0
@@ -100,6 +101,15 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
                 name="judge rollout rings",
             )
         )
+        scheduler.append(
+            run_every(
+                settings.training_lease_s / 2 / 60,
+                svc.training.requeue_expired,
+                job_id="training-leases",
+                name="requeue training jobs of lost workers",
+            )
+        )
+        svc.schedules.start()
         features_job = start_materialize_scheduler(svc.features, svc.features_materialize_minutes)
         if features_job is not None:
             scheduler.append(features_job)
@@ -107,6 +117,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
     def stop() -> None:
         for job in scheduler:
             job.shutdown(wait=True)
+        svc.schedules.stop()
         run_checkpoint(svc.engine, svc.audit)  # sign the head on the way out
         svc.engine.dispose()
 
@@ -127,6 +138,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             DriftController,
             ExperimentController,
             RolloutController,
+            training_controller(settings.max_upload_mb * 1024 * 1024),
             metrics_endpoint,
         ],
         dependencies={
@@ -140,6 +152,8 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             "monitoring": Provide(lambda: svc.monitoring, sync_to_thread=False),
             "experiments": Provide(lambda: svc.experiments, sync_to_thread=False),
             "rollouts": Provide(lambda: svc.rollouts, sync_to_thread=False),
+            "training": Provide(lambda: svc.training, sync_to_thread=False),
+            "schedules": Provide(lambda: svc.schedules, sync_to_thread=False),
         },
         middleware=[
             RateLimitConfig(

@@ -22,6 +22,8 @@ from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
 from hub.residency.policy import ResidencyPolicy
 from hub.rollouts.service import RolloutService
+from hub.training.jobs import TrainingJobs
+from hub.training.schedules import RetrainingSchedules
 from hub.updates.repository import UpdateRepository
 from hub.updates.service import UpdateService, UpdateSettings
 
@@ -43,6 +45,8 @@ class HubServices:
     monitoring: MonitoringService
     experiments: ExperimentService
     rollouts: RolloutService
+    training: TrainingJobs
+    schedules: RetrainingSchedules
 
 
 def load_policy(settings: HubSettings) -> ResidencyPolicy:
@@ -92,6 +96,15 @@ def build_services(settings: HubSettings) -> HubServices:
     rollouts.changes.subscribe(updates.on_change)
     registry.changes.subscribe(updates.on_change)
     enrolment.changes.subscribe(updates.on_change)
+    features = FeatureStore(
+        engine, settings.data_dir / "features", audit=audit, gate=gate, home_zone=settings.zone
+    )
+    monitoring = MonitoringService(engine, audit, alert_windows=settings.drift_alert_windows)
+    training = TrainingJobs(
+        engine, features, registry, policy, audit, lease_s=settings.training_lease_s
+    )
+    schedules = RetrainingSchedules(engine, training, audit)
+    monitoring.on_alert(schedules.on_drift_alert)
     return HubServices(
         engine=engine,
         key=key,
@@ -102,12 +115,12 @@ def build_services(settings: HubSettings) -> HubServices:
         identity=identity,
         enrolment=enrolment,
         checkpoint_minutes=settings.audit_checkpoint_minutes,
-        features=FeatureStore(
-            engine, settings.data_dir / "features", audit=audit, gate=gate, home_zone=settings.zone
-        ),
+        features=features,
         features_materialize_minutes=settings.features_materialize_minutes,
         updates=updates,
-        monitoring=MonitoringService(engine, audit, alert_windows=settings.drift_alert_windows),
+        monitoring=monitoring,
         experiments=experiments,
         rollouts=rollouts,
+        training=training,
+        schedules=schedules,
     )

@@ -17,6 +17,7 @@ from appliance.cli import (
     people,
     residency,
     serve,
+    training,
     tui,
 )
 from appliance.cli.output import fail
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_parsers(sub, data_dir)
     residency.add_parsers(sub, data_dir)
     bundles.add_parsers(sub, data_dir)
+    training.add_parsers(sub)
 
     demo = sub.add_parser(
         "demo",

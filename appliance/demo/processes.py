@@ -218,10 +218,51 @@ def agent_process(
         log_path=data_dir.parent / "logs" / f"{data_dir.name}.log",
         env={
             **(
-                {"APPLIANCE_PROBATION_SECONDS": str(probation_seconds)}
-                if probation_seconds
-                else {}
+                {"APPLIANCE_PROBATION_SECONDS": str(probation_seconds)} if probation_seconds else {}
             ),
             **(env or {}),
         },
+    )
+
+
+def worker_process(
+    name: str,
+    session_file: Path,
+    hub_url: str,
+    log_dir: Path,
+    *,
+    zone: str = "ae-dxb",
+    heartbeat_s: float = 1.0,
+    poll_s: float = 0.5,
+    device: str = "auto",
+    hub_ca: Path | None = None,
+) -> ServiceProcess:
+    """A training worker signed in through ``session_file`` (a 'worker' account's session).
+
+    It has no HTTP endpoint: watch it through the hub's job records and its log.
+    """
+    args = [
+        "worker",
+        "--hub",
+        hub_url,
+        "--name",
+        name,
+        "--zone",
+        zone,
+        "--device",
+        device,
+        "--heartbeat-s",
+        str(heartbeat_s),
+        "--poll-s",
+        str(poll_s),
+    ]
+    if hub_ca:
+        args += ["--hub-ca", str(hub_ca)]
+    return ServiceProcess(
+        name=name,
+        args=args,
+        url="",
+        health_path="",
+        log_path=log_dir / f"{name}.log",
+        env={"APPLIANCE_SESSION_FILE": str(session_file)},
     )

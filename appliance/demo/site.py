@@ -23,8 +23,10 @@ ROLES = {
     "omar": ["approver"],
     "fatima": ["approver"],
     "sara": ["auditor"],
+    "gpu01": ["worker"],
 }
-"""The demo site's people: an admin, an ML engineer, two approvers and an auditor."""
+"""The demo site's accounts: an admin, an ML engineer, two approvers, an auditor and the
+account of one GPU server's training worker."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,25 @@ class Site:
         """A client signed in as ``username``."""
         from appliance.cli.connect import verify_for
 
-        verify = verify_for(self.ca_file)
-        with HubClient(hub_url, verify=verify) as anonymous:
+        credentials = self.sign_in(hub_url, username)
+        return HubClient(hub_url, credentials=credentials, verify=verify_for(self.ca_file))
+
+    def sign_in(self, hub_url: str, username: str) -> UserCredentials:
+        from appliance.cli.connect import verify_for
+
+        with HubClient(hub_url, verify=verify_for(self.ca_file)) as anonymous:
             tokens = anonymous.sign_in(username, self.passwords[username])
-        credentials = UserCredentials(tokens["access_token"], tokens["refresh_token"], hub_url)
-        return HubClient(hub_url, credentials=credentials, verify=verify)
+        return UserCredentials(
+            tokens["access_token"],
+            tokens["refresh_token"],
+            hub_url,
+            hub_ca=str(self.ca_file) if self.ca_file else None,
+        )
+
+    def session_file(self, hub_url: str, username: str, path: Path) -> Path:
+        """Sign ``username`` in and keep the session in ``path``, as 'appliance login' does."""
+        self.sign_in(hub_url, username).save(path)
+        return path
 
 
 def bootstrap_site(root: Path, *, tls: bool = True) -> Site:

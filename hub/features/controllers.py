@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import pyarrow.parquet as pq
 from litestar import Controller, Request, get, post
-from litestar.datastructures import UploadFile
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
 from litestar.response import Response
 
 from appliance.errors import InvalidInputError
@@ -29,24 +26,11 @@ from hub.features.service import FeatureStore
 from hub.identity.controllers import client_address
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission
+from hub.multipart import Multipart, filename, text, upload_bytes
 from hub.pagination import Limit
-from hub.registry.controllers import _upload_bytes
 
 P = Permission
-Multipart = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
-
-
-def _text(data: dict[str, Any], field: str) -> str | None:
-    value = data.get(field)
-    if isinstance(value, UploadFile):
-        return value.file.read().decode("utf-8", "replace")
-    return None if value is None else str(value)
-
-
-def _filename(data: dict[str, Any], field: str) -> str:
-    value = data.get(field)
-    return value.filename if isinstance(value, UploadFile) else field
 
 
 def feature_controller(max_upload_bytes: int) -> type[Controller]:
@@ -137,9 +121,9 @@ def feature_controller(max_upload_bytes: int) -> type[Controller]:
 
             All rows are stored or none: a refusal (422) names row, column and reason.
             """
-            content = _upload_bytes(data, "file", required=True)
+            content = upload_bytes(data, "file", required=True)
             assert content is not None
-            version = _text(data, "version")
+            version = text(data, "version")
             if version is not None and not version.isdigit():
                 raise InvalidInputError(f"version: {version!r} is not a version number")
             return features.ingest(
@@ -147,7 +131,7 @@ def feature_controller(max_upload_bytes: int) -> type[Controller]:
                 content,
                 actor=principal_of(request).actor,
                 version=int(version) if version else None,
-                source=_filename(data, "file"),
+                source=filename(data, "file"),
             )
 
         @post(
@@ -198,15 +182,15 @@ def feature_controller(max_upload_bytes: int) -> type[Controller]:
             optional ``timestamp_column``. Answers Parquet; ``X-Feature-Snapshots`` lists
             the snapshots read (JSON), for lineage.
             """
-            events = _upload_bytes(data, "events", required=True)
+            events = upload_bytes(data, "events", required=True)
             assert events is not None
             try:
-                views = json.loads(_text(data, "views") or "[]")
+                views = json.loads(text(data, "views") or "[]")
             except json.JSONDecodeError as exc:
                 raise InvalidInputError(f"views: not valid JSON ({exc})") from exc
             if not isinstance(views, list) or not all(isinstance(v, str) for v in views):
                 raise InvalidInputError("views: a JSON list of view names")
-            zone = _text(data, "zone")
+            zone = text(data, "zone")
             if not zone:
                 raise InvalidInputError("zone: the requester's residency zone is required")
             result = features.training_set(
@@ -214,7 +198,7 @@ def feature_controller(max_upload_bytes: int) -> type[Controller]:
                 views,
                 zone=zone,
                 actor=principal_of(request).actor,
-                timestamp_column=_text(data, "timestamp_column") or "event_timestamp",
+                timestamp_column=text(data, "timestamp_column") or "event_timestamp",
                 source=client_address(request),
             )
             buffer = io.BytesIO()

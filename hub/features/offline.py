@@ -401,3 +401,31 @@ def latest_per_entity(view: ViewData, con: duckdb.DuckDBPyConnection | None = No
     finally:
         if own:
             db.close()
+
+
+def label_events(
+    view: ViewData, label: str, con: duckdb.DuckDBPyConnection | None = None
+) -> pa.Table:
+    """A label view's rows as training events: join keys, event time and ``label``.
+
+    Rows with a null label are left out (nothing to learn from); the order is by
+    event time, then key, so a job reads the same events in the same order.
+    """
+    s = view.schema
+    if label not in {f.name for f in s.features}:
+        raise InvalidInputError(
+            f"label: view {s.name!r} has no feature {label!r}",
+            hint=f"its features are {', '.join(f.name for f in s.features)}",
+        )
+    own = con is None
+    db = con or connect()
+    try:
+        keys = ", ".join(q(k) for k in s.key_names)
+        sql = (
+            f"SELECT {keys}, {q(s.timestamp_column)}, {q(label)} FROM ({_feature_source(view)}) "
+            f"WHERE {q(label)} IS NOT NULL ORDER BY {q(s.timestamp_column)}, {keys}"
+        )
+        return db.sql(sql).to_arrow_table()
+    finally:
+        if own:
+            db.close()

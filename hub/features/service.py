@@ -42,6 +42,7 @@ from hub.features import definitions as defs
 from hub.features.offline import (
     ViewData,
     ViewSchema,
+    label_events,
     latest_per_entity,
     point_in_time_join,
     read_table,
@@ -458,6 +459,61 @@ class FeatureStore:
         self.gate.policy.check_zones([zone], "zone")
         with Session(self.engine) as session:
             resolved = [self._view_data(session, *parse_view_ref(v)) for v in views]
+        self._allow_read(resolved, zone=zone, actor=actor, source=source)
+        table = (
+            events
+            if isinstance(events, Path) and events.suffix == ".parquet"
+            else read_table(events)
+        )
+        joined = point_in_time_join(
+            table, [d for d, _ in resolved], timestamp_column=timestamp_column
+        )
+        return TrainingSet(joined, [r for _, rs in resolved for r in rs])
+
+    def labelled_training_set(
+        self,
+        label_view: str,
+        label: str,
+        views: Sequence[str],
+        *,
+        zone: str,
+        actor: str,
+        source: str | None = None,
+    ) -> TrainingSet:
+        """Like :meth:`training_set`, with the events read from a label view's rows.
+
+        The answer has the label view's keys, event time and ``label`` column,
+        then ``<view>__<feature>`` for each of ``views``; the lineage lists the
+        label view's snapshots first.
+        """
+        if not views:
+            raise InvalidInputError("features: name at least one feature view")
+        self.gate.policy.check_zones([zone], "zone")
+        with Session(self.engine) as session:
+            labels = self._view_data(session, *parse_view_ref(label_view))
+            resolved = [self._view_data(session, *parse_view_ref(v)) for v in views]
+        if labels[0].schema.name in {d.schema.name for d, _ in resolved}:
+            raise InvalidInputError(
+                f"features: {labels[0].schema.name!r} is the label view",
+                hint="a model must not learn from its own labels; leave it out of the features",
+            )
+        everything = [labels, *resolved]
+        self._allow_read(everything, zone=zone, actor=actor, source=source)
+        events = label_events(labels[0], label)
+        joined = point_in_time_join(
+            events, [d for d, _ in resolved], timestamp_column=labels[0].schema.timestamp_column
+        )
+        return TrainingSet(joined, [r for _, rs in everything for r in rs])
+
+    def _allow_read(
+        self,
+        resolved: Sequence[tuple[ViewData, list[SnapshotRef]]],
+        *,
+        zone: str,
+        actor: str,
+        source: str | None,
+    ) -> None:
+        """Residency check and audit entry for reading these views' rows from ``zone``."""
         data = [d for d, _ in resolved]
         refs = [r for _, rs in resolved for r in rs]
         names = ", ".join(f"{d.schema.name}:v{d.schema.version}" for d in data)
@@ -480,13 +536,6 @@ class FeatureStore:
                 source=source,
                 detail={"zone": zone, "snapshots": [r.snapshot_sha256 for r in refs]},
             )
-        table = (
-            events
-            if isinstance(events, Path) and events.suffix == ".parquet"
-            else read_table(events)
-        )
-        joined = point_in_time_join(table, data, timestamp_column=timestamp_column)
-        return TrainingSet(joined, refs)
 
     # -- online store ------------------------------------------------------------------
 

@@ -13,11 +13,16 @@ role              may
 ``auditor``       read and verify the audit log, write the residency record
                   of processing, read models and agents
 ``viewer``        read models and agents
+``worker``        a GPU server's account: claim training jobs, read their
+                  training sets, report progress and results
 ================  ==========================================================
 
 Every role also holds ``features:read`` (definitions, snapshots, online
 values and training sets, within the residency policy); ``ml-engineer`` alone
-holds ``features:write`` (define, ingest, materialise).
+holds ``features:write`` (define, ingest, materialise). Every role but
+``worker`` reads training jobs (``training:read``); ``ml-engineer`` submits,
+cancels and schedules them (``training:submit``); ``worker`` alone works them
+(``training:work``), and only for the job it holds the lease of.
 
 Agents are not users: an enrolled agent holds only ``agent:self`` (read what is
 meant for it, write its own reports).
@@ -43,6 +48,9 @@ class Permission(StrEnum):
     FEATURES_READ = "features:read"
     FEATURES_WRITE = "features:write"
     UPDATES_EXPORT = "updates:export"
+    TRAINING_READ = "training:read"
+    TRAINING_SUBMIT = "training:submit"
+    TRAINING_WORK = "training:work"
 
 
 P = Permission
@@ -58,6 +66,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             P.AUDIT_READ,
             P.FEATURES_READ,
             P.UPDATES_EXPORT,
+            P.TRAINING_READ,
         }
     ),
     "ml-engineer": frozenset(
@@ -68,15 +77,32 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             P.AGENTS_READ,
             P.FEATURES_READ,
             P.FEATURES_WRITE,
+            P.TRAINING_READ,
+            P.TRAINING_SUBMIT,
         }
     ),
     "approver": frozenset(
-        {P.MODELS_READ, P.MODELS_APPROVE, P.AGENTS_READ, P.FEATURES_READ, P.UPDATES_EXPORT}
+        {
+            P.MODELS_READ,
+            P.MODELS_APPROVE,
+            P.AGENTS_READ,
+            P.FEATURES_READ,
+            P.UPDATES_EXPORT,
+            P.TRAINING_READ,
+        }
     ),
     "auditor": frozenset(
-        {P.AUDIT_READ, P.RESIDENCY_REPORT, P.MODELS_READ, P.AGENTS_READ, P.FEATURES_READ}
+        {
+            P.AUDIT_READ,
+            P.RESIDENCY_REPORT,
+            P.MODELS_READ,
+            P.AGENTS_READ,
+            P.FEATURES_READ,
+            P.TRAINING_READ,
+        }
     ),
-    "viewer": frozenset({P.MODELS_READ, P.AGENTS_READ, P.FEATURES_READ}),
+    "viewer": frozenset({P.MODELS_READ, P.AGENTS_READ, P.FEATURES_READ, P.TRAINING_READ}),
+    "worker": frozenset({P.TRAINING_WORK}),
 }
 ROLES: tuple[str, ...] = tuple(ROLE_PERMISSIONS)
 AGENT_PERMISSIONS: frozenset[Permission] = frozenset({P.AGENT_SELF})

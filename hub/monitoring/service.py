@@ -5,12 +5,15 @@ again without storing anything, so an agent that resends after a crash or a
 lost answer never counts twice. A drift alert opens when the last
 ``alert_windows`` reports for one agent, model and version all drifted, and
 closes with the first window that did not. Opening one is audited and
-announced (``alerts``), so retraining can be queued by whoever listens.
+announced to listeners (``on_alert``): the retraining schedules queue jobs there.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +28,21 @@ from appliance.errors import InvalidInputError
 from appliance.schemas import AgentReport
 from hub.audit.service import AuditLog
 from hub.db import session_scope
-from hub.events import Changes
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord, DriftReportRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DriftAlertOpened:
+    agent_id: int
+    model: str
+    version: int
+    windows: int
+
+    @property
+    def target(self) -> str:
+        return f"model:{self.model}/{self.version} on agent:{self.agent_id}"
 
 MAX_BATCH = 500
 
@@ -86,15 +102,14 @@ class MonitoringService:
         self.engine = engine
         self.audit = audit
         self.alert_windows = alert_windows
-        self.alerts = Changes()
-        """Told (actor, reason) when a drift alert opens; retraining can listen here."""
+        self._alert_listeners: list[Callable[[DriftAlertOpened], None]] = []
 
     def ingest(self, agent_id: int, reports: list[AgentReport]) -> list[str]:
         """Store each new report; return every key now held (new and already known)."""
         if len(reports) > MAX_BATCH:
             raise InvalidInputError(f"reports: at most {MAX_BATCH} per request")
         held: list[str] = []
-        opened: list[str] = []
+        opened: list[DriftAlertOpened] = []
         for report in reports:
             drift = self._drift_body(report)
             try:
@@ -111,9 +126,20 @@ class MonitoringService:
             except SAIntegrityError:
                 pass  # this key is already held: acknowledge it again, store nothing
             held.append(report.key)
-        for reason in opened:
-            self.alerts.announce(f"agent:{agent_id}", reason)
+        for alert in opened:
+            self._announce(alert)
         return held
+
+    def on_alert(self, listener: Callable[[DriftAlertOpened], None]) -> None:
+        """Call ``listener`` after each drift alert opens (its transaction committed)."""
+        self._alert_listeners.append(listener)
+
+    def _announce(self, alert: DriftAlertOpened) -> None:
+        for listener in self._alert_listeners:
+            try:
+                listener(alert)
+            except Exception:
+                log.exception("reacting to a drift alert on %s failed", alert.target)
 
     def _drift_body(self, report: AgentReport) -> DriftBody | None:
         if report.kind != "drift":
@@ -128,7 +154,7 @@ class MonitoringService:
 
     def _store_drift(
         self, session: Session, agent_id: int, report_id: int, body: DriftBody
-    ) -> str | None:
+    ) -> DriftAlertOpened | None:
         session.add(
             DriftReportRecord(
                 report_id=report_id,
@@ -193,7 +219,7 @@ class MonitoringService:
                 outcome="ok",
                 detail={"windows": self.alert_windows, "min_p_value": min(body.p_values)},
             )
-            return f"drift alert: {target}, {self.alert_windows} drifted windows in a row"
+            return DriftAlertOpened(agent_id, body.model, body.version, self.alert_windows)
         return None
 
     def drift_history(

@@ -2,54 +2,21 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import UploadFile
-from litestar.enums import RequestEncodingType
-from litestar.params import Body
 from litestar.response import File
 
-from appliance.errors import InvalidInputError
 from appliance.schemas import ModelDetail, ModelSummary, StageChange, VersionInfo
 from hub.fleet.service import FleetService
 from hub.identity.controllers import client_address
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission
+from hub.multipart import Multipart, json_object, upload_bytes
 from hub.pagination import Limit
 from hub.registry.service import RegistryService
 
 P = Permission
-
-
-def _upload_bytes(data: dict[str, Any], field: str, *, required: bool) -> bytes | None:
-    value = data.get(field)
-    if value is None:
-        if required:
-            raise InvalidInputError(f"{field}: missing file part {field!r} in the multipart form")
-        return None
-    if not isinstance(value, UploadFile):
-        raise InvalidInputError(f"{field}: expected a file part, got a text field")
-    content = value.file.read()
-    if required and not content:
-        raise InvalidInputError(f"{field}: the uploaded file is empty")
-    return content
-
-
-def _metadata(data: dict[str, Any]) -> dict[str, Any]:
-    raw = data.get("metadata")
-    if raw is None:
-        return {}
-    if isinstance(raw, UploadFile):
-        raw = raw.file.read().decode("utf-8", "replace")
-    try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"metadata: not valid JSON ({exc})") from exc
-    if not isinstance(parsed, dict):
-        raise InvalidInputError("metadata: must be a JSON object")
-    return parsed
 
 
 def model_controller(max_upload_bytes: int) -> type[Controller]:
@@ -85,7 +52,7 @@ def model_controller(max_upload_bytes: int) -> type[Controller]:
             self,
             name: str,
             registry: RegistryService,
-            data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
+            data: Multipart,
             request: Request[Any, Any, Any],
         ) -> VersionInfo:
             """Register an ONNX model as the next candidate version.
@@ -95,13 +62,13 @@ def model_controller(max_upload_bytes: int) -> type[Controller]:
             ``metrics``, ``lineage`` and ``zones``, the residency zones of the
             training data). The uploader is recorded as the version's author.
             """
-            onnx_bytes = _upload_bytes(data, "model", required=True)
+            onnx_bytes = upload_bytes(data, "model", required=True)
             assert onnx_bytes is not None
-            meta = _metadata(data)
+            meta = json_object(data, "metadata")
             return registry.register_version(
                 name,
                 onnx_bytes,
-                reference_npy=_upload_bytes(data, "reference", required=False),
+                reference_npy=upload_bytes(data, "reference", required=False),
                 metrics=meta.get("metrics"),
                 lineage=meta.get("lineage"),
                 zones=meta.get("zones"),

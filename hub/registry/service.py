@@ -184,6 +184,15 @@ class RegistryService:
         info = self.get_version(name, version)
         return self.store.open_path(info.bundle_sha256), info
 
+    def production_version(self, name: str) -> int | None:
+        """The model's production version; ``None`` for none (or no such model yet)."""
+        with Session(self.engine) as session:
+            return session.exec(
+                select(ModelVersionRecord.version)
+                .join(ModelRecord, col(ModelVersionRecord.model_id) == col(ModelRecord.id))
+                .where(ModelRecord.name == name, ModelVersionRecord.stage == "production")
+            ).first()
+
     def production_assignments(self) -> list[tuple[Assignment, list[str]]]:
         """Every model's production version with its data zones (rollouts refine this)."""
         with Session(self.engine) as session:

@@ -16,13 +16,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from appliance import __version__
-from hub.training.datasets import DATASETS, TabularDataset
+from hub.training import export
+from hub.training.datasets import DATASETS
+from hub.training.evaluation import classification_metrics, split
+from hub.training.export import export_onnx, onnx_predict
 
 if TYPE_CHECKING:
     from hub.training.mlp import Precision
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "probabilities"
+INPUT_NAME = export.INPUT_NAME
+OUTPUT_NAME = export.PROBABILITIES
 REFERENCE_ROWS = 500
 
 
@@ -68,20 +71,6 @@ def code_version() -> str:
     return f"{__version__}+g{commit}" if commit else __version__
 
 
-def _split(data: TabularDataset, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified train/test index split, reproducible from the seed."""
-    rng = np.random.default_rng(seed)
-    train_idx: list[int] = []
-    test_idx: list[int] = []
-    for label in np.unique(data.labels):
-        idx = np.flatnonzero(data.labels == label)
-        rng.shuffle(idx)
-        cut = round(len(idx) * fraction)
-        test_idx.extend(idx[:cut].tolist())
-        train_idx.extend(idx[cut:].tolist())
-    return np.sort(np.array(train_idx)), np.sort(np.array(test_idx))
-
-
 def train_tabular(params: TabularParams, device: str = "cpu") -> TrainingResult:
     import torch
 
@@ -89,7 +78,7 @@ def train_tabular(params: TabularParams, device: str = "cpu") -> TrainingResult:
 
     torch.manual_seed(params.seed)
     data = DATASETS[params.dataset]()
-    train_idx, test_idx = _split(data, params.test_fraction, params.seed)
+    train_idx, test_idx = split(data.labels, params.test_fraction, params.seed, stratify=True)
     x_train, y_train = data.features[train_idx], data.labels[train_idx]
     x_test, y_test = data.features[test_idx], data.labels[test_idx]
     n_features, n_classes = x_train.shape[1], int(data.labels.max()) + 1
@@ -110,32 +99,15 @@ def train_tabular(params: TabularParams, device: str = "cpu") -> TrainingResult:
     train_seconds = stats.seconds
 
     exported = WithSoftmax(model).eval().cpu()
-    with torch.no_grad():
-        probs = exported(torch.tensor(x_test)).numpy()
-    predictions = probs.argmax(axis=1)
-    accuracy = float((predictions == y_test).mean())
-    eps = 1e-7
-    log_loss = float(-np.log(np.clip(probs[np.arange(len(y_test)), y_test], eps, 1)).mean())
-
-    buffer = io.BytesIO()
-    torch.onnx.export(
-        exported,
-        (torch.zeros(1, n_features),),
-        buffer,  # type: ignore[arg-type]  # file-like objects are accepted
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    onnx_bytes = export_onnx(exported, n_features, OUTPUT_NAME)
+    scores = classification_metrics(onnx_predict(onnx_bytes, x_test), y_test)
     reference = io.BytesIO()
     np.save(reference, x_train[:REFERENCE_ROWS], allow_pickle=False)
     return TrainingResult(
-        onnx_bytes=buffer.getvalue(),
+        onnx_bytes=onnx_bytes,
         reference_npy=reference.getvalue(),
         metrics={
-            "accuracy": accuracy,
-            "log_loss": log_loss,
+            **scores,
             "test_rows": float(len(y_test)),
             "train_rows": float(len(y_train)),
             "train_seconds": train_seconds,

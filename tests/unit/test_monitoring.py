@@ -8,7 +8,7 @@ from appliance.errors import InvalidInputError
 from appliance.keys import init_keypair
 from appliance.schemas import AgentReport
 from hub.audit.service import AuditLog
-from hub.monitoring.service import MonitoringService
+from hub.monitoring.service import DriftAlertOpened, MonitoringService
 
 
 @pytest.fixture
@@ -43,14 +43,14 @@ def test_a_resent_batch_is_acknowledged_and_stored_once(monitoring):
 
 
 def test_an_alert_opens_after_three_drifted_windows_and_closes_with_a_clean_one(monitoring):
-    heard: list[str] = []
-    monitoring.alerts.subscribe(lambda _actor, reason: heard.append(reason))
+    heard: list[DriftAlertOpened] = []
+    monitoring.on_alert(heard.append)
     monitoring.ingest(1, [drift("a", True), drift("b", True)])
     assert monitoring.alerts_list() == []
     monitoring.ingest(1, [drift("c", True)])
     (alert,) = monitoring.alerts_list(open_only=True)
     assert (alert.model, alert.version, alert.windows) == ("bc", 1, 3)
-    assert heard and "3 drifted windows in a row" in heard[0]
+    assert heard == [DriftAlertOpened(agent_id=1, model="bc", version=1, windows=3)]
     monitoring.ingest(1, [drift("d", True)])  # still drifting: no second alert
     assert len(monitoring.alerts_list()) == 1
     monitoring.ingest(1, [drift("e", False)])

@@ -1,0 +1,1 @@
+"""GPU workers: claim training jobs from the hub, train, evaluate, report."""
