@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import msgspec
 
+from appliance.errors import HubError
 from appliance.feature_schemas import SnapshotRef
 from appliance.training_schemas import (
+    TERMINAL_STATES,
     ClaimRequest,
     FailRequest,
     HeartbeatAnswer,
@@ -55,6 +58,21 @@ class TrainingApi:
 
     def training_job(self, job_id: int) -> JobInfo:
         return self._typed("GET", f"{JOBS}/{job_id}", JobInfo)
+
+    def wait_training(self, job_id: int, *, timeout: float, poll_s: float = 0.5) -> JobInfo:
+        """Poll until the job has ended; the job as it ended."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.training_job(job_id)
+            if job.state in TERMINAL_STATES:
+                return job
+            if time.monotonic() > deadline:
+                raise HubError(
+                    f"training job {job_id} is still {job.state} after {timeout:.0f} s "
+                    f"({job.message})",
+                    hint=f"follow it with 'appliance train logs {job_id}'",
+                )
+            time.sleep(poll_s)
 
     def training_logs(self, job_id: int, *, after: int = 0) -> list[LogLine]:
         return self._typed("GET", f"{JOBS}/{job_id}/logs", list[LogLine], params={"after": after})

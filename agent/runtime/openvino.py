@@ -20,7 +20,12 @@ class OpenVINOModel:
 
         try:
             core = ov.Core()
-            config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+            # f32 on every CPU: on bf16-capable ones (AVX512_BF16, AMX) OpenVINO would pick
+            # bf16 by itself, and answers would drift from the tested ONNX model's (~1e-2)
+            config: dict[str, Any] = {
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": "f32",
+            }
             if threads > 0:
                 config["INFERENCE_NUM_THREADS"] = threads
             self._compiled = core.compile_model(str(folder / IR_XML_FILE), "CPU", config)

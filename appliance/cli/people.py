@@ -90,6 +90,6 @@ def add_parsers(
         "--role",
         action="append",
         required=True,
-        help="admin, ml-engineer, approver, auditor or viewer (repeatable)",
+        help="admin, ml-engineer, approver, auditor, viewer or worker (repeatable)",
     )
     create.set_defaults(func=users_create)

@@ -151,6 +151,7 @@ def worker_run(args: argparse.Namespace) -> int:
         heartbeat_s=args.heartbeat_s,
         poll_s=args.poll_s,
         device=args.device,
+        processes=args.processes,
     )
     with user_client(args) as hub:
         worker = Worker(hub, settings)
@@ -209,6 +210,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     worker.add_argument("--name", help="worker name (default $APPLIANCE_WORKER_NAME or host name)")
     worker.add_argument("--zone", help="this server's residency zone (default $APPLIANCE_ZONE)")
     worker.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    worker.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="training processes for the built-in trainers, launched with torchrun (DDP); "
+        "0: one per visible GPU (default), 1: in-process",
+    )
     worker.add_argument("--heartbeat-s", type=float, default=10.0)
     worker.add_argument("--poll-s", type=float, default=5.0, help="wait between empty claims")
     worker.add_argument(

@@ -30,6 +30,8 @@ SCANS = "tumour_scans"
 DIAGNOSES = "diagnoses"
 LABEL = "benign"
 DIAGNOSED_AT = datetime(2026, 6, 1, tzinfo=UTC)
+TEST_FRACTION = 0.2
+TEST_FRACTION = 0.2
 
 
 def column_name(feature: str) -> str:
@@ -95,7 +97,9 @@ def load_clinic(hub: HubClient, zone: str) -> tuple[int, int]:
     return scans.num_rows, diagnoses.num_rows
 
 
-def job_spec(model: str, **params: object) -> JobSpec:
+def job_spec(model: str, *, max_regression: float = 0.01, **params: object) -> JobSpec:
+    """The built-in classifier on scans → diagnosis: accuracy at least 0.9 on the held-out
+    rows, and at most ``max_regression`` below production's on the same rows."""
     return JobSpec(
         model=model,
         features=[SCANS],
@@ -107,7 +111,22 @@ def job_spec(model: str, **params: object) -> JobSpec:
             "hidden": [32, 16],
             "batch_size": 64,
             "learning_rate": 0.01,
+            "test_fraction": TEST_FRACTION,
             **params,
         },
-        gate=GateSpec(thresholds={"accuracy": 0.9}),
+        gate=GateSpec(thresholds={"accuracy": 0.9}, max_regression={"accuracy": max_regression}),
     )
+
+
+def held_out(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The rows a job with this seed holds out (the worker's split), and their labels.
+
+    The worker's label events come ordered by time, then patient id: the data's own order.
+    """
+    from sklearn.datasets import load_breast_cancer
+
+    from hub.training.evaluation import split
+
+    data = load_breast_cancer()
+    _, test = split(data.target, TEST_FRACTION, seed, stratify=True)
+    return data.data[test].astype(np.float32), data.target[test].astype(np.int64)

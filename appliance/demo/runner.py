@@ -1,12 +1,15 @@
-"""The demo: hub and two agents as real processes, two trained versions, a live swap.
+"""The demo: hub, two agents and a training worker as real processes, the whole loop.
 
-Steps: start the hub; enrol two agents (pinning the CA and the TUF root); train
-and register version 1; promote it to production; wait until both agents
-serve it; score the held-out set over HTTP; train version 2 and promote it
-while traffic flows; check that the agents swapped with no failed request;
-feed one agent shifted inputs until the hub raises a drift alert; train version 3
-and roll it out as a canary, ring by ring, into production; run an A/B test of
-version 3 against version 2 with sticky customers until the hub gives a verdict.
+Steps: start the hub; enrol two agents (pinning the CA and the TUF root); load
+the feature store (scans and diagnoses); start a training worker; train version
+1 as a job on the worker (point-in-time training set, evaluation gate, candidate);
+promote it to production; wait until both agents serve it; score the held-out
+rows over HTTP; train version 2 (gated against version 1 on the same rows) and
+promote it while traffic flows; check that the agents swapped with no failed
+request; feed one agent shifted inputs until the hub raises a drift alert, which
+queues the retraining job that makes version 3; roll version 3 out as a canary,
+ring by ring, into production; run an A/B test of version 3 against version 2
+with sticky customers until the hub gives a verdict.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from rich.table import Table
 
 from appliance.cli.output import console
+from appliance.demo.clinic import held_out, job_spec, load_clinic
 from appliance.demo.load import LoadResult, LoadThread, infer_once, v2_body
 from appliance.demo.processes import (
     ServiceProcess,
@@ -31,11 +35,13 @@ from appliance.demo.processes import (
     hub_process,
     serving_version,
     wait_for,
+    worker_process,
 )
 from appliance.demo.site import ROLES, Site, bootstrap_site
 from appliance.errors import ApplianceError, ConfigError
 from appliance.hub_client import HubClient
 from appliance.schemas import VersionInfo
+from appliance.training_schemas import JobInfo, JobSpec, ScheduleSpec
 
 MODEL = "breast-cancer"
 AGENTS = ("agent-dxb-1", "agent-dxb-2")
@@ -78,20 +84,27 @@ def _fresh_dir(data_dir: Path | None) -> Path:
     return data_dir
 
 
-def _train_and_register(
-    hub: HubClient, seed: int, hidden: tuple[int, ...]
-) -> tuple[VersionInfo, np.ndarray, np.ndarray]:
-    from hub.training.tabular import TabularParams, train_tabular
+def _spec(seed: int, hidden: list[int]) -> JobSpec:
+    # the demo's versions differ in architecture; allow 3 points below production's accuracy
+    return job_spec(MODEL, seed=seed, hidden=hidden, max_regression=0.03)
 
-    result = train_tabular(TabularParams(seed=seed, hidden=hidden))
-    info = hub.upload_model(
-        MODEL,
-        result.onnx_bytes,
-        reference_npy=result.reference_npy,
-        metrics=result.metrics,
-        lineage=result.lineage,
+
+def _finished(hub: HubClient, job_id: int) -> VersionInfo:
+    """Wait for the job; the version it registered, or a failure naming the job's message."""
+    job = hub.wait_training(job_id, timeout=WAIT_S * 2)
+    if job.state != "succeeded" or job.result_version is None:
+        raise WaitTimeoutError(f"training job {job_id} {job.state}: {job.message}")
+    return hub.get_model(MODEL).versions[job.result_version - 1]
+
+
+def _retrained_on_drift(hub: HubClient) -> JobInfo:
+    return wait_for(
+        "the hub to queue the retraining job",
+        lambda: next(
+            (j for j in hub.training_jobs(model=MODEL) if j.reason.startswith("drift:")), None
+        ),
+        timeout=WAIT_S,
     )
-    return info, result.test_features, result.test_labels
 
 
 def _drift_until_alert(
@@ -253,8 +266,22 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
                 agent.start()
             for agent in agents:
                 agent.wait_healthy()
-        with step("alice trained v1 (PyTorch MLP on CPU), hub exported ONNX + OpenVINO IR, signed"):
-            v1, features, labels = _train_and_register(engineer, seed=0, hidden=(32, 16))
+        with step("alice defined feature views (scans, diagnoses) and ingested 569 patients"):
+            load_clinic(engineer, ZONE)
+        with step("training worker gpu01 started (a 'worker' account; this box: CPU)"):
+            worker = worker_process(
+                "gpu01",
+                site.session_file(hub_proc.url, "gpu01", root / "gpu01.session.json"),
+                hub_proc.url,
+                root / "logs",
+                zone=ZONE,
+                hub_ca=site.ca_file,
+            )
+            processes.append(worker)
+            worker.start()
+        with step("gpu01 trained v1 from the feature store (job 1: point-in-time join, gate)"):
+            v1 = _finished(engineer, engineer.submit_training(_spec(0, [32, 16])).id)
+            features, labels = held_out(seed=0)
         with step(f"alice staged {MODEL} v{v1.version}; omar approved it; hub signed TUF metadata"):
             _promote(engineer, approver, v1.version)
         with step("both agents verified v1 via TUF, decrypted it with their own keys, tested it"):
@@ -267,8 +294,11 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         loads = [LoadThread(a.url, MODEL, features, labels) for a in agents]
         for load in loads:
             load.start()
-        with step("trained v2 while both agents keep serving"):
-            v2, _, _ = _train_and_register(engineer, seed=1, hidden=(64, 32))
+        with step("gpu01 trained v2 while both agents keep serving; it passed the gate vs v1"):
+            v2 = _finished(engineer, engineer.submit_training(_spec(0, [64, 32])).id)
+            engineer.create_schedule(
+                ScheduleSpec(name="retrain-on-drift", job=_spec(0, [48, 24]), on_drift=True)
+            )
         with step(f"v{v2.version} staged and approved; agents swapped under live traffic"):
             _promote(engineer, approver, v2.version)
             for agent in agents:
@@ -282,8 +312,11 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
             f"  drift alert: {MODEL} v{alert['version']} on agent {alert['agent_id']}, "
             f"{alert['windows']} drifted windows in a row"
         )
-        with step("trained v3; omar rolls it out as a canary: ring 1 (half the agents), then all"):
-            v3, _, _ = _train_and_register(engineer, seed=2, hidden=(32, 16))
+        with step("the drift alert queued a retraining job; gpu01 trained v3 from it"):
+            retrain = _retrained_on_drift(engineer)
+            v3 = _finished(engineer, retrain.id)
+        console.print(f"  job {retrain.id}: {retrain.reason}")
+        with step("omar rolls v3 out as a canary: ring 1 (half the agents), then all"):
             engineer.change_stage(MODEL, v3.version, "staging")
             rollout = _canary(approver, v3.version, agents)
         console.print(

@@ -49,7 +49,10 @@ def openvino_max_abs_diff(onnx_bytes: bytes, features: np.ndarray) -> float | No
     except ImportError:
         return None
     core = ov.Core()
-    compiled = core.compile_model(core.read_model(onnx_bytes), "CPU")
+    # f32, as agents run it: a bf16-capable CPU would otherwise pick bf16 by itself
+    compiled = core.compile_model(
+        core.read_model(onnx_bytes), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
     rows = np.ascontiguousarray(features, dtype=np.float32)
     ir_out = np.asarray(compiled(rows)[compiled.output(0)])
     return float(np.max(np.abs(ir_out - onnx_predict(onnx_bytes, rows)))) if len(rows) else 0.0

@@ -24,8 +24,8 @@ from appliance.errors import ConflictError, InvalidInputError, NotFoundError
 from appliance.training_schemas import JobInfo, JobSpec, ScheduleInfo, ScheduleSpec
 from hub.audit.service import AuditLog
 from hub.db import session_scope
-from hub.features.definitions import check_name
 from hub.monitoring.service import DriftAlertOpened
+from hub.registry.service import NAME_PATTERN
 from hub.training.jobs import TrainingJobs, check_spec
 from hub.training.records import TrainingScheduleRecord
 
@@ -52,7 +52,11 @@ class RetrainingSchedules:
     # -- records ---------------------------------------------------------------------------
 
     def create(self, spec: ScheduleSpec, *, actor: str) -> ScheduleInfo:
-        check_name(spec.name, "name")
+        if not NAME_PATTERN.fullmatch(spec.name):
+            raise InvalidInputError(
+                f"name: {spec.name!r} is not a valid schedule name",
+                hint="use 1-64 lower-case letters, digits, '.', '_' or '-'",
+            )
         check_spec(spec.job)
         if spec.cron is None and not spec.on_drift:
             raise InvalidInputError(

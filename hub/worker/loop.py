@@ -15,12 +15,12 @@ import threading
 import traceback
 from dataclasses import dataclass
 
-from appliance.errors import ApplianceError, HubRejectedError, HubUnavailableError
+from appliance.errors import ApplianceError, ConfigError, HubRejectedError, HubUnavailableError
 from appliance.hub_client import HubClient
 from appliance.training_schemas import ClaimRequest, FailRequest, HeartbeatRequest, JobInfo
 from hub.training.mlp import Stopped
 from hub.worker.progress import Progress
-from hub.worker.runner import run_job
+from hub.worker.runner import Outcome, first_line, run_job
 from hub.worker.telemetry import GpuTelemetry
 
 log = logging.getLogger("appliance.worker")
@@ -34,6 +34,9 @@ class WorkerSettings:
     poll_s: float = 5.0
     device: str = "auto"
     """``auto`` (the first GPU if there is one), ``cpu`` or ``cuda[:N]``."""
+    processes: int = 0
+    """Training processes for the built-in trainers (torchrun/DDP above 1); 0: one per
+    visible GPU when the device is ``cuda`` and there are several, else 1."""
 
 
 def pick_device(requested: str) -> str:
@@ -44,20 +47,43 @@ def pick_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def pick_processes(requested: int, device: str) -> int:
+    """How many training processes to run; checked here so a bad flag fails at start."""
+    if requested < 0:
+        raise ConfigError(f"processes must be 0 (auto) or more, not {requested}")
+    if device != "cuda":
+        # cpu (several gloo processes only when asked) or one pinned GPU
+        if requested > 1 and device.startswith("cuda"):
+            raise ConfigError(
+                f"--processes {requested} needs --device cuda (every visible GPU), not {device}"
+            )
+        return requested or 1
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if requested > gpus:
+        raise ConfigError(
+            f"--processes {requested}: only {gpus} GPU(s) visible (one process per GPU)"
+        )
+    return requested or max(gpus, 1)
+
+
 class Worker:
     def __init__(self, hub: HubClient, settings: WorkerSettings) -> None:
         self.hub = hub
         self.settings = settings
         self.telemetry = GpuTelemetry()
         self.device = pick_device(settings.device)
+        self.processes = pick_processes(settings.processes, self.device)
         self.stopping = threading.Event()
 
     def run_forever(self) -> None:
         log.info(
-            "worker %s (zone %s) on %s; %s",
+            "worker %s (zone %s) on %s, %d training process(es); %s",
             self.settings.name,
             self.settings.zone,
             self.device,
+            self.processes,
             self.telemetry.note or f"{self.telemetry.count} GPU(s)",
         )
         while not self.stopping.is_set():
@@ -91,49 +117,49 @@ class Worker:
             target=self._heartbeat, args=(job.id, progress, beating), daemon=True
         )
         heart.start()
+        outcome: Outcome | None = None
+        reason, cancelled = "", False
         try:
-            outcome = run_job(self.hub, job, self.settings.name, self.device, progress)
-            self._flush(job.id, progress)
-            done = self.hub.training_result(
-                job.id,
-                {
-                    "worker": self.settings.name,
-                    "verdict": outcome.verdict,
-                    "metrics": outcome.metrics,
-                    "lineage": outcome.lineage,
-                },
-                onnx_bytes=outcome.onnx_bytes,
-                reference_npy=outcome.reference_npy,
+            outcome = run_job(
+                self.hub, job, self.settings.name, self.device, progress, self.processes
             )
-            log.info("job %d: %s (%s)", job.id, done.state, done.message)
         except Stopped as exc:
-            self._end(job.id, progress, f"stopped: {exc}", cancelled=True)
+            reason, cancelled = f"stopped: {exc}", True
         except ApplianceError as exc:
             reason = exc.message + (f" ({exc.hint})" if exc.hint else "")
-            self._end(job.id, progress, reason, cancelled=False)
         except Exception as exc:
             log.error("job %d failed:\n%s", job.id, traceback.format_exc())
-            self._end(job.id, progress, f"{type(exc).__name__}: {exc}", cancelled=False)
+            reason = f"{type(exc).__name__}: {first_line(exc)}"
         finally:
-            beating.set()
-            heart.join(timeout=self.settings.heartbeat_s + 5)
-
-    def _end(self, job_id: int, progress: Progress, reason: str, *, cancelled: bool) -> None:
+            beating.set()  # no heartbeat may follow the job's end
+            heart.join(timeout=self.settings.heartbeat_s + 30)
         if progress.lease_lost:
-            log.warning("job %d: lease lost; dropped without reporting (%s)", job_id, reason)
+            log.warning("job %d: lease lost; dropped without reporting (%s)", job.id, reason)
             return
+        self._beat(job.id, progress)  # the log lines still pending
         try:
-            self._flush(job_id, progress)
-            done = self.hub.training_failed(
-                job_id, FailRequest(worker=self.settings.name, reason=reason, cancelled=cancelled)
-            )
-            log.info("job %d: %s (%s)", job_id, done.state, reason)
+            if outcome is None:
+                done = self.hub.training_failed(
+                    job.id,
+                    FailRequest(worker=self.settings.name, reason=reason, cancelled=cancelled),
+                )
+            else:
+                done = self.hub.training_result(
+                    job.id,
+                    {
+                        "worker": self.settings.name,
+                        "verdict": outcome.verdict,
+                        "metrics": outcome.metrics,
+                        "lineage": outcome.lineage,
+                    },
+                    onnx_bytes=outcome.onnx_bytes,
+                    reference_npy=outcome.reference_npy,
+                )
         except ApplianceError as exc:
-            log.warning("job %d: could not report its end: %s", job_id, exc.message)
-
-    def _flush(self, job_id: int, progress: Progress) -> None:
-        """Send the log lines still pending, so the job's log is whole when it ends."""
-        self._beat(job_id, progress)
+            # the lease runs out and the job is worked again (up to its attempts)
+            log.warning("job %d: could not report its end: %s", job.id, exc.message)
+            return
+        log.info("job %d: %s (%s)", job.id, done.state, done.message)
 
     def _beat(self, job_id: int, progress: Progress) -> None:
         fraction, message, lines = progress.drain()

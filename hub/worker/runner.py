@@ -35,7 +35,7 @@ from hub.training.mlp import Stopped
 from hub.training.tabular import REFERENCE_ROWS, code_version
 from hub.worker.dataset import Arrays, to_arrays
 from hub.worker.progress import Progress
-from hub.worker.trainers import TrainContext, resolve
+from hub.worker.trainers import BUILTIN, TrainContext, resolve
 
 DEFAULT_TEST_FRACTION = 0.2
 MAX_BASELINE_BYTES = 4 << 30
@@ -69,6 +69,24 @@ def _check_outputs(task: Task, outputs: np.ndarray, arrays: Arrays) -> np.ndarra
     return outputs.reshape(-1)
 
 
+def _export(trained: Any, task: Task, x_train: np.ndarray) -> bytes:
+    output = export.PROBABILITIES if task == "classification" else export.PREDICTION
+    try:
+        return export.export_onnx(trained, x_train.shape[1], output)
+    except Exception as exc:  # the exporter raises many types; all mean the same here
+        raise InvalidInputError(
+            f"the trained model could not be exported to ONNX: {first_line(exc)}",
+            hint="keep weights in parameters or buffers of the module (not captured tensors), "
+            "or have the trainer return ONNX bytes",
+        ) from exc
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's first line, cut to ``limit`` characters (some carry whole tensors)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _baseline(
     hub: HubClient, job: JobInfo, worker: str, x_test: np.ndarray, work: Path
 ) -> tuple[int | None, np.ndarray | None, str]:
@@ -97,9 +115,20 @@ def _baseline(
         )
 
 
-def run_job(hub: HubClient, job: JobInfo, worker: str, device: str, progress: Progress) -> Outcome:
+def run_job(
+    hub: HubClient,
+    job: JobInfo,
+    worker: str,
+    device: str,
+    progress: Progress,
+    processes: int = 1,
+) -> Outcome:
+    """``processes`` above 1 trains a built-in trainer under torchrun (DDP); a user's
+    trainer always runs in this process, so its lineage says 1."""
     spec = msgspec.convert(job.spec, JobSpec)
     task, trainer = resolve(spec.trainer)
+    if spec.trainer not in BUILTIN:
+        processes = 1
     progress.update(0.0, "reading the training set from the hub")
     parquet, snapshots = hub.training_dataset(job.id, worker)
     table = pq.read_table(io.BytesIO(parquet))
@@ -114,31 +143,26 @@ def run_job(hub: HubClient, job: JobInfo, worker: str, device: str, progress: Pr
     x_train, y_train = arrays.features[train_idx], arrays.labels[train_idx]
     x_test, y_test = arrays.features[test_idx], arrays.labels[test_idx]
 
-    ctx = TrainContext(
-        features=x_train,
-        labels=y_train,
-        feature_names=arrays.feature_names,
-        task=task,
-        classes=arrays.classes,
-        params=spec.params,
-        device=device,
-        report=lambda f, m: progress.update(0.05 + 0.85 * f, m),
-        stop=progress.stop,
-    )
     started = time.perf_counter()
-    trained = trainer(ctx)
+    with tempfile.TemporaryDirectory(prefix="appliance-train-") as train_dir:
+        ctx = TrainContext(
+            features=x_train,
+            labels=y_train,
+            feature_names=arrays.feature_names,
+            task=task,
+            classes=arrays.classes,
+            params=spec.params,
+            device=device,
+            report=lambda f, m: progress.update(0.05 + 0.85 * f, m),
+            stop=progress.stop,
+            processes=processes,
+            work_dir=Path(train_dir),
+        )
+        trained = trainer(ctx)
     train_seconds = time.perf_counter() - started
     if progress.stop.is_set():
         raise Stopped("stopped after training")
-    onnx_bytes = (
-        trained
-        if isinstance(trained, bytes)
-        else export.export_onnx(
-            trained,
-            x_train.shape[1],
-            export.PROBABILITIES if task == "classification" else export.PREDICTION,
-        )
-    )
+    onnx_bytes = trained if isinstance(trained, bytes) else _export(trained, task, x_train)
     progress.update(0.92, "evaluating on the held-out rows")
     outputs = _check_outputs(task, export.onnx_predict(onnx_bytes, x_test), arrays)
     metrics = metrics_for(task, outputs, y_test)
@@ -174,7 +198,7 @@ def run_job(hub: HubClient, job: JobInfo, worker: str, device: str, progress: Pr
     lineage = {
         "trainer": spec.trainer,
         "code_version": code_version(),
-        "hyperparameters": {**spec.params, "device": device},
+        "hyperparameters": {**spec.params, "device": device, "processes": processes},
         "dataset": f"training-job:{job.id}",
         "dataset_sha256": hashlib.sha256(parquet).hexdigest(),
         "training_job": job.id,

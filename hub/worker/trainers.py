@@ -16,9 +16,11 @@ importable on the worker (installed in its environment or on ``PYTHONPATH``).
 from __future__ import annotations
 
 import importlib
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -44,6 +46,10 @@ class TrainContext:
     """``cuda`` or ``cpu``."""
     report: Callable[[float, str], None] = field(default=lambda _f, _m: None)
     stop: threading.Event = field(default_factory=threading.Event)
+    processes: int = 1
+    """Training processes for the built-in trainers (more than 1: torchrun with DDP)."""
+    work_dir: Path | None = None
+    """Scratch folder for the distributed run's files (a temporary one when None)."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,41 @@ def trainable(module: Any) -> Any:
     return module.inner
 
 
+def fit_targets(ctx: TrainContext) -> np.ndarray:
+    """What the trainable part learns: class indices, or targets standardised as
+    :func:`build_mlp`'s rescaling undoes (one place, so every process agrees)."""
+    if ctx.task == "classification":
+        return ctx.labels
+    standardised: np.ndarray = (ctx.labels - ctx.labels.mean()) / (float(ctx.labels.std()) or 1.0)
+    return standardised
+
+
+def fit_options(ctx: TrainContext, params: MlpParams) -> dict[str, Any]:
+    """``fit``'s settings for ``ctx``, shared with the distributed ranks so both train alike."""
+    return {
+        "epochs": params.epochs,
+        "batch_size": params.batch_size,
+        "learning_rate": params.learning_rate,
+        "weight_decay": params.weight_decay,
+        "device": ctx.device,
+        "precision": resolved_precision(params.precision, ctx.device),
+        "loss": "cross_entropy" if ctx.task == "classification" else "mse",
+    }
+
+
 def train_mlp(ctx: TrainContext) -> Any:
-    """The built-in trainers: an MLP with AdamW, standardised inputs (and regression targets)."""
+    """The built-in trainers: an MLP with AdamW, standardised inputs (and regression targets).
+
+    With ``ctx.processes`` above 1 the same training runs under torchrun (DDP).
+    """
+    if ctx.processes > 1:
+        from hub.worker.ddp import train_mlp_distributed
+
+        if ctx.work_dir is not None:
+            return train_mlp_distributed(ctx, ctx.processes, ctx.work_dir)
+        with tempfile.TemporaryDirectory(prefix="appliance-ddp-") as tmp:
+            return train_mlp_distributed(ctx, ctx.processes, Path(tmp))
+
     import torch
 
     from hub.training.mlp import fit
@@ -108,10 +147,7 @@ def train_mlp(ctx: TrainContext) -> Any:
     params = MlpParams.parse(ctx.params)
     torch.manual_seed(params.seed)
     module = build_mlp(ctx, params)
-    if ctx.task == "classification":
-        targets = ctx.labels
-    else:
-        targets = (ctx.labels - ctx.labels.mean()) / (float(ctx.labels.std()) or 1.0)
+    targets = fit_targets(ctx)
     precision = resolved_precision(params.precision, ctx.device)
     ctx.report(0.0, f"training an MLP {list(params.hidden)} on {ctx.device} ({precision})")
 
@@ -122,16 +158,10 @@ def train_mlp(ctx: TrainContext) -> Any:
         trainable(module),
         ctx.features,
         targets,
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        learning_rate=params.learning_rate,
-        weight_decay=params.weight_decay,
         seed=params.seed,
-        device=ctx.device,
-        precision=precision,  # type: ignore[arg-type]
-        loss="cross_entropy" if ctx.task == "classification" else "mse",
         on_epoch=on_epoch,
         stop=ctx.stop,
+        **fit_options(ctx, params),
     )
     return module.cpu()
 

@@ -64,11 +64,9 @@ def start_worker(
 
 
 def _job_in(hub: HubClient, job_id: int, *states: str, timeout: float = 120.0) -> JobInfo:
-    return wait_for(
-        f"job {job_id} to be {' or '.join(states)}",
-        lambda: ((job := hub.training_job(job_id)).state in states and job) or None,
-        timeout=timeout,
-    )
+    job = hub.wait_training(job_id, timeout=timeout)
+    assert job.state in states, f"job {job_id} {job.state}: {job.message}"
+    return job
 
 
 def test_a_worker_trains_from_the_feature_store_and_registers_a_candidate(
@@ -114,6 +112,29 @@ def test_a_worker_trains_from_the_feature_store_and_registers_a_candidate(
     assert f"production v{version.version}" in rejected.message
     assert "production_accuracy" in rejected.metrics
     assert engineer.get_model("clinic").versions[-1].version == version.version  # none added
+
+
+def test_a_site_trainer_and_the_regression_trainer_run_through_the_same_path(
+    clinic: None, engineer: HubClient, start_worker: Callable[[str], ServiceProcess]
+) -> None:
+    start_worker("gpu-e")
+    own = msgspec.structs.replace(
+        job_spec("clinic-own"), trainer="tests.integration.site_trainer:logistic", params={}
+    )
+    regression = msgspec.structs.replace(
+        job_spec("clinic-risk", epochs=20),
+        trainer="tabular-regression",
+        gate=GateSpec(thresholds={"r2": 0.5}),
+    )
+    first, second = engineer.submit_training(own), engineer.submit_training(regression)
+    done = _job_in(engineer, first.id, "succeeded", "failed", "rejected")
+    assert done.state == "succeeded", done.message
+    assert done.lineage["trainer"] == "tests.integration.site_trainer:logistic"
+    assert done.metrics["accuracy"] >= 0.9
+    risk = _job_in(engineer, second.id, "succeeded", "failed", "rejected")
+    assert risk.state == "succeeded", risk.message
+    assert risk.metrics["r2"] >= 0.5 and "rmse" in risk.metrics
+    assert engineer.get_model("clinic-risk").versions[0].lineage["classes"] == []
 
 
 def test_cancel_stops_a_running_job_mid_run(
