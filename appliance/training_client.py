@@ -23,6 +23,7 @@ from appliance.training_schemas import (
     LogLine,
     ScheduleInfo,
     ScheduleSpec,
+    WorkerInfo,
 )
 
 T = TypeVar("T")
@@ -88,6 +89,9 @@ class TrainingApi:
 
     def delete_schedule(self, name: str) -> None:
         self._request("DELETE", f"/api/v1/training/schedules/{name}")
+
+    def training_workers(self) -> list[WorkerInfo]:
+        return self._typed("GET", "/api/v1/training/workers", list[WorkerInfo])
 
     # -- workers -------------------------------------------------------------------------
 

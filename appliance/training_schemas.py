@@ -147,3 +147,18 @@ class ScheduleInfo(msgspec.Struct, kw_only=True):
     next_run_at: str | None
     last_job_id: int | None
     created_by: str
+
+
+class WorkerInfo(msgspec.Struct, kw_only=True):
+    name: str
+    zone: str
+    account: str
+    state: Literal["busy", "idle", "lost"]
+    """``lost``: not seen for three leases."""
+    first_seen_at: str
+    last_seen_at: str
+    job_id: int | None
+    telemetry: Telemetry
+    history: list[dict[str, Any]]
+    """Recent readings, oldest first: ``{"at": epoch seconds, "gpus": [[utilisation %,
+    memory MiB, temperature °C, power W], …]}`` in GPU index order."""

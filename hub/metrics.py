@@ -1,7 +1,9 @@
 """Prometheus metrics of the hub (``GET /metrics``, text format), read at scrape time.
 
 Aggregates only: how many agents are in which health, drift alerts open,
-reports taken in, publications signed, models in production. ``/metrics`` is
+reports taken in, publications signed, models in production, training jobs by
+state, and each training worker's GPUs (utilisation, memory, temperature, power)
+as last reported. ``/metrics`` is
 open like ``/health`` (no rows, no names of people); keep it on the site's
 monitoring network.
 """
@@ -19,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord
 from hub.records import AgentRecord, ModelVersionRecord, PublicationRecord
+from hub.training.records import TrainingJobRecord, TrainingWorkerRecord
 
 if TYPE_CHECKING:
     from hub.services import HubServices
@@ -68,6 +71,39 @@ class _HubCollector(Collector):
                 "Model versions in production",
                 value=production,
             )
+            yield from training_metrics(session)
+
+
+GPU_GAUGES = (
+    ("utilization_pct", "appliance_worker_gpu_utilization_percent", "GPU busy, percent"),
+    ("memory_used_mib", "appliance_worker_gpu_memory_used_mib", "GPU memory in use, MiB"),
+    ("temperature_c", "appliance_worker_gpu_temperature_celsius", "GPU temperature, °C"),
+    ("power_w", "appliance_worker_gpu_power_watts", "GPU power draw, W"),
+)
+
+
+def training_metrics(session: Session) -> Iterator[Metric]:
+    """Jobs by state, and each worker's GPUs as its last heartbeat or claim read them."""
+    jobs = GaugeMetricFamily(
+        "appliance_hub_training_jobs", "Training jobs by state", labels=["state"]
+    )
+    for state, n in session.exec(
+        select(TrainingJobRecord.state, func.count()).group_by(TrainingJobRecord.state)
+    ):
+        jobs.add_metric([state], n)
+    yield jobs
+    gauges = {
+        key: GaugeMetricFamily(name, text, labels=["worker", "gpu", "model"])
+        for key, name, text in GPU_GAUGES
+    }
+    for worker, telemetry in session.exec(
+        select(TrainingWorkerRecord.name, TrainingWorkerRecord.telemetry)
+    ):
+        for gpu in telemetry.get("gpus", []):
+            labels = [worker, str(gpu["index"]), gpu["name"]]
+            for key, gauge in gauges.items():
+                gauge.add_metric(labels, float(gpu[key]))
+    yield from gauges.values()
 
 
 class HubMetrics:

@@ -29,6 +29,7 @@ from appliance.training_schemas import (
     LogLine,
     ScheduleInfo,
     ScheduleSpec,
+    WorkerInfo,
 )
 from hub.features.controllers import PARQUET_MEDIA_TYPE
 from hub.identity.guards import principal_of, requires
@@ -149,6 +150,16 @@ def training_controller(max_upload_bytes: int) -> type[Controller]:
         ) -> None:
             schedules.delete(name, actor=principal_of(request).actor)
 
+        @get(
+            "/workers",
+            operation_id="listTrainingWorkers",
+            guards=[requires(P.TRAINING_READ)],
+            sync_to_thread=True,
+        )
+        def workers(self, training: TrainingJobs) -> list[WorkerInfo]:
+            """Every worker seen, with its latest and recent GPU readings."""
+            return training.workers.list_all()
+
         # -- workers -----------------------------------------------------------------
 
         @post(
@@ -175,10 +186,14 @@ def training_controller(max_upload_bytes: int) -> type[Controller]:
             sync_to_thread=True,
         )
         def heartbeat(
-            self, job_id: int, data: HeartbeatRequest, training: TrainingJobs
+            self,
+            job_id: int,
+            data: HeartbeatRequest,
+            training: TrainingJobs,
+            request: Request[Any, Any, Any],
         ) -> HeartbeatAnswer:
             """Renews the lease; ``cancel: true`` tells the worker to stop now."""
-            return training.heartbeat(job_id, data)
+            return training.heartbeat(job_id, data, actor=principal_of(request).actor)
 
         @post(
             "/jobs/{job_id:int}/dataset",

@@ -39,6 +39,7 @@ from hub.features.service import FeatureStore, TrainingSet, parse_view_ref
 from hub.registry.service import RegistryService, check_model_name
 from hub.residency.policy import ResidencyPolicy
 from hub.training.records import TrainingJobRecord, TrainingLogRecord
+from hub.training.workers import WorkerDirectory
 
 MAX_ATTEMPTS = 3
 """Claims a job gets; a job whose workers were all lost this often fails."""
@@ -121,6 +122,7 @@ class TrainingJobs:
         *,
         lease_s: float = 60.0,
     ) -> None:
+        self.workers = WorkerDirectory(engine, lease_s=lease_s)
         self.engine = engine
         self.features = features
         self.registry = registry
@@ -267,31 +269,43 @@ class TrainingJobs:
                 .limit(1)
                 .with_for_update(skip_locked=True)
             ).first()
-            if record is None:
-                return None
-            now = utcnow()
-            record.state = "running"
-            record.worker = request.worker
-            record.worker_zone = request.zone
-            record.attempts += 1
-            record.started_at = record.started_at or now
-            record.lease_expires_at = now + timedelta(seconds=self.lease_s)
-            record.progress = 0.0
-            record.message = f"claimed by {request.worker} (attempt {record.attempts})"
-            record.telemetry = msgspec.to_builtins(request.telemetry)
-            session.add(record)
-            self._log(session, record, record.message)
-            self.audit.append(
-                session,
-                actor=actor,
-                action="training.claim",
-                target=f"training-job:{record.id}",
-                outcome="ok",
-                detail={"worker": request.worker, "attempt": record.attempts},
-            )
-            return job_info(record)
+            claimed = None if record is None else self._lease(session, record, request, actor)
+        self.workers.seen(
+            request.worker,
+            zone=request.zone,
+            account=actor,
+            telemetry=request.telemetry,
+            job_id=claimed.id if claimed else None,
+        )
+        return claimed
 
-    def heartbeat(self, job_id: int, beat: HeartbeatRequest) -> HeartbeatAnswer:
+    def _lease(
+        self, session: Session, record: TrainingJobRecord, request: ClaimRequest, actor: str
+    ) -> JobInfo:
+        """Lease ``record`` to the claiming worker (inside the claim's transaction)."""
+        now = utcnow()
+        record.state = "running"
+        record.worker = request.worker
+        record.worker_zone = request.zone
+        record.attempts += 1
+        record.started_at = record.started_at or now
+        record.lease_expires_at = now + timedelta(seconds=self.lease_s)
+        record.progress = 0.0
+        record.message = f"claimed by {request.worker} (attempt {record.attempts})"
+        record.telemetry = msgspec.to_builtins(request.telemetry)
+        session.add(record)
+        self._log(session, record, record.message)
+        self.audit.append(
+            session,
+            actor=actor,
+            action="training.claim",
+            target=f"training-job:{record.id}",
+            outcome="ok",
+            detail={"worker": request.worker, "attempt": record.attempts},
+        )
+        return job_info(record)
+
+    def heartbeat(self, job_id: int, beat: HeartbeatRequest, *, actor: str) -> HeartbeatAnswer:
         """Renew the lease, keep progress, log lines and GPU readings; say if cancelled."""
         with session_scope(self.engine) as session:
             record = self._leased(session, job_id, beat.worker)
@@ -303,10 +317,15 @@ class TrainingJobs:
             for line in beat.logs:
                 self._log(session, record, line)
             session.add(record)
-            return HeartbeatAnswer(
+            answer = HeartbeatAnswer(
                 cancel=record.cancel_requested,
                 lease_expires_at=iso_utc(record.lease_expires_at),
             )
+            zone = record.worker_zone or record.zone
+        self.workers.seen(
+            beat.worker, zone=zone, account=actor, telemetry=beat.telemetry, job_id=job_id
+        )
+        return answer
 
     def dataset(self, job_id: int, worker: str, *, actor: str) -> TrainingSet:
         """The job's point-in-time training set, read from the worker's zone."""

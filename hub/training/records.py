@@ -62,3 +62,24 @@ class TrainingScheduleRecord(SQLModel, table=True):
     last_job_id: int | None = None
     created_by: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+
+
+class TrainingWorkerRecord(SQLModel, table=True):
+    """A GPU server's worker as last seen: on every claim (idle poll) and every heartbeat."""
+
+    __tablename__ = "training_workers"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, unique=True)
+    zone: str = Field(max_length=64)
+    account: str = Field(max_length=128)
+    """The signed-in account it works as (``user:gpu01``)."""
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_column=_when(False))
+    job_id: int | None = None
+    """The job it holds now, if any."""
+    telemetry: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    history: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    """Recent GPU readings, oldest first: ``{"at": epoch_s, "gpus": [[util, mem_mib, temp_c,
+    power_w], …]}`` (compact: plotted by the console)."""

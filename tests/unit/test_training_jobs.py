@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
 from appliance.feature_schemas import (
@@ -26,13 +27,16 @@ from appliance.training_schemas import (
     ClaimRequest,
     FailRequest,
     GateSpec,
+    GpuSample,
     HeartbeatRequest,
     JobSpec,
     ScheduleSpec,
+    Telemetry,
 )
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
 from hub.features.service import FeatureStore
+from hub.metrics import training_metrics
 from hub.monitoring.service import DriftAlertOpened
 from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
@@ -154,7 +158,7 @@ def test_one_worker_holds_a_job_and_others_get_the_next(jobs: TrainingJobs) -> N
     assert b.id == second.id
     assert claim(jobs, "gpu03") is None
     with pytest.raises(ConflictError, match="not leased to gpu02"):
-        jobs.heartbeat(first.id, HeartbeatRequest(worker="gpu02"))
+        jobs.heartbeat(first.id, HeartbeatRequest(worker="gpu02"), actor="user:gpu01")
 
 
 def test_workers_only_get_jobs_their_zone_may_read(jobs: TrainingJobs) -> None:
@@ -166,14 +170,44 @@ def test_workers_only_get_jobs_their_zone_may_read(jobs: TrainingJobs) -> None:
 def test_heartbeats_keep_progress_logs_and_gpu_readings(jobs: TrainingJobs) -> None:
     job = jobs.submit(spec(), actor=ACTOR)
     claim(jobs)
+    gpu = GpuSample(
+        index=0,
+        name="NVIDIA H100",
+        utilization_pct=97.0,
+        memory_used_mib=4000.0,
+        memory_total_mib=81559.0,
+        temperature_c=61.0,
+        power_w=412.5,
+    )
     answer = jobs.heartbeat(
         job.id,
-        HeartbeatRequest(worker="gpu01", progress=0.4, message="epoch 4/10", logs=["a", "b"]),
+        HeartbeatRequest(
+            worker="gpu01",
+            progress=0.4,
+            message="epoch 4/10",
+            logs=["a", "b"],
+            telemetry=Telemetry(gpus=[gpu]),
+        ),
+        actor="user:gpu01",
     )
     assert answer.cancel is False
     seen = jobs.get(job.id)
     assert (seen.progress, seen.message) == (0.4, "epoch 4/10")
-    assert seen.telemetry == {"gpus": [], "note": ""}
+    assert seen.telemetry["gpus"][0]["utilization_pct"] == 97.0
+    (worker,) = jobs.workers.list_all()
+    assert (worker.name, worker.state, worker.job_id, worker.account) == (
+        "gpu01",
+        "busy",
+        job.id,
+        "user:gpu01",
+    )
+    assert worker.history[-1]["gpus"] == [[97.0, 4000.0, 61.0, 412.5]]
+    with Session(jobs.engine) as session:
+        metrics = {m.name: m.samples for m in training_metrics(session)}
+    assert metrics["appliance_hub_training_jobs"][0].labels == {"state": "running"}
+    (util,) = metrics["appliance_worker_gpu_utilization_percent"]
+    assert util.labels == {"worker": "gpu01", "gpu": "0", "model": "NVIDIA H100"}
+    assert util.value == 97.0
     lines = jobs.logs(job.id)
     assert [line.line for line in lines][-2:] == ["a", "b"]
     assert [line.line for line in jobs.logs(job.id, after=lines[-2].seq)] == ["b"]
@@ -191,7 +225,10 @@ def test_cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_worker(
     running = jobs.submit(spec(), actor=ACTOR)
     claim(jobs)
     assert jobs.cancel(running.id, actor=ACTOR).cancel_requested
-    assert jobs.heartbeat(running.id, HeartbeatRequest(worker="gpu01")).cancel is True
+    assert (
+        jobs.heartbeat(running.id, HeartbeatRequest(worker="gpu01"), actor="user:gpu01").cancel
+        is True
+    )
     ended = jobs.fail(
         running.id,
         FailRequest(worker="gpu01", reason="stopped", cancelled=True),
@@ -210,7 +247,7 @@ def test_a_lost_worker_s_job_is_requeued_and_fails_after_the_last_attempt(
         assert held is not None and held.attempts == attempt
         time.sleep(0.1)  # no heartbeat: the lease runs out
         with pytest.raises(ConflictError):  # the late worker is told to stop
-            jobs.heartbeat(job.id, HeartbeatRequest(worker=f"gpu{attempt}"))
+            jobs.heartbeat(job.id, HeartbeatRequest(worker=f"gpu{attempt}"), actor="user:gpu01")
         assert jobs.requeue_expired() == [job.id]
     final = jobs.get(job.id)
     assert final.state == "failed"
