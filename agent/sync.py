@@ -164,7 +164,9 @@ class SyncWorker:
         )
         with self.store.install_lock():
             index = updates.index()
-            self._adopt_defaults(index.defaults_for(self.identity.agent_id))
+            self._adopt_defaults(
+                index.defaults_for(self.identity.agent_id), index.wanted(self.identity.agent_id)
+            )
             offers = updates.offers(self.repository.loaded())
             self.status.problems = {
                 name: why for name, why in self.status.problems.items()
@@ -223,8 +225,10 @@ class SyncWorker:
 
     # -- installing -------------------------------------------------------------------------
 
-    def _adopt_defaults(self, defaults: dict[str, int]) -> None:
-        """A version loaded for an experiment that became the default (the winner, say)."""
+    def _adopt_defaults(self, defaults: dict[str, int], wanted: set[tuple[str, int]]) -> None:
+        """A version already loaded beside the default becomes the default at once: an
+        experiment's winner, or a blue-green rollout's switch. The version it replaces
+        stays loaded beside it while the index still wants it (blue-green's way back)."""
         extras = {(m.name, m.version): m for m in self.repository.extras()}
         for name, version in defaults.items():
             extra = extras.get((name, version))
@@ -232,9 +236,16 @@ class SyncWorker:
                 continue
             self.store.commit(name, version, extra.target_sha256)
             self.store.drop_extra(name, version)
-            self.repository.swap(extra)
+            replaced = self.repository.swap(extra)
             self.repository.drop_extra(name, version)
-            log.info("%s v%d, loaded for an experiment, is now the default", name, version)
+            if (
+                replaced is not None
+                and replaced.target_sha256 is not None
+                and (name, replaced.version) in wanted
+            ):
+                self.store.add_extra(name, replaced.version, replaced.target_sha256)
+                self.repository.add_extra(replaced)
+            log.info("%s v%d, loaded beside, is now the default", name, version)
 
     def _drop_unwanted_extras(self, wanted: set[tuple[str, int]]) -> None:
         for model in self.repository.extras():
@@ -281,7 +292,7 @@ class SyncWorker:
             model = dataclasses.replace(model, target_sha256=sha)
             self.store.add_extra(model.name, model.version, sha)
             self.repository.add_extra(model)
-            log.info("loaded %s v%d beside the default, for an experiment", *_key(model))
+            log.info("loaded %s v%d beside the default (experiment or standby)", *_key(model))
 
     def _switch(self, model: LoadedModel, sha: str) -> None:
         try:
@@ -361,6 +372,11 @@ class SyncWorker:
         models = [
             InstalledModel(name=m.name, version=m.version, runtime=m.runtime.kind)
             for m in self.repository.all()
+        ] + [
+            InstalledModel(
+                name=m.name, version=m.version, runtime=m.runtime.kind, state="standby"
+            )
+            for m in self.repository.extras()
         ]
         trouble = list(self.status.problems.values())
         if self.status.update_error:

@@ -66,6 +66,8 @@ class InstalledModel(msgspec.Struct, kw_only=True):
     version: int
     runtime: str
     state: str = "ready"
+    """``ready``: answers requests naming no version; ``standby``: loaded beside it (an
+    experiment's variant, or a blue-green rollout's other version)."""
 
 
 class Heartbeat(msgspec.Struct, kw_only=True):

@@ -93,6 +93,7 @@ def build_services(settings: HubSettings) -> HubServices:
     experiments.changes.subscribe(updates.on_change)
     rollouts = RolloutService(engine, registry, audit)
     updates.pin_source = rollouts.pins_for
+    updates.standby_source = rollouts.standby_for
     rollouts.changes.subscribe(updates.on_change)
     registry.changes.subscribe(updates.on_change)
     enrolment.changes.subscribe(updates.on_change)

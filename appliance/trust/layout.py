@@ -109,6 +109,9 @@ class GroupIndex(msgspec.Struct, frozen=True, kw_only=True):
     """Experiment name → its variants; their versions are installed beside the default."""
     pins: dict[str, dict[str, int]] = {}
     """Agent id (text) → model → version: the agents a rollout has reached so far."""
+    standby: dict[str, dict[str, int]] = {}
+    """Agent id (text) → model → version loaded beside the default without answering:
+    a blue-green rollout's new version before the switch, and its old one after."""
 
     def defaults_for(self, agent_id: int) -> dict[str, int]:
         """The version of each model that answers this agent's requests naming none."""
@@ -117,6 +120,7 @@ class GroupIndex(msgspec.Struct, frozen=True, kw_only=True):
     def wanted(self, agent_id: int = 0) -> set[tuple[str, int]]:
         """Every (model, version) this agent should have loaded."""
         versions = set(self.defaults_for(agent_id).items())
+        versions.update(self.standby.get(str(agent_id), {}).items())
         for experiment in self.experiments.values():
             versions.update((experiment.model, v.version) for v in experiment.variants)
         return versions

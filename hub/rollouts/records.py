@@ -20,8 +20,12 @@ class RolloutRecord(SQLModel, table=True):
     """The production version agents fall back to when a ring is rolled back."""
     zone: str = Field(max_length=64)
     group: str = Field(max_length=64)
+    strategy: str = Field(default="canary", max_length=16)
+    """``canary`` (ring by ring), ``all-at-once`` or ``blue-green``."""
     rings: list[float] = Field(sa_column=Column(JSON, nullable=False))
     """Cumulative shares of the group's agents, e.g. [0.05, 0.25, 1.0]."""
+    first_agents: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """Canary: agents (by name) that make a ring of their own before the shares."""
     ring: int = 0
     """Index of the ring being soaked."""
     state: str = Field(default="running", max_length=16, index=True)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from sqlalchemy.engine import Engine
@@ -51,12 +51,19 @@ MIN_REQUESTS_FOR_LATENCY = 100
 """How long past the soak a ring agent may take to start serving the new version."""
 
 
+Strategy = Literal["canary", "all-at-once", "blue-green"]
+
+
 class NewRollout(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: str
     version: int
     zone: str
     group: str = "default"
+    strategy: Strategy = "canary"
     rings: list[float] = msgspec.field(default_factory=lambda: [0.05, 0.25, 1.0])
+    """Canary only: cumulative shares of the group's agents, the last one 1.0."""
+    first_agents: list[str] = []
+    """Canary only: these agents (by name) make the first ring, before the shares."""
     soak_s: float = 300.0
     max_error_rate: float = 0.02
     max_p95_ratio: float = 1.5
@@ -69,12 +76,18 @@ class RolloutInfo(msgspec.Struct, kw_only=True):
     previous: int | None
     zone: str
     group: str
+    strategy: str
     rings: list[float]
+    first_agents: list[str]
     ring: int
+    ring_count: int
     state: str
     soak_s: float
     ring_started_at: str
     agents_reached: list[int]
+    """Agents whose requests the new version answers now."""
+    agents_standby: list[int]
+    """Blue-green: agents holding the other version loaded beside the one answering."""
     steps: list[dict[str, Any]]
     created_by: str
 
@@ -89,9 +102,10 @@ class RolloutService:
 
     # -- who is pinned -------------------------------------------------------------------
 
-    def _members(self, session: Session, zone: str, group: str) -> list[int]:
+    def _members(self, session: Session, zone: str, group: str) -> list[tuple[int, str]]:
+        """(id, name) of the group's agents, by id."""
         return [
-            a.id or 0
+            (a.id or 0, a.name)
             for a in session.exec(
                 select(AgentRecord)
                 .where(
@@ -104,20 +118,54 @@ class RolloutService:
         ]
 
     def _reached(self, session: Session, record: RolloutRecord) -> list[int]:
+        """The agents the new version answers for in the current ring."""
         members = self._members(session, record.zone, record.group)
-        return members[: math.ceil(record.rings[record.ring] * len(members))]
+        if record.strategy == "blue-green":
+            return [] if record.ring == 0 else [i for i, _ in members]
+        if not record.first_agents:
+            return [i for i, _ in members[: math.ceil(record.rings[record.ring] * len(members))]]
+        order = {name: k for k, name in enumerate(record.first_agents)}
+        named = sorted((m for m in members if m[1] in order), key=lambda m: order[m[1]])
+        rest = [m for m in members if m[1] not in order]
+        if record.ring > 0:
+            named += rest[: math.ceil(record.rings[record.ring - 1] * len(rest))]
+        return [i for i, _ in named]
 
-    def pins_for(self, zone: str, group: str) -> dict[str, dict[str, int]]:
-        """Agent id → model → version for the agents active rollouts have reached."""
-        pins: dict[str, dict[str, int]] = {}
+    def _standby(self, session: Session, record: RolloutRecord) -> tuple[list[int], int | None]:
+        """Blue-green: the agents holding a version loaded beside, and which version."""
+        if record.strategy != "blue-green":
+            return [], None
+        version = record.version if record.ring == 0 else record.previous
+        if version is None:
+            return [], None
+        return [i for i, _ in self._members(session, record.zone, record.group)], version
+
+    def standby_for(self, zone: str, group: str) -> dict[str, dict[str, int]]:
+        """Agent id → model → version that blue-green rollouts keep loaded beside."""
+        standby: dict[str, dict[str, int]] = {}
         with Session(self.engine) as session:
-            for record in session.exec(
+            for record in self._active(session, zone, group):
+                agents, version = self._standby(session, record)
+                for agent_id in agents:
+                    standby.setdefault(str(agent_id), {})[record.model] = version or 0
+        return standby
+
+    def _active(self, session: Session, zone: str, group: str) -> list[RolloutRecord]:
+        return list(
+            session.exec(
                 select(RolloutRecord).where(
                     RolloutRecord.zone == zone,
                     RolloutRecord.group == group,
                     col(RolloutRecord.state).in_(ACTIVE),
                 )
-            ):
+            )
+        )
+
+    def pins_for(self, zone: str, group: str) -> dict[str, dict[str, int]]:
+        """Agent id → model → version for the agents active rollouts have reached."""
+        pins: dict[str, dict[str, int]] = {}
+        with Session(self.engine) as session:
+            for record in self._active(session, zone, group):
                 for agent_id in self._reached(session, record):
                     pins.setdefault(str(agent_id), {})[record.model] = record.version
         return pins
@@ -125,14 +173,7 @@ class RolloutService:
     # -- operator actions ----------------------------------------------------------------
 
     def create(self, spec: NewRollout, by: Principal) -> RolloutInfo:
-        rings = spec.rings
-        if (
-            not rings
-            or rings[-1] != 1.0
-            or any(not 0 < r <= 1 for r in rings)
-            or any(b <= a for a, b in itertools.pairwise(rings))
-        ):
-            raise InvalidInputError("rings: increasing shares in (0, 1], the last one 1.0")
+        rings = _rings(spec)
         if spec.soak_s < 0 or not 0 <= spec.max_error_rate <= 1 or spec.max_p95_ratio <= 0:
             raise InvalidInputError("soak_s, max_error_rate and max_p95_ratio are out of range")
         info = self.registry.get_version(spec.model, spec.version)
@@ -157,19 +198,28 @@ class RolloutService:
                     f"rollout {busy.id} of {spec.model} is {busy.state} in this group",
                     hint="abort it or let it finish first",
                 )
+            named = {name for _, name in self._members(session, spec.zone, spec.group)}
+            unknown = sorted(set(spec.first_agents) - named)
+            if unknown:
+                raise InvalidInputError(
+                    f"first_agents: {', '.join(unknown)} not in {spec.zone}/{spec.group}",
+                    hint="name enrolled, unrevoked agents of the group ('appliance agent list')",
+                )
             record = RolloutRecord(
                 model=spec.model,
                 version=spec.version,
                 previous=previous,
                 zone=spec.zone,
                 group=spec.group,
+                strategy=spec.strategy,
                 rings=rings,
+                first_agents=list(spec.first_agents),
                 soak_s=spec.soak_s,
                 max_error_rate=spec.max_error_rate,
                 max_p95_ratio=spec.max_p95_ratio,
                 created_by=by.actor,
             )
-            self._step(session, record, by.actor, "start", f"ring 1 of {len(rings)}")
+            self._step(session, record, by.actor, "start", _ring_name(record))
             session.add(record)
             session.flush()
             rollout_id = record.id or 0
@@ -211,7 +261,7 @@ class RolloutService:
             due = [
                 r.id or 0
                 for r in session.exec(select(RolloutRecord).where(RolloutRecord.state == "running"))
-                if utcnow() - as_utc(r.ring_started_at) >= timedelta(seconds=r.soak_s)
+                if utcnow() - as_utc(r.ring_started_at) >= timedelta(seconds=_soak_s(r))
             ]
         for rollout_id in due:
             failures = self._gate_failures(rollout_id)
@@ -235,21 +285,30 @@ class RolloutService:
         """
         with Session(self.engine) as session:
             record = self._record(session, rollout_id)
-            reached = set(self._reached(session, record))
+            loading = record.strategy == "blue-green" and record.ring == 0
+            reached = set(
+                self._standby(session, record)[0] if loading else self._reached(session, record)
+            )
             since = as_utc(record.ring_started_at)
-            patience = timedelta(seconds=record.soak_s + INSTALL_GRACE_S)
+            patience = timedelta(seconds=_soak_s(record) + INSTALL_GRACE_S)
             failures = []
             for agent in session.exec(select(AgentRecord).where(col(AgentRecord.id).in_(reached))):
-                serving = {(m.get("name"), m.get("version")) for m in agent.models}
+                serving = {
+                    (m.get("name"), m.get("version"))
+                    for m in agent.models
+                    if loading or m.get("state", "ready") != "standby"
+                }
                 if (record.model, record.version) in serving:
                     continue
                 refused = f"{record.model} v{record.version}" in (agent.detail or "")
                 if utcnow() - since < patience and not refused:
                     return None
                 failures.append(
-                    f"v{record.version} is not serving on agent {agent.name}"
-                    + (f" ({agent.detail})" if agent.detail else "")
+                    f"v{record.version} is not {'loaded' if loading else 'serving'} on agent "
+                    f"{agent.name}" + (f" ({agent.detail})" if agent.detail else "")
                 )
+            if loading:
+                return failures  # no traffic on it yet: loaded everywhere is the gate
             alerts = session.exec(
                 select(DriftAlertRecord).where(
                     DriftAlertRecord.model == record.model,
@@ -303,10 +362,10 @@ class RolloutService:
     def _advance(self, rollout_id: int, actor: str, why: str) -> str:
         with session_scope(self.engine) as session:
             record = self._record(session, rollout_id)
-            if record.ring + 1 < len(record.rings):
+            if record.ring + 1 < ring_count(record):
                 record.ring += 1
                 record.ring_started_at = utcnow()
-                note = f"ring {record.ring + 1} of {len(record.rings)}: {why}"
+                note = f"{_ring_name(record)}: {why}"
                 self._step(session, record, actor, "advance", note)
                 session.add(record)
                 return f"rollout {rollout_id} advanced to {note}"
@@ -373,6 +432,7 @@ class RolloutService:
         with Session(self.engine) as session:
             r = self._record(session, rollout_id)
             reached = self._reached(session, r) if r.state in ACTIVE else []
+            standby = self._standby(session, r)[0] if r.state in ACTIVE else []
             return RolloutInfo(
                 id=r.id or 0,
                 model=r.model,
@@ -380,12 +440,16 @@ class RolloutService:
                 previous=r.previous,
                 zone=r.zone,
                 group=r.group,
+                strategy=r.strategy,
                 rings=list(r.rings),
+                first_agents=list(r.first_agents),
                 ring=r.ring + 1,
+                ring_count=ring_count(r),
                 state=r.state,
                 soak_s=r.soak_s,
                 ring_started_at=iso_utc(r.ring_started_at),
                 agents_reached=reached,
+                agents_standby=standby,
                 steps=list(r.steps),
                 created_by=r.created_by,
             )
@@ -394,3 +458,38 @@ class RolloutService:
         with Session(self.engine) as session:
             ids = session.exec(select(RolloutRecord.id).order_by(col(RolloutRecord.id)))
             return [self.get(i or 0) for i in ids]
+
+
+def _rings(spec: NewRollout) -> list[float]:
+    """The shares a rollout keeps, checked for its strategy."""
+    if spec.strategy != "canary":
+        if spec.first_agents:
+            raise InvalidInputError(f"first_agents: only for canary rollouts, not {spec.strategy}")
+        return [1.0]
+    rings = spec.rings
+    if (
+        not rings
+        or rings[-1] != 1.0
+        or any(not 0 < r <= 1 for r in rings)
+        or any(b <= a for a, b in itertools.pairwise(rings))
+    ):
+        raise InvalidInputError("rings: increasing shares in (0, 1], the last one 1.0")
+    return rings
+
+
+def ring_count(record: RolloutRecord) -> int:
+    """Blue-green: loading beside, then the switch; canary: a ring of named agents first."""
+    if record.strategy == "blue-green":
+        return 2
+    return len(record.rings) + (1 if record.first_agents else 0)
+
+
+def _ring_name(record: RolloutRecord) -> str:
+    if record.strategy == "blue-green":
+        return "loading beside the old version" if record.ring == 0 else "switched at once"
+    return f"ring {record.ring + 1} of {ring_count(record)}"
+
+
+def _soak_s(record: RolloutRecord) -> float:
+    """Blue-green's loading phase has no soak: it waits only for every agent to load."""
+    return 0.0 if record.strategy == "blue-green" and record.ring == 0 else record.soak_s

@@ -118,6 +118,8 @@ class UpdateService:
         """Running A/B experiments of a (zone, group): their variants are published too."""
         self.pin_source: Callable[[str, str], dict[str, dict[str, int]]] | None = None
         """Agents reached by active rollouts: their pinned versions are published too."""
+        self.standby_source: Callable[[str, str], dict[str, dict[str, int]]] | None = None
+        """Versions blue-green rollouts keep loaded beside the default, per agent."""
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -150,10 +152,12 @@ class UpdateService:
             wrapped: dict[int, dict[str, dict[str, str]]] = {m.id: {} for m in group_members}
             experiments = self.experiment_source(zone, group) if self.experiment_source else {}
             pins = self.pin_source(zone, group) if self.pin_source else {}
+            standby = self.standby_source(zone, group) if self.standby_source else {}
             extra_versions = {
                 (e.model, v.version) for e in experiments.values() for v in e.variants
             }
-            extra_versions |= {(m, v) for agent in pins.values() for m, v in agent.items()}
+            for per_agent in (pins, standby):
+                extra_versions |= {(m, v) for agent in per_agent.values() for m, v in agent.items()}
             needed = [(a, z, True) for a, z in production] + [
                 (*self._variant(model, version), False) for model, version in sorted(extra_versions)
             ]
@@ -179,12 +183,13 @@ class UpdateService:
                     for v in spec.variants
                 )
             }
-            pinned = {
-                agent: {m: v for m, v in models.items() if model_path(zone, group, m, v) in targets}
-                for agent, models in pins.items()
-            }
             index = GroupIndex(
-                zone=zone, group=group, models=versions, experiments=allowed, pins=pinned
+                zone=zone,
+                group=group,
+                models=versions,
+                experiments=allowed,
+                pins=_published(pins, zone, group, targets),
+                standby=_published(standby, zone, group, targets),
             )
             index_target = self._blob_target(index_path(zone, group), msgspec.json.encode(index))
             wanted.append(GroupTargets(zone, group, index_target, targets))
@@ -493,3 +498,13 @@ def publication_models(targets: dict[str, TargetFile]) -> dict[str, int]:
 
 def _wrap_key_id(path: str, agent_id: int) -> str:
     return wrap_context(path, agent_id).decode()
+
+
+def _published(
+    per_agent: dict[str, dict[str, int]], zone: str, group: str, targets: dict[str, TargetFile]
+) -> dict[str, dict[str, int]]:
+    """Agent → model → version, keeping only versions the group may have (residency)."""
+    return {
+        agent: {m: v for m, v in models.items() if model_path(zone, group, m, v) in targets}
+        for agent, models in per_agent.items()
+    }

@@ -10,6 +10,7 @@ import pytest
 
 from appliance.demo.processes import ServiceProcess, hub_process
 from appliance.demo.site import Site
+from appliance.errors import HubRejectedError
 from tests.conftest import make_reference_npy, make_tiny_onnx
 from tests.integration.conftest import (
     MODEL,
@@ -124,10 +125,90 @@ def test_a_healthy_rollout_passes_every_ring_and_reaches_production(
         wait_until("the new version everywhere", lambda a=agent: serving_version(a) == str(newer))
 
 
+def _states(admin, version: int) -> dict[str, str]:
+    """Agent name → state of ``version`` on it, as its last heartbeat told the hub."""
+    return {
+        a.name: next((m.state for m in a.models if m.version == version), "absent")
+        for a in admin.list_agents()
+        if a.revoked_at is None
+    }
+
+
+def _staged(engineer) -> int:
+    newer = engineer.upload_model(
+        MODEL, make_tiny_onnx(), reference_npy=make_reference_npy()
+    ).version
+    engineer.change_stage(MODEL, newer, "staging")
+    return newer
+
+
+def test_blue_green_loads_beside_then_switches_every_agent_at_once(
+    admin, engineer, approver, start_agent
+):
+    start_agent("blue-1", env=FAST)
+    old = next(v.version for v in engineer.get_model(MODEL).versions if v.stage == "production")
+    wait_until(
+        "every agent on the production version",
+        lambda: set(_states(admin, old).values()) == {"ready"},
+    )
+    new = _staged(engineer)
+    rollout = approver.start_rollout(
+        {"model": MODEL, "version": new, "zone": "ae-dxb", "strategy": "blue-green", "soak_s": 60}
+    )
+    assert (rollout["ring_count"], rollout["agents_reached"]) == (2, [])
+    loaded = wait_until(
+        "the new version loaded beside the old on every agent",
+        lambda: (r := approver.rollout(rollout["id"]))["ring"] == 2 and r,
+        90,
+    )
+    assert [s["action"] for s in loaded["steps"]] == ["start", "advance"]
+    assert loaded["steps"][-1]["note"].startswith("switched at once")
+    assert set(_states(admin, new).values()) <= {"standby", "ready"}  # nobody downloads now
+    wait_until(
+        "every agent answering with the new version, the old one kept beside",
+        lambda: (
+            set(_states(admin, new).values()) == {"ready"}
+            and set(_states(admin, old).values()) == {"standby"}
+        ),
+        60,
+    )
+    done = approver.act_on_rollout(rollout["id"], "promote")  # end the soak now
+    wait_until(
+        "production", lambda: (r := approver.rollout(rollout["id"]))["state"] == "completed" and r
+    )
+    assert {v.version: v.stage for v in engineer.get_model(MODEL).versions}[new] == "production"
+    assert done["strategy"] == "blue-green"
+    wait_until("the old version unloaded", lambda: set(_states(admin, old).values()) == {"absent"})
+
+
+def test_named_agents_make_the_first_ring(admin, engineer, approver, start_agent):
+    pilot = start_agent("pilot-site", env=FAST)
+    new = _staged(engineer)
+    with pytest.raises(HubRejectedError) as unknown:
+        approver.start_rollout(
+            {"model": MODEL, "version": new, "zone": "ae-dxb", "first_agents": ["nobody"]}
+        )
+    assert unknown.value.status_code == 400 and "nobody" in str(unknown.value)
+    rollout = approver.start_rollout(
+        {
+            "model": MODEL,
+            "version": new,
+            "zone": "ae-dxb",
+            "first_agents": ["pilot-site"],
+            "rings": [1.0],
+            "soak_s": 600,
+        }
+    )
+    pilot_id = next(a.id for a in admin.list_agents() if a.name == "pilot-site")
+    assert (rollout["ring_count"], rollout["agents_reached"]) == (2, [pilot_id])
+    wait_until("the pilot on the new version", lambda: serving_version(pilot) == str(new))
+    everyone = approver.act_on_rollout(rollout["id"], "promote")
+    assert len(everyone["agents_reached"]) == len(_states(admin, new))
+    approver.act_on_rollout(rollout["id"], "abort")
+
+
 def test_rollouts_are_for_approvers_and_staging_versions(engineer, approver):
     spec = {"model": MODEL, "version": 1, "zone": "ae-dxb"}
-    from appliance.errors import HubRejectedError
-
     with pytest.raises(HubRejectedError) as refused:
         engineer.start_rollout(spec)
     assert refused.value.status_code == 403
@@ -137,3 +218,6 @@ def test_rollouts_are_for_approvers_and_staging_versions(engineer, approver):
     with pytest.raises(HubRejectedError) as bad_rings:
         approver.start_rollout({**spec, "rings": [0.5, 0.4, 1.0]})
     assert bad_rings.value.status_code == 400
+    with pytest.raises(HubRejectedError) as named_blue_green:
+        approver.start_rollout({**spec, "strategy": "blue-green", "first_agents": ["a"]})
+    assert named_blue_green.value.status_code == 400
