@@ -22,7 +22,7 @@ from litestar.exceptions import HTTPException
 from agent import v2_codec
 from agent.drift.monitor import DriftMonitor, DriftSettings
 from agent.experiments import ExperimentRouter
-from agent.fastpath import ASGIApp, InferFn, with_fast_inference
+from agent.fastpath import InferFn, with_fast_inference
 from agent.identity import AgentIdentity, credentials, device_key, enrol, load_identity
 from agent.installer import DeviceKey, InstallPolicy, restore_installed
 from agent.metrics import AgentMetrics, ServingSummaries, StateSources
@@ -33,6 +33,7 @@ from agent.store import BundleStore
 from agent.sync import SyncWorker
 from agent.updates.trusted import cached_experiments, pinned_root
 from appliance import __version__
+from appliance.asgi import ASGIApp
 from appliance.errors import ApplianceError, ConfigError
 from appliance.http_status import status_for
 from appliance.hub_client import HubClient

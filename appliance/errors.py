@@ -19,7 +19,8 @@ Callers catch a family, not a message: "the bundle is bad" is told apart from
     ├── ModelLoadError              a runtime could not load a verified model
     ├── StorageError                a disk write failed (full disk, permissions) (507)
     ├── InvalidInputError           an inference or API request is malformed (400)
-    │   └── UnprocessableInputError the body parsed but is not a valid request (422)
+    │   ├── UnprocessableInputError the body parsed but is not a valid request (422)
+    │   └── BodyTooLargeError       a request body over the service's limit (413)
     ├── AuthenticationError         credentials missing, malformed, expired or revoked (401)
     ├── PermissionDeniedError       the caller may not do this (403)
     │   └── ResidencyRefusedError   a residency rule forbids this flow (403, names the rule)
@@ -106,6 +107,10 @@ class InvalidInputError(ApplianceError):
 
 class UnprocessableInputError(InvalidInputError):
     """The body is well-formed JSON but not a valid request of its kind."""
+
+
+class BodyTooLargeError(InvalidInputError):
+    """A request body is over the service's limit (413)."""
 
 
 class AuthenticationError(ApplianceError):

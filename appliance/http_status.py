@@ -5,6 +5,7 @@ from __future__ import annotations
 from appliance.errors import (
     ApplianceError,
     AuthenticationError,
+    BodyTooLargeError,
     BundleError,
     ConfigError,
     ConflictError,
@@ -19,6 +20,7 @@ from appliance.errors import (
 
 _STATUS: tuple[tuple[type[ApplianceError], int], ...] = (
     (UnprocessableInputError, 422),
+    (BodyTooLargeError, 413),
     (InvalidInputError, 400),
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),

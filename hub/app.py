@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request, get
 from litestar.datastructures import State
@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.response import Response
 
 from appliance import __version__
+from appliance.asgi import ASGIApp
 from appliance.errors import ApplianceError
 from appliance.keys import public_pem
 from appliance.scheduling import run_every
@@ -22,6 +23,7 @@ from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler
 from hub.errors_http import appliance_error_handler
 from hub.experiments.controllers import ExperimentController
 from hub.features.controllers import feature_controller
+from hub.features.fastpath import with_fast_online_lookup
 from hub.features.scheduler import start_materialize_scheduler
 from hub.fleet.controllers import AgentController
 from hub.identity.controllers import AuthController, UserController
@@ -51,6 +53,13 @@ async def health() -> dict[str, str]:
 
 def _throttled(request: Request[Any, Any, Any]) -> bool:
     return request.url.path in THROTTLED_PATHS
+
+
+def create_asgi(settings: HubSettings) -> ASGIApp:
+    """The hub as served: online feature lookups answered in front of the Litestar app."""
+    services = build_services(settings)
+    app = cast(ASGIApp, create_app(settings, services))  # ASGI types differ only in naming
+    return with_fast_online_lookup(app, services)
 
 
 def create_app(settings: HubSettings, services: HubServices | None = None) -> Litestar:

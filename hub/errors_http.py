@@ -24,37 +24,36 @@ from hub.db import session_scope
 log = logging.getLogger(__name__)
 
 
-def _audit_refusal(request: Request[Any, Any, Any], exc: ApplianceError) -> None:
-    services = request.app.state.get("services")
-    if services is None:
-        return
-    user = request.scope.get("user")
-    actor = getattr(user, "actor", None) or "anonymous"
+def audit_refusal(
+    services: Any, actor: str, target: str, source: str | None, exc: ApplianceError
+) -> None:
+    """Write ``access.refused`` for a 401 or 403, in a transaction of its own."""
     try:
         with session_scope(services.engine) as session:
             services.audit.append(
                 session,
                 actor=actor,
                 action="access.refused",
-                target=f"{request.method} {request.url.path}",
+                target=target,
                 outcome="refused",
-                source=request.client.host if request.client else None,
+                source=source,
                 detail={"status": status_for(exc), "reason": exc.message[:500]},
             )
     except Exception:  # the refusal still goes out; a failing audit write is logged loudly
         log.exception("could not audit a refused request")
 
 
-def appliance_error_handler(
-    request: Request[Any, Any, Any], exc: ApplianceError
-) -> Response[dict[str, object]]:
-    status = status_for(exc)
-    if isinstance(exc, AuthenticationError | PermissionDeniedError) and not isinstance(
+def audited(exc: ApplianceError) -> bool:
+    """Refused access is audited here; residency refusals are, at their choke point."""
+    return isinstance(exc, AuthenticationError | PermissionDeniedError) and not isinstance(
         exc, ResidencyRefusedError
-    ):
-        _audit_refusal(request, exc)
+    )
+
+
+def error_body(exc: ApplianceError) -> dict[str, object]:
+    """The JSON every hub error answers with: status, error type, detail, rule, hint."""
     body: dict[str, object] = {
-        "status_code": status,
+        "status_code": status_for(exc),
         "error": type(exc).__name__,
         "detail": exc.message,
     }
@@ -62,5 +61,25 @@ def appliance_error_handler(
         body["rule"] = exc.rule
     if exc.hint:
         body["hint"] = exc.hint
-    headers = {"WWW-Authenticate": 'Bearer realm="appliance"'} if status == 401 else None
-    return Response(body, status_code=status, headers=headers)
+    return body
+
+
+WWW_AUTHENTICATE = 'Bearer realm="appliance"'
+
+
+def appliance_error_handler(
+    request: Request[Any, Any, Any], exc: ApplianceError
+) -> Response[dict[str, object]]:
+    status = status_for(exc)
+    services = request.app.state.get("services")
+    if audited(exc) and services is not None:
+        user = request.scope.get("user")
+        audit_refusal(
+            services,
+            getattr(user, "actor", None) or "anonymous",
+            f"{request.method} {request.url.path}",
+            request.client.host if request.client else None,
+            exc,
+        )
+    headers = {"WWW-Authenticate": WWW_AUTHENTICATE} if status == 401 else None
+    return Response(error_body(exc), status_code=status, headers=headers)

@@ -64,9 +64,9 @@ def hub_serve(args: argparse.Namespace) -> int:
                 require_client_cert=settings.require_client_cert,
             )
         )
-    from hub.app import create_app
+    from hub.app import create_asgi
 
-    app = create_app(settings)
+    app = create_asgi(settings)
     scheme = "https" if tls else "http"
     log.info(
         "hub listening on %s://%s:%d (data in %s)",

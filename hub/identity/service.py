@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 from cryptography.hazmat.primitives import serialization
@@ -32,6 +33,7 @@ from hub.identity.passwords import (
     verify_password,
 )
 from hub.identity.principal import Principal
+from hub.identity.principal_cache import PrincipalCache
 from hub.identity.records import RefreshTokenRecord, RevokedTokenRecord, UserRecord
 from hub.identity.roles import AGENT_PERMISSIONS, ROLES, permissions_for
 from hub.identity.tokens import (
@@ -83,6 +85,8 @@ class IdentityService:
     keyring: JwtKeyring
     settings: TokenSettings
     audit: AuditLog
+    principals: PrincipalCache = field(default_factory=PrincipalCache)
+    """Who recently verified tokens belong to (records read at most every 2 s per token)."""
 
     # -- users ---------------------------------------------------------------------------
 
@@ -153,7 +157,9 @@ class IdentityService:
                 target=f"user:{record.username}",
                 outcome="ok",
             )
-            return _user_info(record)
+            info = _user_info(record)
+        self.principals.forget_user(user_id)  # after the commit, like sign-out
+        return info
 
     # -- sign-in ---------------------------------------------------------------------------
 
@@ -220,6 +226,13 @@ class IdentityService:
             return self._new_pair(session, user)
 
     def sign_out(self, principal: Principal, refresh_token: str | None) -> None:
+        try:
+            self._sign_out(principal, refresh_token)
+        finally:  # after the commit: a request racing it cannot keep the old answer
+            if principal.token_id:
+                self.principals.forget(principal.token_id)
+
+    def _sign_out(self, principal: Principal, refresh_token: str | None) -> None:
         with session_scope(self.engine) as session:
             if principal.token_id and principal.token_expires:
                 session.merge(
@@ -248,10 +261,26 @@ class IdentityService:
             key = serialization.load_pem_public_key(agent.public_key.encode())
             return key if isinstance(key, Ed25519PublicKey) else None
 
+    def cached(self, token: str) -> Principal | None:
+        """A user token's principal if its records were read moments ago (signature and
+        expiry are checked now); None: call :meth:`authenticate`."""
+        if token_kid(token).startswith(AGENT_KID_PREFIX):
+            return None
+        claims = verify_user_token(token, self.keyring, self.settings)
+        return self.principals.get(claims["jti"])
+
     def authenticate(self, token: str) -> Principal:
         if token_kid(token).startswith(AGENT_KID_PREFIX):
             return self._authenticate_agent(token)
         claims = verify_user_token(token, self.keyring, self.settings)
+        known = self.principals.get(claims["jti"])
+        if known is not None:
+            return known
+        principal = self._user_principal(claims)
+        self.principals.put(claims["jti"], principal)
+        return principal
+
+    def _user_principal(self, claims: dict[str, Any]) -> Principal:
         with Session(self.engine) as session:
             if session.get(RevokedTokenRecord, claims["jti"]) is not None:
                 raise AuthenticationError("token has been revoked", hint="sign in again")

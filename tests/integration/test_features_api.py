@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from appliance.demo.processes import ServiceProcess
+from appliance.demo.site import Site
 from appliance.errors import HubRejectedError
 from appliance.feature_schemas import (
     EntityDefinition,
@@ -84,3 +88,33 @@ def test_define_ingest_materialise_look_up_and_build_a_training_set(
     assert table["driver_hourly__trips"] == [3, None]  # the 1-minute-old value is in the future
     assert [s.snapshot_sha256 for s in snapshots] == [ingested.snapshot_sha256]
     assert [v.name for v in approver.list_feature_views()] == ["driver_hourly"]
+
+
+def test_online_lookups_refuse_like_every_other_route(
+    site: Site, hub: ServiceProcess, engineer: HubClient, admin: HubClient
+) -> None:
+    """The lookup route is answered in front of Litestar; its errors must not differ."""
+    url = f"{hub.url}/api/v1/features/online"
+    body = {"view": "driver_hourly", "keys": [1]}
+    anonymous = httpx.post(url, json=body)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"] == "AuthenticationError"
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    worker = site.client(hub.url, "gpu01")  # a worker account reads no features
+    with worker, pytest.raises(HubRejectedError) as denied:
+        worker.online_features("driver_hourly", [1])
+    assert denied.value.status_code == 403 and "features:read" in str(denied.value)
+    refused = admin.list_audit(action="access.refused")
+    assert any(e["actor"] == "user:gpu01" for e in refused)
+    token = {"authorization": f"Bearer {engineer.credentials.bearer()}"}  # type: ignore[union-attr]
+    cases = [
+        (b"{not json", 400),
+        (b'{"view": "driver_hourly"}', 400),
+        (json.dumps({"view": "driver_hourly", "keys": list(range(1001))}).encode(), 400),
+        (json.dumps({"view": "no_such_view", "keys": [1]}).encode(), 404),
+        (b" " * (2 << 20), 413),
+    ]
+    for content, status in cases:
+        answer = httpx.post(url, content=content, headers=token)
+        assert answer.status_code == status, (content[:40], answer.text)
+        assert answer.json()["status_code"] == status

@@ -390,13 +390,15 @@ def test_a_disabled_user_is_locked_out_at_once(identity: IdentityService) -> Non
 
 
 def test_roles_come_from_the_database_not_from_the_token(identity: IdentityService) -> None:
+    identity.principals.ttl_s = 0.05  # records are re-read at most this often per token
     identity.create_user("alice", PASSWORD, ["ml-engineer"])
     pair = identity.sign_in("alice", PASSWORD)
     assert Permission.MODELS_WRITE in identity.authenticate(pair.access_token).permissions
-    with session_scope(identity.engine) as session:
+    with session_scope(identity.engine) as session:  # changed outside the service
         record = session.exec(select(UserRecord).where(UserRecord.username == "alice")).one()
         record.roles = ["viewer"]
         session.add(record)
+    time.sleep(0.1)
     principal = identity.authenticate(pair.access_token)  # same token, claims say ml-engineer
     assert principal.roles == frozenset({"viewer"})
     assert Permission.MODELS_WRITE not in principal.permissions
