@@ -230,7 +230,7 @@ class IdentityService:
             self._sign_out(principal, refresh_token)
         finally:  # after the commit: a request racing it cannot keep the old answer
             if principal.token_id:
-                self.principals.forget(principal.token_id)
+                self.principals.forget_token(principal.token_id)
 
     def _sign_out(self, principal: Principal, refresh_token: str | None) -> None:
         with session_scope(self.engine) as session:
@@ -262,22 +262,17 @@ class IdentityService:
             return key if isinstance(key, Ed25519PublicKey) else None
 
     def cached(self, token: str) -> Principal | None:
-        """A user token's principal if its records were read moments ago (signature and
-        expiry are checked now); None: call :meth:`authenticate`."""
-        if token_kid(token).startswith(AGENT_KID_PREFIX):
-            return None
-        claims = verify_user_token(token, self.keyring, self.settings)
-        return self.principals.get(claims["jti"])
+        """The principal of a user token verified moments ago; None: :meth:`authenticate`."""
+        return self.principals.get(token)
 
     def authenticate(self, token: str) -> Principal:
         if token_kid(token).startswith(AGENT_KID_PREFIX):
             return self._authenticate_agent(token)
-        claims = verify_user_token(token, self.keyring, self.settings)
-        known = self.principals.get(claims["jti"])
+        known = self.principals.get(token)
         if known is not None:
             return known
-        principal = self._user_principal(claims)
-        self.principals.put(claims["jti"], principal)
+        principal = self._user_principal(verify_user_token(token, self.keyring, self.settings))
+        self.principals.put(token, principal)
         return principal
 
     def _user_principal(self, claims: dict[str, Any]) -> Principal:
