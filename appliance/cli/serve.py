@@ -10,15 +10,27 @@ from typing import Any
 from appliance import settings as config
 from appliance.cli.connect import hub_flags, user_client
 from appliance.cli.output import console, setup_logging
+from appliance.sd_notify import notify
 from appliance.settings import RUNTIME_CHOICES, AgentSettings, HubSettings
 
 log = logging.getLogger(__name__)
 
 
 def _uvicorn(app: object, host: str, port: int, **tls: Any) -> None:
+    """Serve ``app``; tell systemd ``READY=1`` once the socket listens (``Type=notify``)."""
     import uvicorn
 
-    uvicorn.run(
+    class NotifyingServer(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                notify("READY=1")
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            notify("STOPPING=1")
+            await super().shutdown(sockets=sockets)
+
+    config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,
         port=port,
@@ -29,6 +41,7 @@ def _uvicorn(app: object, host: str, port: int, **tls: Any) -> None:
         timeout_graceful_shutdown=10,
         **tls,
     )
+    NotifyingServer(config).run()
 
 
 def hub_serve(args: argparse.Namespace) -> int:

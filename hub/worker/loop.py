@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from appliance.errors import ApplianceError, ConfigError, HubRejectedError, HubUnavailableError
 from appliance.hub_client import HubClient
+from appliance.sd_notify import notify
 from appliance.training_schemas import ClaimRequest, FailRequest, HeartbeatRequest, JobInfo
 from hub.training.mlp import Stopped
 from hub.worker.progress import Progress
@@ -86,9 +87,11 @@ class Worker:
             self.processes,
             self.telemetry.note or f"{self.telemetry.count} GPU(s)",
         )
+        notify("READY=1")
         while not self.stopping.is_set():
             if not self.run_once():
                 self.stopping.wait(self.settings.poll_s)
+        notify("STOPPING=1")
         self.telemetry.close()
 
     def run_once(self) -> bool:
