@@ -212,14 +212,26 @@ class HubClient(TrainingApi):
     def start_rollout(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._typed("POST", "/api/v1/rollouts/", dict[str, Any], json=spec)
 
+    def list_rollouts(self) -> list[dict[str, Any]]:
+        """Every rollout, oldest first, each as :meth:`rollout` gives it."""
+        return self._typed("GET", "/api/v1/rollouts/", list[dict[str, Any]])
+
     def rollout(self, rollout_id: int) -> dict[str, Any]:
         return self._typed("GET", f"/api/v1/rollouts/{rollout_id}", dict[str, Any])
 
     def act_on_rollout(self, rollout_id: int, action: str) -> dict[str, Any]:
         return self._typed("POST", f"/api/v1/rollouts/{rollout_id}/{action}", dict[str, Any])
 
+    def promote_winner(self, name: str) -> dict[str, Any]:
+        """Stop the experiment and approve its winner for production (approvers)."""
+        return self._typed("POST", f"/api/v1/experiments/{name}/promote", dict[str, Any])
+
     def stop_experiment(self, name: str) -> dict[str, Any]:
         return self._typed("POST", f"/api/v1/experiments/{name}/stop", dict[str, Any])
+
+    def list_experiments(self) -> list[dict[str, Any]]:
+        """Every experiment, oldest first, each with its variants' counts and verdict."""
+        return self._typed("GET", "/api/v1/experiments/", list[dict[str, Any]])
 
     def experiment(self, name: str) -> dict[str, Any]:
         return self._typed("GET", f"/api/v1/experiments/{name}", dict[str, Any])

@@ -48,3 +48,16 @@ class ExperimentController(Controller):
         self, name: str, experiments: ExperimentService, request: Request[Any, Any, Any]
     ) -> ExperimentInfo:
         return experiments.stop(name, principal_of(request))
+
+    @post(
+        "/{name:str}/promote",
+        operation_id="promoteExperimentWinner",
+        guards=[requires(P.MODELS_APPROVE)],
+        status_code=200,
+        sync_to_thread=True,
+    )
+    def promote(
+        self, name: str, experiments: ExperimentService, request: Request[Any, Any, Any]
+    ) -> ExperimentInfo:
+        """Stop the experiment and approve its winner (a staging version) for production."""
+        return experiments.promote_winner(name, principal_of(request))

@@ -176,6 +176,43 @@ class ExperimentService:
         self.changes.announce(by.actor, f"experiment {name} stopped")
         return self.get(name)
 
+    def promote_winner(self, name: str, by: Principal) -> ExperimentInfo:
+        """End the experiment and take its winner to production the usual way.
+
+        The winner must have been declared (minimum samples reached, significant) and be
+        a staging version; the caller's ``change_stage`` is an approval like any other,
+        so with two approvals required the version waits for the second one.
+        """
+        info = self.get(name)
+        if info.winner is None:
+            raise ConflictError(
+                f"experiment {name!r} has no winner ({info.verdict}: {info.detail})",
+                hint="wait for more outcomes, or stop it without promoting",
+            )
+        winner = next(v for v in info.variants if v.name == info.winner)
+        stage = self.registry.get_version(info.model, winner.version).stage
+        if stage == "production":
+            raise ConflictError(
+                f"the winner, {info.model} v{winner.version}, is in production already",
+                hint="stop the experiment: production stays as it is",
+            )
+        if stage != "staging":
+            raise ConflictError(
+                f"the winner, {info.model} v{winner.version}, is {stage}",
+                hint="an ML engineer stages it first; then promote the winner again",
+            )
+        self.registry.change_stage(info.model, winner.version, "production", by=by)
+        with session_scope(self.engine) as session:
+            self.audit.append(
+                session,
+                actor=by.actor,
+                action="experiment.promote",
+                target=f"experiment:{name}",
+                outcome="ok",
+                detail={"winner": info.winner, "version": winner.version},
+            )
+        return self.stop(name, by)
+
     def _record(self, session: Session, name: str) -> ExperimentRecord:
         record = session.exec(select(ExperimentRecord).where(ExperimentRecord.name == name)).first()
         if record is None:

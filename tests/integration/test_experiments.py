@@ -10,6 +10,7 @@ from agent.identity import credentials, load_identity
 from appliance.errors import HubRejectedError
 from appliance.hub_client import HubClient
 from appliance.schemas import AgentReport
+from tests.conftest import make_reference_npy, make_tiny_onnx
 from tests.integration.conftest import publish, serving_version, wait_until
 
 pytestmark = pytest.mark.integration
@@ -163,3 +164,41 @@ def test_agents_serve_sticky_variants_and_feedback_reaches_a_verdict(
         f"{agents[0].url}/v2/models/tiny/feedback", json={"id": "nope", "outcome": 1}, timeout=5
     )
     assert unknown.status_code == 404
+
+
+def test_a_declared_winner_is_promoted_through_the_approval_path(
+    hub, admin, engineer, approver, start_agent, workdir
+):
+    control = publish(engineer, approver).version
+    challenger = engineer.upload_model(
+        "tiny", make_tiny_onnx(), reference_npy=make_reference_npy()
+    ).version
+    engineer.change_stage("tiny", challenger, "staging")
+    start_agent("ab-promote")
+    spec = {
+        "name": "promote-me",
+        "model": "tiny",
+        "zone": "ae-dxb",
+        "variants": [
+            {"name": "control", "version": control, "weight": 0.5},
+            {"name": "challenger", "version": challenger, "weight": 0.5},
+        ],
+        "min_samples": 1000,
+    }
+    for running in [e for e in engineer.list_experiments() if e["status"] == "running"]:
+        engineer.stop_experiment(running["name"])  # one experiment per model and group
+    engineer.create_experiment(spec)
+    with pytest.raises(HubRejectedError) as too_early:
+        approver.promote_winner("promote-me")
+    assert too_early.value.status_code == 409 and "no winner" in str(too_early.value)
+    client, agent_id = _agent_client(hub.url, workdir / "ab-promote")
+    _report(client, agent_id, "promote-me", {"control": 0.10, "challenger": 0.14}, 8000, seed=3)
+    with pytest.raises(HubRejectedError) as not_an_approver:
+        engineer.promote_winner("promote-me")
+    assert not_an_approver.value.status_code == 403
+    result = approver.promote_winner("promote-me")
+    assert (result["winner"], result["status"]) == ("challenger", "stopped")
+    stages = {v.version: v.stage for v in engineer.get_model("tiny").versions}
+    assert (stages[challenger], stages[control]) == ("production", "archived")
+    promoted = [e for e in admin.list_audit(action="experiment.promote")]
+    assert promoted and promoted[-1]["detail"]["version"] == challenger
