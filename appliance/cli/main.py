@@ -14,6 +14,7 @@ from appliance.cli import (
     features,
     keys,
     models,
+    ops,
     people,
     residency,
     serve,
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     serve.add_parsers(sub, data_dir)
+    ops.add_parsers(sub, data_dir)
     keys.add_parsers(sub, data_dir)
     ca.add_parsers(sub, data_dir)
     people.add_parsers(sub, data_dir)
