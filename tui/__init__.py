@@ -1,8 +1,10 @@
 """The operator's Textual console over the hub's API (``appliance tui``).
 
 Layout: ``app.py`` (thin App), ``screens/`` (sign-in, main), ``widgets/`` (a
-pane per area: fleet, models, audit), ``dialogs/`` (confirmations and forms),
-``hub.py`` (the calls the console makes, and signing in), ``format.py`` (pure
+pane per area: fleet, models, audit, training, rollouts & A/B, drift; the list,
+follow, switch, table and chart pieces they share), ``dialogs/`` (confirmations
+and forms), ``hub.py`` (the calls the console makes, and signing in),
+``records.py`` (typed views of the hub's dict answers), ``format*.py`` (pure
 formatting of hub records).
 """
 

@@ -22,7 +22,17 @@ from tests.tui.fixed_hub import PASSWORD, fixed_app  # noqa: E402
 from tui import ConsoleApp  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
-SCREENS = {"sign-in": (), "fleet": ("1",), "models": ("2",), "audit": ("3", "v")}
+SCREENS = {
+    "sign-in": (),
+    "fleet": ("1",),
+    "models": ("2",),
+    "audit": ("3", "v"),
+    "training": ("4",),
+    "workers": ("4", "w"),
+    "rollouts": ("5",),
+    "experiments": ("5", "e"),
+    "drift": ("6",),
+}
 
 
 def screen_text(app: ConsoleApp) -> str:
@@ -44,7 +54,9 @@ async def capture(name: str, keys: tuple[str, ...], size: tuple[int, int]) -> No
                     break
                 await pilot.pause(0.02)
             await pilot.press(*keys)
-            await app.workers.wait_for_complete()
+            for _ in range(2):  # a selection's own fetch (a log tail, drift windows) comes second
+                await app.workers.wait_for_complete()
+                await pilot.pause()
         await pilot.pause()
         stem = f"{name}-{size[0]}x{size[1]}"
         app.save_screenshot(f"{stem}.svg", path=str(OUT))
@@ -52,8 +64,11 @@ async def capture(name: str, keys: tuple[str, ...], size: tuple[int, int]) -> No
 
 
 async def main(args: list[str]) -> None:
+    """Every screen, or those named on the command line (``capture.py drift workers``)."""
     sizes = [(80, 24), (120, 40)]
     for name, keys in SCREENS.items():
+        if args and name not in args:
+            continue
         for size in sizes:
             await capture(name, keys, size)
 

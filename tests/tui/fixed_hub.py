@@ -11,6 +11,16 @@ from typing import Any
 
 from appliance.errors import HubRejectedError
 from appliance.schemas import AgentInfo, InstalledModel, ModelDetail, ModelSummary, VersionInfo
+from appliance.training_schemas import JobInfo, LogLine, WorkerInfo
+from tests.tui.fixed_records import (
+    DRIFT_ALERTS,
+    DRIFT_REPORTS,
+    EXPERIMENTS,
+    JOBS,
+    LOGS,
+    ROLLOUTS,
+    WORKERS,
+)
 from tui import ConsoleApp, HubApi
 
 PASSWORD = "correct horse"
@@ -133,6 +143,22 @@ AUDIT = [
 ]
 
 
+PERMISSIONS = [
+    "agents:read",
+    "agents:enrol",
+    "agents:revoke",
+    "models:read",
+    "models:stage",
+    "models:approve",
+    "audit:read",
+    "training:read",
+    "training:submit",
+]
+"""Every permission the console asks about, so every key shows in the captures (no one
+role holds them all on a real hub)."""
+READ_ONLY = "hub answered 403: read-only double"
+
+
 class FixedHub:
     """Answers as a hub would, always the same; changes are refused (read-only)."""
 
@@ -146,13 +172,7 @@ class FixedHub:
         return {
             "actor": self.actor,
             "roles": list(self.roles),
-            "permissions": [
-                "agents:read",
-                "agents:enrol",
-                "agents:revoke",
-                "models:read",
-                "audit:read",
-            ],
+            "permissions": list(PERMISSIONS),
         }
 
     def list_agents(self) -> list[AgentInfo]:
@@ -169,7 +189,7 @@ class FixedHub:
         }
 
     def revoke_agent(self, agent_id: int) -> AgentInfo:
-        raise HubRejectedError("hub answered 403: read-only double", status_code=403)
+        raise HubRejectedError(READ_ONLY, status_code=403)
 
     def list_models(self) -> list[ModelSummary]:
         return [
@@ -186,7 +206,7 @@ class FixedHub:
         return ModelDetail(name=name, created_at="2025-03-01T09:00:00Z", versions=MODELS[name])
 
     def change_stage(self, name: str, version: int, stage: str) -> VersionInfo:
-        raise HubRejectedError("hub answered 403: read-only double", status_code=403)
+        raise HubRejectedError(READ_ONLY, status_code=403)
 
     def list_audit(
         self,
@@ -211,6 +231,45 @@ class FixedHub:
             "first_bad_seq": None,
             "reason": None,
         }
+
+    def training_jobs(
+        self, *, state: str | None = None, model: str | None = None, limit: int = 100
+    ) -> list[JobInfo]:
+        return [j for j in JOBS if state in (None, j.state) and model in (None, j.model)][:limit]
+
+    def training_logs(self, job_id: int, *, after: int = 0) -> list[LogLine]:
+        return [line for line in LOGS.get(job_id, []) if line.seq > after]
+
+    def cancel_training(self, job_id: int) -> JobInfo:
+        raise HubRejectedError(READ_ONLY, status_code=403)
+
+    def training_workers(self) -> list[WorkerInfo]:
+        return list(WORKERS)
+
+    def list_rollouts(self) -> list[dict[str, Any]]:
+        return list(ROLLOUTS)
+
+    def act_on_rollout(self, rollout_id: int, action: str) -> dict[str, Any]:
+        raise HubRejectedError(READ_ONLY, status_code=403)
+
+    def list_experiments(self) -> list[dict[str, Any]]:
+        return list(EXPERIMENTS)
+
+    def stop_experiment(self, name: str) -> dict[str, Any]:
+        raise HubRejectedError(READ_ONLY, status_code=403)
+
+    def drift_alerts(self, *, open_only: bool = False) -> list[dict[str, Any]]:
+        return [a for a in DRIFT_ALERTS if not open_only or a["closed_at"] is None]
+
+    def drift_reports(
+        self, *, agent_id: int | None = None, model: str | None = None, after: int = 0
+    ) -> list[dict[str, Any]]:
+        found = [
+            r
+            for r in DRIFT_REPORTS
+            if r["id"] > after and agent_id in (None, r["agent_id"]) and model in (None, r["model"])
+        ]
+        return found[:100]
 
     def close(self) -> None:
         pass

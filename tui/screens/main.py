@@ -1,4 +1,8 @@
-"""The main screen: a tab per area of the hub, a banner when the hub is away, a refresh timer."""
+"""The main screen: a tab per area of the hub, a banner when the hub is away, a refresh timer.
+
+The timer refreshes the tab on show (a tab is also refreshed when it is opened);
+``f5`` refreshes every tab. Each pane names its own command palette entries.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,25 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from tui.hub import HubApi
 from tui.messages import ActionDone, ActionFailed, HubLost
-from tui.widgets import AuditPane, FleetPane, ModelsPane
+from tui.widgets import AuditPane, DriftPane, FleetPane, ModelsPane, ReleasesPane, TrainingPane
 from tui.widgets.pane import HubPane
 
-TABS = {"fleet": "Fleet", "models": "Models", "audit": "Audit"}
-PANES: dict[str, type[HubPane]] = {"fleet": FleetPane, "models": ModelsPane, "audit": AuditPane}
+TABS = {
+    "fleet": "Fleet",
+    "models": "Models",
+    "audit": "Audit",
+    "training": "Training",
+    "releases": "Rollouts & A/B",
+    "drift": "Drift",
+}
+PANES: dict[str, type[HubPane]] = {
+    "fleet": FleetPane,
+    "models": ModelsPane,
+    "audit": AuditPane,
+    "training": TrainingPane,
+    "releases": ReleasesPane,
+    "drift": DriftPane,
+}
 
 
 class MainScreen(Screen[None]):
@@ -30,9 +48,10 @@ class MainScreen(Screen[None]):
     MainScreen .not-allowed { padding: 1 2; color: $text-muted; }
     """
     BINDINGS = [
-        Binding("1", "show('fleet')", "Fleet"),
-        Binding("2", "show('models')", "Models"),
-        Binding("3", "show('audit')", "Audit"),
+        *(
+            Binding(str(number), f"show('{tab}')", label)
+            for number, (tab, label) in enumerate(TABS.items(), start=1)
+        ),
         Binding("f5,ctrl+r", "refresh_all", "Refresh"),
     ]
 
@@ -46,12 +65,12 @@ class MainScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("", id="banner", markup=False)
-        allowed = set(self.me.get("permissions", []))
+        allowed = frozenset(self.me.get("permissions", []))
         with TabbedContent(initial="fleet"):
             for tab, pane in PANES.items():
                 with TabPane(TABS[tab], id=tab):
                     if pane.NEEDS in allowed:
-                        yield pane(self.hub, id=f"{tab}-pane")
+                        yield pane(self.hub, id=f"{tab}-pane", allowed=allowed)
                     else:
                         yield Static(
                             f"Your roles cannot read this ({pane.NEEDS} is needed; "
@@ -63,12 +82,16 @@ class MainScreen(Screen[None]):
     def on_mount(self) -> None:
         roles = ", ".join(self.me.get("roles", [])) or "no roles"
         self.sub_title = f"{self.me.get('actor', '?')} ({roles}) @ {self.hub.base_url}"
-        self.set_interval(self.refresh_s, self.action_refresh_all)
+        self.set_interval(self.refresh_s, self.action_refresh_shown)
         self._focus_table("fleet")
 
+    def _tab_pane(self, tab: str) -> HubPane | None:
+        return next(iter(self.query(f"#{tab}-pane").results(HubPane)), None)
+
     def _focus_table(self, tab: str) -> None:
-        for table in self.query(f"#{tab}-table"):
-            table.focus()
+        pane = self._tab_pane(tab)
+        if pane is not None:
+            pane.focus_table()
 
     def action_show(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
@@ -78,10 +101,21 @@ class MainScreen(Screen[None]):
         for pane in self.query(HubPane):
             pane.refresh_data()
 
+    def action_refresh_shown(self) -> None:
+        """The timer: the tab on show (every tab while the hub is away, to see it back)."""
+        pane = self._tab_pane(self.query_one(TabbedContent).active)
+        if pane is None or self.hub_lost:
+            self.action_refresh_all()
+        else:
+            _refresh(pane)
+
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.id
         if tab:
             self._focus_table(tab)
+            pane = self._tab_pane(tab)
+            if pane is not None and pane.is_mounted:
+                _refresh(pane)
 
     def on_hub_lost(self, message: HubLost) -> None:
         self.hub_lost = True
@@ -105,20 +139,16 @@ class MainScreen(Screen[None]):
     def commands(self) -> Iterator[SystemCommand]:
         """Entries for the command palette while this screen is shown."""
         for tab, label in TABS.items():
-            yield SystemCommand(
-                label, f"Show the {label.lower()} tab", lambda t=tab: self.action_show(t)
-            )
+            yield SystemCommand(label, f"Show the {label} tab", lambda t=tab: self.action_show(t))
         yield SystemCommand("Refresh", "Fetch everything again now", self.action_refresh_all)
-        for fleet in self.query(FleetPane):
-            yield SystemCommand(
-                "Enrol agent", "Create a one-time enrolment token", fleet.action_enrol
-            )
-            yield SystemCommand("Revoke agent", "Revoke the selected agent", fleet.action_revoke)
-        for models in self.query(ModelsPane):
-            yield SystemCommand("Promote to staging", "The selected version", models.action_promote)
-            yield SystemCommand(
-                "Approve for production", "The selected version", models.action_approve
-            )
-            yield SystemCommand("Archive version", "The selected version", models.action_archive)
-        for audit in self.query(AuditPane):
-            yield SystemCommand("Verify audit log", "Check the chain", audit.action_verify)
+        for tab in TABS:
+            pane = self._tab_pane(tab)
+            if pane is not None:
+                yield from pane.commands()
+
+
+def _refresh(pane: HubPane) -> None:
+    """A tab's pane and the panes inside it (a tab with two views)."""
+    pane.refresh_data()
+    for inner in pane.query(HubPane):
+        inner.refresh_data()

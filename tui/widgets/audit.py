@@ -6,11 +6,12 @@ pane remembers where each page it has shown started, so it can go back.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
@@ -53,8 +54,15 @@ class AuditPane(HubPane):
             super().__init__()
             self.report = report
 
-    def __init__(self, hub: HubApi, *, id: str | None = None, page_size: int = 50) -> None:
-        super().__init__(hub, id=id)
+    def __init__(
+        self,
+        hub: HubApi,
+        *,
+        id: str | None = None,
+        allowed: frozenset[str] = frozenset(),
+        page_size: int = 50,
+    ) -> None:
+        super().__init__(hub, id=id, allowed=allowed)
         self.page_size = page_size
         self.starts: list[int] = [0]
         """Where each page shown so far began (the ``after`` seq); the last is this page."""
@@ -157,3 +165,6 @@ class AuditPane(HubPane):
         result = self.query_one("#audit-verify", Static)
         result.set_classes("ok" if ok else "bad")
         result.update(line)
+
+    def commands(self) -> Iterator[SystemCommand]:
+        yield from self.command("Verify audit log", "Check the chain", "verify")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
@@ -14,10 +15,10 @@ from textual.widgets.data_table import RowKey
 
 from appliance.schemas import AgentInfo
 from tui import format as fmt
-from tui.dialogs import ConfirmDialog, EnrolDialog, EnrolRequest, InfoDialog
-from tui.hub import HubApi
+from tui.dialogs import EnrolDialog, EnrolRequest, InfoDialog
 from tui.messages import ActionDone
 from tui.widgets.pane import HubPane
+from tui.widgets.table import selected_key
 
 COLUMNS = ("id", "name", "health", "zone", "group", "runtime", "last heartbeat (UTC)", "models")
 """Most telling first: at 80 columns the models column is the one that scrolls off."""
@@ -48,10 +49,9 @@ class FleetPane(HubPane):
             super().__init__()
             self.token = token
 
-    def __init__(self, hub: HubApi, *, id: str | None = None) -> None:
-        super().__init__(hub, id=id)
-        self.agents: list[AgentInfo] = []
-        self.sort_by = "name"
+    agents: list[AgentInfo] = []
+    """As the hub last listed them (replaced on each load, never changed in place)."""
+    sort_by = "name"
 
     def compose(self) -> ComposeResult:
         yield Input(
@@ -120,10 +120,7 @@ class FleetPane(HubPane):
         )
 
     def selected(self) -> AgentInfo | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        key = selected_key(self.query_one(DataTable))
         return next((a for a in self.agents if str(a.id) == key), None)
 
     # -- actions ---------------------------------------------------------------------
@@ -176,19 +173,14 @@ class FleetPane(HubPane):
         if agent.revoked_at:
             self.post_message(ActionDone(f"{agent.name} is already revoked"))
             return
-        dialog = ConfirmDialog(
+        self.confirm(
             f"Revoke agent {agent.name}?",
             f"{agent.name} (id {agent.id}, {agent.zone}/{agent.group}) will be refused on every "
             "later call: no more models, no heartbeats. It must be enrolled again with a new "
             "token to come back.",
-            confirm="Revoke",
+            "Revoke",
+            lambda: self.revoke(agent),
         )
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.revoke(agent)
-
-        self.app.push_screen(dialog, answered)
 
     @work(thread=True, group="fleet-act")
     def revoke(self, agent: AgentInfo) -> None:
@@ -196,3 +188,7 @@ class FleetPane(HubPane):
         if revoked is not None:
             self.post_message(ActionDone(f"revoked {revoked.name}"))
             self.app.call_from_thread(self.refresh_data)
+
+    def commands(self) -> Iterator[SystemCommand]:
+        yield from self.command("Enrol agent", "Create a one-time enrolment token", "enrol")
+        yield from self.command("Revoke agent", "Revoke the selected agent", "revoke")

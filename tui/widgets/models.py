@@ -8,9 +8,11 @@ how many approvals it has so far.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable, Static
@@ -18,10 +20,9 @@ from textual.widgets.data_table import RowKey
 
 from appliance.schemas import VersionInfo
 from tui import format as fmt
-from tui.dialogs import ConfirmDialog
-from tui.hub import HubApi
 from tui.messages import ActionDone, ActionFailed
 from tui.widgets.pane import HubPane
+from tui.widgets.table import selected_key
 
 COLUMNS = ("model", "ver", "stage", "approvals", "metrics", "created (UTC)", "by")
 
@@ -45,9 +46,8 @@ class ModelsPane(HubPane):
             super().__init__()
             self.versions = versions
 
-    def __init__(self, hub: HubApi, *, id: str | None = None) -> None:
-        super().__init__(hub, id=id)
-        self.versions: list[VersionInfo] = []
+    versions: list[VersionInfo] = []
+    """As the hub last listed them (replaced on each load, never changed in place)."""
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="models-table", cursor_type="row", zebra_stripes=True)
@@ -94,10 +94,7 @@ class ModelsPane(HubPane):
         self._show_details()
 
     def selected(self) -> VersionInfo | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        key = selected_key(self.query_one(DataTable))
         return next((v for v in self.versions if _key(v) == key), None)
 
     @on(DataTable.RowHighlighted, "#models-table")
@@ -155,11 +152,7 @@ class ModelsPane(HubPane):
     def _confirm(
         self, version: VersionInfo, stage: str, title: str, body: str, confirm: str
     ) -> None:
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.change_stage(version, stage)
-
-        self.app.push_screen(ConfirmDialog(title, body, confirm=confirm), answered)
+        self.confirm(title, body, confirm, lambda: self.change_stage(version, stage))
 
     @work(thread=True, group="models-act")
     def change_stage(self, version: VersionInfo, stage: str) -> None:
@@ -167,6 +160,11 @@ class ModelsPane(HubPane):
         if info is not None:
             self.post_message(ActionDone(fmt.stage_outcome(stage, info)))
             self.app.call_from_thread(self.refresh_data)
+
+    def commands(self) -> Iterator[SystemCommand]:
+        yield from self.command("Promote to staging", "The selected version", "promote")
+        yield from self.command("Approve for production", "The selected version", "approve")
+        yield from self.command("Archive version", "The selected version", "archive")
 
 
 def _key(version: VersionInfo) -> str:

@@ -1,0 +1,145 @@
+"""Typed views of the hub answers that the client hands back as plain dicts.
+
+Rollouts, experiments and drift come from :class:`appliance.hub_client.HubClient` as
+``dict``; the console reads them through these structs: only the fields it shows,
+unknown fields ignored, and defaults for fields that older or newer hubs may lack
+(a blue-green rollout's standby agents, its ring count). An answer of the wrong
+shape becomes a :class:`HubError` (said once in a notification), never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import msgspec
+
+from appliance.errors import HubError
+
+T = TypeVar("T")
+
+
+class Rollout(msgspec.Struct, kw_only=True):
+    id: int
+    model: str
+    version: int
+    previous: int | None = None
+    zone: str
+    group: str
+    rings: list[float]
+    ring: int
+    """1-based: the ring the rollout is in now."""
+    state: str
+    agents_reached: list[int] = []
+    steps: list[dict[str, Any]] = []
+    created_by: str = ""
+    strategy: str = "canary"
+    first_agents: list[str] = []
+    ring_count: int | None = None
+
+    @property
+    def rings_total(self) -> int:
+        return self.ring_count if self.ring_count is not None else len(self.rings)
+
+
+class Variant(msgspec.Struct, kw_only=True):
+    name: str
+    version: int
+    weight: float
+    count: int
+    mean: float
+
+
+class Comparison(msgspec.Struct, kw_only=True):
+    control: str
+    variant: str
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    significant: bool
+
+
+class Experiment(msgspec.Struct, kw_only=True):
+    name: str
+    model: str
+    zone: str
+    group: str
+    metric: str
+    """``rate`` (a share of successes) or ``mean``."""
+    min_samples: int
+    status: str
+    created_by: str = ""
+    variants: list[Variant]
+    verdict: str
+    winner: str | None = None
+    detail: str = ""
+    comparisons: list[Comparison] = []
+
+
+class DriftAlert(msgspec.Struct, kw_only=True):
+    id: int
+    agent_id: int
+    model: str
+    version: int
+    windows: int
+    opened_at: str
+    closed_at: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_at is None
+
+
+class DriftReport(msgspec.Struct, kw_only=True):
+    id: int
+    agent_id: int
+    model: str
+    version: int
+    drifted: bool
+    min_p_value: float
+    method: str
+    window_size: int
+    started_at: str
+    ended_at: str
+    p_values: list[float]
+
+
+def convert(raw: Any, kind: type[T], what: str) -> T:
+    """``raw`` (decoded JSON) as ``kind``; a :class:`HubError` naming ``what`` if it is not."""
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as exc:
+        raise HubError(f"the hub sent {what} the console cannot read: {exc}") from exc
+
+
+def appended(
+    held: Sequence[T], new: Iterable[T], position: Callable[[T], int], keep: int
+) -> list[T]:
+    """``held`` then what ``new`` has past its last (by ``position``); the last ``keep``."""
+    last = position(held[-1]) if held else 0
+    return [*held, *(r for r in new if position(r) > last)][-keep:]
+
+
+def read_after(
+    page: Callable[[int], Sequence[T]],
+    after: int,
+    position: Callable[[T], int],
+    *,
+    full: int,
+    keep: int,
+    max_pages: int,
+) -> list[T]:
+    """Follow a list the hub pages oldest first (``page(after)``) to its end, or ``max_pages``.
+
+    A page shorter than ``full`` is the last; only the latest ``keep`` records are kept.
+    """
+    found: list[T] = []
+    cursor = after
+    for _ in range(max_pages):
+        batch = page(cursor)
+        found = appended(found, batch, position, keep)
+        if len(batch) < full:
+            break
+        cursor = position(batch[-1])
+    return found
