@@ -202,6 +202,15 @@ class HubClient(TrainingApi):
         params = {} if agent_id is None else {"agent_id": agent_id}
         return self._typed("GET", "/api/v1/drift/serving", list[dict[str, Any]], params=params)
 
+    def serving_history(
+        self, *, agent_id: int | None = None, after: int = 0
+    ) -> list[dict[str, Any]]:
+        """Serving reports past id ``after``, oldest first, a page of 100 (as drift reports)."""
+        params: dict[str, Any] = {"after": after}
+        if agent_id is not None:
+            params["agent_id"] = agent_id
+        return self._typed("GET", "/api/v1/drift/serving", list[dict[str, Any]], params=params)
+
     def drift_alerts(self, *, open_only: bool = False) -> list[dict[str, Any]]:
         params = {"open": "true" if open_only else "false"}
         return self._typed("GET", "/api/v1/drift/alerts", list[dict[str, Any]], params=params)

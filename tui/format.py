@@ -6,6 +6,7 @@ answer from the hub is fixed (and the snapshot tests stay deterministic).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -79,22 +80,16 @@ AGENT_SORTS: dict[str, Any] = {
 """Sort keys the fleet screen cycles through (health puts trouble first)."""
 
 
-def agent_details(agent: AgentInfo) -> str:
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(agent.labels.items())) or "-"
-    rows = [
-        ("agent", f"{agent.name} (id {agent.id})"),
-        ("zone / group", f"{agent.zone} / {agent.group}"),
-        ("runtime", agent.runtime),
-        ("health", agent_health(agent) + (f": {agent.detail}" if agent.detail else "")),
-        ("models", installed(agent.models)),
-        ("last heartbeat", moment(agent.last_seen_at)),
-        ("registered", moment(agent.registered_at)),
-        ("enrolled", moment(agent.enrolled_at)),
-        ("revoked", moment(agent.revoked_at)),
-        ("url", agent.url or "-"),
-        ("labels", labels),
-    ]
-    return "\n".join(f"{key:>15}  {value}" for key, value in rows)
+def usual_zone(agents: Iterable[AgentInfo]) -> str | None:
+    """The zone most of the unrevoked agents are in (None without any)."""
+    zones = Counter(a.zone for a in agents if not a.revoked_at)
+    return zones.most_common(1)[0][0] if zones else None
+
+
+def groups_text(agents: Iterable[AgentInfo], zone: str) -> str:
+    """``cashiers 2, lobby 1``: the zone's groups and their unrevoked agents."""
+    groups = Counter(a.group for a in agents if a.zone == zone and not a.revoked_at)
+    return ", ".join(f"{group} {count}" for group, count in sorted(groups.items())) or "none"
 
 
 def metrics_text(metrics: dict[str, float]) -> str:

@@ -84,6 +84,32 @@ def rollout_steps(rollout: Rollout, last: int = 10) -> str:
     return "\n".join([head, *steps])
 
 
+def rollout_started(rollout: Rollout) -> str:
+    return (
+        f"rollout {rollout.id} started: {rollout.model} {version_change(rollout)} in "
+        f"{rollout.zone}/{rollout.group} ({rings_text(rollout)})"
+    )
+
+
+def promote_text(rollout: Rollout) -> str:
+    """What ending the current ring's soak now does (the hub skips its gates too)."""
+    skipped = (
+        f"{rollout.model} v{rollout.version} leaves ring {rollout.ring} of "
+        f"{rollout.rings_total} now, without the rest of its soak or its health gates. "
+    )
+    if rollout.ring < rollout.rings_total:
+        return skipped + f"Ring {rollout.ring + 1}'s agents switch to v{rollout.version} now."
+    return skipped + (
+        f"It was the last ring: v{rollout.version} is approved for production as "
+        f"{rollout.created_by or 'the approver who started it'} (production once enough "
+        "approvers agree)."
+    )
+
+
+def winner_of(experiment: Experiment) -> Variant | None:
+    return next((v for v in experiment.variants if v.name == experiment.winner), None)
+
+
 def verdict_text(experiment: Experiment) -> str:
     if experiment.verdict == "winner" and experiment.winner:
         return f"winner: {experiment.winner}"

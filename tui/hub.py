@@ -13,6 +13,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.credentials import UserCredentials
@@ -66,16 +67,28 @@ class HubApi(Protocol):
 
     def list_rollouts(self) -> list[dict[str, Any]]: ...
 
+    def start_rollout(self, spec: dict[str, Any]) -> dict[str, Any]: ...
+
     def act_on_rollout(self, rollout_id: int, action: str) -> dict[str, Any]: ...
 
     def list_experiments(self) -> list[dict[str, Any]]: ...
 
     def stop_experiment(self, name: str) -> dict[str, Any]: ...
 
+    def promote_winner(self, name: str) -> dict[str, Any]: ...
+
+    def export_update(
+        self, zone: str, group: str, dest: Path, *, days: int | None = None
+    ) -> str: ...
+
     def drift_alerts(self, *, open_only: bool = False) -> list[dict[str, Any]]: ...
 
     def drift_reports(
         self, *, agent_id: int | None = None, model: str | None = None, after: int = 0
+    ) -> list[dict[str, Any]]: ...
+
+    def serving_history(
+        self, *, agent_id: int | None = None, after: int = 0
     ) -> list[dict[str, Any]]: ...
 
     def close(self) -> None: ...

@@ -31,3 +31,13 @@ class ActionDone(Message):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
+
+
+class Reveal(Message):
+    """Show the record keyed ``key`` in ``tab`` (in its ``view``, for a tab with two)."""
+
+    def __init__(self, tab: str, key: str, view: str = "") -> None:
+        super().__init__()
+        self.tab = tab
+        self.key = key
+        self.view = view

@@ -105,6 +105,31 @@ class DriftReport(msgspec.Struct, kw_only=True):
     p_values: list[float]
 
 
+class ServingReport(msgspec.Struct, kw_only=True):
+    """One agent's requests, errors and latency for one model version over an interval."""
+
+    id: int
+    agent_id: int
+    received_at: str
+    summary: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        return str(self.summary.get("model", "?"))
+
+    @property
+    def version(self) -> int:
+        return int(self.summary.get("version") or 0)
+
+    def count(self, field: str) -> int:
+        return int(self.summary.get(field) or 0)
+
+    @property
+    def p95_s(self) -> float | None:
+        p95 = self.summary.get("latency_p95_s")
+        return float(p95) if isinstance(p95, int | float) else None
+
+
 def convert(raw: Any, kind: type[T], what: str) -> T:
     """``raw`` (decoded JSON) as ``kind``; a :class:`HubError` naming ``what`` if it is not."""
     try:
@@ -143,3 +168,33 @@ def read_after(
             break
         cursor = position(batch[-1])
     return found
+
+
+def read_tail(
+    page: Callable[[int], Sequence[T]], position: Callable[[T], int], *, full: int
+) -> list[T]:
+    """The last page (at most ``full`` records) of a list the hub pages oldest first.
+
+    ``page(after)`` answers the first ``full`` records past position ``after``. Positions
+    (ids) grow but need not be dense (another agent's reports sit between), so the smallest
+    ``after`` whose page is full and whose next position's page is not is found by
+    galloping, then halving: a long history costs a few dozen calls, not one per page.
+    """
+    low, held = 0, page(0)
+    if len(held) < full:
+        return list(held)
+    step = max(position(held[-1]), 1)
+    while True:  # gallop: ``low`` always has a full page; find a position past the tail
+        high = low + step
+        ahead = page(high)
+        if len(ahead) < full:
+            break
+        low, held, step = high, ahead, step * 2
+    while high - low > 1:  # halve: keep a full page at ``low``, a short one at ``high``
+        middle = (low + high) // 2
+        found = page(middle)
+        if len(found) < full:
+            high = middle
+        else:
+            low, held = middle, found
+    return list(held)

@@ -1,4 +1,5 @@
-"""Write an SVG and a plain-text capture of each main console screen into docs/console/.
+"""Write an SVG and a plain-text capture of each main console screen (80x24 and 120x40)
+and of each dialog (80x24) into docs/console/.
 
 Run from the repository root: ``.venv/bin/python -m docs.console.capture``
 (or ``python docs/console/capture.py``). The console runs over the fixed hub
@@ -33,6 +34,14 @@ SCREENS = {
     "experiments": ("5", "e"),
     "drift": ("6",),
 }
+DIALOGS = {
+    "agent-details": ("1", "down", "enter"),
+    "enrol-form": ("1", "e"),
+    "export-form": ("1", "u"),
+    "rollout-form": ("2", "o"),
+    "promote-rollout": ("5", "n"),
+    "promote-winner": ("5", "e", "w"),
+}
 
 
 def screen_text(app: ConsoleApp) -> str:
@@ -53,6 +62,8 @@ async def capture(name: str, keys: tuple[str, ...], size: tuple[int, int]) -> No
                 if app.screen.sub_title:
                     break
                 await pilot.pause(0.02)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
             await pilot.press(*keys)
             for _ in range(2):  # a selection's own fetch (a log tail, drift windows) comes second
                 await app.workers.wait_for_complete()
@@ -64,12 +75,13 @@ async def capture(name: str, keys: tuple[str, ...], size: tuple[int, int]) -> No
 
 
 async def main(args: list[str]) -> None:
-    """Every screen, or those named on the command line (``capture.py drift workers``)."""
-    sizes = [(80, 24), (120, 40)]
-    for name, keys in SCREENS.items():
-        if args and name not in args:
-            continue
-        for size in sizes:
+    """Every screen and dialog, or those named on the command line (``capture.py drift``)."""
+    wanted = [
+        *((name, keys, size) for name, keys in SCREENS.items() for size in ((80, 24), (120, 40))),
+        *((name, keys, (80, 24)) for name, keys in DIALOGS.items()),
+    ]
+    for name, keys, size in wanted:
+        if not args or name in args:
             await capture(name, keys, size)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 
 from appliance.credentials import AgentCredentials
 from appliance.demo.processes import ServiceProcess, free_port, hub_process
@@ -27,6 +27,7 @@ from appliance.keys import KeyPair, init_keypair, public_pem
 from appliance.schemas import AgentInfo, EnrolmentRequest, Heartbeat, InstalledModel
 from tests.conftest import make_reference_npy, make_tiny_onnx
 from tui import ConsoleApp, HubConnector
+from tui.dialogs import ConfirmDialog
 from tui.screens import MainScreen
 
 MODEL = "tiny"
@@ -68,6 +69,13 @@ def enrol_agent(
     )
     with HubClient(hub.url) as anonymous:
         return anonymous.enrol(request), key
+
+
+def agent_client(hub: LiveHub, name: str, *, group: str) -> tuple[AgentInfo, HubClient]:
+    """A newly enrolled agent and a client acting as it (the caller closes it)."""
+    with hub.client("admin") as admin:
+        info, key = enrol_agent(hub, admin, name, group=group, keys=hub.root / "keys")
+    return info, HubClient(hub.url, credentials=AgentCredentials(key, info.id))
 
 
 def seed(hub: LiveHub, keys: Path) -> None:
@@ -158,3 +166,26 @@ async def signed_in(pilot: Pilot[Any], hub: LiveHub, username: str) -> MainScree
     screen = app.screen
     assert isinstance(screen, MainScreen)
     return screen
+
+
+def notifications(app: ConsoleApp) -> str:
+    """Every notification shown so far, joined."""
+    return " | ".join(str(n.message) for n in app._notifications)
+
+
+def column_of(app: ConsoleApp, table_id: str, key: str, column: int) -> str | None:
+    """Column ``column`` of the row keyed ``key``, with the cursor put on that row."""
+    table = app.screen.query_one(f"#{table_id}", DataTable)
+    for i in range(table.row_count):
+        row = [str(cell) for cell in table.get_row_at(i)]
+        if row[0] == key:
+            table.move_cursor(row=i)
+            return row[column]
+    return None
+
+
+async def confirm(pilot: Pilot[Any], key: str) -> None:
+    """Press ``key`` and say yes to the confirmation it asks."""
+    await pilot.press(key)
+    await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+    await pilot.click("#confirm")

@@ -7,6 +7,9 @@ timestamps, fixed tokens. Behaviour is tested against the real hub elsewhere.
 
 from __future__ import annotations
 
+import io
+import tarfile
+from pathlib import Path
 from typing import Any
 
 from appliance.errors import HubRejectedError
@@ -19,6 +22,7 @@ from tests.tui.fixed_records import (
     JOBS,
     LOGS,
     ROLLOUTS,
+    SERVING_REPORTS,
     WORKERS,
 )
 from tui import ConsoleApp, HubApi
@@ -57,7 +61,10 @@ AGENTS = [
         "onnxruntime",
         "ok",
         "2025-03-04T10:15:02.1Z",
-        models=[InstalledModel(name="churn", version=3, runtime="onnxruntime")],
+        models=[
+            InstalledModel(name="churn", version=3, runtime="onnxruntime"),
+            InstalledModel(name="churn", version=4, runtime="onnxruntime", state="standby"),
+        ],
     ),
     _agent(
         2,
@@ -153,6 +160,7 @@ PERMISSIONS = [
     "audit:read",
     "training:read",
     "training:submit",
+    "updates:export",
 ]
 """Every permission the console asks about, so every key shows in the captures (no one
 role holds them all on a real hub)."""
@@ -249,6 +257,9 @@ class FixedHub:
     def list_rollouts(self) -> list[dict[str, Any]]:
         return list(ROLLOUTS)
 
+    def start_rollout(self, spec: dict[str, Any]) -> dict[str, Any]:
+        raise HubRejectedError(READ_ONLY, status_code=403)
+
     def act_on_rollout(self, rollout_id: int, action: str) -> dict[str, Any]:
         raise HubRejectedError(READ_ONLY, status_code=403)
 
@@ -257,6 +268,18 @@ class FixedHub:
 
     def stop_experiment(self, name: str) -> dict[str, Any]:
         raise HubRejectedError(READ_ONLY, status_code=403)
+
+    def promote_winner(self, name: str) -> dict[str, Any]:
+        raise HubRejectedError(READ_ONLY, status_code=403)
+
+    def export_update(self, zone: str, group: str, dest: Path, *, days: int | None = None) -> str:
+        """A tar holding one fixed file (the hub itself is not changed by an export)."""
+        body = f"{zone}/{group}".encode()
+        member = tarfile.TarInfo("metadata/targets.json")
+        member.size = len(body)
+        with tarfile.open(dest, "w") as tar:
+            tar.addfile(member, io.BytesIO(body))
+        return "2025-04-03T10:00:00.000000Z"
 
     def drift_alerts(self, *, open_only: bool = False) -> list[dict[str, Any]]:
         return [a for a in DRIFT_ALERTS if not open_only or a["closed_at"] is None]
@@ -268,6 +291,14 @@ class FixedHub:
             r
             for r in DRIFT_REPORTS
             if r["id"] > after and agent_id in (None, r["agent_id"]) and model in (None, r["model"])
+        ]
+        return found[:100]
+
+    def serving_history(
+        self, *, agent_id: int | None = None, after: int = 0
+    ) -> list[dict[str, Any]]:
+        found = [
+            r for r in SERVING_REPORTS if r["id"] > after and agent_id in (None, r["agent_id"])
         ]
         return found[:100]
 

@@ -399,3 +399,41 @@ DRIFT_REPORTS: list[dict[str, Any]] = [
         [*_windows(1, "churn", 24, 30), *_windows(2, "churn", 48, 36)], start=1
     )
 ]
+
+
+# -- serving -------------------------------------------------------------------------------
+
+
+def _serving(agent_id: int, model: str, version: int, count: int, p95_ms: float) -> list[Any]:
+    """``count`` five-minute serving summaries ending at :data:`NOW`, latency creeping up."""
+    reports = []
+    for k in range(count):
+        end = NOW - 300 * (count - 1 - k)
+        requests = 1200 + 40 * k
+        reports.append(
+            {
+                "agent_id": agent_id,
+                "received_at": _iso(end + 5),
+                "summary": {
+                    "model": model,
+                    "version": version,
+                    "variant": "",
+                    "requests": requests,
+                    "errors": k % 3,
+                    "rejected": 0,
+                    "latency_mean_s": p95_ms / 2500,
+                    "latency_p95_s": (p95_ms + 2 * k) / 1000,
+                    "started_at": end - 300,
+                    "ended_at": end,
+                },
+            }
+        )
+    return reports
+
+
+SERVING_REPORTS: list[dict[str, Any]] = [
+    {"id": seq, **report}
+    for seq, report in enumerate(
+        [*_serving(1, "churn", 3, 12, 14.0), *_serving(2, "churn", 3, 12, 61.0)], start=1
+    )
+]

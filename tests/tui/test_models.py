@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from textual.widgets import DataTable
 
-from tests.tui.conftest import MODEL, LiveHub, signed_in, text_of, until
+from tests.tui.conftest import MODEL, LiveHub, notifications, signed_in, text_of, until
 from tui import ConsoleApp
 from tui.dialogs import ConfirmDialog
 
@@ -29,10 +29,6 @@ async def select(pilot: object, app: ConsoleApp, version: int) -> None:
         if str(table.get_row_at(i)[1]) == str(version):
             table.move_cursor(row=i)
     table.focus()
-
-
-def notifications(app: ConsoleApp) -> str:
-    return " | ".join(str(n.message) for n in app._notifications)
 
 
 async def test_models_lists_versions_with_details(

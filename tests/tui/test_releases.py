@@ -7,16 +7,13 @@ other tests' ``tiny`` versions and stages stay as they were.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from tests.conftest import make_tiny_onnx
-from tests.tui.conftest import LiveHub, signed_in, text_of, until
+from tests.tui.conftest import LiveHub, column_of, confirm, signed_in, text_of, until
 from tui import ConsoleApp
-from tui.dialogs import ConfirmDialog
 from tui.widgets.chart import Chart
 from tui.widgets.rollouts import RolloutsPane
 
@@ -36,19 +33,7 @@ def canary(live_hub: LiveHub) -> Iterator[None]:
 
 def state_of(app: ConsoleApp, table_id: str, key: str) -> str | None:
     """The state (or status) column of the row keyed ``key``, with the cursor put on it."""
-    table = app.screen.query_one(f"#{table_id}", DataTable)
-    for i in range(table.row_count):
-        row = [str(cell) for cell in table.get_row_at(i)]
-        if row[0] == key:
-            table.move_cursor(row=i)
-            return row[3] if table_id == "rollouts-table" else row[2]
-    return None
-
-
-async def confirm(pilot: Pilot[Any], key: str) -> None:
-    await pilot.press(key)
-    await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
-    await pilot.click("#confirm")
+    return column_of(app, table_id, key, 3 if table_id == "rollouts-table" else 2)
 
 
 async def test_rollouts_none_then_pause_resume_and_abort(

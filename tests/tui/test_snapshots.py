@@ -1,4 +1,5 @@
-"""Layout of the main screens at 80x24 and 120x40, over a hub with fixed answers.
+"""Layout of the main screens at 80x24 and 120x40, and of the dialogs at 80x24, over a hub
+with fixed answers.
 
 Fixed data (tests/tui/fixed_hub.py), no clock on screen, and the app never
 refreshes by itself, so the SVGs are the same on every run. Regenerate with
@@ -58,7 +59,23 @@ SCREENS = {
 }
 
 
+DIALOGS = {
+    "agent_details": _on_tab("1", "down", "enter"),
+    "enrol_form": _on_tab("1", "e"),
+    "export_form": _on_tab("1", "u"),
+    "rollout_form": _on_tab("2", "o"),
+    "promote_rollout": _on_tab("5", "n"),
+    "promote_winner": _on_tab("5", "e", "w"),
+}
+"""Each over the screen it is opened from; 80x24 only (a dialog is smaller than the screen)."""
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("screen", list(SCREENS))
 def test_screen(snap_compare: Any, screen: str, size: tuple[int, int]) -> None:
     assert snap_compare(fixed_app(), terminal_size=size, run_before=SCREENS[screen])
+
+
+@pytest.mark.parametrize("dialog", list(DIALOGS))
+def test_dialog(snap_compare: Any, dialog: str) -> None:
+    assert snap_compare(fixed_app(), terminal_size=SIZES[0], run_before=DIALOGS[dialog])

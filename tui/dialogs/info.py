@@ -37,6 +37,12 @@ class InfoDialog(ModalScreen[None]):
             with Horizontal():
                 yield Button("Close", id="close", variant="primary")
 
+    def show_body(self, body: str) -> None:
+        """Replace the text shown (a no-op once the dialog is closed)."""
+        self.body = body
+        if self.is_attached:
+            self.query_one("#info-body", Static).update(body)
+
     def on_button_pressed(self) -> None:
         self.dismiss(None)
 

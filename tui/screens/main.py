@@ -15,7 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from tui.hub import HubApi
-from tui.messages import ActionDone, ActionFailed, HubLost
+from tui.messages import ActionDone, ActionFailed, HubLost, Reveal
 from tui.widgets import AuditPane, DriftPane, FleetPane, ModelsPane, ReleasesPane, TrainingPane
 from tui.widgets.pane import HubPane
 
@@ -135,6 +135,12 @@ class MainScreen(Screen[None]):
 
     def on_action_done(self, message: ActionDone) -> None:
         self.notify(message.text)
+
+    def on_reveal(self, message: Reveal) -> None:
+        pane = self._tab_pane(message.tab)
+        if pane is not None:
+            self.action_show(message.tab)
+            pane.reveal(message.key, message.view)
 
     def commands(self) -> Iterator[SystemCommand]:
         """Entries for the command palette while this screen is shown."""

@@ -1,4 +1,5 @@
-"""A/B experiments: verdict per experiment; the selected one's variants plotted; stop one.
+"""A/B experiments: verdict per experiment; the selected one's variants plotted; stop one,
+or promote its declared winner (approvers: the experiment stops, the winner is approved).
 
 The hub gives each variant's count and mean and, per comparison with the control,
 the interval of the difference. The plot's per-variant intervals are worked out
@@ -14,8 +15,9 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.widgets import Static
 
+from tui import format as fmt
 from tui import format_releases as fr
-from tui.messages import ActionDone
+from tui.messages import ActionDone, ActionFailed
 from tui.records import Experiment, convert
 from tui.widgets import plots
 from tui.widgets.chart import Chart
@@ -29,11 +31,14 @@ class ExperimentsPane(ListPane[Experiment]):
     ExperimentsPane #experiment-details { max-height: 5; }
     """
     NEEDS = "models:read"
-    ACTION_NEEDS = {"stop": "models:stage"}
+    ACTION_NEEDS = {"stop": "models:stage", "promote": "models:approve"}
     COLUMNS = fr.EXPERIMENT_COLUMNS
     TABLE_ID = "experiments-table"
     LOADING = "loading experiments…"
-    BINDINGS = [Binding("s", "stop", "Stop experiment")]
+    BINDINGS = [
+        Binding("s", "stop", "Stop experiment"),
+        Binding("w", "promote", "Promote winner"),
+    ]
 
     def details(self) -> ComposeResult:
         yield Chart("select an experiment to plot its variants", id="experiment-chart")
@@ -52,8 +57,9 @@ class ExperimentsPane(ListPane[Experiment]):
         if not self.records:
             return "no experiments: an ML engineer defines one (POST /api/v1/experiments/)"
         running = sum(1 for e in self.records if e.status == "running")
-        stop = " · s: stop the selected one" if self.may("stop") else ""
-        return f"{len(self.records)} experiments · {running} running{stop}"
+        stop = " · s: stop" if self.may("stop") else ""
+        promote = " · w: promote the winner" if self.may("promote") else ""
+        return f"{len(self.records)} experiments · {running} running{stop}{promote}"
 
     def show(self, record: Experiment | None) -> None:
         chart = self.query_one(Chart)
@@ -91,5 +97,35 @@ class ExperimentsPane(ListPane[Experiment]):
             ),
         )
 
+    def action_promote(self) -> None:
+        experiment = self.selected()
+        if experiment is None:
+            return
+        winner = fr.winner_of(experiment)
+        if winner is None:
+            said = f"{experiment.name} has no winner to promote ({fr.verdict_text(experiment)})"
+            self.post_message(ActionFailed(f"{said}: {experiment.detail}"))
+            return
+        self.confirm(
+            f"Promote {winner.name}, {experiment.model} v{winner.version}?",
+            f"It won {experiment.name}: {experiment.detail}. The experiment stops (agents in "
+            f"{experiment.zone}/{experiment.group} serve the production version to everyone) "
+            f"and your approval of v{winner.version} for production is recorded; with more "
+            "approvals required it stays in staging until the other approvers agree.",
+            "Promote winner",
+            lambda: self.act(
+                lambda: self._promote(experiment, winner.version),
+                lambda done: f"experiment {experiment.name} stopped; winner {winner.name}: {done}",
+            ),
+        )
+
+    def _promote(self, experiment: Experiment, version: int) -> str:
+        """On the worker: promote, then read where the winner stands (the hub may want more)."""
+        self.hub.promote_winner(experiment.name)
+        model = self.hub.get_model(experiment.model)
+        info = next((v for v in model.versions if v.version == version), None)
+        return fmt.stage_outcome("production", info) if info else f"v{version} approved"
+
     def commands(self) -> Iterator[SystemCommand]:
         yield from self.command("Stop experiment", "The selected experiment", "stop")
+        yield from self.command("Promote winner", "Of the selected experiment", "promote")

@@ -1,4 +1,5 @@
-"""Fleet: every agent with where it runs, what it runs and how it feels; enrol and revoke."""
+"""Fleet: every agent with where it runs, what it runs and how it feels; details (its drift
+and latency too), enrol, revoke, and an offline update bundle for a group."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ from textual.widgets.data_table import RowKey
 
 from appliance.schemas import AgentInfo
 from tui import format as fmt
-from tui.dialogs import EnrolDialog, EnrolRequest, InfoDialog
+from tui.dialogs import (
+    AgentDialog,
+    DownloadDialog,
+    EnrolDialog,
+    EnrolRequest,
+    ExportDialog,
+    ExportRequest,
+    InfoDialog,
+)
 from tui.messages import ActionDone
 from tui.widgets.pane import HubPane
 from tui.widgets.table import selected_key
@@ -31,12 +40,14 @@ class FleetPane(HubPane):
     FleetPane #fleet-status { height: 1; color: $text-muted; padding: 0 1; }
     """
     NEEDS = "agents:read"
+    ACTION_NEEDS = {"export": "updates:export"}
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("enter", "details", "Details", show=False),
         Binding("e", "enrol", "Enrol"),
         Binding("r", "revoke", "Revoke"),
+        Binding("u", "export", "Update bundle"),
     ]
 
     class AgentsLoaded(Message):
@@ -137,10 +148,11 @@ class FleetPane(HubPane):
     def action_details(self) -> None:
         agent = self.selected()
         if agent is not None:
-            self.app.push_screen(InfoDialog(f"Agent {agent.name}", fmt.agent_details(agent)))
+            self.app.push_screen(AgentDialog(self.hub, agent))
 
     def action_enrol(self) -> None:
-        self.app.push_screen(EnrolDialog(), self._enrol_answered)
+        zone = fmt.usual_zone(self.agents) or ""
+        self.app.push_screen(EnrolDialog(zone), self._enrol_answered)
 
     def _enrol_answered(self, request: EnrolRequest | None) -> None:
         if request is not None:
@@ -189,6 +201,33 @@ class FleetPane(HubPane):
             self.post_message(ActionDone(f"revoked {revoked.name}"))
             self.app.call_from_thread(self.refresh_data)
 
+    def action_export(self) -> None:
+        agent = self.selected()  # its group, by default
+        if agent is None:
+            dialog = ExportDialog(fmt.usual_zone(self.agents) or "", "default")
+        else:
+            dialog = ExportDialog(agent.zone, agent.group)
+        self.app.push_screen(dialog, self._export_answered)
+
+    def _export_answered(self, request: ExportRequest | None) -> None:
+        if request is None:
+            return
+
+        def export() -> str:
+            expires = self.hub.export_update(
+                request.zone, request.group, request.dest, days=request.days
+            )
+            return (
+                f"Valid until {fmt.moment(expires)} UTC. On each agent of the group: "
+                f"'appliance bundle import {request.dest.name}'."
+            )
+
+        title = f"Offline update bundle for {request.zone}/{request.group}"
+        self.app.push_screen(DownloadDialog(title, request.dest, export))
+
     def commands(self) -> Iterator[SystemCommand]:
         yield from self.command("Enrol agent", "Create a one-time enrolment token", "enrol")
         yield from self.command("Revoke agent", "Revoke the selected agent", "revoke")
+        yield from self.command(
+            "Export update bundle", "A group's signed models, for offline agents", "export"
+        )

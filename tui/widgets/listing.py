@@ -35,6 +35,8 @@ class ListPane(HubPane, Generic[R]):
     """As the hub last listed them (replaced on each load, never changed in place)."""
     showing: str | None = None
     """The key of the record whose details are shown."""
+    wanted: str | None = None
+    """The key to put the cursor on once a load lists it (:meth:`reveal`)."""
 
     class Loaded(Message):
         def __init__(self, records: Sequence[Any]) -> None:
@@ -92,6 +94,8 @@ class ListPane(HubPane, Generic[R]):
         message.stop()
         self.records = list(message.records)
         self.table.refill((self.key(r), self.cells(r)) for r in self.records)
+        if self.wanted is not None and self.table.select(self.wanted):
+            self.wanted = None
         self.say(self.status())
         self.showing = self.table.selected
         self.show(self.selected())
@@ -102,6 +106,10 @@ class ListPane(HubPane, Generic[R]):
         if self.table.selected != self.showing:
             self.showing = self.table.selected
             self.show(self.selected())
+
+    def reveal(self, key: str, view: str = "") -> None:
+        self.wanted = key
+        self.refresh_data()
 
     def selected(self) -> R | None:
         key = self.table.selected

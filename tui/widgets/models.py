@@ -3,12 +3,14 @@
 Promote (candidate -> staging) changes nothing in production and goes straight
 through; approve (into production) and archive ask first. When the hub needs
 more approvers it answers 202 and the version stays where it was: the pane says
-how many approvals it has so far.
+how many approvals it has so far. Approvers roll a staging version out (a form,
+then the Rollouts view showing it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -20,7 +22,10 @@ from textual.widgets.data_table import RowKey
 
 from appliance.schemas import VersionInfo
 from tui import format as fmt
-from tui.messages import ActionDone, ActionFailed
+from tui import format_releases as fr
+from tui.dialogs import RolloutDialog
+from tui.messages import ActionDone, ActionFailed, Reveal
+from tui.records import Rollout, convert
 from tui.widgets.pane import HubPane
 from tui.widgets.table import selected_key
 
@@ -35,10 +40,12 @@ class ModelsPane(HubPane):
     }
     """
     NEEDS = "models:read"
+    ACTION_NEEDS = {"roll_out": "models:approve"}
     BINDINGS = [
         Binding("p", "promote", "Promote to staging"),
         Binding("a", "approve", "Approve for production"),
         Binding("x", "archive", "Archive"),
+        Binding("o", "roll_out", "Roll out"),
     ]
 
     class VersionsLoaded(Message):
@@ -113,14 +120,18 @@ class ModelsPane(HubPane):
         if version is not None:
             self.change_stage(version, "staging")
 
-    def action_approve(self) -> None:
+    def staging(self, doing: str) -> VersionInfo | None:
+        """The selected version if it is in staging; else say it cannot be ``doing``."""
         version = self.selected()
+        if version is not None and version.stage != "staging":
+            said = f"only a staging version can be {doing} ({version.stage} now)"
+            self.post_message(ActionFailed(said))
+            return None
+        return version
+
+    def action_approve(self) -> None:
+        version = self.staging("approved")
         if version is None:
-            return
-        if version.stage != "staging":
-            self.post_message(
-                ActionFailed(f"only a staging version can be approved ({version.stage} now)")
-            )
             return
         self._confirm(
             version,
@@ -149,6 +160,37 @@ class ModelsPane(HubPane):
             "Archive",
         )
 
+    def action_roll_out(self) -> None:
+        version = self.staging("rolled out")
+        if version is not None:
+            self.ask_rollout(version)
+
+    @work(thread=True, group="models-act")
+    def ask_rollout(self, version: VersionInfo) -> None:
+        """The form, its zone the one most agents are in (read from the fleet first)."""
+        agents = self.call_hub(self.hub.list_agents)
+        if agents is None:
+            return
+        zone = fmt.usual_zone(agents) or next(iter(version.zones), "")
+        dialog = RolloutDialog(
+            version.name,
+            version.version,
+            zone=zone,
+            hint=f"Groups in {zone or 'the zone'}, with their agents: "
+            f"{fmt.groups_text(agents, zone)}.",
+        )
+        self.app.call_from_thread(self.app.push_screen, dialog, self.start_rollout)
+
+    def start_rollout(self, spec: dict[str, Any] | None) -> None:
+        if spec is not None:
+            self.act(
+                lambda: convert(self.hub.start_rollout(spec), Rollout, "a rollout"),
+                fr.rollout_started,
+                lambda rollout: self.post_message(
+                    Reveal("releases", str(rollout.id), view="rollouts")
+                ),
+            )
+
     def _confirm(
         self, version: VersionInfo, stage: str, title: str, body: str, confirm: str
     ) -> None:
@@ -165,6 +207,7 @@ class ModelsPane(HubPane):
         yield from self.command("Promote to staging", "The selected version", "promote")
         yield from self.command("Approve for production", "The selected version", "approve")
         yield from self.command("Archive version", "The selected version", "archive")
+        yield from self.command("Roll out", "The selected staging version", "roll_out")
 
 
 def _key(version: VersionInfo) -> str:

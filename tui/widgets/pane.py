@@ -62,13 +62,26 @@ class HubPane(Vertical):
     def refresh_data(self) -> None:
         """Fetch this pane's data again (in a worker); the screen calls it on a timer."""
 
+    def reveal(self, key: str, view: str = "") -> None:
+        """Put the cursor on the record keyed ``key`` once it is listed (see :class:`Reveal`)."""
+
     @work(thread=True, group="act")
-    def act(self, call: Callable[[], Any], done: Callable[[Any], str]) -> None:
-        """Do what the operator asked (``call``), say what ``done`` makes of the answer, refresh."""
+    def act(
+        self,
+        call: Callable[[], Any],
+        done: Callable[[Any], str],
+        then: Callable[[Any], object] | None = None,
+    ) -> None:
+        """Do what the operator asked (``call``), say what ``done`` makes of the answer, refresh.
+
+        ``then(answer)``, if given, runs afterwards on the app's thread.
+        """
         answer = self.call_hub(call)
         if answer is not None:
             self.post_message(ActionDone(done(answer)))
             self.app.call_from_thread(self.refresh_data)
+            if then is not None:
+                self.app.call_from_thread(then, answer)
 
     def confirm(self, title: str, body: str, confirm: str, then: Callable[[], object]) -> None:
         """Ask first; ``then()`` only on an explicit yes."""

@@ -1,7 +1,8 @@
-"""Rollouts: ring by ring, newest first, the selected one's steps; pause, resume, abort.
+"""Rollouts: ring by ring, newest first, the selected one's steps; pause, resume, promote, abort.
 
-Only approvers (``models:approve``) see the keys; aborting rolls every ring back and
-asks first. The hub decides what each state allows and says so when it refuses.
+Only approvers (``models:approve``) see the keys. Promoting (ending the ring's soak now,
+gates unchecked) and aborting (every ring rolled back) ask first. The hub decides what
+each state allows and says so when it refuses.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ class RolloutsPane(ListPane[Rollout]):
     RolloutsPane #rollout-steps { max-height: 40%; }
     """
     NEEDS = "models:read"
-    ACTION_NEEDS = {"pause": APPROVE, "resume": APPROVE, "abort": APPROVE}
+    ACTION_NEEDS = {"pause": APPROVE, "resume": APPROVE, "promote": APPROVE, "abort": APPROVE}
     COLUMNS = fr.ROLLOUT_COLUMNS
     TABLE_ID = "rollouts-table"
     LOADING = "loading rollouts…"
     BINDINGS = [
         Binding("p", "pause", "Pause"),
         Binding("r", "resume", "Resume"),
+        Binding("n", "promote", "Promote now"),
         Binding("a", "abort", "Abort"),
     ]
 
@@ -51,7 +53,7 @@ class RolloutsPane(ListPane[Rollout]):
         if not self.records:
             return "no rollouts: approvers start one on a staging version (POST /api/v1/rollouts/)"
         active = sum(1 for r in self.records if r.state in ("running", "paused"))
-        keys = " · p/r/a: pause, resume, abort" if self.may("pause") else ""
+        keys = " · p/r/n/a: pause, resume, promote, abort" if self.may("pause") else ""
         return f"{len(self.records)} rollouts · {active} active{keys}"
 
     def show(self, record: Rollout | None) -> None:
@@ -67,7 +69,10 @@ class RolloutsPane(ListPane[Rollout]):
         if rollout is not None:
             self.act(
                 lambda: convert(self.hub.act_on_rollout(rollout.id, action), Rollout, "a rollout"),
-                lambda done: f"rollout {done.id} ({done.model} v{done.version}): {done.state}",
+                lambda done: (
+                    f"rollout {done.id} ({done.model} v{done.version}): {done.state}, "
+                    f"ring {done.ring} of {done.rings_total}"
+                ),
             )
 
     def action_pause(self) -> None:
@@ -75,6 +80,17 @@ class RolloutsPane(ListPane[Rollout]):
 
     def action_resume(self) -> None:
         self._act("resume")
+
+    def action_promote(self) -> None:
+        rollout = self.selected()
+        if rollout is None:
+            return
+        self.confirm(
+            f"Promote rollout {rollout.id} now?",
+            fr.promote_text(rollout),
+            "Promote now",
+            lambda: self._act("promote"),
+        )
 
     def action_abort(self) -> None:
         rollout = self.selected()
@@ -92,4 +108,5 @@ class RolloutsPane(ListPane[Rollout]):
     def commands(self) -> Iterator[SystemCommand]:
         yield from self.command("Pause rollout", "The selected rollout", "pause")
         yield from self.command("Resume rollout", "The selected rollout", "resume")
+        yield from self.command("Promote rollout", "End the selected ring's soak now", "promote")
         yield from self.command("Abort rollout", "Roll the selected rollout back", "abort")

@@ -32,16 +32,20 @@ class RecordTable(DataTable[Cell]):
     def selected(self) -> str | None:
         return selected_key(self)
 
+    def select(self, key: str) -> bool:
+        """Put the cursor on the row keyed ``key``; False if there is none."""
+        if key not in self.rows:
+            return False
+        self.move_cursor(row=self.get_row_index(RowKey(key)))
+        return True
+
     def refill(self, rows: Iterable[Row]) -> None:
         """Replace every row; the cursor stays on the same record when it is still there."""
         keep = self.selected
         row = self.cursor_row
         self.clear()
-        keys = []
         for key, cells in rows:
             self.add_row(*cells, key=key)
-            keys.append(key)
-        if keep in keys:
-            self.move_cursor(row=self.get_row_index(RowKey(keep)))
-        elif keys:
-            self.move_cursor(row=min(row, len(keys) - 1))
+        kept = keep is not None and self.select(keep)
+        if not kept and self.row_count:
+            self.move_cursor(row=min(row, self.row_count - 1))

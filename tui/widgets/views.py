@@ -69,6 +69,12 @@ class SwitchPane(HubPane):
     def focus_table(self) -> None:
         self.view_pane(self.current).focus_table()
 
+    def reveal(self, key: str, view: str = "") -> None:
+        shown = view or self.current
+        if shown != self.current:
+            self.action_view(shown)
+        self.view_pane(shown).reveal(key)
+
     def commands(self) -> Iterator[SystemCommand]:
         for name, (title, _) in self.VIEWS.items():
             yield SystemCommand(
