@@ -1,10 +1,10 @@
 """Typed views of the hub answers that the client hands back as plain dicts.
 
 Rollouts, experiments and drift come from :class:`appliance.hub_client.HubClient` as
-``dict``; the console reads them through these structs: only the fields it shows,
-unknown fields ignored, and defaults for fields that older or newer hubs may lack
-(a blue-green rollout's standby agents, its ring count). An answer of the wrong
-shape becomes a :class:`HubError` (said once in a notification), never a traceback.
+``dict``; the console reads them through the hub's own wire structs
+(:mod:`appliance.release_schemas`, named here as the console calls them): unknown
+fields ignored, defaults for fields an older or newer hub may lack. An answer of the
+wrong shape becomes a :class:`HubError` (said once in a notification), never a traceback.
 """
 
 from __future__ import annotations
@@ -15,119 +15,24 @@ from typing import Any, TypeVar
 import msgspec
 
 from appliance.errors import HubError
+from appliance.release_schemas import (
+    DriftAlertInfo,
+    DriftReportInfo,
+    ExperimentInfo,
+    RolloutInfo,
+    ServingReportInfo,
+    VariantResult,
+)
 
 T = TypeVar("T")
 
 
-class Rollout(msgspec.Struct, kw_only=True):
-    id: int
-    model: str
-    version: int
-    previous: int | None = None
-    zone: str
-    group: str
-    rings: list[float]
-    ring: int
-    """1-based: the ring the rollout is in now."""
-    state: str
-    agents_reached: list[int] = []
-    steps: list[dict[str, Any]] = []
-    created_by: str = ""
-    strategy: str = "canary"
-    first_agents: list[str] = []
-    ring_count: int | None = None
-
-    @property
-    def rings_total(self) -> int:
-        return self.ring_count if self.ring_count is not None else len(self.rings)
-
-
-class Variant(msgspec.Struct, kw_only=True):
-    name: str
-    version: int
-    weight: float
-    count: int
-    mean: float
-
-
-class Comparison(msgspec.Struct, kw_only=True):
-    control: str
-    variant: str
-    difference: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    significant: bool
-
-
-class Experiment(msgspec.Struct, kw_only=True):
-    name: str
-    model: str
-    zone: str
-    group: str
-    metric: str
-    """``rate`` (a share of successes) or ``mean``."""
-    min_samples: int
-    status: str
-    created_by: str = ""
-    variants: list[Variant]
-    verdict: str
-    winner: str | None = None
-    detail: str = ""
-    comparisons: list[Comparison] = []
-
-
-class DriftAlert(msgspec.Struct, kw_only=True):
-    id: int
-    agent_id: int
-    model: str
-    version: int
-    windows: int
-    opened_at: str
-    closed_at: str | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self.closed_at is None
-
-
-class DriftReport(msgspec.Struct, kw_only=True):
-    id: int
-    agent_id: int
-    model: str
-    version: int
-    drifted: bool
-    min_p_value: float
-    method: str
-    window_size: int
-    started_at: str
-    ended_at: str
-    p_values: list[float]
-
-
-class ServingReport(msgspec.Struct, kw_only=True):
-    """One agent's requests, errors and latency for one model version over an interval."""
-
-    id: int
-    agent_id: int
-    received_at: str
-    summary: dict[str, Any]
-
-    @property
-    def model(self) -> str:
-        return str(self.summary.get("model", "?"))
-
-    @property
-    def version(self) -> int:
-        return int(self.summary.get("version") or 0)
-
-    def count(self, field: str) -> int:
-        return int(self.summary.get(field) or 0)
-
-    @property
-    def p95_s(self) -> float | None:
-        p95 = self.summary.get("latency_p95_s")
-        return float(p95) if isinstance(p95, int | float) else None
+Rollout = RolloutInfo
+Variant = VariantResult
+Experiment = ExperimentInfo
+DriftAlert = DriftAlertInfo
+DriftReport = DriftReportInfo
+ServingReport = ServingReportInfo
 
 
 def convert(raw: Any, kind: type[T], what: str) -> T:

@@ -6,7 +6,8 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 
-from hub.experiments.service import ExperimentInfo, ExperimentService, NewExperiment
+from appliance.release_schemas import ExperimentInfo
+from hub.experiments.service import ExperimentService, NewExperiment
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P
 

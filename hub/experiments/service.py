@@ -19,12 +19,13 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import iso_utc
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
+from appliance.release_schemas import ExperimentInfo, VariantResult
 from appliance.trust.layout import ExperimentSpec, VariantSpec
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.events import Changes
 from hub.experiments.records import ExperimentRecord
-from hub.experiments.stats import Comparison, VariantSummary, decide
+from hub.experiments.stats import VariantSummary, decide
 from hub.identity.principal import Principal
 from hub.monitoring.records import AgentReportRecord
 from hub.registry.service import RegistryService
@@ -42,34 +43,6 @@ class NewExperiment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     higher_is_better: bool = True
     min_samples: int = 1000
     alpha: float = 0.05
-
-
-class VariantResult(msgspec.Struct, kw_only=True):
-    name: str
-    version: int
-    weight: float
-    count: int
-    mean: float
-
-
-class ExperimentInfo(msgspec.Struct, kw_only=True):
-    id: int
-    name: str
-    model: str
-    zone: str
-    group: str
-    metric: str
-    min_samples: int
-    status: str
-    salt: str
-    created_by: str
-    created_at: str
-    variants: list[VariantResult]
-    verdict: str
-    winner: str | None
-    detail: str
-    srm_p_value: float
-    comparisons: list[Comparison]
 
 
 class AbSummary(msgspec.Struct, kw_only=True):

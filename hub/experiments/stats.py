@@ -21,8 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import msgspec
 from scipy import stats as sp
+
+from appliance.release_schemas import Comparison
 
 SRM_ALPHA = 0.001
 
@@ -45,19 +46,6 @@ class VariantSummary:
         if self.count < 2:
             return 0.0
         return max(0.0, (self.total_sq - self.count * self.mean**2) / (self.count - 1))
-
-
-class Comparison(msgspec.Struct, frozen=True):
-    """One variant against the control (also what the API shows)."""
-
-    control: str
-    variant: str
-    difference: float
-    """Variant minus control."""
-    ci_low: float
-    ci_high: float
-    p_value: float
-    significant: bool
 
 
 @dataclass(frozen=True)

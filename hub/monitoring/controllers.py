@@ -6,16 +6,12 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 
+from appliance.release_schemas import DriftAlertInfo, DriftReportInfo, ServingReportInfo
 from appliance.schemas import AgentReport, ReportsAccepted
 from hub.fleet.service import check_agent_scope
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P
-from hub.monitoring.service import (
-    DriftAlertInfo,
-    DriftReportInfo,
-    MonitoringService,
-    ServingReportInfo,
-)
+from hub.monitoring.service import MonitoringService
 from hub.pagination import Limit
 
 

@@ -15,7 +15,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 from sqlalchemy import func
@@ -25,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import iso_utc, utcnow
 from appliance.errors import InvalidInputError
+from appliance.release_schemas import DriftAlertInfo, DriftReportInfo, ServingReportInfo
 from appliance.schemas import AgentReport
 from hub.audit.service import AuditLog
 from hub.db import session_scope
@@ -58,39 +58,6 @@ class DriftBody(msgspec.Struct, kw_only=True):
     window_size: int
     started_at: float
     ended_at: float
-
-
-class DriftReportInfo(msgspec.Struct, kw_only=True):
-    id: int
-    agent_id: int
-    model: str
-    version: int
-    drifted: bool
-    min_p_value: float
-    method: str
-    window_size: int
-    started_at: str
-    ended_at: str
-    p_values: list[float]
-    distances: list[float]
-
-
-class ServingReportInfo(msgspec.Struct, kw_only=True):
-    id: int
-    agent_id: int
-    received_at: str
-    summary: dict[str, Any]
-    """Requests, errors, rejected, mean and p95 latency of one model version over an interval."""
-
-
-class DriftAlertInfo(msgspec.Struct, kw_only=True):
-    id: int
-    agent_id: int
-    model: str
-    version: int
-    windows: int
-    opened_at: str
-    closed_at: str | None
 
 
 def _moment(epoch: float) -> datetime:

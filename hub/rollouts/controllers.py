@@ -6,9 +6,10 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 
+from appliance.release_schemas import RolloutInfo
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P
-from hub.rollouts.service import NewRollout, RolloutInfo, RolloutService
+from hub.rollouts.service import NewRollout, RolloutService
 
 
 class RolloutController(Controller):

@@ -34,6 +34,7 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
+from appliance.release_schemas import RolloutInfo
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.events import Changes
@@ -67,29 +68,6 @@ class NewRollout(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     soak_s: float = 300.0
     max_error_rate: float = 0.02
     max_p95_ratio: float = 1.5
-
-
-class RolloutInfo(msgspec.Struct, kw_only=True):
-    id: int
-    model: str
-    version: int
-    previous: int | None
-    zone: str
-    group: str
-    strategy: str
-    rings: list[float]
-    first_agents: list[str]
-    ring: int
-    ring_count: int
-    state: str
-    soak_s: float
-    ring_started_at: str
-    agents_reached: list[int]
-    """Agents whose requests the new version answers now."""
-    agents_standby: list[int]
-    """Blue-green: agents holding the other version loaded beside the one answering."""
-    steps: list[dict[str, Any]]
-    created_by: str
 
 
 class RolloutService:
