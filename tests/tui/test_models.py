@@ -45,6 +45,11 @@ async def test_models_lists_versions_with_details(
         assert "accuracy=0.91" in details
         assert "source=tiny.onnx" in details
         assert "user:omar, user:fatima" in details
+        await pilot.press("a")  # an auditor may not approve: the key does nothing
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmDialog)
+        pane = app.screen.query_one("#models-pane")
+        assert pane.check_action("approve", ()) is False
 
 
 async def test_promote_then_approve_with_confirmation(

@@ -40,7 +40,7 @@ class FleetPane(HubPane):
     FleetPane #fleet-status { height: 1; color: $text-muted; padding: 0 1; }
     """
     NEEDS = "agents:read"
-    ACTION_NEEDS = {"export": "updates:export"}
+    ACTION_NEEDS = {"enrol": "agents:enrol", "revoke": "agents:revoke", "export": "updates:export"}
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter"),
         Binding("s", "sort", "Sort"),

@@ -40,7 +40,12 @@ class ModelsPane(HubPane):
     }
     """
     NEEDS = "models:read"
-    ACTION_NEEDS = {"roll_out": "models:approve"}
+    ACTION_NEEDS = {
+        "promote": "models:stage",
+        "approve": "models:approve",
+        "archive": "models:stage",
+        "roll_out": "models:approve",
+    }
     BINDINGS = [
         Binding("p", "promote", "Promote to staging"),
         Binding("a", "approve", "Approve for production"),
