@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 CONSTRAINTS := constraints/cpu.txt
 ALIBI_DETECT := 0.13.0
 
-.PHONY: demo test lint typecheck bench clean prometheus
+.PHONY: demo test lint typecheck bench clean prometheus bundle
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ prometheus:
 
 test: lint typecheck prometheus
 	$(VENV)/bin/pytest -q
+
+# Offline installer archives (packaging/README.md): dist/appliance-{hub,agent}-<version>.tar.
+# SIGNING_KEY=/path/release.key signs them with the release key; without it, a throw-away key.
+SIGNING_KEY ?=
+bundle: $(STAMP)
+	$(VENV)/bin/appliance-build build hub agent --out dist --constraint $(CONSTRAINTS) \
+	  --wheel-cache .cache/appliance-build/wheels \
+	  $(if $(SIGNING_KEY),--signing-key $(SIGNING_KEY),--throwaway-key)
 
 bench: $(STAMP)
 	$(PY) bench/bench_inference.py
