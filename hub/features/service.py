@@ -39,12 +39,12 @@ from appliance.feature_schemas import (
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.features import definitions as defs
+from hub.features.joins import point_in_time_join
 from hub.features.offline import (
     ViewData,
     ViewSchema,
     label_events,
     latest_per_entity,
-    point_in_time_join,
     read_table,
     stage_snapshot,
     validate,
