@@ -26,6 +26,7 @@ variable                       meaning
 ``APPLIANCE_ENCRYPT_MODELS``   hub: encrypt model targets per agent (default true)
 ``APPLIANCE_OFFLINE_DAYS``     hub: validity of exported offline update bundles, in days
 ``APPLIANCE_TRAINING_LEASE_S`` hub: a training job's lease without a worker heartbeat
+``APPLIANCE_SIGN_IN_PER_MINUTE`` hub: sign-ins, refreshes and enrolments per client per minute
 ``APPLIANCE_AGENT_NAME``       agent name (default: the host name)
 ``APPLIANCE_AGENT_PORT``       agent HTTP port (default 8701)
 ``APPLIANCE_RUNTIME``          ``auto``, ``onnxruntime`` or ``openvino``
@@ -100,6 +101,8 @@ class HubSettings:
     """Drifted windows in a row (one agent, model, version) that open a drift alert."""
     training_lease_s: float = 60.0
     """How long a worker holds a training job without a heartbeat before it is requeued."""
+    sign_in_per_minute: int = 30
+    """Sign-ins, token refreshes and enrolments one client address may make per minute."""
 
     @property
     def resolved_database_url(self) -> str:

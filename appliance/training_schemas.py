@@ -53,7 +53,7 @@ class JobSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     trainer: str = "tabular-classification"
     """A built-in trainer or a user's own as ``package.module:function``."""
     params: dict[str, Any] = {}
-    gate: GateSpec = GateSpec()
+    gate: GateSpec = msgspec.field(default_factory=GateSpec)
     zone: str | None = None
     """Where the job may run; default the label view's zone."""
 
@@ -100,7 +100,7 @@ class JobInfo(msgspec.Struct, kw_only=True):
 class ClaimRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     worker: str
     zone: str
-    telemetry: Telemetry = Telemetry()
+    telemetry: Telemetry = msgspec.field(default_factory=Telemetry)
 
 
 class HeartbeatRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -108,7 +108,7 @@ class HeartbeatRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown
     progress: float = 0.0
     message: str = ""
     logs: list[str] = []
-    telemetry: Telemetry = Telemetry()
+    telemetry: Telemetry = msgspec.field(default_factory=Telemetry)
 
 
 class HeartbeatAnswer(msgspec.Struct, kw_only=True, frozen=True):

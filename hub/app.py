@@ -166,7 +166,8 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
         },
         middleware=[
             RateLimitConfig(
-                rate_limit=("minute", 30), check_throttle_handler=_throttled
+                rate_limit=("minute", settings.sign_in_per_minute),
+                check_throttle_handler=_throttled,
             ).middleware,
             auth,
         ],
