@@ -28,15 +28,14 @@ from appliance.asgi import (
 )
 from appliance.errors import (
     ApplianceError,
-    AuthenticationError,
     InvalidInputError,
-    PermissionDeniedError,
 )
 from appliance.feature_schemas import OnlineRequest
 from appliance.http_status import status_for
 from hub.errors_http import WWW_AUTHENTICATE, audit_refusal, audited, error_body
+from hub.identity.guards import check_permission, parse_bearer
 from hub.identity.principal import Principal
-from hub.identity.roles import Permission, roles_with
+from hub.identity.roles import Permission
 from hub.services import HubServices
 
 log = logging.getLogger(__name__)
@@ -44,32 +43,16 @@ log = logging.getLogger(__name__)
 ONLINE_PATH = "/api/v1/features/online"
 MAX_BODY = 1 << 20
 MAX_KEYS = 1000
+READ = frozenset({Permission.FEATURES_READ})
 
 
 async def _authenticate(services: HubServices, scope: Scope) -> Principal:
-    scheme, _, token = (header(scope, b"authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError(
-            "missing bearer token", hint="sign in ('appliance login') and send the access token"
-        )
+    token = parse_bearer(header(scope, b"authorization") or "")
     identity = services.identity
-    principal = identity.cached(token.strip())
+    principal = identity.cached(token)
     if principal is None:  # a miss reads the records: not on the event loop
-        principal = await anyio.to_thread.run_sync(identity.authenticate, token.strip())
-    if Permission.FEATURES_READ not in principal.permissions:
-        raise RefusedPrincipal(principal)
+        principal = await anyio.to_thread.run_sync(identity.authenticate, token)
     return principal
-
-
-class RefusedPrincipal(PermissionDeniedError):
-    """Signed in, without ``features:read``."""
-
-    def __init__(self, principal: Principal) -> None:
-        super().__init__(
-            f"{principal.actor} may not do this: it needs {Permission.FEATURES_READ} "
-            f"(held by: {', '.join(roles_with(Permission.FEATURES_READ))})"
-        )
-        self.actor = principal.actor
 
 
 async def _answer(
@@ -88,14 +71,16 @@ async def _answer(
     return msgspec.json.encode(answer)
 
 
-async def _refuse(services: HubServices, scope: Scope, send: Send, exc: ApplianceError) -> None:
+async def _refuse(
+    services: HubServices, scope: Scope, send: Send, exc: ApplianceError, actor: str
+) -> None:
     status = status_for(exc)
     if audited(exc):
         client = scope.get("client")
         await anyio.to_thread.run_sync(
             audit_refusal,
             services,
-            getattr(exc, "actor", "anonymous"),
+            actor,
             f"POST {ONLINE_PATH}",
             client[0] if client else None,
             exc,
@@ -108,13 +93,16 @@ def with_fast_online_lookup(app: ASGIApp, services: HubServices) -> ASGIApp:
     async def fast(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != ONLINE_PATH:
             return await app(scope, receive, send)
+        principal: Principal | None = None
         try:
             principal = await _authenticate(services, scope)
+            check_permission(principal, READ)
             answer = await _answer(services, principal, scope, receive)
         except ConnectionResetError:
             return None
         except ApplianceError as exc:  # BodyTooLargeError included: 413
-            return await _refuse(services, scope, send, exc)
+            actor = principal.actor if principal else "anonymous"
+            return await _refuse(services, scope, send, exc, actor)
         except Exception:
             log.exception("online lookup failed")
             body = {"status_code": 500, "error": "InternalError", "detail": "see the hub's log"}

@@ -34,13 +34,27 @@ GUARD_ATTRIBUTE = "appliance_permission"
 
 
 def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    header = connection.headers.get("authorization", "")
+    return parse_bearer(connection.headers.get("authorization", ""))
+
+
+def parse_bearer(header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (401 without one)."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError(
             "missing bearer token", hint="sign in ('appliance login') and send the access token"
         )
     return token.strip()
+
+
+def check_permission(principal: Principal, permissions: frozenset[Permission]) -> None:
+    """403, naming the roles that would do, unless ``principal`` holds one of ``permissions``."""
+    if not permissions & principal.permissions:
+        holders = sorted({r for p in permissions for r in roles_with(p)}) or ["agents"]
+        raise PermissionDeniedError(
+            f"{principal.actor} may not do this: it needs "
+            f"{' or '.join(sorted(permissions))} (held by: {', '.join(holders)})"
+        )
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -65,13 +79,7 @@ def requires(*permissions: Permission) -> Guard:
     wanted = frozenset(permissions)
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
-        principal = principal_of(connection)
-        if not wanted & principal.permissions:
-            holders = sorted({r for p in permissions for r in roles_with(p)}) or ["agents"]
-            raise PermissionDeniedError(
-                f"{principal.actor} may not do this: it needs "
-                f"{' or '.join(sorted(wanted))} (held by: {', '.join(holders)})"
-            )
+        check_permission(principal_of(connection), wanted)
 
     setattr(guard, GUARD_ATTRIBUTE, wanted)
     return guard
