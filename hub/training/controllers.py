@@ -34,7 +34,7 @@ from appliance.training_schemas import (
 from hub.features.controllers import PARQUET_MEDIA_TYPE
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P
-from hub.multipart import Multipart, json_object, text, upload_bytes
+from hub.multipart import Multipart, json_object, upload_bytes
 from hub.pagination import Limit
 from hub.registry.service import RegistryService
 from hub.training.jobs import TrainingJobs
@@ -43,6 +43,16 @@ from hub.training.schedules import RetrainingSchedules
 
 class WorkerRef(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     worker: str
+
+
+class ResultMetadata(msgspec.Struct, kw_only=True, frozen=True):
+    """The ``metadata`` part of a worker's result."""
+
+    worker: str
+    verdict: str
+    """``passed`` or ``rejected`` (checked by the service)."""
+    metrics: dict[str, float] = {}
+    lineage: dict[str, Any] = {}
 
 
 def training_controller(max_upload_bytes: int) -> type[Controller]:
@@ -266,25 +276,20 @@ def training_controller(max_upload_bytes: int) -> type[Controller]:
             """Multipart: ``metadata`` (JSON: worker, verdict ``passed``/``rejected``,
             metrics, lineage), and for a passed job ``model`` (ONNX) and optional
             ``reference`` (.npy sample of training inputs, for drift)."""
-            meta = json_object(data, "metadata")
-            worker = meta.get("worker")
-            if not isinstance(worker, str) or not worker:
-                raise InvalidInputError("metadata.worker: the worker's name is required")
             try:
-                metrics = msgspec.convert(meta.get("metrics", {}), dict[str, float])
+                meta = msgspec.convert(json_object(data, "metadata"), ResultMetadata)
             except msgspec.ValidationError as exc:
-                raise InvalidInputError(f"metadata.metrics: {exc}") from exc
-            lineage = meta.get("lineage", {})
-            if not isinstance(lineage, dict):
-                raise InvalidInputError("metadata.lineage: must be a JSON object")
+                raise InvalidInputError(f"metadata: {exc}") from exc
+            if not meta.worker:
+                raise InvalidInputError("metadata.worker: the worker's name is required")
             return training.complete(
                 job_id,
-                worker,
+                meta.worker,
                 onnx_bytes=upload_bytes(data, "model", required=False),
                 reference_npy=upload_bytes(data, "reference", required=False),
-                metrics=metrics,
-                lineage=lineage,
-                verdict=text(data, "verdict") or str(meta.get("verdict", "")),
+                metrics=meta.metrics,
+                lineage=meta.lineage,
+                verdict=meta.verdict,
                 actor=principal_of(request).actor,
             )
 

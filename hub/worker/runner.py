@@ -111,7 +111,7 @@ def _baseline(
         return (
             version,
             None,
-            f"production v{version} cannot score these rows ({exc}); thresholds only",
+            f"production v{version} cannot score these rows ({first_line(exc)}); thresholds only",
         )
 
 
