@@ -1,5 +1,5 @@
-"""Training: built-in trainers that produce ONNX models with metrics and lineage.
+"""Training: the job queue, leases, gate and schedules on the hub, and the MLP they train.
 
-Today a trainer runs in the calling process on the CPU; the training-jobs issue
-runs the same :func:`hub.training.tabular.train_tabular` inside GPU workers.
+Jobs are worked by GPU workers (:mod:`hub.worker`); ``appliance model train``
+still trains :func:`hub.training.tabular.train_tabular` in the calling process.
 """
