@@ -34,12 +34,12 @@ from agent.sync import SyncWorker
 from agent.updates.trusted import cached_experiments, pinned_root
 from appliance import __version__
 from appliance.asgi import ASGIApp
+from appliance.client.hub import HubClient
 from appliance.errors import ApplianceError, ConfigError
 from appliance.http_status import status_for
-from appliance.hub_client import HubClient
 from appliance.scheduling import run_every
+from appliance.security.tls import client_ssl_context
 from appliance.settings import AgentSettings
-from appliance.tls import client_ssl_context
 
 log = logging.getLogger(__name__)
 

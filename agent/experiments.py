@@ -3,7 +3,7 @@
 The group's signed index names the running experiments (model, salt, variants
 with versions and weights). A request for a model under experiment that names
 no version is answered by the variant its subject id hashes to
-(:mod:`appliance.cohorts`), the same on every agent, online or offline. The
+(:mod:`agent.cohorts`), the same on every agent, online or offline. The
 response says which variant and version answered. Outcomes come back through
 ``POST /v2/models/{name}/feedback`` by request id; each variant's count, sum and
 sum of squares go to the hub through the outbox, never single outcomes.
@@ -16,8 +16,8 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from agent.cohorts import CohortPicker
 from agent.outbox import Outbox
-from appliance.cohorts import CohortPicker
 from appliance.errors import NotFoundError
 from appliance.trust.layout import ExperimentSpec
 

@@ -15,14 +15,15 @@ from pathlib import Path
 
 from agent.installer import DeviceKey
 from agent.updates.trusted import pin_root
-from appliance import __version__, sealing
-from appliance.credentials import AgentCredentials
+from appliance import __version__
+from appliance.client.hub import HubClient
 from appliance.errors import ConfigError
 from appliance.fsutil import atomic_write_bytes
-from appliance.hub_client import HubClient
-from appliance.keys import init_keypair, keys_dir, load_keypair, public_pem
-from appliance.schemas import EnrolmentRequest
-from appliance.sealing import ENCRYPTION_KEY_NAME, init_encryption_key, load_encryption_key
+from appliance.security import sealing
+from appliance.security.credentials import AgentCredentials
+from appliance.security.keys import init_keypair, keys_dir, load_keypair, public_pem
+from appliance.security.sealing import ENCRYPTION_KEY_NAME, init_encryption_key, load_encryption_key
+from appliance.wire.fleet import EnrolmentRequest
 
 IDENTITY_FILE = "identity.json"
 KEY_NAME = "agent"

@@ -24,7 +24,8 @@ from agent.repository import LoadedModel, ModelRepository
 from agent.runtime import load_runtime
 from agent.store import BundleStore
 from agent.updates.trusted import Offer
-from appliance.bundle import check_test_vectors, unpack, verify_bundle
+from appliance.bundle.format import check_test_vectors, unpack, verify_bundle
+from appliance.bundle.manifest import Manifest
 from appliance.errors import (
     ApplianceError,
     BundleFormatError,
@@ -32,8 +33,7 @@ from appliance.errors import (
     IntegrityError,
     StorageError,
 )
-from appliance.manifest import Manifest
-from appliance.sealing import open_decrypted, unwrap_key
+from appliance.security.sealing import open_decrypted, unwrap_key
 from appliance.settings import RuntimeChoice
 from appliance.trust.layout import seal_aad, wrap_context
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.schemas import ReportKind
+from appliance.wire.fleet import ReportKind
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import numpy as np
 
 from agent.probation import Probation
 from agent.runtime.base import ModelRuntime
+from appliance.bundle.manifest import Manifest
 from appliance.clock import utcnow
 from appliance.errors import NotFoundError
-from appliance.manifest import Manifest
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore
 from agent.updates.fetchers import FetchLimits, HubFetcher
 from agent.updates.trusted import Offer, TrustedUpdates
+from appliance.client.hub import HubClient
 from appliance.errors import (
     ApplianceError,
     BundleError,
@@ -36,9 +37,8 @@ from appliance.errors import (
     ModelLoadError,
     NotFoundError,
 )
-from appliance.hub_client import HubClient
-from appliance.schemas import AgentReport, Heartbeat, InstalledModel, ReportKind
 from appliance.settings import AgentSettings
+from appliance.wire.fleet import AgentReport, Heartbeat, InstalledModel, ReportKind
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from appliance.bundle.manifest import Manifest, TensorSpec
+from appliance.bundle.tensors import NUMPY_TO_V2, V2_TO_NUMPY, shape_matches
 from appliance.errors import InvalidInputError, UnprocessableInputError
-from appliance.manifest import Manifest, TensorSpec
-from appliance.tensors import NUMPY_TO_V2, V2_TO_NUMPY, shape_matches
 
 
 class InferInput(msgspec.Struct):

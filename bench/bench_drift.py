@@ -35,8 +35,8 @@ from agent.metrics import AgentMetrics, StateSources
 from agent.outbox import Outbox
 from agent.repository import LoadedModel, ModelRepository
 from agent.runtime import load_runtime
-from appliance.keys import init_keypair
-from appliance.manifest import Lineage
+from appliance.bundle.manifest import Lineage
+from appliance.security.keys import init_keypair
 from appliance.trust.layout import ExperimentSpec, VariantSpec
 from hub.registry import bundler
 

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from appliance.feature_schemas import (
+from appliance.wire.features import (
     EntityDefinition,
     FeatureDefinitions,
     FeatureSpec,
@@ -204,8 +204,8 @@ def percentiles(samples: list[float]) -> str:
 
 
 def bench_online(root: Path) -> None:
-    from appliance.demo.processes import hub_process
-    from appliance.demo.site import bootstrap_site
+    from appliance.cli.demo.processes import hub_process
+    from appliance.cli.demo.site import bootstrap_site
 
     print("== online lookups")
     n_entities = 100_000

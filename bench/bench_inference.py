@@ -47,8 +47,8 @@ from servers import (
     wait_ready,
 )
 
-from appliance.demo.processes import ServiceProcess, agent_process, free_port, hub_process
-from appliance.demo.site import Site, bootstrap_site
+from appliance.cli.demo.processes import ServiceProcess, agent_process, free_port, hub_process
+from appliance.cli.demo.site import Site, bootstrap_site
 from appliance.errors import ApplianceError
 from appliance.settings import AgentSettings
 

@@ -43,13 +43,13 @@ from agent.store import BundleStore
 from agent.updates.fetchers import HubFetcher
 from agent.updates.offline_import import offline_updates
 from agent.updates.trusted import TrustedUpdates, pinned_root
-from appliance.hub_client import HubClient
+from appliance.client.hub import HubClient
 from appliance.trust.layout import GroupIndex, index_path, model_path
 from appliance.trust.offline import OfflineBundle
 from hub.updates.repository import GroupTargets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' site harness
-from tests.trust_harness import ALICE, OMAR, POLICY, enrol_agent, hub_services
+from tests.harness.trust import ALICE, OMAR, POLICY, enrol_agent, hub_services
 
 
 def big_onnx(megabytes: int) -> bytes:

@@ -24,7 +24,7 @@ class BenchError(RuntimeError):
 
 
 def v2_request(rows: np.ndarray, input_name: str = "input") -> bytes:
-    """One v2 inference request, as bytes (same shape as ``appliance.demo.load.v2_body``)."""
+    """One v2 inference request, as bytes (same shape as ``appliance.cli.demo.load.v2_body``)."""
     rows = rows.astype(np.float32)
     return msgspec.json.encode(
         {

@@ -15,8 +15,8 @@ from litestar.response import Response
 from appliance import __version__
 from appliance.asgi import ASGIApp
 from appliance.errors import ApplianceError
-from appliance.keys import public_pem
 from appliance.scheduling import run_every
+from appliance.security.keys import public_pem
 from appliance.settings import HubSettings
 from hub.audit.controllers import AuditController
 from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from appliance.keys import KeyPair, init_keypair, keys_dir
+from appliance.security.keys import KeyPair, init_keypair, keys_dir
 from appliance.settings import HubSettings
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog

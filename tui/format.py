@@ -12,7 +12,8 @@ from typing import Any
 
 from rich.text import Text
 
-from appliance.schemas import AgentInfo, InstalledModel, VersionInfo
+from appliance.wire.fleet import AgentInfo, InstalledModel
+from appliance.wire.registry import VersionInfo
 
 HEALTH_STYLE = {"ok": "green", "degraded": "yellow", "failing": "bold red", "revoked": "dim"}
 STAGE_STYLE = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
-from appliance.schemas import AgentInfo, InstalledModel
+from appliance.wire.fleet import AgentInfo, InstalledModel
 from tui import format as fmt
 from tui.records import DriftReport, ServingReport
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from appliance.training_schemas import GpuSample, JobInfo, LogLine, WorkerInfo
+from appliance.wire.training import GpuSample, JobInfo, LogLine, WorkerInfo
 from tui import format as fmt
 
 JOB_STYLE = {

@@ -1,7 +1,7 @@
 """What the console needs from the hub, and how it signs in.
 
 The screens talk to a :class:`HubApi`: the subset of
-:class:`appliance.hub_client.HubClient` they call. The real client satisfies it
+:class:`appliance.client.hub.HubClient` they call. The real client satisfies it
 as is; snapshot tests pass a double with fixed data that implements the same
 methods. A :data:`Connector` turns a username and password into a signed-in
 ``HubApi``; :class:`HubConnector` is the real one (tokens kept in memory only,
@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from appliance.credentials import UserCredentials
+from appliance.client.hub import HubClient
 from appliance.errors import ApplianceError, HubRejectedError, HubUnavailableError
-from appliance.hub_client import HubClient
-from appliance.schemas import AgentInfo, ModelDetail, ModelSummary, VersionInfo
-from appliance.training_schemas import JobInfo, LogLine, WorkerInfo
+from appliance.security.credentials import UserCredentials
+from appliance.wire.fleet import AgentInfo
+from appliance.wire.registry import ModelDetail, ModelSummary, VersionInfo
+from appliance.wire.training import JobInfo, LogLine, WorkerInfo
 
 
 class HubApi(Protocol):

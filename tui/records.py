@@ -1,8 +1,8 @@
 """Typed views of the hub answers that the client hands back as plain dicts.
 
-Rollouts, experiments and drift come from :class:`appliance.hub_client.HubClient` as
+Rollouts, experiments and drift come from :class:`appliance.client.hub.HubClient` as
 ``dict``; the console reads them through the hub's own wire structs
-(:mod:`appliance.release_schemas`, named here as the console calls them): unknown
+(:mod:`appliance.wire.releases`, named here as the console calls them): unknown
 fields ignored, defaults for fields an older or newer hub may lack. An answer of the
 wrong shape becomes a :class:`HubError` (said once in a notification), never a traceback.
 """
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from appliance.errors import HubError
-from appliance.release_schemas import (
+from appliance.wire.releases import (
     DriftAlertInfo,
     DriftReportInfo,
     ExperimentInfo,

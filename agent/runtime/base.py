@@ -8,8 +8,8 @@ from typing import Protocol
 
 import numpy as np
 
+from appliance.bundle.manifest import Manifest
 from appliance.errors import ModelLoadError
-from appliance.manifest import Manifest
 from appliance.settings import RuntimeChoice
 
 

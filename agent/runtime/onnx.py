@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from appliance.bundle.manifest import ONNX_FILE, Manifest
 from appliance.errors import ModelLoadError
-from appliance.manifest import ONNX_FILE, Manifest
 
 
 class OnnxRuntimeModel:

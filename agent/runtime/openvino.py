@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from appliance.bundle.manifest import IR_XML_FILE, Manifest
 from appliance.errors import ModelLoadError
-from appliance.manifest import IR_XML_FILE, Manifest
 
 
 class OpenVINOModel:

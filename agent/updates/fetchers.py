@@ -18,8 +18,8 @@ import httpx
 from tuf.api import exceptions
 from tuf.ngclient.fetcher import FetcherInterface
 
+from appliance.client.hub import HubClient
 from appliance.errors import HubUnavailableError
-from appliance.hub_client import HubClient
 from appliance.trust.offline import URL_SCHEME, OfflineBundle
 
 

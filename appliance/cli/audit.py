@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from appliance import settings as config
 from appliance.cli.output import console
 from appliance.errors import ConfigError
-from appliance.keys import keys_dir, load_keypair, load_public_key
+from appliance.security.keys import keys_dir, load_keypair, load_public_key
 from appliance.settings import HubSettings
 
 if TYPE_CHECKING:

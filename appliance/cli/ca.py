@@ -9,8 +9,7 @@ from cryptography import x509
 
 from appliance import settings as config
 from appliance.cli.output import console
-from appliance.settings import HubSettings
-from appliance.tls import (
+from appliance.security.tls import (
     CA_DAYS,
     LEAF_DAYS,
     CertAuthority,
@@ -23,6 +22,7 @@ from appliance.tls import (
     load_certificate,
     tls_dir,
 )
+from appliance.settings import HubSettings
 
 LOOPBACK_DNS = ("localhost",)
 LOOPBACK_IPS = ("127.0.0.1",)

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from appliance.credentials import UserCredentials, default_session_file
-from appliance.hub_client import HubClient
+from appliance.client.hub import HubClient
+from appliance.security.credentials import UserCredentials, default_session_file
 
 DEFAULT_HUB = "http://127.0.0.1:8700"
 
@@ -56,7 +56,7 @@ def hub_ca(args: argparse.Namespace) -> Path | None:
 def verify_for(ca: Path | None) -> Any:
     if ca is None:
         return True
-    from appliance.tls import client_ssl_context
+    from appliance.security.tls import client_ssl_context
 
     return client_ssl_context(ca)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from appliance import settings as config
 from appliance.cli.output import console
-from appliance.keys import init_keypair, keys_dir
+from appliance.security.keys import init_keypair, keys_dir
 from appliance.settings import HubSettings
 
 

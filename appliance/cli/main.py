@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from appliance.demo.runner import run_demo
+    from appliance.cli.demo.runner import run_demo
 
     return run_demo(args.data_dir, serve=args.serve)
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from appliance.cli.connect import hub_flags, user_client
 from appliance.cli.output import console
 from appliance.errors import ConfigError
-from appliance.schemas import VersionInfo
+from appliance.wire.registry import VersionInfo
 
 
 def _read(path: Path, what: str) -> bytes:

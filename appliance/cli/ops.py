@@ -18,7 +18,7 @@ from appliance.errors import ConfigError
 from appliance.settings import HubSettings, default_data_dir
 
 if TYPE_CHECKING:
-    from appliance.doctor import DoctorOptions
+    from appliance.cli.doctor import DoctorOptions
 
 EXIT_OK: Final = 0
 EXIT_CHECK_FAILED: Final = 1
@@ -79,7 +79,7 @@ def doctor(args: argparse.Namespace) -> int:
     from rich.table import Table
     from rich.text import Text
 
-    from appliance.doctor import run_checks
+    from appliance.cli.doctor import run_checks
 
     options = _doctor_options(args)
     results = run_checks(options)
@@ -101,8 +101,8 @@ def doctor(args: argparse.Namespace) -> int:
 
 
 def _doctor_options(args: argparse.Namespace) -> DoctorOptions:
-    from appliance.credentials import default_session_file
-    from appliance.doctor import DoctorOptions
+    from appliance.cli.doctor import DoctorOptions
+    from appliance.security.credentials import default_session_file
 
     data_dir: Path | None = args.data_dir
     if data_dir is None and args.role != "worker":

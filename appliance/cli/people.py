@@ -16,8 +16,8 @@ from appliance.cli.connect import (
     user_client,
 )
 from appliance.cli.output import console
-from appliance.credentials import default_session_file
 from appliance.errors import ConfigError
+from appliance.security.credentials import default_session_file
 from appliance.settings import HubSettings
 
 

@@ -63,7 +63,7 @@ def hub_serve(args: argparse.Namespace) -> int:
     )
     tls: dict[str, Any] = {}
     if settings.tls_cert or settings.tls_key:
-        from appliance.tls import server_tls_options
+        from appliance.security.tls import server_tls_options
 
         if not (settings.tls_cert and settings.tls_key):
             from appliance.errors import ConfigError

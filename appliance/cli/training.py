@@ -16,7 +16,7 @@ from rich.table import Table
 from appliance.cli.connect import hub_flags, user_client
 from appliance.cli.output import console, setup_logging
 from appliance.errors import ConfigError, InvalidInputError
-from appliance.training_schemas import TERMINAL_STATES, JobInfo, JobSpec, ScheduleSpec
+from appliance.wire.training import TERMINAL_STATES, JobInfo, JobSpec, ScheduleSpec
 
 FOLLOW_POLL_S = 1.0
 

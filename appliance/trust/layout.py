@@ -11,7 +11,7 @@ transport or storage is tampered with.
 * ``<zone>.<group>`` holds the rest: ``<zone>/<group>/<model>.v<version>.tar``,
   one bundle per model version the group needs (the production one, and the
   variants of running A/B experiments), plain or encrypted (see
-  :mod:`appliance.sealing`) and described in ``custom``; and
+  :mod:`appliance.security.sealing`) and described in ``custom``; and
   ``<zone>/<group>/agent-<id>.keys.json``, each agent's wrapped data keys, so
   the signed metadata grows with models plus agents, not with their product.
   It is read only when the index shows a version to install.

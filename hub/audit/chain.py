@@ -36,7 +36,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.clock import as_utc
-from appliance.keys import KeyPair, key_id
+from appliance.security.keys import KeyPair, key_id
 from hub.audit.schemas import (
     GENESIS_HASH,
     AuditEntry,

@@ -22,7 +22,7 @@ from sqlmodel import Session
 
 from appliance.errors import ConfigError
 from appliance.fsutil import atomic_open
-from appliance.signing import canonical_json
+from appliance.security.signing import canonical_json
 from hub.audit.errors import AuditFormatError
 from hub.audit.schemas import AuditEntry, Checkpoint, checkpoint_document, entry_document
 from hub.audit.service import AuditLog

@@ -1,7 +1,7 @@
 """What an audit entry and a checkpoint are, and exactly which bytes are hashed and signed.
 
 An entry's hash is the hex SHA-256 of the canonical JSON (sorted keys, no
-insignificant white space, UTF-8; :func:`appliance.signing.canonical_json`) of
+insignificant white space, UTF-8; :func:`appliance.security.signing.canonical_json`) of
 the object of all its fields but ``hash``::
 
     {"action", "actor", "at", "detail", "outcome", "prev_hash", "seq", "source", "target"}
@@ -28,7 +28,7 @@ from typing import Any, Final, Literal, get_args
 import msgspec
 
 from appliance.clock import as_utc
-from appliance.signing import canonical_json
+from appliance.security.signing import canonical_json
 
 Outcome = Literal["ok", "refused", "allowed", "error"]
 OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
@@ -70,7 +70,7 @@ class Checkpoint(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     head_hash: str
     at: datetime
     key_id: str
-    """Hex SHA-256 of the raw public key that signed (see :func:`appliance.keys.key_id`)."""
+    """Hex SHA-256 of the raw public key that signed (:func:`appliance.security.keys.key_id`)."""
     signature: str
     """Hex Ed25519 signature over :func:`checkpoint_payload`."""
 

@@ -26,8 +26,8 @@ from sqlmodel import Session
 
 from appliance.clock import as_utc, utcnow
 from appliance.errors import ConfigError, InvalidInputError
-from appliance.keys import KeyPair
-from appliance.signing import canonical_json
+from appliance.security.keys import KeyPair
+from appliance.security.signing import canonical_json
 from hub.audit.chain import (
     ChainWalk,
     VerifyReport,

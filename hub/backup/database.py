@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from appliance.errors import ConfigError
-from appliance.keys import load_public_key
+from appliance.security.keys import load_public_key
 from hub.audit.chain import VerifyReport
 from hub.audit.records import HEAD_ROW_ID
 from hub.audit.schemas import GENESIS_HASH

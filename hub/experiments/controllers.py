@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 
-from appliance.release_schemas import ExperimentInfo
+from appliance.wire.releases import ExperimentInfo
 from hub.experiments.service import ExperimentService, NewExperiment
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P

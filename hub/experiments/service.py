@@ -19,8 +19,8 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import iso_utc
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
-from appliance.release_schemas import ExperimentInfo, VariantResult
 from appliance.trust.layout import ExperimentSpec, VariantSpec
+from appliance.wire.releases import ExperimentInfo, VariantResult
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.events import Changes

@@ -23,7 +23,7 @@ from typing import Literal
 
 from scipy import stats as sp
 
-from appliance.release_schemas import Comparison
+from appliance.wire.releases import Comparison
 
 SRM_ALPHA = 0.001
 

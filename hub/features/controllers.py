@@ -12,7 +12,7 @@ from litestar import Controller, Request, get, post
 from litestar.response import Response
 
 from appliance.errors import InvalidInputError
-from appliance.feature_schemas import (
+from appliance.wire.features import (
     DefineResult,
     EntityInfo,
     FeatureDefinitions,

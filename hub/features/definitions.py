@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from appliance.errors import InvalidInputError
-from appliance.feature_schemas import EntityDefinition, FeatureViewDefinition, KeyColumn
+from appliance.wire.features import EntityDefinition, FeatureViewDefinition, KeyColumn
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,62}")
 """Names end up as SQL identifiers and file names: lower-case, digits and '_' only."""

@@ -30,8 +30,8 @@ from appliance.errors import (
     ApplianceError,
     InvalidInputError,
 )
-from appliance.feature_schemas import OnlineRequest
 from appliance.http_status import status_for
+from appliance.wire.features import OnlineRequest
 from hub.errors_http import WWW_AUTHENTICATE, audit_refusal, audited, error_body
 from hub.identity.guards import check_permission, parse_bearer
 from hub.identity.principal import Principal

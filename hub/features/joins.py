@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from appliance.errors import InvalidInputError
-from appliance.feature_schemas import FeatureSpec
+from appliance.wire.features import FeatureSpec
 from hub.features.offline import (
     ARROW_TYPES,
     EVENT_TIME,

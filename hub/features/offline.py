@@ -23,8 +23,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from appliance.errors import InvalidInputError, StorageError, UnprocessableInputError
-from appliance.feature_schemas import FeatureSpec, KeyColumn
 from appliance.fsutil import fsync_dir, sha256_file
+from appliance.wire.features import FeatureSpec, KeyColumn
 
 SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN", "string": "VARCHAR"}
 TIMESTAMP_SQL = "TIMESTAMPTZ"

@@ -22,8 +22,8 @@ import pyarrow as pa
 
 from appliance.clock import iso_utc
 from appliance.errors import NotFoundError
-from appliance.feature_schemas import KeyValue, OnlineResponse, OnlineValue
 from appliance.fsutil import atomic_open
+from appliance.wire.features import KeyValue, OnlineResponse, OnlineValue
 from hub.features.offline import ViewSchema
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
-from appliance.feature_schemas import (
+from appliance.wire.features import (
     DefineResult,
     EntityInfo,
     FeatureDefinitions,

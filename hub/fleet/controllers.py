@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get, post
 
-from appliance.schemas import AgentAssignments, AgentInfo, EnrolmentRequest, Heartbeat
+from appliance.wire.fleet import AgentAssignments, AgentInfo, EnrolmentRequest, Heartbeat
 from hub.fleet.enrolment import EnrolmentService, EnrolmentTokenInfo
 from hub.fleet.service import FleetService, check_agent_scope
 from hub.identity.controllers import client_address

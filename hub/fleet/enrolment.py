@@ -20,9 +20,9 @@ from sqlmodel import col, select, update
 
 from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
-from appliance.schemas import AgentInfo, EnrolmentRequest
-from appliance.sealing import load_public_pem
+from appliance.security.sealing import load_public_pem
 from appliance.trust.layout import check_name
+from appliance.wire.fleet import AgentInfo, EnrolmentRequest
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.events import Changes

@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import iso_utc, utcnow
 from appliance.errors import NotFoundError
-from appliance.schemas import (
+from appliance.wire.fleet import (
     AgentAssignments,
     AgentInfo,
     Heartbeat,

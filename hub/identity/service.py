@@ -15,7 +15,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlmodel import Session, col, select
 
-from appliance.agent_tokens import AGENT_KID_PREFIX
 from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import (
     AuthenticationError,
@@ -24,6 +23,7 @@ from appliance.errors import (
     NotFoundError,
 )
 from appliance.fsutil import sha256_bytes
+from appliance.security.agent_tokens import AGENT_KID_PREFIX
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.identity.passwords import (

@@ -23,10 +23,10 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from appliance.agent_tokens import AGENT_KID_PREFIX, ALGORITHM, DEFAULT_AUDIENCE
 from appliance.errors import AuthenticationError
 from appliance.fsutil import atomic_write_bytes
-from appliance.keys import KeyPair, init_keypair, load_keypair
+from appliance.security.agent_tokens import AGENT_KID_PREFIX, ALGORITHM, DEFAULT_AUDIENCE
+from appliance.security.keys import KeyPair, init_keypair, load_keypair
 
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub"]
 KEEP_KEYS = 3

@@ -6,8 +6,8 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 
-from appliance.release_schemas import DriftAlertInfo, DriftReportInfo, ServingReportInfo
-from appliance.schemas import AgentReport, ReportsAccepted
+from appliance.wire.fleet import AgentReport, ReportsAccepted
+from appliance.wire.releases import DriftAlertInfo, DriftReportInfo, ServingReportInfo
 from hub.fleet.service import check_agent_scope
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P

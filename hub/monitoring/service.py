@@ -24,8 +24,8 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import iso_utc, utcnow
 from appliance.errors import InvalidInputError
-from appliance.release_schemas import DriftAlertInfo, DriftReportInfo, ServingReportInfo
-from appliance.schemas import AgentReport
+from appliance.wire.fleet import AgentReport
+from appliance.wire.releases import DriftAlertInfo, DriftReportInfo, ServingReportInfo
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord, DriftReportRecord

@@ -17,11 +17,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from appliance.clock import iso_utc, utcnow
-from appliance.errors import InvalidInputError
-from appliance.fsutil import sha256_file
-from appliance.keys import KeyPair
-from appliance.manifest import (
+from appliance.bundle.manifest import (
     IR_BIN_FILE,
     IR_XML_FILE,
     MANIFEST_FILE,
@@ -34,8 +30,12 @@ from appliance.manifest import (
     TensorSpec,
     TestVector,
 )
-from appliance.signing import sign_document
-from appliance.tensors import ONNX_TO_V2, V2_TO_NUMPY, to_wire
+from appliance.bundle.tensors import ONNX_TO_V2, V2_TO_NUMPY, to_wire
+from appliance.clock import iso_utc, utcnow
+from appliance.errors import InvalidInputError
+from appliance.fsutil import sha256_file
+from appliance.security.keys import KeyPair
+from appliance.security.signing import sign_document
 
 log = logging.getLogger(__name__)
 

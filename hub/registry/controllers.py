@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post
 from litestar.response import File
 
-from appliance.schemas import ModelDetail, ModelSummary, StageChange, VersionInfo
+from appliance.wire.registry import ModelDetail, ModelSummary, StageChange, VersionInfo
 from hub.fleet.service import FleetService
 from hub.identity.controllers import client_address
 from hub.identity.guards import principal_of, requires

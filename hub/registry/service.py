@@ -14,7 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlmodel import Session, col, select
 
-from appliance.bundle import pack
+from appliance.bundle.format import pack
+from appliance.bundle.manifest import Lineage
 from appliance.clock import iso_utc, utcnow
 from appliance.errors import (
     InvalidInputError,
@@ -22,9 +23,9 @@ from appliance.errors import (
     PermissionDeniedError,
     StorageError,
 )
-from appliance.keys import KeyPair
-from appliance.manifest import Lineage
-from appliance.schemas import Assignment, ModelDetail, ModelSummary, VersionInfo
+from appliance.security.keys import KeyPair
+from appliance.wire.fleet import Assignment
+from appliance.wire.registry import ModelDetail, ModelSummary, VersionInfo
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
 from hub.db import session_scope

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import get_args
 
 from appliance.errors import IllegalStageTransitionError, InvalidInputError
-from appliance.schemas import Stage
+from appliance.wire.registry import Stage
 
 STAGES: tuple[str, ...] = get_args(Stage)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 
-from appliance.release_schemas import RolloutInfo
+from appliance.wire.releases import RolloutInfo
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P
 from hub.rollouts.service import NewRollout, RolloutService

@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
-from appliance.release_schemas import RolloutInfo
+from appliance.wire.releases import RolloutInfo
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.events import Changes

@@ -19,7 +19,7 @@ from litestar.params import Parameter
 from litestar.response import File, Response
 
 from appliance.errors import InvalidInputError
-from appliance.training_schemas import (
+from appliance.wire.training import (
     ClaimRequest,
     FailRequest,
     HeartbeatAnswer,

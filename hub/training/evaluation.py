@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from appliance.training_schemas import HIGHER_IS_BETTER, GateSpec
+from appliance.wire.training import HIGHER_IS_BETTER, GateSpec
 
 Task = Literal["classification", "regression"]
 PRIMARY_METRIC: dict[Task, str] = {"classification": "accuracy", "regression": "r2"}

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
-from appliance.training_schemas import (
+from appliance.wire.training import (
     BUILTIN_TRAINERS,
     GATE_METRICS,
     TERMINAL_STATES,

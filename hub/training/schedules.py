@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import iso_utc
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
-from appliance.training_schemas import JobInfo, JobSpec, ScheduleInfo, ScheduleSpec
+from appliance.wire.training import JobInfo, JobSpec, ScheduleInfo, ScheduleSpec
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.monitoring.service import DriftAlertOpened

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlmodel import Session, col, select
 
 from appliance.clock import as_utc, iso_utc, utcnow
-from appliance.training_schemas import Telemetry, WorkerInfo
+from appliance.wire.training import Telemetry, WorkerInfo
 from hub.db import session_scope
 from hub.training.records import TrainingWorkerRecord
 

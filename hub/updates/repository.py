@@ -45,7 +45,7 @@ from tuf.api.serialization.json import JSONSerializer
 from appliance.clock import utcnow
 from appliance.errors import ConfigError
 from appliance.fsutil import atomic_write_bytes, sha256_bytes
-from appliance.keys import KeyPair, init_keypair, load_keypair
+from appliance.security.keys import KeyPair, init_keypair, load_keypair
 from appliance.trust.layout import (
     EXPIRY,
     group_of_role,

@@ -27,8 +27,7 @@ from tuf.api.metadata import TargetFile
 from appliance.clock import iso_utc, utcnow
 from appliance.errors import ConfigError, NotFoundError, PermissionDeniedError
 from appliance.fsutil import atomic_write_bytes
-from appliance.schemas import Assignment
-from appliance.sealing import encrypt_file, load_public_pem, new_data_key, wrap_key
+from appliance.security.sealing import encrypt_file, load_public_pem, new_data_key, wrap_key
 from appliance.trust.layout import (
     AgentKeys,
     Encryption,
@@ -45,6 +44,7 @@ from appliance.trust.layout import (
     wrap_context,
 )
 from appliance.trust.offline import METADATA_PREFIX, TARGETS_PREFIX, UpdateHeader, write_bundle
+from appliance.wire.fleet import Assignment
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
 from hub.db import session_scope

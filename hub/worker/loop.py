@@ -15,10 +15,10 @@ import threading
 import traceback
 from dataclasses import dataclass
 
+from appliance.client.hub import HubClient
 from appliance.errors import ApplianceError, ConfigError, HubRejectedError, HubUnavailableError
-from appliance.hub_client import HubClient
 from appliance.sd_notify import notify
-from appliance.training_schemas import ClaimRequest, FailRequest, HeartbeatRequest, JobInfo
+from appliance.wire.training import ClaimRequest, FailRequest, HeartbeatRequest, JobInfo
 from hub.training.mlp import Stopped
 from hub.worker.progress import Progress
 from hub.worker.runner import Outcome, first_line, run_job

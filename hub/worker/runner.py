@@ -23,12 +23,12 @@ import msgspec
 import numpy as np
 import pyarrow.parquet as pq
 
-from appliance.bundle import unpack, verify_bundle
+from appliance.bundle.format import unpack, verify_bundle
+from appliance.bundle.manifest import ONNX_FILE
+from appliance.client.hub import HubClient
 from appliance.errors import BundleError, InvalidInputError
-from appliance.hub_client import HubClient
-from appliance.keys import load_public_key
-from appliance.manifest import ONNX_FILE
-from appliance.training_schemas import JobInfo, JobSpec
+from appliance.security.keys import load_public_key
+from appliance.wire.training import JobInfo, JobSpec
 from hub.training import export
 from hub.training.evaluation import Task, judge, metrics_for, split
 from hub.training.mlp import Stopped

@@ -10,7 +10,7 @@ import contextlib
 import logging
 from typing import Any
 
-from appliance.training_schemas import GpuSample, Telemetry
+from appliance.wire.training import GpuSample, Telemetry
 
 log = logging.getLogger(__name__)
 NO_GPU = "no GPU"

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from appliance.demo.processes import ServiceProcess, hub_process
-from appliance.demo.site import Site
+from appliance.cli.demo.processes import ServiceProcess, hub_process
+from appliance.cli.demo.site import Site
+from appliance.client.hub import HubClient
 from appliance.errors import ApplianceError
-from appliance.hub_client import HubClient
 from appliance.settings import HubSettings
 from hub.backup import backup_hub, restore_hub
-from tests.conftest import make_tiny_onnx
-from tests.integration.conftest import publish
+from tests.harness.models import make_tiny_onnx
+from tests.harness.site import publish
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import make_tiny_onnx
+from tests.harness.models import make_tiny_onnx
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ import pytest
 from agent.app import build_core
 from agent.updates.offline_import import import_bundle
 from appliance.settings import AgentSettings
-from tests.trust_harness import POLICY, enrol_agent, hub_services, release
+from tests.harness.trust import POLICY, enrol_agent, hub_services, release
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from agent.identity import credentials, load_identity
+from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
-from appliance.hub_client import HubClient
-from appliance.schemas import AgentReport
-from tests.conftest import make_reference_npy, make_tiny_onnx
-from tests.integration.conftest import publish, serving_version, wait_until
+from appliance.wire.fleet import AgentReport
+from tests.harness.models import make_reference_npy, make_tiny_onnx
+from tests.harness.site import publish, serving_version, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,7 @@ def _infer(url: str, subject: str | None, version: int | None = None) -> dict:
 def test_agents_serve_sticky_variants_and_feedback_reaches_a_verdict(
     hub, engineer, approver, start_agent
 ):
-    from tests.conftest import make_reference_npy, make_tiny_onnx
+    from tests.harness.models import make_reference_npy, make_tiny_onnx
 
     control = publish(engineer, approver).version
     candidate = engineer.upload_model(

@@ -11,17 +11,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from appliance.demo.processes import ServiceProcess
-from appliance.demo.site import Site
+from appliance.cli.demo.processes import ServiceProcess
+from appliance.cli.demo.site import Site
+from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
-from appliance.feature_schemas import (
+from appliance.wire.features import (
     EntityDefinition,
     FeatureDefinitions,
     FeatureSpec,
     FeatureViewDefinition,
     KeyColumn,
 )
-from appliance.hub_client import HubClient
 
 DEFINITIONS = FeatureDefinitions(
     entities=[EntityDefinition(name="driver", join_keys=[KeyColumn(name="driver_id")])],

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from appliance.demo.processes import hub_process
-from appliance.demo.site import bootstrap_site
+from appliance.cli.demo.processes import hub_process
+from appliance.cli.demo.site import bootstrap_site
 from appliance.errors import HubRejectedError
-from tests.conftest import POSTGRES_URL, make_tiny_onnx
+from tests.conftest import POSTGRES_URL
+from tests.harness.models import make_tiny_onnx
 
 pytestmark = pytest.mark.integration
 

@@ -57,7 +57,7 @@ def _build(out: Path, *kinds: str, key: list[str], epoch: int) -> None:
     started = time.monotonic()
     subprocess.run(
         [
-            *(sys.executable, "-m", "appliance.installer", "build", *kinds, "--out", str(out)),
+            *(sys.executable, "-m", "appliance.cli.release", "build", *kinds, "--out", str(out)),
             *(*key, "--wheel-cache", str(CACHE), "--prefer-offline", "--project", str(ROOT)),
         ],
         check=True,
@@ -87,7 +87,7 @@ def _verify(archive: Path, key: Path) -> subprocess.CompletedProcess[str]:
         [
             sys.executable,
             "-m",
-            "appliance.installer",
+            "appliance.cli.release",
             "verify",
             str(archive),
             "--public-key",
@@ -150,7 +150,7 @@ def test_verify_accepts_the_archives_and_refuses_a_flipped_byte(
     assert f"{member.name} was altered" in bad.stderr
     other = tmp_path / "other"
     subprocess.run(
-        [sys.executable, "-m", "appliance.installer", "keygen", "--out", str(other)],
+        [sys.executable, "-m", "appliance.cli.release", "keygen", "--out", str(other)],
         check=True,
         capture_output=True,
     )

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from agent.outbox import Outbox
-from appliance.demo.processes import free_port
-from tests.integration.conftest import (
+from appliance.cli.demo.processes import free_port
+from tests.harness.site import (
     MODEL,
     agent_status,
     infer_rows,

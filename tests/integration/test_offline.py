@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.integration.conftest import MODEL, publish, serving_version, wait_until
+from tests.harness.site import MODEL, publish, serving_version, wait_until
 
 pytestmark = pytest.mark.integration
 

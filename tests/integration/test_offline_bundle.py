@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.errors import HubRejectedError
-from tests.integration.conftest import MODEL, publish, serving_version, wait_until
+from tests.harness.site import MODEL, publish, serving_version, wait_until
 from tests.integration.test_cli import appliance
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from appliance.demo.processes import hub_process
+from appliance.cli.demo.processes import hub_process
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from appliance.demo.processes import ServiceProcess, hub_process
-from appliance.demo.site import Site
+from appliance.cli.demo.processes import ServiceProcess, hub_process
+from appliance.cli.demo.site import Site
 from appliance.errors import HubRejectedError
-from tests.conftest import make_reference_npy, make_tiny_onnx
-from tests.integration.conftest import (
+from tests.harness.models import make_reference_npy, make_tiny_onnx
+from tests.harness.site import (
     MODEL,
     agent_status,
     infer_rows,

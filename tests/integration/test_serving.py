@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.integration.conftest import MODEL, publish, serving_version, wait_until
+from tests.harness.site import MODEL, publish, serving_version, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from appliance.demo.load import LoadThread
+from appliance.cli.demo.load import LoadThread
 from hub.updates.repository import UpdateRepository
-from tests.integration.conftest import MODEL, publish, serving_version, wait_until
+from tests.harness.site import MODEL, publish, serving_version, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +122,6 @@ def test_agent_pinned_to_another_root_trusts_nothing_from_this_hub(
 
 
 def _tiny() -> bytes:
-    from tests.conftest import make_tiny_onnx
+    from tests.harness.models import make_tiny_onnx
 
     return make_tiny_onnx()

@@ -11,13 +11,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from appliance.demo.clinic import job_spec, load_clinic
-from appliance.demo.processes import ServiceProcess, hub_process, wait_for, worker_process
-from appliance.demo.site import Site
+from appliance.cli.demo.clinic import job_spec, load_clinic
+from appliance.cli.demo.processes import ServiceProcess, hub_process, wait_for, worker_process
+from appliance.cli.demo.site import Site
+from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
-from appliance.hub_client import HubClient
-from appliance.training_schemas import GateSpec, JobInfo, JobSpec
-from tests.integration.conftest import _client
+from appliance.wire.training import GateSpec, JobInfo, JobSpec
+from tests.harness.site import _client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 LEASE_S = 3

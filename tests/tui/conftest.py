@@ -19,13 +19,13 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
-from appliance.credentials import AgentCredentials
-from appliance.demo.processes import ServiceProcess, free_port, hub_process
-from appliance.demo.site import Site, bootstrap_site
-from appliance.hub_client import HubClient
-from appliance.keys import KeyPair, init_keypair, public_pem
-from appliance.schemas import AgentInfo, EnrolmentRequest, Heartbeat, InstalledModel
-from tests.conftest import make_reference_npy, make_tiny_onnx
+from appliance.cli.demo.processes import ServiceProcess, free_port, hub_process
+from appliance.cli.demo.site import Site, bootstrap_site
+from appliance.client.hub import HubClient
+from appliance.security.credentials import AgentCredentials
+from appliance.security.keys import KeyPair, init_keypair, public_pem
+from appliance.wire.fleet import AgentInfo, EnrolmentRequest, Heartbeat, InstalledModel
+from tests.harness.models import make_reference_npy, make_tiny_onnx
 from tui import ConsoleApp, HubConnector
 from tui.dialogs import ConfirmDialog
 from tui.screens import MainScreen

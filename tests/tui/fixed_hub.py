@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import HubRejectedError
-from appliance.schemas import AgentInfo, InstalledModel, ModelDetail, ModelSummary, VersionInfo
-from appliance.training_schemas import JobInfo, LogLine, WorkerInfo
+from appliance.wire.fleet import AgentInfo, InstalledModel
+from appliance.wire.registry import ModelDetail, ModelSummary, VersionInfo
+from appliance.wire.training import JobInfo, LogLine, WorkerInfo
 from tests.tui.fixed_records import (
     DRIFT_ALERTS,
     DRIFT_REPORTS,

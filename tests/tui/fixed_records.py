@@ -11,7 +11,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from appliance.training_schemas import GpuSample, JobInfo, LogLine, Telemetry, WorkerInfo
+from appliance.wire.training import GpuSample, JobInfo, LogLine, Telemetry, WorkerInfo
 
 NOW = 1741082400.0
 """2025-03-04T10:00:00Z: the latest GPU reading and drift window end here."""

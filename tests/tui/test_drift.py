@@ -12,9 +12,9 @@ from collections.abc import Callable
 import pytest
 from textual.widgets import DataTable
 
-from appliance.credentials import AgentCredentials
-from appliance.hub_client import HubClient
-from appliance.schemas import AgentReport
+from appliance.client.hub import HubClient
+from appliance.security.credentials import AgentCredentials
+from appliance.wire.fleet import AgentReport
 from tests.tui.conftest import MODEL, LiveHub, enrol_agent, signed_in, text_of, until
 from tui import ConsoleApp
 from tui.widgets.chart import Chart

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, ProgressBar
 
-from appliance.schemas import AgentReport, Heartbeat, InstalledModel
+from appliance.wire.fleet import AgentReport, Heartbeat, InstalledModel
 from tests.tui.conftest import MODEL, LiveHub, agent_client, enrol_agent, signed_in, text_of, until
 from tui import ConsoleApp
 from tui.dialogs import (

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from textual.widgets import DataTable
 
-from tests.conftest import make_tiny_onnx
+from tests.harness.models import make_tiny_onnx
 from tests.tui.conftest import LiveHub, column_of, confirm, signed_in, text_of, until
 from tui import ConsoleApp
 from tui.widgets.chart import Chart

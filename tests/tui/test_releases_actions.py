@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable, Input, TabbedContent
 
-from appliance.schemas import AgentReport
-from tests.conftest import make_tiny_onnx
+from appliance.wire.fleet import AgentReport
+from tests.harness.models import make_tiny_onnx
 from tests.tui.conftest import (
     MODEL,
     LiveHub,

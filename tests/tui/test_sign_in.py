@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from appliance.demo.processes import free_port
+from appliance.cli.demo.processes import free_port
 from tests.tui.conftest import LiveHub, sign_in, text_of, until
 from tui import ConsoleApp, HubConnector
 from tui.screens import MainScreen, SignInScreen

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from textual.widgets import DataTable
 
-from appliance.demo.clinic import job_spec, load_clinic
-from appliance.training_schemas import ClaimRequest, GpuSample, JobInfo, Telemetry
+from appliance.cli.demo.clinic import job_spec, load_clinic
+from appliance.wire.training import ClaimRequest, GpuSample, JobInfo, Telemetry
 from tests.tui.conftest import LiveHub, signed_in, text_of, until
 from tui import ConsoleApp
 from tui.dialogs import ConfirmDialog

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from textual import work
 
 from appliance.errors import ApplianceError
-from appliance.schemas import AgentInfo
+from appliance.wire.fleet import AgentInfo
 from tui.dialogs.info import InfoDialog
 from tui.format_agent import agent_details
 from tui.hub import HubApi, describe

@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import RowKey
 
-from appliance.schemas import AgentInfo
+from appliance.wire.fleet import AgentInfo
 from tui import format as fmt
 from tui.dialogs import (
     AgentDialog,

@@ -13,7 +13,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.widgets import Log, Static
 
-from appliance.training_schemas import TERMINAL_STATES, JobInfo, LogLine
+from appliance.wire.training import TERMINAL_STATES, JobInfo, LogLine
 from tui import format_training as ft
 from tui.messages import ActionDone, ActionFailed
 from tui.widgets.follow import FollowPane

@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowKey
 
-from appliance.schemas import VersionInfo
+from appliance.wire.registry import VersionInfo
 from tui import format as fmt
 from tui import format_releases as fr
 from tui.dialogs import RolloutDialog

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from textual.app import ComposeResult
 
-from appliance.training_schemas import WorkerInfo
+from appliance.wire.training import WorkerInfo
 from tui import format_training as ft
 from tui.widgets import plots
 from tui.widgets.chart import Chart

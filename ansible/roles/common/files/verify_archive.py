@@ -1,1 +1,1 @@
-../../../../appliance/installer/verify.py
+../../../../appliance/cli/release/verify.py

@@ -1,0 +1,1 @@
+"""The signed model bundle: its archive format, its manifest and its tensors."""

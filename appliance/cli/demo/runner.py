@@ -1,0 +1,443 @@
+"""The demo: hub, two agents and a training worker as real processes, the whole loop.
+
+Steps: start the hub; enrol two agents (pinning the CA and the TUF root); load
+the feature store (scans and diagnoses); start a training worker; train version
+1 as a job on the worker (point-in-time training set, evaluation gate, candidate);
+promote it to production; wait until both agents serve it; score the held-out
+rows over HTTP; train version 2 (gated against version 1 on the same rows) and
+promote it while traffic flows; check that the agents swapped with no failed
+request; feed one agent shifted inputs until the hub raises a drift alert, which
+queues the retraining job that makes version 3; roll version 3 out as a canary,
+ring by ring, into production; run an A/B test of version 3 against version 2
+with sticky customers until the hub gives a verdict.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.table import Table
+
+from appliance.cli.demo.clinic import held_out, job_spec, load_clinic
+from appliance.cli.demo.load import LoadResult, LoadThread, infer_once, v2_body
+from appliance.cli.demo.processes import (
+    ServiceProcess,
+    WaitTimeoutError,
+    agent_process,
+    hub_process,
+    serving_version,
+    wait_for,
+    worker_process,
+)
+from appliance.cli.demo.site import ROLES, Site, bootstrap_site
+from appliance.cli.output import console
+from appliance.client.hub import HubClient
+from appliance.errors import ApplianceError, ConfigError
+from appliance.wire.registry import VersionInfo
+from appliance.wire.training import JobInfo, JobSpec, ScheduleSpec
+
+MODEL = "breast-cancer"
+AGENTS = ("agent-dxb-1", "agent-dxb-2")
+ZONE = "ae-dxb"
+WAIT_S = 60.0
+DEMO_DRIFT = {
+    "APPLIANCE_DRIFT_WINDOW_ROWS": "200",
+    "APPLIANCE_DRIFT_EVERY_REQUESTS": "100",
+    "APPLIANCE_DRIFT_CHECK_S": "0.5",
+    "APPLIANCE_SERVING_REPORT_S": "1",
+}
+"""Small, fast drift windows so the demo shows an alert in seconds (defaults: 1,000 rows)."""
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    started = time.monotonic()
+    with console.status(f"{title}…"):
+        yield
+    console.print(f"[green]✓[/] {title} [dim]({time.monotonic() - started:.1f} s)[/]")
+
+
+def _wait_serving(agent: ServiceProcess, version: str) -> None:
+    wait_for(
+        f"{agent.name} to serve v{version}",
+        lambda: serving_version(agent.url, MODEL) == version,
+        timeout=WAIT_S,
+    )
+
+
+def _fresh_dir(data_dir: Path | None) -> Path:
+    if data_dir is None:
+        return Path(tempfile.mkdtemp(prefix="appliance-demo-"))
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise ConfigError(
+            f"demo data directory {data_dir} is not empty",
+            hint="give an empty or new folder, or leave out --data-dir",
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir
+
+
+def _spec(seed: int, hidden: list[int]) -> JobSpec:
+    # the demo's versions differ in architecture; allow 3 points below production's accuracy
+    return job_spec(MODEL, seed=seed, hidden=hidden, max_regression=0.03)
+
+
+def _finished(hub: HubClient, job_id: int) -> VersionInfo:
+    """Wait for the job; the version it registered, or a failure naming the job's message."""
+    job = hub.wait_training(job_id, timeout=WAIT_S * 2)
+    if job.state != "succeeded" or job.result_version is None:
+        raise WaitTimeoutError(f"training job {job_id} {job.state}: {job.message}")
+    return hub.get_model(MODEL).versions[job.result_version - 1]
+
+
+def _retrained_on_drift(hub: HubClient) -> JobInfo:
+    return wait_for(
+        "the hub to queue the retraining job",
+        lambda: next(
+            (j for j in hub.training_jobs(model=MODEL) if j.reason.startswith("drift:")), None
+        ),
+        timeout=WAIT_S,
+    )
+
+
+def _drift_until_alert(
+    agent: ServiceProcess, hub: HubClient, features: np.ndarray
+) -> dict[str, object]:
+    """Send shifted rows until the hub has an open drift alert (or give up)."""
+    shifted = features.copy()
+    shifted[:, :5] += 1.5 * features[:, :5].std(axis=0)  # the first five features read high
+    deadline = time.monotonic() + WAIT_S
+    with httpx.Client(timeout=10.0) as client:
+        while time.monotonic() < deadline:
+            for i in range(0, 100):
+                row = shifted[i % len(shifted) : i % len(shifted) + 1]
+                infer_once(client, agent.url, MODEL, row, np.zeros(1, dtype=np.int64))
+            time.sleep(0.7)
+            alerts = hub.drift_alerts(open_only=True)
+            if alerts:
+                return alerts[0]
+    raise WaitTimeoutError(f"no drift alert within {WAIT_S:.0f} s")
+
+
+def _canary(approver: HubClient, version: int, agents: list[ServiceProcess]) -> dict[str, Any]:
+    """Roll ``version`` out in two rings with a short soak; wait until it is in production."""
+    rollout = approver.start_rollout(
+        {
+            "model": MODEL,
+            "version": version,
+            "zone": ZONE,
+            "rings": [0.5, 1.0],
+            "soak_s": 3,
+            "max_p95_ratio": 3.0,  # a few hundred requests on a cold model: be lenient
+        }
+    )
+    with httpx.Client(timeout=10.0) as client:  # some traffic for the gates to judge
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            for agent in agents:
+                infer_once(
+                    client,
+                    agent.url,
+                    MODEL,
+                    np.zeros((1, 30), np.float32),
+                    np.zeros(1, dtype=np.int64),
+                )
+            state = approver.rollout(rollout["id"])
+            if state["state"] != "running":
+                break
+            time.sleep(0.2)
+    if state["state"] != "completed":
+        raise WaitTimeoutError(f"rollout ended {state['state']}: {state['steps'][-1]['note']}")
+    for agent in agents:
+        _wait_serving(agent, str(version))
+    return state
+
+
+def _ab_test(
+    engineer: HubClient,
+    agents: list[ServiceProcess],
+    control: int,
+    candidate: int,
+    features: np.ndarray,
+    labels: np.ndarray,
+) -> dict[str, Any]:
+    """Customers sticky to a variant on both agents; outcome = the prediction was right."""
+    engineer.create_experiment(
+        {
+            "name": "demo-ab",
+            "model": MODEL,
+            "zone": ZONE,
+            "variants": [
+                {"name": "control", "version": control, "weight": 0.5},
+                {"name": "candidate", "version": candidate, "weight": 0.5},
+            ],
+            "min_samples": 100,
+        }
+    )
+    sent = 0
+    with httpx.Client(timeout=10.0) as client:
+        deadline = time.monotonic() + WAIT_S
+        while sent < 300 and time.monotonic() < deadline:
+            agent, row = agents[sent % len(agents)], sent % len(features)
+            body = v2_body(features[row : row + 1])
+            answer = client.post(
+                f"{agent.url}/v2/models/{MODEL}/infer",
+                json=body,
+                headers={"x-subject-id": f"customer-{sent}"},
+            ).json()
+            if "parameters" not in answer:  # the agents have not loaded the variants yet
+                time.sleep(0.2)
+                continue
+            output = answer["outputs"][0]
+            predicted = int(np.asarray(output["data"]).reshape(output["shape"]).argmax())
+            client.post(
+                f"{agent.url}/v2/models/{MODEL}/feedback",
+                json={"id": answer["id"], "outcome": float(predicted == labels[row])},
+            )
+            sent += 1
+
+    def counted() -> dict[str, Any] | None:
+        result = engineer.experiment("demo-ab")
+        return result if sum(v["count"] for v in result["variants"]) >= sent else None
+
+    result = wait_for("the A/B outcomes at the hub", counted, timeout=WAIT_S)
+    engineer.stop_experiment("demo-ab")
+    return result
+
+
+def _promote(engineer: HubClient, approver: HubClient, version: int) -> None:
+    """The engineer stages the version; an approver (not its author) puts it in production."""
+    engineer.change_stage(MODEL, version, "staging")
+    info = approver.change_stage(MODEL, version, "production")
+    if info.stage != "production":
+        raise WaitTimeoutError(f"v{version} is still {info.stage} after approval")
+
+
+def _score(agent: ServiceProcess, features: np.ndarray, labels: np.ndarray) -> LoadResult:
+    result = LoadResult()
+    with httpx.Client(timeout=10.0) as client:
+        for i in range(len(features)):
+            result.outcomes.append(
+                infer_once(client, agent.url, MODEL, features[i : i + 1], labels[i : i + 1])
+            )
+    return result
+
+
+def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
+    root = _fresh_dir(data_dir)
+    console.print(f"[bold]Appliance demo[/] in {root}")
+    processes: list[ServiceProcess] = []
+    started = time.monotonic()
+    try:
+        with step("site CA and hub certificate created; users bootstrapped"):
+            site = bootstrap_site(root)
+        with step("hub started (HTTPS from the site CA)"):
+            hub_proc = hub_process(site.hub_dir, tls=site.tls)
+            hub_proc.env["APPLIANCE_ROLLOUT_CHECK_S"] = "1"  # judge canary rings every second
+            processes.append(hub_proc)
+            hub_proc.start()
+            hub_proc.wait_healthy()
+        admin = site.client(hub_proc.url, "admin")
+        engineer = site.client(hub_proc.url, "alice")
+        approver = site.client(hub_proc.url, "omar")
+        enrolled = f"{len(AGENTS)} agents enrolled with one-time tokens (zone {ZONE})"
+        with step(f"{enrolled}, CA and TUF root pinned"):
+            agents = [
+                agent_process(
+                    name,
+                    root / name,
+                    hub_proc.url,
+                    site.trusted_root,
+                    enrol_token=admin.create_enrolment_token(ZONE)["token"],
+                    hub_ca=site.ca_file,
+                    env=DEMO_DRIFT,
+                )
+                for name in AGENTS
+            ]
+            for agent in agents:
+                processes.append(agent)
+                agent.start()
+            for agent in agents:
+                agent.wait_healthy()
+        with step("alice defined feature views (scans, diagnoses) and ingested 569 patients"):
+            load_clinic(engineer, ZONE)
+        with step("training worker gpu01 started (a 'worker' account; this box: CPU)"):
+            worker = worker_process(
+                "gpu01",
+                site.session_file(hub_proc.url, "gpu01", root / "gpu01.session.json"),
+                hub_proc.url,
+                root / "logs",
+                zone=ZONE,
+                hub_ca=site.ca_file,
+            )
+            processes.append(worker)
+            worker.start()
+        with step("gpu01 trained v1 from the feature store (job 1: point-in-time join, gate)"):
+            v1 = _finished(engineer, engineer.submit_training(_spec(0, [32, 16])).id)
+            features, labels = held_out(seed=0)
+        with step(f"alice staged {MODEL} v{v1.version}; omar approved it; hub signed TUF metadata"):
+            _promote(engineer, approver, v1.version)
+        with step("both agents verified v1 via TUF, decrypted it with their own keys, tested it"):
+            for agent in agents:
+                _wait_serving(agent, "1")
+        scored: dict[str, LoadResult] = {}
+        with step(f"scored the {len(features)} held-out rows on each agent over HTTP"):
+            for agent in agents:
+                scored[agent.name] = _score(agent, features, labels)
+        loads = [LoadThread(a.url, MODEL, features, labels) for a in agents]
+        for load in loads:
+            load.start()
+        with step("gpu01 trained v2 while both agents keep serving; it passed the gate vs v1"):
+            v2 = _finished(engineer, engineer.submit_training(_spec(0, [64, 32])).id)
+            engineer.create_schedule(
+                ScheduleSpec(name="retrain-on-drift", job=_spec(0, [48, 24]), on_drift=True)
+            )
+        with step(f"v{v2.version} staged and approved; agents swapped under live traffic"):
+            _promote(engineer, approver, v2.version)
+            for agent in agents:
+                _wait_serving(agent, "2")
+            time.sleep(0.5)
+        swaps = {agent.name: load.stop() for agent, load in zip(agents, loads, strict=True)}
+        shifted = f"{agents[0].name} sees shifted inputs (a sensor reads high)"
+        with step(f"{shifted}; only statistics leave the box; the hub raises a drift alert"):
+            alert = _drift_until_alert(agents[0], admin, features)
+        console.print(
+            f"  drift alert: {MODEL} v{alert['version']} on agent {alert['agent_id']}, "
+            f"{alert['windows']} drifted windows in a row"
+        )
+        with step("the drift alert queued a retraining job; gpu01 trained v3 from it"):
+            retrain = _retrained_on_drift(engineer)
+            v3 = _finished(engineer, retrain.id)
+        console.print(f"  job {retrain.id}: {retrain.reason}")
+        with step("omar rolls v3 out as a canary: ring 1 (half the agents), then all"):
+            engineer.change_stage(MODEL, v3.version, "staging")
+            rollout = _canary(approver, v3.version, agents)
+        console.print(
+            "  rollout: "
+            + " → ".join(f"{s['action']} (ring {s['ring']})" for s in rollout["steps"])
+        )
+        with step(
+            f"alice runs an A/B test, v{v3.version} against v{v2.version}, sticky by customer"
+        ):
+            result = _ab_test(engineer, agents, v3.version, v2.version, features, labels)
+        rates = ", ".join(
+            f"{v['name']} v{v['version']}: {v['mean']:.1%} correct of {v['count']}"
+            for v in result["variants"]
+        )
+        console.print(f"  verdict: {result['verdict']} ({result['detail']}); {rates}")
+        fleet = admin.list_agents()
+        audit = admin.verify_audit()
+        for client in (admin, engineer, approver):
+            client.close()
+        ok = _summary(v1, v2, scored, swaps, [a.name for a in agents], time.monotonic() - started)
+        if any(a.health != "ok" for a in fleet):
+            console.print("[red]an agent reported trouble to the hub[/]")
+            ok = False
+        console.print(
+            f"audit log: {'[green]verified[/]' if audit['ok'] else '[red]BROKEN[/]'}, "
+            f"{audit['entries_checked']} hash-chained entries"
+        )
+        ok = ok and bool(audit["ok"])
+        if serve and ok:
+            _serve_forever(hub_proc, agents, site)
+        return 0 if ok else 1
+    except ApplianceError as exc:
+        console.print(f"[bold red]✗ demo failed:[/] {exc}")
+        for proc in processes:
+            console.print(f"[dim]--- last lines of {proc.name} ({proc.log_path}) ---[/]")
+            console.print(proc.log_tail(), highlight=False, markup=False)
+        return 1
+    finally:
+        for proc in reversed(processes):
+            proc.stop()
+
+
+def _summary(
+    v1: VersionInfo,
+    v2: VersionInfo,
+    scored: dict[str, LoadResult],
+    swaps: dict[str, LoadResult],
+    agents: list[str],
+    elapsed: float,
+) -> bool:
+    versions = Table("version", "hidden", "accuracy", "bundle", "runtimes", title="Model versions")
+    for info in (v1, v2):
+        versions.add_row(
+            str(info.version),
+            str(info.lineage["hyperparameters"]["hidden"]),
+            f"{info.metrics['accuracy']:.4f}",
+            info.bundle_sha256[:12],
+            "+".join(info.runtimes),
+        )
+    console.print(versions)
+    table = Table(
+        "agent",
+        "v1 acc",
+        "p50",
+        "p95",
+        "p99",
+        "requests",
+        "in swap",
+        "served",
+        "failed",
+        title="Agents (accuracy over HTTP, latency in ms)",
+    )
+    total_failures = 0
+    total_requests = 0
+    for name in agents:
+        score, swap = scored[name], swaps[name]
+        correct = [o.correct for o in score.outcomes if o.error is None]
+        pct = score.latency_percentiles()
+        failures = len(score.failures) + len(swap.failures)
+        total_failures += failures
+        total_requests += len(score.outcomes) + len(swap.outcomes)
+        table.add_row(
+            name,
+            f"{sum(bool(c) for c in correct) / max(len(correct), 1):.4f}",
+            f"{pct['p50']:.2f}",
+            f"{pct['p95']:.2f}",
+            f"{pct['p99']:.2f}",
+            str(len(score.outcomes) + len(swap.outcomes)),
+            str(len(swap.outcomes)),
+            " → ".join(swap.versions()),
+            str(failures),
+        )
+    console.print(table)
+    swapped = all(swaps[n].versions()[-1:] == ["2"] for n in agents)
+    ok = total_failures == 0 and swapped
+    colour = "green" if ok else "red"
+    console.print(
+        f"[bold {colour}]{'PASS' if ok else 'FAIL'}[/]: {total_requests} requests served, "
+        f"failures = {total_failures}, both agents on v2: {swapped}; {elapsed:.1f} s in all"
+    )
+    for name in agents:
+        for failure in (scored[name].failures + swaps[name].failures)[:3]:
+            console.print(f"[red]{name}: {failure.error}[/]")
+    return ok
+
+
+def _serve_forever(hub: ServiceProcess, agents: list[ServiceProcess], site: Site) -> None:
+    console.print("\n[bold]Leaving the services running[/] (Ctrl-C stops them):")
+    console.print(f"  hub    {hub.url}   (OpenAPI, after sign-in: {hub.url}/schema)")
+    for agent in agents:
+        console.print(f"  {agent.name}  {agent.url}   (KServe v2: {agent.url}/v2/models/{MODEL})")
+    console.print(f"  site CA {site.ca_file}")
+    console.print("  demo users (generated passwords, this demo only):")
+    for username, roles in ROLES.items():
+        console.print(f"    {username:<7} {', '.join(roles):<12} {site.passwords[username]}")
+    console.print(
+        f"  sign in: appliance login --hub {hub.url} --hub-ca {site.ca_file} --username alice"
+    )
+    try:
+        while all(p.process is not None and p.process.poll() is None for p in [hub, *agents]):
+            time.sleep(1)
+        console.print("[red]a service stopped; shutting down[/]")
+    except KeyboardInterrupt:
+        console.print("stopping…")

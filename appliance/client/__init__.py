@@ -1,0 +1,1 @@
+"""HTTP clients of the hub: the general client and the training worker's."""

@@ -1,0 +1,1 @@
+"""Keys, signatures, sealing, credentials, agent tokens and the site CA."""

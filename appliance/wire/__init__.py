@@ -1,0 +1,1 @@
+"""Every wire schema the hub, agents, workers and console exchange (msgspec structs)."""

@@ -1,0 +1,93 @@
+"""Wire schemas of the fleet: enrolment, heartbeats, reports and assignments."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class EnrolmentRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an agent may say about itself at enrolment; zone and group come from the token."""
+
+    token: str
+    name: str
+    public_key: str
+    runtime: str
+    encryption_key: str | None = None
+    """X25519 public key (PEM) the hub wraps model keys to; without it, only plain targets."""
+    labels: dict[str, str] = {}
+    url: str | None = None
+    software_version: str | None = None
+
+
+class InstalledModel(msgspec.Struct, kw_only=True):
+    name: str
+    version: int
+    runtime: str
+    state: str = "ready"
+    """``ready``: answers requests naming no version; ``standby``: loaded beside it (an
+    experiment's variant, or a blue-green rollout's other version)."""
+
+
+class Heartbeat(msgspec.Struct, kw_only=True):
+    models: list[InstalledModel] = []
+    health: Literal["ok", "degraded", "failing"] = "ok"
+    detail: str | None = None
+
+
+ReportKind = Literal["drift", "serving", "ab"]
+
+
+class AgentReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One report from an agent's outbox; ``key`` makes delivery idempotent."""
+
+    key: str
+    kind: ReportKind
+    body: dict[str, Any]
+
+
+class ReportsAccepted(msgspec.Struct, kw_only=True):
+    accepted: list[str]
+    """Keys the hub now holds (new or already known): the agent may forget them."""
+
+
+class AgentInfo(msgspec.Struct, kw_only=True):
+    id: int
+    name: str
+    zone: str
+    group: str
+    runtime: str
+    labels: dict[str, str]
+    url: str | None
+    registered_at: str
+    last_seen_at: str | None
+    health: str
+    detail: str | None
+    models: list[InstalledModel]
+    enrolled_at: str | None = None
+    revoked_at: str | None = None
+
+
+class Assignment(msgspec.Struct, kw_only=True):
+    """A model version this agent should run, and where to fetch its bundle."""
+
+    name: str
+    version: int
+    bundle_sha256: str
+    bundle_length: int
+    bundle_path: str
+
+
+class RefusedAssignment(msgspec.Struct, kw_only=True):
+    """A production model this agent may not run, and the residency rule that says so."""
+
+    name: str
+    version: int
+    rule: str
+    reason: str
+
+
+class AgentAssignments(msgspec.Struct, kw_only=True):
+    models: list[Assignment]
+    refused: list[RefusedAssignment] = []

@@ -1,0 +1,135 @@
+"""Real hub and agent processes on loopback, set up as the demo sets up a site.
+
+Each test module gets one hub (plain HTTP for speed; the demo test covers
+HTTPS) with the demo's people, and signed-in clients for them. Agents enrol
+with one-time tokens made by the admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from appliance.cli.demo import processes
+from appliance.cli.demo.load import v2_body
+from appliance.cli.demo.processes import ServiceProcess, agent_process, hub_process, wait_for
+from appliance.cli.demo.site import Site, bootstrap_site
+from appliance.client.hub import HubClient
+from appliance.wire.registry import VersionInfo
+from tests.harness.models import make_reference_npy, make_tiny_onnx
+
+MODEL = "tiny"
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    return wait_for(what, check, timeout)
+
+
+def infer_rows(url: str, rows: np.ndarray, batch: int = 10) -> list[int]:
+    """Send ``rows`` to the agent's model in batches; the status code of each request."""
+    return [
+        httpx.post(
+            f"{url}/v2/models/{MODEL}/infer", json=v2_body(rows[i : i + batch]), timeout=5
+        ).status_code
+        for i in range(0, len(rows), batch)
+    ]
+
+
+def agent_status(url: str) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.get(f"{url}/agent/status", timeout=5).json()
+    return answer
+
+
+def serving_version(agent: ServiceProcess, model: str = MODEL) -> str | None:
+    return processes.serving_version(agent.url, model)
+
+
+def publish(
+    engineer: HubClient, approver: HubClient, onnx_bytes: bytes | None = None, name: str = MODEL
+) -> VersionInfo:
+    """Upload, stage and approve into production, as the site's people would."""
+    info = engineer.upload_model(
+        name,
+        onnx_bytes or make_tiny_onnx(),
+        reference_npy=make_reference_npy(),
+        metrics={"accuracy": 0.5},
+    )
+    engineer.change_stage(name, info.version, "staging")
+    return approver.change_stage(name, info.version, "production")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder per test module: its hub and agents live (and are shared) there."""
+    return tmp_path_factory.mktemp("loop")
+
+
+@pytest.fixture(scope="module")
+def site(workdir: Path) -> Site:
+    return bootstrap_site(workdir, tls=False)
+
+
+@pytest.fixture(scope="module")
+def hub(site: Site) -> Iterator[ServiceProcess]:
+    proc = hub_process(site.hub_dir)
+    proc.start()
+    try:
+        proc.wait_healthy()
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _client(site: Site, hub: ServiceProcess, username: str) -> Iterator[HubClient]:
+    client = site.client(hub.url, username)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def admin(site: Site, hub: ServiceProcess) -> Iterator[HubClient]:
+    yield from _client(site, hub, "admin")
+
+
+@pytest.fixture(scope="module")
+def engineer(site: Site, hub: ServiceProcess) -> Iterator[HubClient]:
+    yield from _client(site, hub, "alice")
+
+
+@pytest.fixture(scope="module")
+def approver(site: Site, hub: ServiceProcess) -> Iterator[HubClient]:
+    yield from _client(site, hub, "omar")
+
+
+@pytest.fixture(scope="module")
+def start_agent(
+    workdir: Path, site: Site, hub: ServiceProcess, admin: HubClient
+) -> Iterator[Callable[..., ServiceProcess]]:
+    started: list[ServiceProcess] = []
+
+    def start(
+        name: str = "agent-1", *, root: Path | None = None, zone: str = "ae-dxb", **kwargs: Any
+    ) -> ServiceProcess:
+        token = admin.create_enrolment_token(zone)["token"]
+        proc = agent_process(
+            name,
+            workdir / name,
+            hub.url,
+            root or site.trusted_root,
+            enrol_token=token,
+            sync_interval=0.3,
+            **{"probation_seconds": 1.0, **kwargs},
+        )
+        proc.start()
+        started.append(proc)
+        proc.wait_healthy()
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()

@@ -1,0 +1,343 @@
+"""Installing on an agent: probation, roll-back, restart recovery, full disks, slow hubs."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import http.server
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.app import inference
+from agent.identity import device_key, load_identity
+from agent.installer import restore_installed
+from agent.probation import ProbationPolicy
+from agent.repository import ModelRepository
+from agent.runtime import load_runtime, pick_runtime
+from agent.store import BundleStore
+from agent.sync import SyncWorker
+from agent.updates.fetchers import FetchLimits, HubFetcher
+from appliance.bundle.format import check_test_vectors
+from appliance.bundle.manifest import Lineage
+from appliance.client.hub import HubClient
+from appliance.errors import HubUnavailableError, ModelLoadError
+from appliance.security.keys import init_keypair
+from appliance.settings import AgentSettings
+from hub.registry import bundler
+from tests.harness.models import make_reference_npy, make_tiny_onnx
+from tests.harness.trust import (
+    HUB_URL,
+    POLICY,
+    SiteFetcher,
+    build_golden,
+    copy_site,
+    hub_services,
+    principal_for,
+    release,
+)
+
+BODY = b'{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}'
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_golden(tmp_path_factory.mktemp("golden-install"))
+
+
+class Agent:
+    """The agent's sync worker and repository, wired to a real hub service in process."""
+
+    def __init__(self, root: Path, services, data_dir: Path | None = None) -> None:
+        self.dir = data_dir or root / "agent"
+        self.services = services
+        identity = load_identity(self.dir)
+        assert identity is not None
+        self.identity = identity
+        self.key = device_key(self.dir, identity)
+        self.store = BundleStore(self.dir)
+        self.repository = ModelRepository()
+        self.fetcher = SiteFetcher(services, principal_for(identity))
+        self.worker = SyncWorker(
+            AgentSettings(hub_url=HUB_URL, data_dir=self.dir),
+            HubClient(HUB_URL),
+            self.store,
+            self.repository,
+            POLICY,
+            identity,
+            key=self.key,
+            root=(self.dir / "tuf" / "pinned-root.json").read_bytes(),
+            probation=ProbationPolicy(requests=5, seconds=3600, max_failures=2),
+            fetcher=self.fetcher,
+        )
+        self.infer = inference(self.repository)
+
+    def version(self) -> int:
+        return self.repository.get("tiny").version
+
+    def requests(self, n: int) -> None:
+        for _ in range(n):
+            with contextlib.suppress(RuntimeError):
+                self.infer("tiny", None, BODY)
+
+
+@pytest.fixture
+def site(golden: Path, tmp_path: Path):
+    root = copy_site(golden, tmp_path / "site")
+    services = hub_services(root / "hub")
+    agent = Agent(root, services)
+    agent.worker.run_once()
+    assert agent.version() == 1 and agent.store.current() == {"tiny": 1}
+    yield root, services, agent
+    services.engine.dispose()
+
+
+class CrashingRuntime:
+    """A model that loads and passes its test vectors, then fails on live traffic."""
+
+    kind = "onnxruntime"
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise RuntimeError("ORT: illegal memory access")
+
+
+def test_first_install_serves_at_once_with_nothing_to_fall_back_to(site):
+    _root, _services, agent = site
+    assert agent.store.state().models["tiny"].pending is None
+
+
+def test_new_version_serves_on_probation_then_becomes_the_last_good(site):
+    _root, services, agent = site
+    release(services, 2.0)
+    agent.worker.run_once()
+    assert agent.version() == 2
+    assert agent.store.state().models["tiny"].pending == 2
+    assert agent.store.current() == {"tiny": 1}  # a crash now would come back on v1
+    agent.requests(5)
+    agent.worker.check_probations()
+    slots = agent.store.state().models["tiny"]
+    assert (slots.current, slots.previous, slots.pending) == (2, 1, None)
+
+
+def test_failing_first_requests_roll_back_and_are_reported(site):
+    _root, services, agent = site
+    release(services, 2.0)
+    agent.worker.run_once()
+    on_trial = agent.repository.get("tiny")
+    agent.repository.swap(dataclasses.replace(on_trial, runtime=CrashingRuntime()))
+    agent.requests(2)
+    agent.worker.check_probations()
+    assert agent.version() == 1
+    assert agent.store.current() == {"tiny": 1}
+    assert not agent.store.path("tiny", 2).exists()
+    beat = agent.worker._heartbeat()
+    assert beat.health == "degraded" and "rolled back tiny v2 to v1" in (beat.detail or "")
+    agent.worker.run_once()  # the same target is not installed again
+    assert agent.version() == 1
+
+
+def test_restart_while_on_probation_comes_back_on_the_last_good(site):
+    root, services, agent = site
+    release(services, 2.0)
+    agent.worker.run_once()
+    assert agent.version() == 2  # … and then the power goes
+    after = Agent(root, services)
+    notes = after.store.recover()
+    assert notes and "rolled back to v1" in notes[0]
+    restore_installed(after.store, after.repository, POLICY, after.key)
+    assert after.version() == 1
+    after.worker.run_once()  # the version that was on trial is not retried
+    assert after.version() == 1
+
+
+def test_clean_stop_during_probation_sets_the_version_aside_without_blame(site):
+    root, services, agent = site
+    release(services, 2.0)
+    agent.worker.run_once()
+    agent.worker.stop()
+    after = Agent(root, services)
+    assert after.store.recover() == []
+    restore_installed(after.store, after.repository, POLICY, after.key)
+    assert after.version() == 1
+    after.worker.run_once()
+    assert after.version() == 2  # offered again, installed again
+
+
+def test_restart_falls_back_to_previous_when_current_is_damaged_on_disk(site):
+    _root, services, agent = site
+    release(services, 2.0)
+    agent.worker.run_once()
+    agent.requests(5)
+    agent.worker.check_probations()
+    sealed = agent.store.path("tiny", 2) / "sealed.tar"
+    data = bytearray(sealed.read_bytes())
+    data[len(data) // 2] ^= 1
+    sealed.write_bytes(bytes(data))
+    fresh = ModelRepository()
+    restore_installed(BundleStore(agent.dir), fresh, POLICY, agent.key)
+    assert fresh.get("tiny").version == 1
+
+
+def test_versions_answer_with_their_own_weights(site):
+    _root, services, agent = site
+    v1 = agent.infer("tiny", None, BODY)
+    release(services, 3.0)
+    agent.worker.run_once()
+    v2 = agent.infer("tiny", None, BODY)
+    assert b'"model_version":"2"' in v2 and v1 != v2
+
+
+# -- full disk ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 3 MiB file system (tmpfs), where this machine lets tests mount one."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_during_an_update_keeps_the_old_model(golden, tmp_path, small_disk):
+    root = copy_site(golden, tmp_path / "site")
+    agent_dir = small_disk / "agent"
+    shutil.copytree(root / "agent", agent_dir)
+    services = hub_services(root / "hub")
+    try:
+        agent = Agent(root, services, data_dir=agent_dir)
+        agent.worker.run_once()
+        assert agent.version() == 1
+        release(services, 2.0)
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        ballast = small_disk / "ballast"
+        with ballast.open("wb") as handle:  # leave less room than v2 needs
+            handle.write(b"\0" * max(0, free - 8192))
+        agent.worker.run_once()
+        assert agent.version() == 1 and agent.store.current() == {"tiny": 1}
+        assert list(agent.store.staging.iterdir()) == []
+        assert "No space left" in (agent.worker._heartbeat().detail or "")
+        ballast.unlink()
+        agent.worker._retry_at.clear()  # the retry timer, not the disk, is all that remains
+        agent.worker.run_once()
+        assert agent.version() == 2
+    finally:
+        services.engine.dispose()
+
+
+def test_no_space_error_is_real(small_disk):
+    with pytest.raises(OSError) as raised, (small_disk / "x").open("wb") as handle:
+        handle.write(b"\0" * (4 << 20))
+        handle.flush()
+    assert raised.value.errno == errno.ENOSPC
+
+
+# -- slow and endless servers -------------------------------------------------------------
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    mode = "trickle"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("content-length", str(10 << 20))
+        self.end_headers()
+        try:
+            if self.mode == "silent":
+                time.sleep(5)
+                return
+            for _ in range(200):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.02)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("mode", "limits"),
+    [
+        ("trickle", FetchLimits(read_timeout=2.0, grace_seconds=0.3, min_bytes_per_second=1e6)),
+        ("silent", FetchLimits(read_timeout=0.5, grace_seconds=30, min_bytes_per_second=1)),
+    ],
+)
+def test_a_stalled_or_silent_server_is_abandoned_quickly(slow_server, mode, limits):
+    from agent.updates.trusted import tuf_errors_translated
+
+    _Trickle.mode = mode
+    fetcher = HubFetcher(HubClient(slow_server), limits)
+    started = time.monotonic()
+    with pytest.raises(HubUnavailableError), tuf_errors_translated(offline=False):
+        fetcher.download_bytes(f"{slow_server}/tuf/targets/x", 10 << 20)
+    assert time.monotonic() - started < 3.0
+
+
+# -- runtimes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_both_runtimes_pass_the_bundle_test_vectors(tmp_path, runtime):
+    key = init_keypair(tmp_path / "keys")
+    folder = tmp_path / "b"
+    folder.mkdir()
+    prepared = bundler.prepare(folder, make_tiny_onnx(), make_reference_npy())
+    manifest = bundler.seal(
+        prepared, name="tiny", version=1, metrics={}, lineage=Lineage(), key=key
+    )
+    loaded = load_runtime(folder, manifest, runtime, threads=1)  # type: ignore[arg-type]
+    assert loaded.kind == runtime
+    assert check_test_vectors(folder, manifest, loaded.infer) == 2
+    out = loaded.infer({"input": np.zeros((3, 4), np.float32)})["probabilities"]
+    assert out.shape == (3, 2)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_openvino_is_refused_for_a_bundle_without_ir(tmp_path, monkeypatch):
+    key = init_keypair(tmp_path / "keys")
+    folder = tmp_path / "b"
+    folder.mkdir()
+    monkeypatch.setattr(bundler, "_convert_to_openvino", lambda _folder: False)
+    prepared = bundler.prepare(folder, make_tiny_onnx(), None)
+    manifest = bundler.seal(
+        prepared, name="tiny", version=1, metrics={}, lineage=Lineage(), key=key
+    )
+    assert not manifest.has_openvino_ir
+    assert pick_runtime("auto", manifest) == "onnxruntime"
+    with pytest.raises(ModelLoadError, match="no OpenVINO IR"):
+        pick_runtime("openvino", manifest)
+
+
+def test_a_sealed_slot_cut_short_on_disk_is_refused_at_restart(site):
+    _root, _services, agent = site
+    sealed = agent.store.path("tiny", 1) / "sealed.tar"
+    data = sealed.read_bytes()
+    sealed.write_bytes(data[: len(data) - 100])  # only tar padding is lost, yet …
+    fresh = ModelRepository()
+    assert restore_installed(BundleStore(agent.dir), fresh, POLICY, agent.key) == []
