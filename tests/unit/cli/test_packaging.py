@@ -305,7 +305,7 @@ def test_pip_reports_are_read(tmp_path: Path) -> None:
 
 def test_the_verifier_needs_only_the_standard_library_and_cryptography() -> None:
     """The playbooks run it with the control node's Python (which has cryptography)."""
-    source = (ROOT / "appliance" / "installer" / "verify.py").read_text()
+    source = (ROOT / "appliance" / "cli" / "release" / "verify.py").read_text()
     roots: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -317,7 +317,7 @@ def test_the_verifier_needs_only_the_standard_library_and_cryptography() -> None
 
 def test_the_ansible_role_ships_this_verifier() -> None:
     link = ROOT / "ansible" / "roles" / "common" / "files" / "verify_archive.py"
-    assert link.resolve() == (ROOT / "appliance" / "installer" / "verify.py").resolve()
+    assert link.resolve() == (ROOT / "appliance" / "cli" / "release" / "verify.py").resolve()
 
 
 def test_the_role_installs_offline_only() -> None:
