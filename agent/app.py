@@ -33,9 +33,9 @@ from agent.store import BundleStore
 from agent.sync import SyncWorker
 from agent.updates.trusted import cached_experiments, pinned_root
 from appliance import __version__
-from appliance.asgi import ASGIApp
+from appliance.asgi import ASGIApp, with_sane_paths
 from appliance.client.hub import HubClient
-from appliance.errors import ApplianceError, ConfigError
+from appliance.errors import ApplianceError, ConfigError, nested_too_deeply
 from appliance.http_status import status_for
 from appliance.scheduling import run_every
 from appliance.security.tls import client_ssl_context
@@ -44,7 +44,6 @@ from appliance.settings import AgentSettings
 log = logging.getLogger(__name__)
 
 _PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino_ir"}
-
 
 
 class Feedback(msgspec.Struct, forbid_unknown_fields=True):
@@ -195,6 +194,7 @@ def inference(
     metrics: AgentMetrics | None = None,
     drift: DriftMonitor | None = None,
     router: ExperimentRouter | None = None,
+    allow_non_finite: frozenset[str] = frozenset(),
 ) -> InferFn:
     """The v2 infer operation: request bytes in, response bytes out, errors raised.
 
@@ -216,7 +216,9 @@ def inference(
                 routing = router.route(name, subject)
                 if routing is not None:
                     model = repository.get(name, routing.version)
-            feed = v2_codec.to_feed(request, model.manifest)
+            feed = v2_codec.to_feed(
+                request, model.manifest, allow_non_finite=model.name in allow_non_finite
+            )
             names = v2_codec.requested_outputs(request, model.manifest)
         except ApplianceError:
             if metrics is not None:
@@ -263,8 +265,16 @@ def create_app(core: AgentCore) -> ASGIApp:
     """The agent's ASGI app: the inference fast path in front of the Litestar app."""
     limit = core.settings.max_request_mb * 1024 * 1024
     litestar_app = cast(ASGIApp, create_litestar_app(core))  # ASGI types differ only in naming
-    infer = inference(core.repository, core.metrics, core.drift, core.router)
-    return with_fast_inference(litestar_app, infer, limit)
+    infer = inference(
+        core.repository,
+        core.metrics,
+        core.drift,
+        core.router,
+        allow_non_finite=frozenset(core.settings.allow_non_finite),
+    )
+    return with_sane_paths(
+        with_fast_inference(litestar_app, infer, limit), lambda exc: v2_codec.encode_error(str(exc))
+    )
 
 
 def create_litestar_app(core: AgentCore) -> Litestar:
@@ -313,6 +323,12 @@ def create_litestar_app(core: AgentCore) -> Litestar:
             "last_error": sync.last_error if sync else None,
             "update_error": sync.update_error if sync else None,
             "problems": dict(sync.problems) if sync else {},
+            "outbox": {
+                "depth": core.outbox.depth(),
+                "dropped": core.outbox.dropped(),
+                "refused": core.outbox.dead_letter_count(),
+                "refused_latest": core.outbox.dead_letters(limit=5),
+            },
             "drift": core.drift.status(),
             "models": [
                 {
@@ -320,8 +336,7 @@ def create_litestar_app(core: AgentCore) -> Litestar:
                     "version": m.version,
                     "runtime": m.runtime.kind,
                     "loaded_at": m.loaded_at,
-                    "on_probation": m.probation is not None
-                    and m.probation.verdict() is None,
+                    "on_probation": m.probation is not None and m.probation.verdict() is None,
                 }
                 for m in repository.all()
             ],
@@ -390,7 +405,11 @@ def create_litestar_app(core: AgentCore) -> Litestar:
             metrics,
             feedback,
         ],
-        exception_handlers={ApplianceError: _appliance_error, HTTPException: _http_error},
+        exception_handlers={
+            ApplianceError: _appliance_error,
+            HTTPException: _http_error,
+            RecursionError: lambda request, _exc: _appliance_error(request, nested_too_deeply()),
+        },
         request_max_body_size=core.settings.max_request_mb * 1024 * 1024,
         on_startup=[start_sync],
         on_shutdown=[stop_sync],

@@ -24,6 +24,7 @@ from appliance.asgi import (
 )
 from appliance.errors import ApplianceError, BodyTooLargeError
 from appliance.http_status import status_for
+from appliance.ids import parse_id
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ def match_infer_path(path: str) -> tuple[str, int | None] | None:
         return None
     if len(parts) == 5 and parts[3]:
         return parts[3], None
-    if len(parts) == 7 and parts[3] and parts[4] == "versions" and parts[5].isdigit():
-        return parts[3], int(parts[5])
+    if len(parts) == 7 and parts[3] and parts[4] == "versions":
+        version = parse_id(parts[5])
+        return None if version is None else (parts[3], version)
     return None
 
 

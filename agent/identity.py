@@ -71,7 +71,10 @@ def enrol(
     """Generate this agent's keys, enrol with the hub, keep the identity, pin the TUF root.
 
     Without ``trusted_root`` (the installer's copy), the hub's current root is
-    pinned, fetched over the channel enrolment itself trusts (the site CA).
+    pinned, fetched over the channel enrolment itself trusts (the site CA), as the
+    newly enrolled agent. Nothing is kept on the box until every step has worked; a
+    failure after the hub enrolled the agent is mended by running this again with the
+    same token (the hub answers the same box with the same agent).
     """
     key = init_keypair(keys_dir(data_dir), KEY_NAME)
     device = init_encryption_key(keys_dir(data_dir))
@@ -90,7 +93,14 @@ def enrol(
     identity = AgentIdentity(
         agent_id=info.id, name=info.name, zone=info.zone, group=info.group, hub_url=client.base_url
     )
-    pin_root(data_dir, trusted_root if trusted_root is not None else client.trusted_root())
+    if trusted_root is None:
+        anonymous = client.credentials
+        client.credentials = AgentCredentials(key, info.id)
+        try:
+            trusted_root = client.trusted_root()
+        finally:
+            client.credentials = anonymous
+    pin_root(data_dir, trusted_root)
     atomic_write_bytes(
         identity_path(data_dir), json.dumps(asdict(identity), indent=2).encode(), mode=0o600
     )

@@ -58,6 +58,11 @@ class _StateCollector(Collector):
             "Reports dropped because the outbox was full",
             value=s.outbox.dropped(),
         )
+        yield GaugeMetricFamily(
+            "appliance_agent_outbox_refused",
+            "Reports the hub refused, kept aside as dead letters (see /agent/status)",
+            value=s.outbox.dead_letter_count(),
+        )
         p_values = GaugeMetricFamily(
             "appliance_agent_drift_p_value",
             "Per-feature p-value of the last drift test",

@@ -10,6 +10,11 @@ recognises the keys: nothing is lost, nothing is counted twice.
 The queue is bounded. When it is full, the oldest reports are dropped, the
 drop is counted (and reported with the next delivery) and logged: an agent cut
 off for weeks must not fill its disk.
+
+A report the hub refuses (it names the key and the reason) moves to the dead
+letters, so one bad report never blocks the ones behind it. They are kept, bounded
+(the oldest go first), for an operator to read in ``/agent/status`` and the
+metrics; the agent reports itself degraded while any are kept.
 """
 
 from __future__ import annotations
@@ -41,7 +46,16 @@ CREATE TABLE IF NOT EXISTS reports (
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    refused_at REAL NOT NULL
+);
 """
+DEFAULT_MAX_DEAD_LETTERS = 1_000
 
 
 @dataclass(frozen=True)
@@ -53,9 +67,16 @@ class Report:
 
 
 class Outbox:
-    def __init__(self, data_dir: Path, *, max_reports: int = DEFAULT_MAX_REPORTS) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        max_reports: int = DEFAULT_MAX_REPORTS,
+        max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS,
+    ) -> None:
         self.path = data_dir / OUTBOX_FILE
         self.max_reports = max_reports
+        self.max_dead_letters = max_dead_letters
         data_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -120,6 +141,50 @@ class Outbox:
             return
         with self._transaction() as db:
             db.executemany("DELETE FROM reports WHERE key = ?", [(k,) for k in keys])
+
+    def dead_letter(self, refused: list[tuple[str, str]]) -> int:
+        """Move refused reports (key, reason) out of the queue; how many moved."""
+        if not refused:
+            return 0
+        now = time.time()
+        with self._transaction() as db:
+            moved = 0
+            for key, reason in refused:
+                row = db.execute(
+                    "SELECT kind, body FROM reports WHERE key = ?", (key,)
+                ).fetchone()
+                if row is None:
+                    continue
+                db.execute(
+                    "INSERT INTO dead_letters (key, kind, body, reason, refused_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (key, row[0], row[1], reason[:500], now),
+                )
+                db.execute("DELETE FROM reports WHERE key = ?", (key,))
+                moved += 1
+            db.execute(
+                "DELETE FROM dead_letters WHERE seq NOT IN "
+                "(SELECT seq FROM dead_letters ORDER BY seq DESC LIMIT ?)",
+                (self.max_dead_letters,),
+            )
+        if moved:
+            log.warning("the hub refused %d report(s): %s", moved, refused[0][1])
+        return moved
+
+    def dead_letters(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest refused reports: key, kind, reason and when."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, kind, reason, refused_at FROM dead_letters ORDER BY seq DESC "
+                "LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [{"key": k, "kind": kind, "reason": r, "refused_at": at} for k, kind, r, at in rows]
+
+    def dead_letter_count(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
+        return int(count)
 
     def depth(self) -> int:
         with self._lock:

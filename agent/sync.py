@@ -210,10 +210,11 @@ class SyncWorker:
             reports = [
                 AgentReport(key=r.key, kind=cast(ReportKind, r.kind), body=r.body) for r in pending
             ]
-            accepted = self.client.send_reports(self.identity.agent_id, reports)
-            self.outbox.acknowledge(accepted)
-            sent += len(accepted)
-            if len(accepted) < len(pending):
+            answer = self.client.send_reports(self.identity.agent_id, reports)
+            self.outbox.acknowledge(answer.accepted)
+            moved = self.outbox.dead_letter([(r.key, r.reason) for r in answer.refused])
+            sent += len(answer.accepted)
+            if len(answer.accepted) + moved < len(pending):
                 break  # the hub kept some back: try again next round
         return sent
 
@@ -379,6 +380,9 @@ class SyncWorker:
             for m in self.repository.extras()
         ]
         trouble = list(self.status.problems.values())
+        refused = self.outbox.dead_letter_count() if self.outbox is not None else 0
+        if refused:
+            trouble.append(f"the hub refused {refused} report(s); see /agent/status")
         if self.status.update_error:
             trouble.insert(0, f"update metadata refused: {self.status.update_error}")
         lines = trouble + [n for n in self.status.notes if n not in trouble]

@@ -15,7 +15,7 @@ import numpy as np
 
 from appliance.bundle.manifest import Manifest, TensorSpec
 from appliance.bundle.tensors import NUMPY_TO_V2, V2_TO_NUMPY, shape_matches
-from appliance.errors import InvalidInputError, UnprocessableInputError
+from appliance.errors import InvalidInputError, UnprocessableInputError, nested_too_deeply
 
 
 class InferInput(msgspec.Struct):
@@ -51,9 +51,43 @@ def decode_request(body: bytes) -> InferRequest:
         raise UnprocessableInputError(f"not a v2 inference request: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise nested_too_deeply() from exc
 
 
-def _tensor(index: int, given: InferInput, spec: TensorSpec) -> np.ndarray:
+_ACCEPTS: dict[str, str] = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
+"""For a target dtype kind, the kinds of array that JSON numbers may arrive as (numpy's own
+inference from the JSON values): never a string, never a float for an integer input."""
+
+
+def _numbers(data: Any, target: np.dtype[Any], where: str, datatype: str) -> np.ndarray:
+    """``data`` as an array of ``target``; strings, mixed or out-of-range values refused.
+
+    ``np.asarray(["nan", "1e3"], dtype=float32)`` would read the strings as numbers, and a
+    float or a huge integer cast to an integer type wraps silently; both are refused here.
+    """
+    try:
+        raw = np.asarray(data)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInputError(f"{where}.data: not {datatype} numbers ({exc})") from exc
+    if raw.size and raw.dtype.kind not in _ACCEPTS[target.kind]:
+        found = {"U": "strings", "S": "strings", "O": "mixed or too large values"}.get(
+            raw.dtype.kind, f"{raw.dtype} values"
+        )
+        raise InvalidInputError(f"{where}.data: {datatype} takes numbers, got {found}")
+    if raw.size and target.kind in "iu":
+        bounds = np.iinfo(target)
+        if raw.min() < bounds.min or raw.max() > bounds.max:
+            raise InvalidInputError(
+                f"{where}.data: values outside {datatype}'s range {bounds.min}..{bounds.max}"
+            )
+    with np.errstate(over="ignore"):  # a float too large for FP32 becomes inf: refused later
+        return raw.astype(target, copy=False)
+
+
+def _tensor(
+    index: int, given: InferInput, spec: TensorSpec, *, allow_non_finite: bool = False
+) -> np.ndarray:
     where = f"inputs[{index}]"
     if given.datatype != spec.datatype:
         raise InvalidInputError(
@@ -63,20 +97,28 @@ def _tensor(index: int, given: InferInput, spec: TensorSpec) -> np.ndarray:
         raise InvalidInputError(
             f"{where}.shape: input {spec.name!r} takes {spec.shape} (-1 = any), got {given.shape}"
         )
-    try:
-        array = np.asarray(given.data, dtype=V2_TO_NUMPY[spec.datatype])
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise InvalidInputError(f"{where}.data: not {spec.datatype} numbers ({exc})") from exc
+    array = _numbers(given.data, V2_TO_NUMPY[spec.datatype], where, spec.datatype)
     expected = math.prod(given.shape)
     if array.size != expected:
         raise InvalidInputError(
             f"{where}.data: shape {given.shape} needs {expected} elements, got {array.size}"
         )
+    if array.dtype.kind == "f" and not allow_non_finite and not np.isfinite(array).all():
+        raise UnprocessableInputError(
+            f"{where}.data: NaN or infinite values (or numbers too large for {spec.datatype})",
+            hint="send finite numbers; a model that takes NaN for 'missing' is opted in with "
+            "APPLIANCE_ALLOW_NON_FINITE on the agent",
+        )
     return array.reshape(given.shape)
 
 
-def to_feed(request: InferRequest, manifest: Manifest) -> dict[str, np.ndarray]:
-    """Check the request against the model's signature; return the arrays to run."""
+def to_feed(
+    request: InferRequest, manifest: Manifest, *, allow_non_finite: bool = False
+) -> dict[str, np.ndarray]:
+    """Check the request against the model's signature; return the arrays to run.
+
+    Floating inputs must be finite unless the model is opted in (``allow_non_finite``).
+    """
     by_name = {spec.name: spec for spec in manifest.inputs}
     feed: dict[str, np.ndarray] = {}
     for index, given in enumerate(request.inputs):
@@ -88,7 +130,7 @@ def to_feed(request: InferRequest, manifest: Manifest) -> dict[str, np.ndarray]:
             )
         if given.name in feed:
             raise InvalidInputError(f"inputs[{index}].name: input {given.name!r} given twice")
-        feed[given.name] = _tensor(index, given, spec)
+        feed[given.name] = _tensor(index, given, spec, allow_non_finite=allow_non_finite)
     missing = sorted(set(by_name) - set(feed))
     if missing:
         raise InvalidInputError(f"inputs: missing input(s) {missing}")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from appliance.errors import BodyTooLargeError
+from appliance.errors import ApplianceError, BodyTooLargeError, NotFoundError
+from appliance.ids import bad_number_in_path
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -64,3 +65,22 @@ async def respond(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def with_sane_paths(app: ASGIApp, error_body: Callable[[ApplianceError], bytes]) -> ASGIApp:
+    """404 for a path with a segment that looks like a number but is no record id
+    (:func:`appliance.ids.bad_number_in_path`), before any route sees it."""
+
+    async def guard(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            bad = bad_number_in_path(scope["path"])
+            if bad is not None:
+                shown = bad if len(bad) <= 40 else bad[:39] + "…"
+                exc = NotFoundError(
+                    f"no such resource: {shown!r} is not an id",
+                    hint="ids are ASCII digits within a 64-bit integer",
+                )
+                return await respond(send, 404, error_body(exc))
+        return await app(scope, receive, send)
+
+    return guard

@@ -23,7 +23,8 @@ Callers catch a family, not a message: "the bundle is bad" is told apart from
     │   └── BodyTooLargeError       a request body over the service's limit (413)
     ├── AuthenticationError         credentials missing, malformed, expired or revoked (401)
     ├── PermissionDeniedError       the caller may not do this (403)
-    │   └── ResidencyRefusedError   a residency rule forbids this flow (403, names the rule)
+    │   ├── ResidencyRefusedError   a residency rule forbids this flow (403, names the rule)
+    │   └── ApprovalRequiredError   a version lacks the approvals live traffic needs (403)
     ├── RateLimitedError            too many attempts; wait and retry (429)
     ├── NotFoundError               no such model, version or agent (404)
     ├── ConflictError               the request contradicts current state (409)
@@ -129,6 +130,10 @@ class ResidencyRefusedError(PermissionDeniedError):
         self.rule = rule
 
 
+class ApprovalRequiredError(PermissionDeniedError):
+    """A version would reach live traffic without the approvals the site requires."""
+
+
 class RateLimitedError(ApplianceError):
     """Too many attempts from one client; retry after a while (429)."""
 
@@ -159,3 +164,11 @@ class HubRejectedError(HubError):
     def __init__(self, message: str, *, status_code: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.status_code = status_code
+
+
+def nested_too_deeply(where: str = "request body") -> InvalidInputError:
+    """What a JSON document nested past the parser's recursion limit becomes (400)."""
+    return InvalidInputError(
+        f"{where} nests too deeply to be a request",
+        hint="JSON arrays and objects may nest a few levels, not thousands",
+    )

@@ -25,8 +25,11 @@ variable                       meaning
 ``APPLIANCE_FEATURES_MATERIALIZE_MINUTES``  hub: online-store refresh interval (0 = off)
 ``APPLIANCE_ENCRYPT_MODELS``   hub: encrypt model targets per agent (default true)
 ``APPLIANCE_OFFLINE_DAYS``     hub: validity of exported offline update bundles, in days
+``APPLIANCE_OFFLINE_MAX_DAYS`` hub: the longest validity an export may ask for (default 30)
+``APPLIANCE_MAX_SOAK_S``       hub: the longest soak a rollout ring may ask for
 ``APPLIANCE_TRAINING_LEASE_S`` hub: a training job's lease without a worker heartbeat
 ``APPLIANCE_SIGN_IN_PER_MINUTE`` hub: sign-ins, refreshes and enrolments per client per minute
+``APPLIANCE_TRUSTED_PROXIES``  hub: comma-separated addresses whose X-Forwarded-For is believed
 ``APPLIANCE_AGENT_NAME``       agent name (default: the host name)
 ``APPLIANCE_AGENT_PORT``       agent HTTP port (default 8701)
 ``APPLIANCE_RUNTIME``          ``auto``, ``onnxruntime`` or ``openvino``
@@ -34,6 +37,7 @@ variable                       meaning
 ``APPLIANCE_TRUSTED_ROOT``     agent: TUF root metadata to pin at enrolment
 ``APPLIANCE_INFERENCE_THREADS``  intra-op threads per model (0 = runtime decides)
 ``APPLIANCE_MAX_REQUEST_MB``   largest inference request body
+``APPLIANCE_ALLOW_NON_FINITE`` agent: models (comma-separated) whose inputs may hold NaN/inf
 =============================  ==========================================
 """
 
@@ -94,7 +98,12 @@ class HubSettings:
     encrypt_models: bool = True
     """Encrypt model targets to each agent's own key, so a copied file opens nowhere else."""
     offline_days: int = 30
-    """How long an exported offline update bundle stays valid."""
+    """How long an exported offline update bundle stays valid …"""
+    offline_max_days: int = 30
+    """… and the longest an export may ask for."""
+    max_soak_s: float = 7 * 24 * 3600.0
+    """The longest soak a rollout ring may have: a staging version serves no longer than this
+    per ring without reaching production."""
     rollout_check_s: float = 10.0
     """How often rollout rings that have soaked are judged against their gates."""
     drift_alert_windows: int = 3
@@ -103,6 +112,9 @@ class HubSettings:
     """How long a worker holds a training job without a heartbeat before it is requeued."""
     sign_in_per_minute: int = 30
     """Sign-ins, token refreshes and enrolments one client address may make per minute."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Reverse proxies whose ``X-Forwarded-For`` names the client; by default none is
+    believed, so a client cannot choose the address that rate limits and the audit see."""
 
     @property
     def resolved_database_url(self) -> str:
@@ -145,6 +157,9 @@ class AgentSettings:
     """Intra-op threads per model; 1 suits small boxes and batch-1 latency."""
     max_request_mb: int = 16
     """Largest inference request body, in MiB (larger ones get 413)."""
+    allow_non_finite: tuple[str, ...] = ()
+    """Models whose floating inputs may hold NaN or infinity (a model that reads NaN as
+    'missing'); every other model's requests with them are refused with 422."""
     labels: tuple[str, ...] = ()
     """Free-form ``key=value`` labels reported to the hub."""
     drift_window_rows: int = 1000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import msgspec
 from litestar import Litestar, Request, get
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -13,14 +14,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.response import Response
 
 from appliance import __version__
-from appliance.asgi import ASGIApp
-from appliance.errors import ApplianceError
+from appliance.asgi import ASGIApp, with_sane_paths
+from appliance.errors import ApplianceError, nested_too_deeply
 from appliance.scheduling import run_every
 from appliance.security.keys import public_pem
 from appliance.settings import HubSettings
 from hub.audit.controllers import AuditController
 from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler
-from hub.errors_http import appliance_error_handler
+from hub.errors_http import appliance_error_handler, error_body
 from hub.experiments.controllers import ExperimentController
 from hub.features.controllers import feature_controller
 from hub.features.fastpath import with_fast_online_lookup
@@ -59,7 +60,9 @@ def create_asgi(settings: HubSettings) -> ASGIApp:
     """The hub as served: online feature lookups answered in front of the Litestar app."""
     services = build_services(settings)
     app = cast(ASGIApp, create_app(settings, services))  # ASGI types differ only in naming
-    return with_fast_online_lookup(app, services)
+    return with_sane_paths(
+        with_fast_online_lookup(app, services), lambda exc: msgspec.json.encode(error_body(exc))
+    )
 
 
 def create_app(settings: HubSettings, services: HubServices | None = None) -> Litestar:
@@ -171,7 +174,13 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             ).middleware,
             auth,
         ],
-        exception_handlers={ApplianceError: appliance_error_handler},
+        exception_handlers={
+            ApplianceError: appliance_error_handler,
+            # msgspec gives up on a body nested thousands deep with RecursionError
+            RecursionError: lambda request, _exc: appliance_error_handler(
+                request, nested_too_deeply()
+            ),
+        },
         request_max_body_size=JSON_BODY_LIMIT,
         openapi_config=OpenAPIConfig(title="Appliance hub", version=__version__, path="/schema"),
         on_startup=[start],

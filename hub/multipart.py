@@ -9,7 +9,7 @@ from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 
-from appliance.errors import InvalidInputError
+from appliance.errors import InvalidInputError, nested_too_deeply
 
 Multipart = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]
 
@@ -51,6 +51,8 @@ def json_object(data: dict[str, Any], field: str) -> dict[str, Any]:
         parsed = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{field}: not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise nested_too_deeply(field) from exc
     if not isinstance(parsed, dict):
         raise InvalidInputError(f"{field}: must be a JSON object")
     return parsed

@@ -55,6 +55,19 @@ class ApprovalRecord(SQLModel, table=True):
     at: datetime = _utc_column()
 
 
+class ExposureApprovalRecord(SQLModel, table=True):
+    """An approver's consent that a staging version may take live traffic before production:
+    in a rollout's rings or as an A/B variant (see :mod:`hub.registry.serving_policy`)."""
+
+    __tablename__ = "exposure_approvals"
+    __table_args__ = (UniqueConstraint("version_id", "approver", name="uq_exposure_approval"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    version_id: int = Field(foreign_key="model_versions.id", index=True)
+    approver: str = Field(max_length=128)
+    at: datetime = _utc_column()
+
+
 class AgentRecord(SQLModel, table=True):
     __tablename__ = "agents"
 

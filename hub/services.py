@@ -74,7 +74,11 @@ def build_services(settings: HubSettings) -> HubServices:
     )
     gate = ResidencyGate(engine, policy, audit)
     identity = IdentityService(
-        engine, JwtKeyring(keys_dir(settings.data_dir) / "jwt"), TokenSettings(), audit
+        engine,
+        JwtKeyring(keys_dir(settings.data_dir) / "jwt"),
+        TokenSettings(),
+        audit,
+        zones=tuple(policy.zones),
     )
     updates = UpdateService(
         engine,
@@ -84,14 +88,18 @@ def build_services(settings: HubSettings) -> HubServices:
         gate,
         audit,
         keys_dir(settings.data_dir) / "bundles",
-        UpdateSettings(encrypt=settings.encrypt_models, offline_days=settings.offline_days),
+        UpdateSettings(
+            encrypt=settings.encrypt_models,
+            offline_days=settings.offline_days,
+            offline_max_days=max(settings.offline_max_days, settings.offline_days),
+        ),
     )
     updates.initialise()
     enrolment = EnrolmentService(engine, policy, audit)
     experiments = ExperimentService(engine, registry, audit)
     updates.experiment_source = experiments.running_for
     experiments.changes.subscribe(updates.on_change)
-    rollouts = RolloutService(engine, registry, audit)
+    rollouts = RolloutService(engine, registry, audit, max_soak_s=settings.max_soak_s)
     updates.pin_source = rollouts.pins_for
     updates.standby_source = rollouts.standby_for
     rollouts.changes.subscribe(updates.on_change)

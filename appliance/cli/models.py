@@ -78,6 +78,22 @@ def model_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_expose(args: argparse.Namespace) -> int:
+    with user_client(args) as hub:
+        info = hub.approve_exposure(args.name, args.version)
+    _print_version(info)
+    have = len([a for a in info.exposure_approvals if a != info.created_by])
+    console.print(
+        f"exposure approvals: {have} of {info.approvals_required}"
+        + (
+            "; it may serve in rollout rings and A/B variants"
+            if have >= info.approvals_required
+            else "; more approvers (not the author) are needed"
+        )
+    )
+    return 0
+
+
 def model_train(args: argparse.Namespace) -> int:
     from hub.training.tabular import TabularParams, train_tabular
 
@@ -123,6 +139,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     pro.add_argument("version", type=int)
     pro.add_argument("stage", choices=["candidate", "staging", "production", "archived"])
     pro.set_defaults(func=model_promote)
+
+    exp = msub.add_parser(
+        "expose",
+        parents=[hub_flag],
+        help="approve a staging version for live traffic in rollout rings and A/B variants",
+    )
+    exp.add_argument("name")
+    exp.add_argument("version", type=int)
+    exp.set_defaults(func=model_expose)
 
     train = msub.add_parser(
         "train", parents=[hub_flag], help="train the built-in classifier here and register it"

@@ -52,13 +52,13 @@ def users_create(args: argparse.Namespace) -> int:
 
         services = build_services(config.load(HubSettings, {"data_dir": args.data_dir}))
         info = services.identity.create_user(
-            args.username, password, args.role, actor="system:bootstrap"
+            args.username, password, args.role, actor="system:bootstrap", zone=args.zone
         )
         services.engine.dispose()
         console.print(f"created user {info.username} with roles {', '.join(info.roles)}")
         return 0
     with user_client(args) as hub:
-        created = hub.create_user(args.username, password, args.role)
+        created = hub.create_user(args.username, password, args.role, zone=args.zone)
     console.print(f"created user {created['username']} with roles {', '.join(created['roles'])}")
     return 0
 
@@ -91,5 +91,10 @@ def add_parsers(
         action="append",
         required=True,
         help="admin, ml-engineer, approver, auditor, viewer or worker (repeatable)",
+    )
+    create.add_argument(
+        "--zone",
+        help="bind the account to a residency zone (a training worker reads only what that "
+        "zone may read); default the hub's own zone",
     )
     create.set_defaults(func=users_create)

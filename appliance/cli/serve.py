@@ -16,8 +16,15 @@ from appliance.settings import RUNTIME_CHOICES, AgentSettings, HubSettings
 log = logging.getLogger(__name__)
 
 
-def _uvicorn(app: object, host: str, port: int, **tls: Any) -> None:
-    """Serve ``app``; tell systemd ``READY=1`` once the socket listens (``Type=notify``)."""
+def _uvicorn(
+    app: object, host: str, port: int, *, proxies: tuple[str, ...] = (), **tls: Any
+) -> None:
+    """Serve ``app``; tell systemd ``READY=1`` once the socket listens (``Type=notify``).
+
+    ``X-Forwarded-For`` is believed only from ``proxies`` (``APPLIANCE_TRUSTED_PROXIES``);
+    without any, never: uvicorn's default trusts it from 127.0.0.1, which let anyone on the
+    box (or behind a local tunnel) choose the address the rate limit and audit log see.
+    """
     import uvicorn
 
     class NotifyingServer(uvicorn.Server):
@@ -39,6 +46,8 @@ def _uvicorn(app: object, host: str, port: int, **tls: Any) -> None:
         http="httptools",
         loop="auto",
         timeout_graceful_shutdown=10,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=",".join(proxies) if proxies else "",
         **tls,
     )
     NotifyingServer(config).run()
@@ -88,7 +97,7 @@ def hub_serve(args: argparse.Namespace) -> int:
         settings.hub_port,
         settings.data_dir,
     )
-    _uvicorn(app, settings.host, settings.hub_port, **tls)
+    _uvicorn(app, settings.host, settings.hub_port, proxies=settings.trusted_proxies, **tls)
     return 0
 
 

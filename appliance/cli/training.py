@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -141,19 +140,34 @@ def train_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_identity(given: str | None, account: str, what: str) -> None:
+    """The hub knows a worker by its account; a flag or variable that says otherwise is a
+    mistake in the set-up, stopped here rather than ignored."""
+    if given and given != account:
+        raise ConfigError(
+            f"this worker's account says its {what} is {account!r}, not {given!r}",
+            hint=f"drop --{what} (the account decides it) or sign in with the right account",
+        )
+
+
 def worker_run(args: argparse.Namespace) -> int:
     from hub.worker.loop import Worker, WorkerSettings
 
     setup_logging()
-    settings = WorkerSettings(
-        name=args.name or os.environ.get("APPLIANCE_WORKER_NAME") or socket.gethostname(),
-        zone=args.zone or os.environ.get("APPLIANCE_ZONE") or "ae-dxb",
-        heartbeat_s=args.heartbeat_s,
-        poll_s=args.poll_s,
-        device=args.device,
-        processes=args.processes,
-    )
     with user_client(args) as hub:
+        me = hub.whoami()
+        name, zone = str(me["actor"]).split(":", 1)[-1], me.get("zone") or "the hub's zone"
+        _check_identity(args.name or os.environ.get("APPLIANCE_WORKER_NAME"), name, "name")
+        if me.get("zone"):
+            _check_identity(args.zone or os.environ.get("APPLIANCE_ZONE"), zone, "zone")
+        settings = WorkerSettings(
+            name=name,
+            zone=zone,
+            heartbeat_s=args.heartbeat_s,
+            poll_s=args.poll_s,
+            device=args.device,
+            processes=args.processes,
+        )
         worker = Worker(hub, settings)
         signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
         if args.once:
@@ -207,8 +221,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         parents=[hub_flag],
         help="work training jobs off the hub's queue (signed in as a 'worker' account)",
     )
-    worker.add_argument("--name", help="worker name (default $APPLIANCE_WORKER_NAME or host name)")
-    worker.add_argument("--zone", help="this server's residency zone (default $APPLIANCE_ZONE)")
+    worker.add_argument(
+        "--name", help="expected account name (the signed-in account decides; a check only)"
+    )
+    worker.add_argument(
+        "--zone", help="expected residency zone (the account's zone decides; a check only)"
+    )
     worker.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
     worker.add_argument(
         "--processes",

@@ -167,6 +167,12 @@ class HubClient(TrainingApi):
             json={"stage": stage},
         )
 
+    def approve_exposure(self, name: str, version: int) -> VersionInfo:
+        """Approve a staging version for live traffic in rollout rings and A/B variants."""
+        return self._typed(
+            "POST", f"/api/v1/models/{name}/versions/{version}/exposure", VersionInfo
+        )
+
     @contextmanager
     def stream(self, path: str, *, read_timeout: float) -> Iterator[httpx.Response]:
         """An open streaming GET of ``path``; the caller reads and checks the status.
@@ -243,16 +249,15 @@ class HubClient(TrainingApi):
     def experiment(self, name: str) -> dict[str, Any]:
         return self._typed("GET", f"/api/v1/experiments/{name}", dict[str, Any])
 
-    def send_reports(self, agent_id: int, reports: list[AgentReport]) -> list[str]:
-        """Deliver outbox reports; returns the keys the hub holds."""
-        answer = self._typed(
+    def send_reports(self, agent_id: int, reports: list[AgentReport]) -> ReportsAccepted:
+        """Deliver outbox reports; the keys the hub holds, and those it refused (and why)."""
+        return self._typed(
             "POST",
             f"/api/v1/agents/{agent_id}/reports",
             ReportsAccepted,
             content=msgspec.json.encode(reports),
             headers={"content-type": "application/json"},
         )
-        return answer.accepted
 
     def export_update(self, zone: str, group: str, dest: Path, *, days: int | None = None) -> str:
         """Save an offline update bundle for a group to ``dest``; return its expiry."""
@@ -308,13 +313,13 @@ class HubClient(TrainingApi):
     def whoami(self) -> dict[str, Any]:
         return self._typed("GET", "/api/v1/auth/me", dict[str, Any])
 
-    def create_user(self, username: str, password: str, roles: list[str]) -> dict[str, Any]:
-        return self._typed(
-            "POST",
-            "/api/v1/users",
-            dict[str, Any],
-            json={"username": username, "password": password, "roles": roles},
-        )
+    def create_user(
+        self, username: str, password: str, roles: list[str], *, zone: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"username": username, "password": password, "roles": roles}
+        if zone is not None:
+            body["zone"] = zone
+        return self._typed("POST", "/api/v1/users", dict[str, Any], json=body)
 
     # -- agents --------------------------------------------------------------------
 

@@ -109,21 +109,16 @@ class TrainingApi:
     def training_heartbeat(self, job_id: int, beat: HeartbeatRequest) -> HeartbeatAnswer:
         return self._post_struct(f"{JOBS}/{job_id}/heartbeat", beat, HeartbeatAnswer)
 
-    def training_dataset(self, job_id: int, worker: str) -> tuple[bytes, list[SnapshotRef]]:
-        """The job's training set as Parquet bytes, and the feature snapshots it read."""
-        response = self._request(
-            "POST", f"{JOBS}/{job_id}/dataset", json={"worker": worker}, timeout=600.0
-        )
+    def training_dataset(self, job_id: int) -> tuple[bytes, list[SnapshotRef]]:
+        """The job's training set as Parquet bytes, and the feature snapshots it read (for the
+        worker account that holds the job's lease)."""
+        response = self._request("POST", f"{JOBS}/{job_id}/dataset", timeout=600.0)
         header = response.headers.get("x-feature-snapshots", "[]")
         return response.content, msgspec.json.decode(header, type=list[SnapshotRef])
 
-    def training_baseline(
-        self, job_id: int, worker: str, dest: Path, *, max_bytes: int
-    ) -> int | None:
+    def training_baseline(self, job_id: int, dest: Path, *, max_bytes: int) -> int | None:
         """Download the production version's bundle to ``dest``; its version, or None."""
-        headers = self.download(
-            f"{JOBS}/{job_id}/baseline", dest, max_bytes=max_bytes, json={"worker": worker}
-        )
+        headers = self.download(f"{JOBS}/{job_id}/baseline", dest, max_bytes=max_bytes, json={})
         version = headers.get("x-bundle-version")
         if version is None:
             dest.unlink(missing_ok=True)

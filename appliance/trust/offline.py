@@ -125,7 +125,7 @@ class OfflineBundle:
             raise BundleFormatError(f"{path} has no {HEADER}; not an update bundle")
         try:
             self.header = msgspec.json.decode(self.read(HEADER), type=UpdateHeader)
-        except msgspec.ValidationError as exc:
+        except msgspec.DecodeError as exc:  # malformed JSON as well as a wrong shape
             raise BundleFormatError(f"{HEADER} in {path} is not valid: {exc}") from exc
         if self.header.format != FORMAT:
             raise BundleFormatError(f"{path} has format {self.header.format!r}, not {FORMAT!r}")

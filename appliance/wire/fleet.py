@@ -47,9 +47,29 @@ class AgentReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     body: dict[str, Any]
 
 
+class AbSummary(msgspec.Struct, kw_only=True):
+    """The body of an ``ab`` report: one variant's outcomes over one interval."""
+
+    experiment: str
+    variant: str
+    count: int
+    total: float
+    total_sq: float = 0.0
+
+
+class RefusedReport(msgspec.Struct, kw_only=True):
+    """A report the hub will never take, and why: the agent sets it aside (dead letters)
+    instead of sending it again and again ahead of every later report."""
+
+    key: str
+    reason: str
+
+
 class ReportsAccepted(msgspec.Struct, kw_only=True):
     accepted: list[str]
     """Keys the hub now holds (new or already known): the agent may forget them."""
+    refused: list[RefusedReport] = []
+    """Reports the hub refused, item by item; the rest of the batch is held as usual."""
 
 
 class AgentInfo(msgspec.Struct, kw_only=True):

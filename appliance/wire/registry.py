@@ -28,6 +28,9 @@ class VersionInfo(msgspec.Struct, kw_only=True):
     """Who approved this version for production (distinct approvers)."""
     approvals_required: int = 1
     """Distinct approvers this hub needs before a version enters production."""
+    exposure_approvals: list[str] = []
+    """Approvers who let this staging version take live traffic before production (rollout
+    rings, A/B variants); it may once they meet ``approvals_required``, the author not counting."""
 
 
 class ModelSummary(msgspec.Struct, kw_only=True):

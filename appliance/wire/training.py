@@ -98,13 +98,14 @@ class JobInfo(msgspec.Struct, kw_only=True):
 
 
 class ClaimRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    worker: str
-    zone: str
+    """A worker asks for a job. Which worker it is, and the zone whose data it may read, come
+    from its signed-in account (``appliance users create NAME --role worker --zone Z``), never
+    from the request: a body naming a worker or a zone is refused."""
+
     telemetry: Telemetry = msgspec.field(default_factory=Telemetry)
 
 
 class HeartbeatRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    worker: str
     progress: float = 0.0
     message: str = ""
     logs: list[str] = []
@@ -117,7 +118,6 @@ class HeartbeatAnswer(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class FailRequest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    worker: str
     reason: str
     cancelled: bool = False
     """True when the worker stopped because the job was cancelled."""

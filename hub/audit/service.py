@@ -63,6 +63,12 @@ _CHECKPOINTS = AuditCheckpointRecord.__table__  # type: ignore[attr-defined]
 _HEAD = AuditHeadRecord.__table__  # type: ignore[attr-defined]
 
 
+def _fit(name: str, value: str) -> str:
+    """``value`` cut to the column's length, its end marked with an ellipsis."""
+    limit = _MAX_LENGTHS[name]
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def _check_text(name: str, value: str | None, *, optional: bool = False) -> None:
     if value is None and optional:
         return
@@ -180,6 +186,10 @@ class AuditLog:
         yet committed or rolled back), and holds the head itself until this
         transaction ends: call it last, just before the commit. Never commits.
         """
+        # What a request names (its path, its address) is cut to fit, never refused: a
+        # refusal of a 600-character path is audited like any other.
+        target = _fit("target", target)
+        source = _fit("source", source) if source is not None else None
         _check_text("actor", actor)
         _check_text("action", action)
         _check_text("target", target)

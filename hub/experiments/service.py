@@ -2,12 +2,15 @@
 
 Agents report per-variant summaries (count, sum, sum of squares of the
 outcome) through their outbox as ``ab`` reports; the verdict is recomputed from
-all of them on every read (:mod:`hub.experiments.stats`). Serving the variants
-on agents (two versions loaded, sticky cohorts) is the next step of this issue.
+all of them on every read (:mod:`hub.experiments.stats`). Every variant takes
+live traffic, so each must be production or a staging version cleared by the
+one serving policy (:mod:`hub.registry.serving_policy`) when the experiment is
+created, and again whenever the hub publishes.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from typing import Literal
@@ -20,6 +23,7 @@ from sqlmodel import Session, col, select
 from appliance.clock import iso_utc
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
 from appliance.trust.layout import ExperimentSpec, VariantSpec
+from appliance.wire.fleet import AbSummary
 from appliance.wire.releases import ExperimentInfo, VariantResult
 from hub.audit.service import AuditLog
 from hub.db import session_scope
@@ -43,16 +47,6 @@ class NewExperiment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     higher_is_better: bool = True
     min_samples: int = 1000
     alpha: float = 0.05
-
-
-class AbSummary(msgspec.Struct, kw_only=True):
-    """The body of an ``ab`` report: one variant's outcomes over one interval."""
-
-    experiment: str
-    variant: str
-    count: int
-    total: float
-    total_sq: float = 0.0
 
 
 class ExperimentService:
@@ -87,12 +81,20 @@ class ExperimentService:
             raise InvalidInputError(f"name: {spec.name!r} is not a valid experiment name")
         if len(spec.variants) < 2 or len({v.name for v in spec.variants}) != len(spec.variants):
             raise InvalidInputError("variants: at least two, with distinct names")
-        if any(v.weight <= 0 for v in spec.variants):
-            raise InvalidInputError("variants: every weight must be positive")
+        if any(not 0 < v.weight < math.inf for v in spec.variants):
+            raise InvalidInputError("variants: every weight must be a positive finite number")
         if spec.min_samples < 1 or not 0 < spec.alpha < 0.5:
             raise InvalidInputError("min_samples must be >= 1 and alpha in (0, 0.5)")
+        stages = {
+            v.version: self.registry.get_version(spec.model, v.version).stage for v in spec.variants
+        }  # 404 for an unknown version, before anything else
         for variant in spec.variants:
-            self.registry.get_version(spec.model, variant.version)  # 404 if unknown
+            # Variants take live traffic: each must be cleared by the one serving policy.
+            if stages[variant.version] == "staging":
+                self.registry.approve_exposure(spec.model, variant.version, by=by, strict=False)
+            self.registry.serving.require(
+                spec.model, variant.version, f"A/B variant {variant.name!r}"
+            )
         running = [
             name
             for name, other in self.running_for(spec.zone, spec.group).items()

@@ -16,7 +16,7 @@ import msgspec
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Engine
-from sqlmodel import col, select, update
+from sqlmodel import Session, col, select, update
 
 from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import AuthenticationError, ConflictError, InvalidInputError, NotFoundError
@@ -100,6 +100,9 @@ class EnrolmentService:
                 )
             ).first()
             expires = as_utc(token.expires_at) if token else None
+            again = self._same_enrolment(session, token, request)
+            if again is not None:
+                return again
             if token is None or token.used_at is not None or expires is None or expires < now:
                 raise AuthenticationError(
                     "enrolment token is unknown, used or expired",
@@ -153,6 +156,30 @@ class EnrolmentService:
             info = agent_info(agent)
         self.changes.announce(f"agent:{info.name}", f"agent {info.name} enrolled")
         return info
+
+    def _same_enrolment(
+        self, session: Session, token: EnrolmentTokenRecord | None, request: EnrolmentRequest
+    ) -> AgentInfo | None:
+        """The agent this token already enrolled, when the same box asks again.
+
+        Enrolment is atomic from the box's point of view: if anything fails after the hub
+        committed (the answer was lost, the box could not fetch or write what it needs),
+        the box runs it again with the same token, name and key, and gets the same agent
+        back instead of a used token and a 409. Another key, name or a revoked agent gets
+        nothing.
+        """
+        if token is None or token.used_by_agent_id is None:
+            return None
+        agent = session.get(AgentRecord, token.used_by_agent_id)
+        if (
+            agent is None
+            or agent.revoked_at is not None
+            or agent.name != request.name
+            or agent.public_key != request.public_key
+            or agent.encryption_key != request.encryption_key
+        ):
+            return None
+        return agent_info(agent)
 
     def revoke(self, principal: Principal, agent_id: int) -> AgentInfo:
         with session_scope(self.engine) as session:

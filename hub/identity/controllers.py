@@ -32,12 +32,16 @@ class NewUser(msgspec.Struct, forbid_unknown_fields=True):
     username: str
     password: str
     roles: list[str]
+    zone: str | None = None
+    """Bind the account to a residency zone (a training worker's); default the hub's."""
 
 
 class Me(msgspec.Struct):
     actor: str
     roles: list[str]
     permissions: list[str]
+    zone: str | None = None
+    """The zone the account is bound to (agents: their own); ``None``: the hub's."""
 
 
 def client_address(request: Request[Any, Any, Any]) -> str | None:
@@ -89,6 +93,7 @@ class AuthController(Controller):
             actor=principal.actor,
             roles=sorted(principal.roles),
             permissions=sorted(principal.permissions),
+            zone=principal.zone,
         )
 
 
@@ -108,7 +113,11 @@ class UserController(Controller):
         self, data: NewUser, identity: IdentityService, request: Request[Any, Any, Any]
     ) -> UserInfo:
         return identity.create_user(
-            data.username, data.password, data.roles, actor=principal_of(request).actor
+            data.username,
+            data.password,
+            data.roles,
+            actor=principal_of(request).actor,
+            zone=data.zone,
         )
 
     @post(

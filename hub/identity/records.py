@@ -21,6 +21,19 @@ class UserRecord(SQLModel, table=True):
     created_at: datetime = _utc_column()
 
 
+class AccountZoneRecord(SQLModel, table=True):
+    """The residency zone an account is bound to (a training worker's: the data it may read).
+
+    A table of its own, so hubs from before it gain it without a migration; accounts
+    without a row belong to the hub's home zone.
+    """
+
+    __tablename__ = "account_zones"
+
+    user_id: int = Field(foreign_key="users.id", primary_key=True)
+    zone: str = Field(max_length=64)
+
+
 class RefreshTokenRecord(SQLModel, table=True):
     __tablename__ = "refresh_tokens"
 

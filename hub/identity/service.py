@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -21,11 +22,13 @@ from appliance.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
+    RateLimitedError,
 )
 from appliance.fsutil import sha256_bytes
 from appliance.security.agent_tokens import AGENT_KID_PREFIX
 from hub.audit.service import AuditLog
 from hub.db import session_scope
+from hub.identity.backoff import SignInBackoff
 from hub.identity.passwords import (
     DUMMY_HASH,
     MIN_PASSWORD_LENGTH,
@@ -34,7 +37,12 @@ from hub.identity.passwords import (
 )
 from hub.identity.principal import Principal
 from hub.identity.principal_cache import PrincipalCache
-from hub.identity.records import RefreshTokenRecord, RevokedTokenRecord, UserRecord
+from hub.identity.records import (
+    AccountZoneRecord,
+    RefreshTokenRecord,
+    RevokedTokenRecord,
+    UserRecord,
+)
 from hub.identity.roles import AGENT_PERMISSIONS, ROLES, permissions_for
 from hub.identity.tokens import (
     JwtKeyring,
@@ -67,16 +75,24 @@ class UserInfo(msgspec.Struct, kw_only=True):
     roles: list[str]
     disabled: bool
     created_at: str
+    zone: str | None = None
+    """The zone the account is bound to; ``None``: the hub's home zone."""
 
 
-def _user_info(record: UserRecord) -> UserInfo:
+def _user_info(record: UserRecord, zone: str | None = None) -> UserInfo:
     return UserInfo(
         id=record.id or 0,
         username=record.username,
         roles=list(record.roles),
         disabled=record.disabled,
         created_at=iso_utc(record.created_at),
+        zone=zone,
     )
+
+
+def _zone_of(session: Session, user_id: int | None) -> str | None:
+    row = session.get(AccountZoneRecord, user_id or 0)
+    return row.zone if row is not None else None
 
 
 @dataclass
@@ -87,12 +103,24 @@ class IdentityService:
     audit: AuditLog
     principals: PrincipalCache = field(default_factory=PrincipalCache)
     """Who recently verified tokens belong to (records read at most every 2 s per token)."""
+    zones: tuple[str, ...] = ()
+    """The site's residency zones, which an account may be bound to (empty: any)."""
+    backoff: SignInBackoff = field(default_factory=SignInBackoff)
+    """Failed sign-ins per username: a guesser spread over many addresses still waits."""
 
     # -- users ---------------------------------------------------------------------------
 
     def create_user(
-        self, username: str, password: str, roles: list[str], *, actor: str = "system"
+        self,
+        username: str,
+        password: str,
+        roles: list[str],
+        *,
+        actor: str = "system",
+        zone: str | None = None,
     ) -> UserInfo:
+        """``zone`` binds the account to a residency zone: a training worker reads only what
+        that zone may read, whatever its requests say."""
         if not USERNAME.fullmatch(username):
             raise InvalidInputError(
                 f"username: {username!r} is not valid",
@@ -105,6 +133,10 @@ class IdentityService:
             raise InvalidInputError(
                 f"roles: unknown {unknown or 'none given'}; one of {list(ROLES)}"
             )
+        if zone is not None and self.zones and zone not in self.zones:
+            raise InvalidInputError(
+                f"zone: {zone!r} is not one of this site's zones ({', '.join(self.zones)})"
+            )
         try:
             with session_scope(self.engine) as session:
                 record = UserRecord(
@@ -114,15 +146,17 @@ class IdentityService:
                 )
                 session.add(record)
                 session.flush()
+                if zone is not None:
+                    session.add(AccountZoneRecord(user_id=record.id or 0, zone=zone))
                 self.audit.append(
                     session,
                     actor=actor,
                     action="user.create",
                     target=f"user:{username}",
                     outcome="ok",
-                    detail={"roles": record.roles},
+                    detail={"roles": record.roles, "zone": zone},
                 )
-                return _user_info(record)
+                return _user_info(record, zone)
         except SAIntegrityError as exc:
             raise ConflictError(f"user {username!r} already exists") from exc
 
@@ -134,7 +168,7 @@ class IdentityService:
                 .order_by(col(UserRecord.id))
                 .limit(limit)
             ).all()
-            return [_user_info(r) for r in rows]
+            return [_user_info(r, _zone_of(session, r.id)) for r in rows]
 
     def set_disabled(self, user_id: int, disabled: bool, *, actor: str = "system") -> UserInfo:
         with session_scope(self.engine) as session:
@@ -157,7 +191,7 @@ class IdentityService:
                 target=f"user:{record.username}",
                 outcome="ok",
             )
-            info = _user_info(record)
+            info = _user_info(record, _zone_of(session, record.id))
         self.principals.forget_user(user_id)  # after the commit, like sign-out
         return info
 
@@ -181,6 +215,13 @@ class IdentityService:
 
     def sign_in(self, username: str, password: str, *, source: str | None = None) -> TokenPair:
         target = f"user:{username[:64]}"
+        wait = self.backoff.wait_s(username[:64])
+        if wait > 0:
+            self._refuse_sign_in(target, source, "account locked after failed sign-ins")
+            raise RateLimitedError(
+                f"too many failed sign-ins for {username[:64]!r}; try again in {math.ceil(wait)} s",
+                hint="each failed attempt doubles the wait; a correct password clears it",
+            )
         with session_scope(self.engine) as session:
             user = session.exec(select(UserRecord).where(UserRecord.username == username)).first()
             stored = user.password_hash if user else DUMMY_HASH
@@ -193,7 +234,19 @@ class IdentityService:
                     outcome="ok",
                     source=source,
                 )
-                return self._new_pair(session, user)
+                pair = self._new_pair(session, user)
+                self.backoff.succeeded(username[:64])
+                return pair
+        failures = self.backoff.failed(username[:64])
+        self._refuse_sign_in(target, source, "wrong username or password", failures)
+        raise AuthenticationError("wrong username or password")
+
+    def _refuse_sign_in(
+        self, target: str, source: str | None, reason: str, failures: int | None = None
+    ) -> None:
+        detail: dict[str, Any] = {"reason": reason}
+        if failures is not None:
+            detail["failures_in_a_row"] = failures
         with session_scope(self.engine) as session:
             self.audit.append(
                 session,
@@ -202,9 +255,8 @@ class IdentityService:
                 target=target,
                 outcome="refused",
                 source=source,
-                detail={"reason": "wrong username or password"},
+                detail=detail,
             )
-        raise AuthenticationError("wrong username or password")
 
     def refresh(self, refresh_token: str) -> TokenPair:
         """Trade a refresh token for a new pair; each refresh token works once."""
@@ -291,6 +343,7 @@ class IdentityService:
                 name=user.username,
                 roles=roles,
                 permissions=permissions_for(roles),
+                zone=_zone_of(session, user.id),
                 token_id=claims["jti"],
                 token_expires=int(claims["exp"]),
             )

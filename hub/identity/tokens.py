@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from appliance.errors import AuthenticationError
 from appliance.fsutil import atomic_write_bytes
+from appliance.ids import parse_id
 from appliance.security.agent_tokens import AGENT_KID_PREFIX, ALGORITHM, DEFAULT_AUDIENCE
 from appliance.security.keys import KeyPair, init_keypair, load_keypair
 
@@ -155,10 +156,9 @@ def verify_agent_token(
 ) -> int:
     """Return the agent id whose enrolled key signed ``token``."""
     kid = token_kid(token)
-    raw_id = kid.removeprefix(AGENT_KID_PREFIX)
-    if not kid.startswith(AGENT_KID_PREFIX) or not raw_id.isdigit():
+    agent_id = parse_id(kid.removeprefix(AGENT_KID_PREFIX))
+    if not kid.startswith(AGENT_KID_PREFIX) or agent_id is None:
         raise AuthenticationError("token signed by an unknown key")
-    agent_id = int(raw_id)
     key = agent_key(agent_id)
     if key is None:
         raise AuthenticationError(

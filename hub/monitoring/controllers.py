@@ -34,8 +34,9 @@ class ReportsController(Controller):
         request: Request[Any, Any, Any],
     ) -> ReportsAccepted:
         """Outbox delivery: each key is stored once; every key held is acknowledged."""
-        check_agent_scope(principal_of(request), agent_id)
-        return ReportsAccepted(accepted=monitoring.ingest(agent_id, data))
+        principal = principal_of(request)
+        check_agent_scope(principal, agent_id)
+        return monitoring.ingest(agent_id, data, actor=principal.actor)
 
 
 class DriftController(Controller):

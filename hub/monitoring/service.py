@@ -11,12 +11,10 @@ announced to listeners (``on_alert``): the retraining schedules queue jobs there
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import msgspec
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
@@ -24,11 +22,12 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import iso_utc, utcnow
 from appliance.errors import InvalidInputError
-from appliance.wire.fleet import AgentReport
+from appliance.wire.fleet import AgentReport, RefusedReport, ReportsAccepted
 from appliance.wire.releases import DriftAlertInfo, DriftReportInfo, ServingReportInfo
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord, DriftReportRecord
+from hub.monitoring.report_checks import DriftBody, drift_body, problem
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +46,6 @@ class DriftAlertOpened:
 MAX_BATCH = 500
 
 
-class DriftBody(msgspec.Struct, kw_only=True):
-    model: str
-    version: int
-    method: str
-    drifted: bool
-    p_values: list[float]
-    distances: list[float]
-    threshold: float
-    window_size: int
-    started_at: float
-    ended_at: float
-
-
 def _moment(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
@@ -71,14 +57,25 @@ class MonitoringService:
         self.alert_windows = alert_windows
         self._alert_listeners: list[Callable[[DriftAlertOpened], None]] = []
 
-    def ingest(self, agent_id: int, reports: list[AgentReport]) -> list[str]:
-        """Store each new report; return every key now held (new and already known)."""
+    def ingest(
+        self, agent_id: int, reports: list[AgentReport], *, actor: str = "system"
+    ) -> ReportsAccepted:
+        """Store each new, acceptable report; name every key now held (new and already
+        known) and every report refused, with why (:mod:`hub.monitoring.report_checks`).
+
+        One bad report never costs the batch: the rest is held as usual.
+        """
         if len(reports) > MAX_BATCH:
             raise InvalidInputError(f"reports: at most {MAX_BATCH} per request")
         held: list[str] = []
+        refused: list[RefusedReport] = []
         opened: list[DriftAlertOpened] = []
         for report in reports:
-            drift = self._drift_body(report)
+            why = problem(report)
+            if why is not None:
+                refused.append(RefusedReport(key=report.key, reason=why[:500]))
+                continue
+            drift = drift_body(report)
             try:
                 with session_scope(self.engine) as session:
                     record = AgentReportRecord(
@@ -95,7 +92,23 @@ class MonitoringService:
             held.append(report.key)
         for alert in opened:
             self._announce(alert)
-        return held
+        if refused:
+            self._audit_refused(agent_id, refused, actor)
+        return ReportsAccepted(accepted=held, refused=refused)
+
+    def _audit_refused(self, agent_id: int, refused: list[RefusedReport], actor: str) -> None:
+        with session_scope(self.engine) as session:
+            self.audit.append(
+                session,
+                actor=actor,
+                action="reports.refused",
+                target=f"agent:{agent_id}",
+                outcome="refused",
+                detail={
+                    "count": len(refused),
+                    "first": {"key": refused[0].key[:128], "reason": refused[0].reason[:300]},
+                },
+            )
 
     def on_alert(self, listener: Callable[[DriftAlertOpened], None]) -> None:
         """Call ``listener`` after each drift alert opens (its transaction committed)."""
@@ -107,17 +120,6 @@ class MonitoringService:
                 listener(alert)
             except Exception:
                 log.exception("reacting to a drift alert on %s failed", alert.target)
-
-    def _drift_body(self, report: AgentReport) -> DriftBody | None:
-        if report.kind != "drift":
-            return None
-        try:
-            body = msgspec.convert(report.body, DriftBody)
-        except msgspec.ValidationError as exc:
-            raise InvalidInputError(f"reports[{report.key}].body: {exc}") from exc
-        if not body.p_values or not all(math.isfinite(p) for p in body.p_values):
-            raise InvalidInputError(f"reports[{report.key}].body.p_values: finite numbers needed")
-        return body
 
     def _store_drift(
         self, session: Session, agent_id: int, report_id: int, body: DriftBody

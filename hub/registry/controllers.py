@@ -102,6 +102,24 @@ def model_controller(max_upload_bytes: int) -> type[Controller]:
             info = registry.change_stage(name, version, data.stage, by=principal_of(request))
             return Response(info, status_code=200 if info.stage == data.stage else 202)
 
+        @post(
+            "/{name:str}/versions/{version:int}/exposure",
+            operation_id="approveModelVersionExposure",
+            guards=[requires(P.MODELS_APPROVE)],
+            status_code=200,
+            sync_to_thread=True,
+        )
+        def approve_exposure(
+            self,
+            name: str,
+            version: int,
+            registry: RegistryService,
+            request: Request[Any, Any, Any],
+        ) -> VersionInfo:
+            """Let a staging version take live traffic before production (rollout rings, A/B
+            variants) once approvers other than its author meet the site's approval count."""
+            return registry.approve_exposure(name, version, by=principal_of(request))
+
         @get(
             "/{name:str}/versions/{version:int}/bundle",
             operation_id="downloadModelBundle",

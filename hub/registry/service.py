@@ -18,6 +18,8 @@ from appliance.bundle.format import pack
 from appliance.bundle.manifest import Lineage
 from appliance.clock import iso_utc, utcnow
 from appliance.errors import (
+    ApplianceError,
+    ConflictError,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
@@ -32,8 +34,9 @@ from hub.db import session_scope
 from hub.events import Changes
 from hub.identity.principal import Principal
 from hub.identity.roles import Permission, roles_with
-from hub.records import ApprovalRecord, ModelRecord, ModelVersionRecord
+from hub.records import ApprovalRecord, ExposureApprovalRecord, ModelRecord, ModelVersionRecord
 from hub.registry import bundler
+from hub.registry.serving_policy import ServingPolicy, approvals_met, exposure_approvers
 from hub.registry.stages import check_transition
 from hub.residency.policy import ResidencyPolicy
 
@@ -50,7 +53,10 @@ def check_model_name(name: str) -> None:
 
 
 def _version_info(
-    model: ModelRecord, record: ModelVersionRecord, approvals: list[str] | None = None
+    model: ModelRecord,
+    record: ModelVersionRecord,
+    approvals: list[str] | None = None,
+    exposure: list[str] | None = None,
 ) -> VersionInfo:
     manifest = record.manifest
     files = manifest.get("files", {})
@@ -70,6 +76,7 @@ def _version_info(
         created_by=record.created_by,
         zones=list(record.zones),
         approvals=approvals or [],
+        exposure_approvals=exposure or [],
     )
 
 
@@ -85,11 +92,16 @@ def _approvers(session: Session, record: ModelVersionRecord) -> list[str]:
 
 
 def _clear_approvals(session: Session, record: ModelVersionRecord) -> None:
-    """Approvals are for one trip into production: leaving it, or staging, needs fresh ones."""
+    """Approvals are for one trip into production (or live traffic before it): leaving
+    production or staging needs fresh ones, of both kinds."""
     for approval in session.exec(
         select(ApprovalRecord).where(ApprovalRecord.version_id == record.id)
     ):
         session.delete(approval)
+    for exposure in session.exec(
+        select(ExposureApprovalRecord).where(ExposureApprovalRecord.version_id == record.id)
+    ):
+        session.delete(exposure)
 
 
 class RegistryService:
@@ -109,13 +121,19 @@ class RegistryService:
         self.audit = audit
         self.policy = policy
         self.approvals_required = approvals_required
+        self.serving = ServingPolicy(engine, approvals_required)
+        """The one rule for what may take live traffic (rollouts, experiments, publishing)."""
         self.changes = Changes()
         """Told after a production version changes: agents' metadata must follow."""
 
     def _info(
-        self, model: ModelRecord, record: ModelVersionRecord, approvals: list[str] | None = None
+        self,
+        model: ModelRecord,
+        record: ModelVersionRecord,
+        approvals: list[str] | None = None,
+        exposure: list[str] | None = None,
     ) -> VersionInfo:
-        info = _version_info(model, record, approvals)
+        info = _version_info(model, record, approvals, exposure)
         info.approvals_required = self.approvals_required
         return info
 
@@ -172,14 +190,19 @@ class RegistryService:
             return ModelDetail(
                 name=model.name,
                 created_at=iso_utc(model.created_at),
-                versions=[self._info(model, v, _approvers(session, v)) for v in versions],
+                versions=[
+                    self._info(model, v, _approvers(session, v), exposure_approvers(session, v))
+                    for v in versions
+                ],
             )
 
     def get_version(self, name: str, version: int) -> VersionInfo:
         with Session(self.engine) as session:
             model = self._model(session, name)
             record = self._version(session, model, version)
-            return self._info(model, record, _approvers(session, record))
+            return self._info(
+                model, record, _approvers(session, record), exposure_approvers(session, record)
+            )
 
     def bundle_file(self, name: str, version: int) -> tuple[Path, VersionInfo]:
         info = self.get_version(name, version)
@@ -325,11 +348,11 @@ class RegistryService:
     def change_stage(self, name: str, version: int, stage: str, *, by: Principal) -> VersionInfo:
         """Move a version; into or out of production only with approval.
 
-        Production needs ``approvals_required`` distinct approvers, and the author
-        never counts alone. Asking for production records the caller's approval;
-        the stage changes once enough approvals are in (the answer says how many).
-        Any other move clears the version's approvals: each trip into production
-        is approved afresh.
+        Production needs ``approvals_required`` distinct approvers other than the
+        author (:func:`~hub.registry.serving_policy.approvals_met`). Asking for
+        production records the caller's approval; the stage changes once enough
+        approvals are in (the answer says how many). Any other move clears the
+        version's approvals: each trip into production is approved afresh.
         """
         with session_scope(self.engine) as session:
             model = self._model(session, name)
@@ -345,8 +368,7 @@ class RegistryService:
             target = f"model:{name}/{version}"
             if stage == "production":
                 approvers = self._approve(session, record, by, target)
-                non_authors = [a for a in approvers if a != record.created_by]
-                if len(approvers) < self.approvals_required or not non_authors:
+                if not approvals_met(approvers, record.created_by, self.approvals_required):
                     session.flush()
                     return self._info(model, record, approvers)
             now = utcnow()
@@ -378,8 +400,9 @@ class RegistryService:
             session.add(record)
             session.flush()
             info = self._info(model, record, _approvers(session, record))
-        if touches_production:
-            self.changes.announce(by.actor, f"{name} v{version} moved to {stage}")
+        # Every move may change what serves: production, and (via the serving policy) the
+        # rings and variants a staging version held; publishing signs only what differs.
+        self.changes.announce(by.actor, f"{name} v{version} moved to {stage}")
         return info
 
     def _approve(
@@ -402,3 +425,59 @@ class RegistryService:
                 },
             )
         return approvers
+
+    def approve_exposure(
+        self, name: str, version: int, *, by: Principal, strict: bool = True
+    ) -> VersionInfo:
+        """Record ``by``'s consent that a staging version may take live traffic before
+        production (rollout rings, blue-green standby, A/B variants).
+
+        ``strict`` (the explicit endpoint) refuses a caller without ``models:approve``, the
+        author, and a version not in staging; rollouts and experiments call it with
+        ``strict=False`` for the approver who starts them, where it records what it can and
+        leaves the refusal to :meth:`ServingPolicy.require`.
+        """
+        with session_scope(self.engine) as session:
+            model = self._model(session, name)
+            record = self._version(session, model, version)
+            target = f"model:{name}/{version}"
+            problem: ApplianceError | None = None
+            if Permission.MODELS_APPROVE not in by.permissions:
+                problem = PermissionDeniedError(
+                    f"approving exposure of {name} v{version} needs {Permission.MODELS_APPROVE} "
+                    f"(roles: {', '.join(roles_with(Permission.MODELS_APPROVE))})"
+                )
+            elif by.actor == record.created_by:
+                problem = PermissionDeniedError(
+                    f"{by.actor} is the author of {name} v{version} and cannot approve it",
+                    hint="another approver approves exposure",
+                )
+            elif record.stage != "staging":
+                problem = ConflictError(
+                    f"{name} v{version} is {record.stage}; exposure is approved for staging "
+                    "versions",
+                    hint="an ML engineer stages it first",
+                )
+            if problem is not None:
+                if strict:
+                    raise problem
+            elif by.actor not in exposure_approvers(session, record):
+                session.add(ExposureApprovalRecord(version_id=record.id or 0, approver=by.actor))
+                session.flush()
+                self.audit.append(
+                    session,
+                    actor=by.actor,
+                    action="model.approve_exposure",
+                    target=target,
+                    outcome="ok",
+                    detail={
+                        "approvals": len(exposure_approvers(session, record)),
+                        "required": self.approvals_required,
+                        "author": record.created_by,
+                    },
+                )
+            info = self._info(
+                model, record, _approvers(session, record), exposure_approvers(session, record)
+            )
+        self.changes.announce(by.actor, f"{name} v{version} exposure approved")
+        return info

@@ -17,8 +17,15 @@ gates are read from what agents reported since the ring began:
 A failing gate rolls every ring back at once (the pins go; agents return to
 the production version) and the rollout stops. The last ring passing promotes
 the version to production through the registry, as the approver who started
-the rollout. Operators can pause, resume, promote (skip the rest of a soak) or
-abort. Every step is kept on the rollout and audited.
+the rollout; when that promotion is refused (the site needs more approvals for
+production than it holds), the rollout is rolled back too, never left serving.
+
+Starting a rollout is live traffic before production, so the version must be
+cleared by the one serving policy (:mod:`hub.registry.serving_policy`): the
+starter's own exposure approval is recorded, and the version needs as many
+such approvals from people other than its author as the site needs for
+production. Soaks are at most ``max_soak_s``. Operators can pause, resume,
+promote (skip the rest of a soak) or abort. Every step is kept on the rollout and audited.
 """
 
 from __future__ import annotations
@@ -33,8 +40,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from appliance.clock import as_utc, iso_utc, utcnow
-from appliance.errors import ConflictError, InvalidInputError, NotFoundError
+from appliance.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnprocessableInputError,
+)
 from appliance.wire.releases import RolloutInfo
+from hub.audit.schemas import Outcome
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.events import Changes
@@ -71,10 +85,18 @@ class NewRollout(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class RolloutService:
-    def __init__(self, engine: Engine, registry: RegistryService, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        registry: RegistryService,
+        audit: AuditLog,
+        *,
+        max_soak_s: float = 7 * 24 * 3600.0,
+    ) -> None:
         self.engine = engine
         self.registry = registry
         self.audit = audit
+        self.max_soak_s = max_soak_s
         self.changes = Changes()
         """Told when the pins change: agents' signed metadata must follow."""
 
@@ -152,14 +174,22 @@ class RolloutService:
 
     def create(self, spec: NewRollout, by: Principal) -> RolloutInfo:
         rings = _rings(spec)
-        if spec.soak_s < 0 or not 0 <= spec.max_error_rate <= 1 or spec.max_p95_ratio <= 0:
-            raise InvalidInputError("soak_s, max_error_rate and max_p95_ratio are out of range")
+        if not 0 <= spec.soak_s <= self.max_soak_s:
+            raise UnprocessableInputError(
+                f"soak_s: {spec.soak_s} is outside 0 to {self.max_soak_s:.0f} seconds",
+                hint="a soak longer than the site's maximum (APPLIANCE_MAX_SOAK_S) would keep "
+                "an unpromoted version serving for that long",
+            )
+        if not 0 <= spec.max_error_rate <= 1 or not 0 < spec.max_p95_ratio < math.inf:
+            raise InvalidInputError("max_error_rate and max_p95_ratio are out of range")
         info = self.registry.get_version(spec.model, spec.version)
         if info.stage != "staging":
             raise ConflictError(
                 f"{spec.model} v{spec.version} is {info.stage}",
                 hint="a rollout takes a staging version to production",
             )
+        self.registry.approve_exposure(spec.model, spec.version, by=by, strict=False)
+        self.registry.serving.require(spec.model, spec.version, "rollout")
         model = self.registry.get_model(spec.model)
         previous = next((v.version for v in model.versions if v.stage == "production"), None)
         with session_scope(self.engine) as session:
@@ -356,16 +386,26 @@ class RolloutService:
             roles=frozenset({"approver"}),
             permissions=permissions_for({"approver"}),
         )
-        stage = self.registry.change_stage(model, version, "production", by=approver).stage
+        try:
+            promoted = self.registry.change_stage(model, version, "production", by=approver)
+            refusal = (
+                None
+                if promoted.stage == "production"
+                else f"v{version} has {len(promoted.approvals)} of "
+                f"{promoted.approvals_required} approvals for production"
+            )
+        except (PermissionDeniedError, ConflictError) as exc:
+            refusal = exc.message
         with session_scope(self.engine) as session:
             record = self._record(session, rollout_id)
-            record.state = "completed" if stage == "production" else "running"
-            note = (
-                f"every ring passed; v{version} is in production"
-                if stage == "production"
-                else f"every ring passed; v{version} awaits more approvals for production"
-            )
-            self._step(session, record, actor, "complete", note)
+            if refusal is None:
+                record.state = "completed"
+                note = f"every ring passed; v{version} is in production"
+                self._step(session, record, actor, "complete", note)
+            else:
+                record.state = "rolled_back"
+                note = f"every ring passed but promotion was refused: {refusal}"
+                self._step(session, record, actor, "roll_back", note, outcome="refused")
             session.add(record)
         return f"rollout {rollout_id}: {note}"
 
@@ -377,7 +417,14 @@ class RolloutService:
             session.add(record)
 
     def _step(
-        self, session: Session, record: RolloutRecord, actor: str, action: str, note: str
+        self,
+        session: Session,
+        record: RolloutRecord,
+        actor: str,
+        action: str,
+        note: str,
+        *,
+        outcome: Outcome = "ok",
     ) -> None:
         record.steps = [
             *record.steps,
@@ -394,7 +441,7 @@ class RolloutService:
             actor=actor,
             action=f"rollout.{action}",
             target=f"model:{record.model}/{record.version} in {record.zone}/{record.group}",
-            outcome="ok",
+            outcome=outcome,
             detail={"ring": record.ring + 1, "note": note[:500]},
         )
 

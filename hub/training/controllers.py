@@ -41,14 +41,9 @@ from hub.training.jobs import TrainingJobs
 from hub.training.schedules import RetrainingSchedules
 
 
-class WorkerRef(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    worker: str
+class ResultMetadata(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The ``metadata`` part of a worker's result (the worker is its signed-in account)."""
 
-
-class ResultMetadata(msgspec.Struct, kw_only=True, frozen=True):
-    """The ``metadata`` part of a worker's result."""
-
-    worker: str
     verdict: str
     """``passed`` or ``rejected`` (checked by the service)."""
     metrics: dict[str, float] = {}
@@ -183,7 +178,7 @@ def training_controller(max_upload_bytes: int) -> type[Controller]:
             self, data: ClaimRequest, training: TrainingJobs, request: Request[Any, Any, Any]
         ) -> Response[Any]:
             """The oldest queued job the worker's zone may read, leased to it; 204 if none."""
-            job = training.claim(data, actor=principal_of(request).actor)
+            job = training.claim(data, principal_of(request))
             if job is None:
                 return Response(None, status_code=204)
             return Response(job)
@@ -203,7 +198,7 @@ def training_controller(max_upload_bytes: int) -> type[Controller]:
             request: Request[Any, Any, Any],
         ) -> HeartbeatAnswer:
             """Renews the lease; ``cancel: true`` tells the worker to stop now."""
-            return training.heartbeat(job_id, data, actor=principal_of(request).actor)
+            return training.heartbeat(job_id, data, principal_of(request))
 
         @post(
             "/jobs/{job_id:int}/dataset",
@@ -215,13 +210,12 @@ def training_controller(max_upload_bytes: int) -> type[Controller]:
         def dataset(
             self,
             job_id: int,
-            data: WorkerRef,
             training: TrainingJobs,
             request: Request[Any, Any, Any],
         ) -> Response[bytes]:
-            """The job's point-in-time training set as Parquet; ``X-Feature-Snapshots``
-            lists the snapshots read (JSON)."""
-            result = training.dataset(job_id, data.worker, actor=principal_of(request).actor)
+            """The job's point-in-time training set as Parquet, for the worker account that
+            holds its lease; ``X-Feature-Snapshots`` lists the snapshots read (JSON)."""
+            result = training.dataset(job_id, principal_of(request))
             buffer = io.BytesIO()
             pq.write_table(result.table, buffer, compression="zstd")
             return Response(
@@ -240,13 +234,13 @@ def training_controller(max_upload_bytes: int) -> type[Controller]:
         def baseline(
             self,
             job_id: int,
-            data: WorkerRef,
             training: TrainingJobs,
             registry: RegistryService,
+            request: Request[Any, Any, Any],
         ) -> Response[Any]:
             """The signed bundle of the model's production version, to compare against on
             the same held-out split; 204 when the model has none."""
-            job = training.get_leased(job_id, data.worker)
+            job = training.get_leased(job_id, principal_of(request).name)
             current = registry.production_version(job.model)
             if current is None:
                 return Response(None, status_code=204)
@@ -273,24 +267,22 @@ def training_controller(max_upload_bytes: int) -> type[Controller]:
             training: TrainingJobs,
             request: Request[Any, Any, Any],
         ) -> JobInfo:
-            """Multipart: ``metadata`` (JSON: worker, verdict ``passed``/``rejected``,
-            metrics, lineage), and for a passed job ``model`` (ONNX) and optional
-            ``reference`` (.npy sample of training inputs, for drift)."""
+            """Multipart: ``metadata`` (JSON: verdict ``passed``/``rejected``, metrics,
+            lineage), and for a passed job ``model`` (ONNX) and optional ``reference`` (.npy
+            sample of training inputs, for drift). Only the worker account holding the lease
+            may report it."""
             try:
                 meta = msgspec.convert(json_object(data, "metadata"), ResultMetadata)
             except msgspec.ValidationError as exc:
                 raise InvalidInputError(f"metadata: {exc}") from exc
-            if not meta.worker:
-                raise InvalidInputError("metadata.worker: the worker's name is required")
             return training.complete(
                 job_id,
-                meta.worker,
+                principal_of(request),
                 onnx_bytes=upload_bytes(data, "model", required=False),
                 reference_npy=upload_bytes(data, "reference", required=False),
                 metrics=meta.metrics,
                 lineage=meta.lineage,
                 verdict=meta.verdict,
-                actor=principal_of(request).actor,
             )
 
         @post(
@@ -308,6 +300,6 @@ def training_controller(max_upload_bytes: int) -> type[Controller]:
             request: Request[Any, Any, Any],
         ) -> JobInfo:
             """The run failed, or stopped because the job was cancelled."""
-            return training.fail(job_id, data, actor=principal_of(request).actor)
+            return training.fail(job_id, data, principal_of(request))
 
     return TrainingController

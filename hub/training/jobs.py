@@ -36,6 +36,7 @@ from appliance.wire.training import (
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.features.service import FeatureStore, TrainingSet, parse_view_ref
+from hub.identity.principal import Principal
 from hub.registry.service import RegistryService, check_model_name
 from hub.residency.policy import ResidencyPolicy
 from hub.training.records import TrainingJobRecord, TrainingLogRecord
@@ -251,13 +252,15 @@ class TrainingJobs:
 
     # -- the worker's side -----------------------------------------------------------------
 
-    def claim(self, request: ClaimRequest, *, actor: str) -> JobInfo | None:
-        """Give the oldest queued job this worker's zone may read to the worker, leased."""
-        self.policy.check_zones([request.zone], "zone")
+    def claim(self, request: ClaimRequest, worker: Principal) -> JobInfo | None:
+        """Give the oldest queued job the worker's zone may read to the worker, leased.
+
+        The worker is its account (``worker.name``) and its zone the account's, or the hub's
+        home zone: never what the request says.
+        """
+        zone = self.worker_zone(worker)
         self.requeue_expired()
-        readable = [
-            z for z in self.policy.zones if self.policy.decide("read", request.zone, [z]).allowed
-        ]
+        readable = [z for z in self.policy.zones if self.policy.decide("read", zone, [z]).allowed]
         with session_scope(self.engine) as session:
             record = session.exec(
                 select(TrainingJobRecord)
@@ -269,29 +272,44 @@ class TrainingJobs:
                 .limit(1)
                 .with_for_update(skip_locked=True)
             ).first()
-            claimed = None if record is None else self._lease(session, record, request, actor)
+            claimed = (
+                None
+                if record is None
+                else self._lease(session, record, request, worker.name, zone, worker.actor)
+            )
         self.workers.seen(
-            request.worker,
-            zone=request.zone,
-            account=actor,
+            worker.name,
+            zone=zone,
+            account=worker.actor,
             telemetry=request.telemetry,
             job_id=claimed.id if claimed else None,
         )
         return claimed
 
+    def worker_zone(self, worker: Principal) -> str:
+        zone = worker.zone or self.features.home_zone
+        self.policy.check_zones([zone], "zone")
+        return zone
+
     def _lease(
-        self, session: Session, record: TrainingJobRecord, request: ClaimRequest, actor: str
+        self,
+        session: Session,
+        record: TrainingJobRecord,
+        request: ClaimRequest,
+        worker: str,
+        zone: str,
+        actor: str,
     ) -> JobInfo:
         """Lease ``record`` to the claiming worker (inside the claim's transaction)."""
         now = utcnow()
         record.state = "running"
-        record.worker = request.worker
-        record.worker_zone = request.zone
+        record.worker = worker
+        record.worker_zone = zone
         record.attempts += 1
         record.started_at = record.started_at or now
         record.lease_expires_at = now + timedelta(seconds=self.lease_s)
         record.progress = 0.0
-        record.message = f"claimed by {request.worker} (attempt {record.attempts})"
+        record.message = f"claimed by {worker} (attempt {record.attempts})"
         record.telemetry = msgspec.to_builtins(request.telemetry)
         session.add(record)
         self._log(session, record, record.message)
@@ -301,14 +319,14 @@ class TrainingJobs:
             action="training.claim",
             target=f"training-job:{record.id}",
             outcome="ok",
-            detail={"worker": request.worker, "attempt": record.attempts},
+            detail={"worker": worker, "zone": zone, "attempt": record.attempts},
         )
         return job_info(record)
 
-    def heartbeat(self, job_id: int, beat: HeartbeatRequest, *, actor: str) -> HeartbeatAnswer:
+    def heartbeat(self, job_id: int, beat: HeartbeatRequest, worker: Principal) -> HeartbeatAnswer:
         """Renew the lease, keep progress, log lines and GPU readings; say if cancelled."""
         with session_scope(self.engine) as session:
-            record = self._leased(session, job_id, beat.worker)
+            record = self._leased(session, job_id, worker.name)
             record.lease_expires_at = utcnow() + timedelta(seconds=self.lease_s)
             record.progress = min(max(beat.progress, 0.0), 1.0)
             if beat.message and not record.cancel_requested:
@@ -323,14 +341,15 @@ class TrainingJobs:
             )
             zone = record.worker_zone or record.zone
         self.workers.seen(
-            beat.worker, zone=zone, account=actor, telemetry=beat.telemetry, job_id=job_id
+            worker.name, zone=zone, account=worker.actor, telemetry=beat.telemetry, job_id=job_id
         )
         return answer
 
-    def dataset(self, job_id: int, worker: str, *, actor: str) -> TrainingSet:
-        """The job's point-in-time training set, read from the worker's zone."""
+    def dataset(self, job_id: int, worker: Principal) -> TrainingSet:
+        """The job's point-in-time training set, read from the worker's zone, for the worker
+        that holds its lease only."""
         with Session(self.engine) as session:
-            record = self._leased(session, job_id, worker)
+            record = self._leased(session, job_id, worker.name)
             spec = msgspec.convert(record.spec, JobSpec)
             zone = record.worker_zone or record.zone
         return self.features.labelled_training_set(
@@ -338,25 +357,24 @@ class TrainingJobs:
             spec.label,
             spec.features,
             zone=zone,
-            actor=actor,
+            actor=worker.actor,
             source=f"training-job:{job_id}",
         )
 
     def complete(
         self,
         job_id: int,
-        worker: str,
+        worker: Principal,
         *,
         onnx_bytes: bytes | None,
         reference_npy: bytes | None,
         metrics: dict[str, float],
         lineage: dict[str, Any],
         verdict: str,
-        actor: str,
     ) -> JobInfo:
         """Record a finished run: register the candidate if the gate passed, else reject."""
         with Session(self.engine) as session:
-            record = self._leased(session, job_id, worker)
+            record = self._leased(session, job_id, worker.name)
         if verdict not in ("passed", "rejected"):
             raise InvalidInputError("verdict: 'passed' or 'rejected'")
         version = None
@@ -374,7 +392,7 @@ class TrainingJobs:
             )
             version = info.version
         with session_scope(self.engine) as session:
-            record = self._leased(session, job_id, worker, lock=True)
+            record = self._leased(session, job_id, worker.name, lock=True)
             record.metrics = metrics
             record.lineage = lineage
             record.result_version = version
@@ -386,12 +404,12 @@ class TrainingJobs:
                 self._finish(session, record, "rejected", message)
             self.audit.append(
                 session,
-                actor=actor,
+                actor=worker.actor,
                 action="training.complete",
                 target=f"training-job:{job_id}",
                 outcome="ok",
                 detail={
-                    "worker": worker,
+                    "worker": worker.name,
                     "verdict": verdict,
                     "version": version,
                     "metrics": metrics,
@@ -399,18 +417,18 @@ class TrainingJobs:
             )
             return job_info(record)
 
-    def fail(self, job_id: int, request: FailRequest, *, actor: str) -> JobInfo:
+    def fail(self, job_id: int, request: FailRequest, worker: Principal) -> JobInfo:
         with session_scope(self.engine) as session:
-            record = self._leased(session, job_id, request.worker, lock=True)
+            record = self._leased(session, job_id, worker.name, lock=True)
             state = "cancelled" if request.cancelled and record.cancel_requested else "failed"
             self._finish(session, record, state, request.reason[:LOG_LINE_CHARS])
             self.audit.append(
                 session,
-                actor=actor,
+                actor=worker.actor,
                 action=f"training.{'cancelled' if state == 'cancelled' else 'fail'}",
                 target=f"training-job:{job_id}",
                 outcome="ok" if state == "cancelled" else "error",
-                detail={"worker": request.worker, "reason": request.reason[:200]},
+                detail={"worker": worker.name, "reason": request.reason[:200]},
             )
             return job_info(record)
 

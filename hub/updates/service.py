@@ -25,7 +25,12 @@ from sqlmodel import Session, col, select
 from tuf.api.metadata import TargetFile
 
 from appliance.clock import iso_utc, utcnow
-from appliance.errors import ConfigError, NotFoundError, PermissionDeniedError
+from appliance.errors import (
+    ConfigError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnprocessableInputError,
+)
 from appliance.fsutil import atomic_write_bytes
 from appliance.security.sealing import encrypt_file, load_public_pem, new_data_key, wrap_key
 from appliance.trust.layout import (
@@ -60,7 +65,9 @@ class UpdateSettings:
     encrypt: bool = True
     """Encrypt model targets to each agent's key (AES-256-GCM, X25519-wrapped)."""
     offline_days: int = 30
-    """How long an exported offline bundle stays valid."""
+    """How long an exported offline bundle stays valid by default …"""
+    offline_max_days: int = 30
+    """… and at most: a longer validity would defeat the freeze protection of timestamps."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +165,9 @@ class UpdateService:
             }
             for per_agent in (pins, standby):
                 extra_versions |= {(m, v) for agent in per_agent.values() for m, v in agent.items()}
+            # The one serving policy again: a version that lost its approvals since its
+            # rollout or experiment began is not published (pins and variants naming it drop).
+            extra_versions = self.registry.serving.live(extra_versions)
             needed = [(a, z, True) for a, z in production] + [
                 (*self._variant(model, version), False) for model, version in sorted(extra_versions)
             ]
@@ -440,7 +450,14 @@ class UpdateService:
     ) -> UpdateHeader:
         """Write one group's metadata chain and targets to ``out``, valid for ``days``."""
         roles = (index_role(zone, group), group_role(zone, group))
-        days = days or self.settings.offline_days
+        days = self.settings.offline_days if days is None else days
+        if not 1 <= days <= self.settings.offline_max_days:
+            raise UnprocessableInputError(
+                f"days: {days} is outside 1 to {self.settings.offline_max_days}",
+                hint="an offline bundle stays valid at most APPLIANCE_OFFLINE_MAX_DAYS days "
+                "(a longer one would let a stale bundle freeze agents on old models); "
+                "export a fresh bundle instead",
+            )
         with self.repository.lock:
             publication = self.publish(
                 actor=actor,

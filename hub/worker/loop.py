@@ -30,7 +30,9 @@ log = logging.getLogger("appliance.worker")
 @dataclass(frozen=True)
 class WorkerSettings:
     name: str
+    """The worker's account name: the hub knows the worker by its credential, not by this."""
     zone: str
+    """The account's zone, for the log (the hub reads data for the account's zone)."""
     heartbeat_s: float = 10.0
     poll_s: float = 5.0
     device: str = "auto"
@@ -98,11 +100,7 @@ class Worker:
         """Claim and work one job; False when there was none (or the hub was away)."""
         try:
             job = self.hub.claim_training(
-                ClaimRequest(
-                    worker=self.settings.name,
-                    zone=self.settings.zone,
-                    telemetry=self.telemetry.sample(),
-                )
+                ClaimRequest(telemetry=self.telemetry.sample())
             )
         except HubUnavailableError as exc:
             log.warning("hub unreachable, will retry: %s", exc.message)
@@ -144,13 +142,12 @@ class Worker:
             if outcome is None:
                 done = self.hub.training_failed(
                     job.id,
-                    FailRequest(worker=self.settings.name, reason=reason, cancelled=cancelled),
+                    FailRequest(reason=reason, cancelled=cancelled),
                 )
             else:
                 done = self.hub.training_result(
                     job.id,
                     {
-                        "worker": self.settings.name,
                         "verdict": outcome.verdict,
                         "metrics": outcome.metrics,
                         "lineage": outcome.lineage,
@@ -170,7 +167,6 @@ class Worker:
             answer = self.hub.training_heartbeat(
                 job_id,
                 HeartbeatRequest(
-                    worker=self.settings.name,
                     progress=fraction,
                     message=message,
                     logs=lines,

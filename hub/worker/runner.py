@@ -88,11 +88,11 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
 
 
 def _baseline(
-    hub: HubClient, job: JobInfo, worker: str, x_test: np.ndarray, work: Path
+    hub: HubClient, job: JobInfo, x_test: np.ndarray, work: Path
 ) -> tuple[int | None, np.ndarray | None, str]:
     """The production version's outputs on the held-out rows, or why there are none."""
     tar = work / "baseline.tar"
-    version = hub.training_baseline(job.id, worker, tar, max_bytes=MAX_BASELINE_BYTES)
+    version = hub.training_baseline(job.id, tar, max_bytes=MAX_BASELINE_BYTES)
     if version is None:
         return None, None, f"{job.model} has no production version: thresholds only"
     folder = work / "baseline"
@@ -130,7 +130,7 @@ def run_job(
     if spec.trainer not in BUILTIN:
         processes = 1
     progress.update(0.0, "reading the training set from the hub")
-    parquet, snapshots = hub.training_dataset(job.id, worker)
+    parquet, snapshots = hub.training_dataset(job.id)
     table = pq.read_table(io.BytesIO(parquet))
     arrays = to_arrays(table, spec.features, spec.label, task)
     progress.log(
@@ -174,7 +174,7 @@ def run_job(
             notes.append(f"OpenVINO answers differ from ONNX Runtime by up to {ov_diff:.3g}")
 
     with tempfile.TemporaryDirectory(prefix="appliance-job-") as tmp:
-        version, baseline_out, why = _baseline(hub, job, worker, x_test, Path(tmp))
+        version, baseline_out, why = _baseline(hub, job, x_test, Path(tmp))
     production = None
     if baseline_out is not None:
         production = metrics_for(task, _check_outputs(task, baseline_out, arrays), y_test)

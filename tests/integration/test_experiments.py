@@ -37,7 +37,7 @@ def _report(client, agent_id, experiment, rates, n, seed):
         )
         for variant, rate in rates.items()
     ]
-    assert len(client.send_reports(agent_id, reports)) == len(reports)
+    assert len(client.send_reports(agent_id, reports).accepted) == len(reports)
 
 
 def test_an_experiment_reaches_a_verdict_from_agent_reports(
@@ -45,6 +45,8 @@ def test_an_experiment_reaches_a_verdict_from_agent_reports(
 ):
     first = publish(engineer, approver).version
     second = publish(engineer, approver).version
+    engineer.change_stage("tiny", first, "staging")  # archived by the second's promotion
+    approver.approve_exposure("tiny", first)
     agent = start_agent("ab-1")
     spec = {
         "name": "lift",
@@ -115,6 +117,7 @@ def test_agents_serve_sticky_variants_and_feedback_reaches_a_verdict(
         "tiny", make_tiny_onnx(n_classes=2), reference_npy=make_reference_npy()
     ).version
     engineer.change_stage("tiny", candidate, "staging")
+    approver.approve_exposure("tiny", candidate)
     fast = {"APPLIANCE_DRIFT_CHECK_S": "0.5"}
     agents = [start_agent("ab-a", env=fast), start_agent("ab-b", env=fast)]
     for agent in agents:
@@ -174,6 +177,7 @@ def test_a_declared_winner_is_promoted_through_the_approval_path(
         "tiny", make_tiny_onnx(), reference_npy=make_reference_npy()
     ).version
     engineer.change_stage("tiny", challenger, "staging")
+    approver.approve_exposure("tiny", challenger)
     start_agent("ab-promote")
     spec = {
         "name": "promote-me",

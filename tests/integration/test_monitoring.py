@@ -87,7 +87,8 @@ def test_reports_cross_a_hub_outage_and_agent_restarts_exactly_once(
     agent.stop()
     box = Outbox(workdir / "outbox-1")  # 40 reports queued while the hub is away
     for i in range(40):
-        box.put("serving", {"window": i}, key=f"outage-{i}")
+        body = {"model": MODEL, "version": 1, "requests": 1, "started_at": float(i)}
+        box.put("serving", body, key=f"outage-{i}")
     box.close()
     agent.start()
     agent.wait_healthy()

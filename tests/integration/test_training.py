@@ -5,6 +5,7 @@ The hub runs with a 3 s lease so that a killed worker's job comes back quickly.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -47,12 +48,17 @@ def worker_account(site: Site, hub: ServiceProcess) -> Iterator[HubClient]:
 
 @pytest.fixture
 def start_worker(
-    site: Site, hub: ServiceProcess, workdir: Path
+    site: Site, hub: ServiceProcess, workdir: Path, admin: HubClient
 ) -> Iterator[Callable[[str], ServiceProcess]]:
+    """A worker process per GPU server, each signed in with an account of its own (the hub
+    knows a worker by its account)."""
     started: list[ServiceProcess] = []
 
     def start(name: str) -> ServiceProcess:
-        session = site.session_file(hub.url, "gpu01", workdir / f"{name}.session.json")
+        if name not in site.passwords:
+            site.passwords[name] = secrets.token_urlsafe(18)
+            admin.create_user(name, site.passwords[name], ["worker"])
+        session = site.session_file(hub.url, name, workdir / f"{name}.session.json")
         proc = worker_process(name, session, hub.url, workdir / "logs", heartbeat_s=0.5)
         proc.start()
         started.append(proc)
@@ -195,7 +201,7 @@ def test_people_and_workers_keep_to_their_side(
     assert no_models.value.status_code == 403
     job = engineer.submit_training(job_spec("clinic-queue"))
     with pytest.raises(HubRejectedError) as not_leased:  # a dataset only under a lease
-        worker_account.training_dataset(job.id, "gpu-x")
+        worker_account.training_dataset(job.id)
     assert not_leased.value.status_code == 409
     engineer.cancel_training(job.id)
     with pytest.raises(HubRejectedError) as bad_view:

@@ -10,6 +10,7 @@ enrolled through the API with a heartbeat saying it runs ``tiny@1``.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,15 @@ class LiveHub:
     def client(self, username: str) -> HubClient:
         return self.site.client(self.url, username)
 
+    def worker_account(self, name: str) -> HubClient:
+        """A client signed in as training worker ``name``, an account of its own (the hub
+        knows a worker by its account), created on first use."""
+        if name not in self.site.passwords:
+            self.site.passwords[name] = secrets.token_urlsafe(18)
+            with self.client("admin") as admin:
+                admin.create_user(name, self.site.passwords[name], ["worker"])
+        return self.client(name)
+
     def start(self) -> None:
         self.process = hub_process(
             self.site.hub_dir, self.port, extra_args=("--approvals-required", "2")
@@ -78,6 +88,15 @@ def agent_client(hub: LiveHub, name: str, *, group: str) -> tuple[AgentInfo, Hub
     with hub.client("admin") as admin:
         info, key = enrol_agent(hub, admin, name, group=group, keys=hub.root / "keys")
     return info, HubClient(hub.url, credentials=AgentCredentials(key, info.id))
+
+
+def cleared_for_traffic(hub: LiveHub, model: str, *versions: int) -> None:
+    """Both approvers let staging ``versions`` take live traffic (rollout rings, A/B
+    variants): this hub needs two approvals, the author's never counting."""
+    for approver in ("omar", "fatima"):
+        with hub.client(approver) as client:
+            for version in versions:
+                client.approve_exposure(model, version)
 
 
 def seed(hub: LiveHub, keys: Path) -> None:

@@ -12,7 +12,15 @@ import pytest
 from textual.widgets import DataTable
 
 from tests.harness.models import make_tiny_onnx
-from tests.tui.conftest import LiveHub, column_of, confirm, signed_in, text_of, until
+from tests.tui.conftest import (
+    LiveHub,
+    cleared_for_traffic,
+    column_of,
+    confirm,
+    signed_in,
+    text_of,
+    until,
+)
 from tui import ConsoleApp
 from tui.widgets.chart import Chart
 from tui.widgets.rollouts import RolloutsPane
@@ -23,11 +31,14 @@ CANARY = "canary"
 
 @pytest.fixture(scope="module")
 def canary(live_hub: LiveHub) -> Iterator[None]:
-    """Two versions of ``canary``; the first in staging (a rollout takes a staging version)."""
+    """Two versions of ``canary`` in staging (a rollout takes a staging version), both cleared
+    for live traffic."""
     with live_hub.client("alice") as alice:
         first = alice.upload_model(CANARY, make_tiny_onnx(), metrics={"accuracy": 0.9})
         alice.upload_model(CANARY, make_tiny_onnx(), metrics={"accuracy": 0.91})
         alice.change_stage(CANARY, first.version, "staging")
+        alice.change_stage(CANARY, first.version + 1, "staging")
+    cleared_for_traffic(live_hub, CANARY, first.version, first.version + 1)
     yield
 
 

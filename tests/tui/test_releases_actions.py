@@ -21,6 +21,7 @@ from tests.tui.conftest import (
     MODEL,
     LiveHub,
     agent_client,
+    cleared_for_traffic,
     column_of,
     confirm,
     notifications,
@@ -42,6 +43,7 @@ def staged(live_hub: LiveHub) -> Iterator[int]:
     with live_hub.client("alice") as alice:
         version = alice.upload_model(MODEL, make_tiny_onnx(), metrics={"accuracy": 0.95}).version
         alice.change_stage(MODEL, version, "staging")
+    cleared_for_traffic(live_hub, MODEL, version)
     yield version
     with live_hub.client("alice") as alice:
         alice.change_stage(MODEL, version, "archived")
@@ -124,11 +126,14 @@ def outcomes(experiment: str, variant: str, successes: int) -> AgentReport:
 
 @pytest.fixture
 def experiments(live_hub: LiveHub) -> Iterator[None]:
-    """``ab-collecting`` (no outcomes yet) and ``ab-won`` (b won, but b is a candidate)."""
+    """``ab-collecting`` (no outcomes yet) and ``ab-won`` (b won, but b was archived since)."""
     with live_hub.client("alice") as alice:
         first = alice.upload_model(AB, make_tiny_onnx(), metrics={"accuracy": 0.9})
         alice.upload_model(AB, make_tiny_onnx(), metrics={"accuracy": 0.92})
         alice.change_stage(AB, first.version, "staging")
+        alice.change_stage(AB, first.version + 1, "staging")
+    cleared_for_traffic(live_hub, AB, first.version, first.version + 1)
+    with live_hub.client("alice") as alice:
         for name in ("ab-won", "ab-collecting"):
             alice.create_experiment(
                 {
@@ -143,6 +148,7 @@ def experiments(live_hub: LiveHub) -> Iterator[None]:
                     ],
                 }
             )
+        alice.change_stage(AB, first.version + 1, "archived")  # b leaves traffic after all
     info, agent = agent_client(live_hub, "edge-ab", group="ab-won")
     with agent:
         agent.send_reports(info.id, [outcomes("ab-won", "a", 40), outcomes("ab-won", "b", 200)])
@@ -176,6 +182,6 @@ async def test_promote_winner_says_why_the_hub_refuses(
         assert f"Promote b, {AB} v2?" in dialog.title_text
         await pilot.click("#confirm")
         said = await until(pilot, lambda: "409" in notifications(app) and notifications(app))
-        assert f"the winner, {AB} v2, is candidate" in said  # the hub's own words
+        assert f"the winner, {AB} v2, is archived" in said  # the hub's own words
     with live_hub.client("fatima") as fatima:
         assert fatima.experiment("ab-won")["status"] == "running"  # refused: nothing changed

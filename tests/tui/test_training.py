@@ -121,13 +121,10 @@ async def test_workers_appear_after_a_claim_with_their_gpus(
         temperature_c=61,
         power_w=120,
     )
-    with live_hub.client("gpu01") as worker:
-        claimed = worker.claim_training(
-            ClaimRequest(worker="gpu-test", zone="ae-dxb", telemetry=Telemetry(gpus=[gpu]))
-        )
-        worker.claim_training(
-            ClaimRequest(worker="cpu-test", zone="ae-dxb", telemetry=Telemetry(note="no GPU"))
-        )
+    with live_hub.worker_account("gpu-test") as worker:
+        claimed = worker.claim_training(ClaimRequest(telemetry=Telemetry(gpus=[gpu])))
+    with live_hub.worker_account("cpu-test") as worker:
+        worker.claim_training(ClaimRequest(telemetry=Telemetry(note="no GPU")))
     assert claimed is not None and claimed.id == job.id  # the oldest queued job: this one
 
     app = console()

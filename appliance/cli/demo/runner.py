@@ -324,8 +324,11 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
             + " → ".join(f"{s['action']} (ring {s['ring']})" for s in rollout["steps"])
         )
         with step(
-            f"alice runs an A/B test, v{v3.version} against v{v2.version}, sticky by customer"
+            f"alice re-stages v{v2.version} and omar approves it for live traffic; alice runs "
+            f"an A/B test, v{v3.version} against v{v2.version}, sticky by customer"
         ):
+            engineer.change_stage(MODEL, v2.version, "staging")
+            approver.approve_exposure(MODEL, v2.version)
             result = _ab_test(engineer, agents, v3.version, v2.version, features, labels)
         rates = ", ".join(
             f"{v['name']} v{v['version']}: {v['mean']:.1%} correct of {v['count']}"

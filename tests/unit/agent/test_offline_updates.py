@@ -17,6 +17,7 @@ from appliance.errors import (
     BundleFormatError,
     RollbackRefusedError,
     StaleUpdateError,
+    UnprocessableInputError,
     UpdateRefusedError,
 )
 from appliance.trust.offline import OfflineBundle
@@ -161,3 +162,26 @@ def _rewrite(src: Path, dst: Path, *, header=None, extra=()) -> None:
             new.addfile(member, io.BytesIO(data))
         for info, data in extra:
             new.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+@pytest.mark.parametrize("days", [0, -1, 31, 36500, 3_000_000])
+def test_an_export_valid_longer_than_the_site_allows_is_refused(site, tmp_path, days):
+    """Issue 14, finding 11: a century-long timestamp would defeat freeze protection."""
+    _root, services = site
+    with pytest.raises(UnprocessableInputError, match="days"):
+        export(services, tmp_path / "u.tar", days=days)
+    assert not (tmp_path / "u.tar").exists()
+
+
+def test_a_flipped_byte_in_the_unsigned_header_is_a_clean_format_error(site, tmp_path):
+    _root, services = site
+    good = export(services, tmp_path / "u.tar")
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(good) as old, tarfile.open(bad, "w") as new:
+        for member in old.getmembers():
+            data = old.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name == "update.json":
+                data = data.replace(b"{", b"\xfb", 1)
+            new.addfile(member, io.BytesIO(data))
+    with pytest.raises(BundleFormatError, match=r"update\.json"):
+        OfflineBundle(bad, max_bytes=1 << 30)

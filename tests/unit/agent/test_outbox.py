@@ -41,3 +41,18 @@ def test_acknowledging_unknown_keys_is_harmless(tmp_path):
     box.put("serving", {}, key="a")
     box.acknowledge(["zzz", "a"])
     assert box.depth() == 0
+
+
+def test_refused_reports_move_aside_and_never_block_the_queue(tmp_path):
+    """Issue 14, finding 4: the hub refusing the head of the queue wedged every report."""
+    box = Outbox(tmp_path, max_dead_letters=2)
+    for i in range(4):
+        box.put("drift", {"n": i}, key=f"k{i}")
+    assert box.dead_letter([("k0", "body: p_values must be finite"), ("gone", "?")]) == 1
+    assert [r.key for r in box.pending()] == ["k1", "k2", "k3"]
+    box.dead_letter([("k1", "second"), ("k2", "third")])
+    assert box.dead_letter_count() == 2  # bounded: the oldest went
+    assert [d["key"] for d in box.dead_letters()] == ["k2", "k1"]
+    assert box.dead_letters()[0]["reason"] == "third"
+    box.close()
+    assert Outbox(tmp_path).dead_letter_count() == 2  # kept across a restart

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from sqlmodel import Session
 
-from appliance.errors import InvalidInputError
 from appliance.security.keys import init_keypair
 from appliance.wire.fleet import AgentReport
 from hub.audit.service import AuditLog
@@ -34,11 +34,11 @@ def drift(key: str, drifted: bool, version: int = 1) -> AgentReport:
 
 def test_a_resent_batch_is_acknowledged_and_stored_once(monitoring):
     batch = [drift(f"d{i}", False) for i in range(4)]
-    assert monitoring.ingest(7, batch) == ["d0", "d1", "d2", "d3"]
-    assert monitoring.ingest(7, batch) == ["d0", "d1", "d2", "d3"]  # after a lost answer
+    assert monitoring.ingest(7, batch).accepted == ["d0", "d1", "d2", "d3"]
+    assert monitoring.ingest(7, batch).accepted == ["d0", "d1", "d2", "d3"]  # a lost answer
     assert monitoring.count("drift") == 4
     assert len(monitoring.drift_history(agent_id=7)) == 4
-    assert monitoring.ingest(8, batch[:1]) == ["d0"]  # keys are per agent
+    assert monitoring.ingest(8, batch[:1]).accepted == ["d0"]  # keys are per agent
     assert monitoring.count() == 5
 
 
@@ -68,8 +68,36 @@ def test_history_pages_and_filters(monitoring):
     assert monitoring.drift_history(model="other") == []
 
 
-def test_a_malformed_drift_report_is_refused_with_its_key(monitoring):
-    bad = AgentReport(key="bad", kind="drift", body={"model": "bc"})
-    with pytest.raises(InvalidInputError, match="reports\\[bad\\]"):
-        monitoring.ingest(1, [bad])
-    assert monitoring.count() == 0
+def test_bad_reports_are_refused_one_by_one_and_the_rest_is_held(monitoring):
+    """Issue 14, finding 4: one poisoned report used to cost the whole batch, for ever."""
+    nan_window = drift("nan", True)
+    nan_window.body["p_values"] = [None, 0.5]  # a NaN p-value, as JSON carries it
+    batch = [
+        drift("good-1", False),
+        AgentReport(key="bad", kind="drift", body={"model": "bc"}),
+        nan_window,
+        AgentReport(
+            key="huge",
+            kind="ab",
+            body={"experiment": "e", "variant": "a", "count": 1, "total": 1e308},
+        ),
+        AgentReport(
+            key="negative",
+            kind="serving",
+            body={"model": "bc", "version": 1, "requests": -5},
+        ),
+        AgentReport(
+            key="ab-ok",
+            kind="ab",
+            body={"experiment": "e", "variant": "a", "count": 3, "total": 2.0, "total_sq": 2.0},
+        ),
+        drift("good-2", False),
+    ]
+    answer = monitoring.ingest(1, batch, actor="agent:edge-1")
+    assert answer.accepted == ["good-1", "ab-ok", "good-2"]
+    assert [r.key for r in answer.refused] == ["bad", "nan", "huge", "negative"]
+    assert "p_values" in answer.refused[1].reason and "total" in answer.refused[2].reason
+    assert monitoring.count() == 3
+    with Session(monitoring.engine) as session:
+        (entry,) = monitoring.audit.list(session, action="reports.refused")
+    assert (entry.actor, entry.detail["count"]) == ("agent:edge-1", 4)

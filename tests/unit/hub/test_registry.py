@@ -10,9 +10,12 @@ import pytest
 
 from appliance.bundle.format import unpack, verify_bundle
 from appliance.errors import (
+    ApprovalRequiredError,
+    ConflictError,
     IllegalStageTransitionError,
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
     StorageError,
 )
 from appliance.fsutil import sha256_file
@@ -23,6 +26,7 @@ from hub.identity.principal import Principal
 from hub.identity.roles import permissions_for
 from hub.registry import bundler
 from hub.registry.service import RegistryService
+from hub.registry.serving_policy import approvals_met
 from hub.residency.policy import ResidencyPolicy
 from tests.harness.models import make_reference_npy
 
@@ -309,3 +313,54 @@ def test_each_trip_into_production_needs_fresh_approvals(engine, tmp_path, key, 
     registry.change_stage("m", 1, "staging", by=TESTER)
     again = registry.change_stage("m", 1, "production", by=omar)
     assert (again.stage, again.approvals) == ("staging", ["user:omar"])
+
+
+# -- the serving policy (issue 14: nothing reaches live traffic unapproved) ---------------
+
+
+def test_approvals_never_count_the_author():
+    assert not approvals_met(["user:alice"], "user:alice", 1)
+    assert approvals_met(["user:alice", "user:omar"], "user:alice", 1)
+    assert not approvals_met(["user:alice", "user:omar"], "user:alice", 2)
+    assert approvals_met(["user:omar", "user:fatima", "user:omar"], "user:alice", 2)
+
+
+def test_an_author_who_is_also_an_approver_cannot_put_their_version_in_production(
+    engine, tmp_path, key, tiny_onnx
+):
+    registry = make_registry(engine, ArtifactStore(tmp_path / "artifacts"), key)
+    registry.register_version("m", tiny_onnx, actor=TESTER.actor)
+    registry.change_stage("m", 1, "staging", by=TESTER)
+    assert registry.change_stage("m", 1, "production", by=TESTER).stage == "staging"
+    assert registry.change_stage("m", 1, "production", by=_approver("omar")).stage == "production"
+
+
+def test_live_traffic_needs_staging_and_exposure_approvals_that_a_stage_move_clears(
+    engine, tmp_path, key, tiny_onnx
+):
+    registry = make_registry(
+        engine, ArtifactStore(tmp_path / "artifacts"), key, approvals_required=2
+    )
+    omar, fatima = _approver("omar"), _approver("fatima")
+    registry.register_version("m", tiny_onnx, actor=TESTER.actor)
+    assert registry.serving.live([("m", 1), ("m", 9), ("x", 1)]) == set()
+    with pytest.raises(ConflictError):
+        registry.approve_exposure("m", 1, by=omar)  # a candidate: stage it first
+    registry.change_stage("m", 1, "staging", by=TESTER)
+    with pytest.raises(PermissionDeniedError, match="author"):
+        registry.approve_exposure("m", 1, by=TESTER)
+    registry.approve_exposure("m", 1, by=TESTER, strict=False)  # records nothing, says nothing
+    registry.approve_exposure("m", 1, by=omar)
+    registry.approve_exposure("m", 1, by=omar)  # twice is once
+    with pytest.raises(ApprovalRequiredError, match="1 of 2 exposure approvals"):
+        registry.serving.require("m", 1, "rollout")
+    assert registry.approve_exposure("m", 1, by=fatima).exposure_approvals == [
+        "user:omar",
+        "user:fatima",
+    ]
+    registry.serving.require("m", 1, "rollout")
+    assert registry.serving.live([("m", 1)]) == {("m", 1)}
+    registry.change_stage("m", 1, "candidate", by=TESTER)
+    registry.change_stage("m", 1, "staging", by=TESTER)
+    assert registry.get_version("m", 1).exposure_approvals == []
+    assert registry.serving.live([("m", 1)]) == set()

@@ -24,13 +24,14 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from appliance.clock import utcnow
-from appliance.errors import AuthenticationError
+from appliance.errors import AuthenticationError, InvalidInputError, RateLimitedError
 from appliance.security.agent_tokens import issue_agent_token
 from appliance.security.keys import KeyPair, public_pem
 from appliance.wire.fleet import EnrolmentRequest
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.fleet.enrolment import EnrolmentService
+from hub.identity.backoff import SignInBackoff
 from hub.identity.principal import Principal
 from hub.identity.records import EnrolmentTokenRecord, UserRecord
 from hub.identity.roles import AGENT_PERMISSIONS, Permission
@@ -405,6 +406,23 @@ def test_roles_come_from_the_database_not_from_the_token(identity: IdentityServi
     assert Permission.MODELS_READ in principal.permissions
 
 
+def test_an_account_s_zone_is_bound_at_creation_and_carried_by_its_principal(
+    identity: IdentityService,
+) -> None:
+    identity.zones = ("ae-dxb", "ae-auh")
+    with pytest.raises(InvalidInputError, match="mars"):
+        identity.create_user("gpu-mars", PASSWORD, ["worker"], zone="mars")
+    assert identity.create_user("gpu-auh", PASSWORD, ["worker"], zone="ae-auh").zone == "ae-auh"
+    identity.create_user("gpu-home", PASSWORD, ["worker"])
+    bound = identity.authenticate(identity.sign_in("gpu-auh", PASSWORD).access_token)
+    home = identity.authenticate(identity.sign_in("gpu-home", PASSWORD).access_token)
+    assert (bound.zone, home.zone) == ("ae-auh", None)
+    assert {u.username: u.zone for u in identity.list_users()} == {
+        "gpu-auh": "ae-auh",
+        "gpu-home": None,
+    }
+
+
 def test_a_user_token_for_a_deleted_name_is_refused(identity: IdentityService) -> None:
     token, _, _ = issue_access_token(identity.keyring, SETTINGS, subject="ghost", roles=["admin"])
     with pytest.raises(AuthenticationError):
@@ -464,3 +482,27 @@ def test_an_enrolled_agent_authenticates_with_agent_permissions_only(
     enrolment.revoke(ADMIN, agent.id)
     with pytest.raises(AuthenticationError):
         identity.authenticate(issue_agent_token(key, agent.id))
+
+
+def test_failed_sign_ins_lock_the_account_whatever_the_address(identity: IdentityService) -> None:
+    now = [1000.0]
+    identity.backoff = SignInBackoff(clock=lambda: now[0])
+    identity.create_user("fatima", PASSWORD, ["approver"])
+    identity.create_user("omar", PASSWORD, ["approver"])
+    for i in range(5):
+        with pytest.raises(AuthenticationError):
+            identity.sign_in("fatima", "wrong-password", source=f"192.0.2.{i}")
+    with pytest.raises(RateLimitedError, match="try again in 30 s"):
+        identity.sign_in("fatima", PASSWORD, source="198.51.100.1")  # even the right one
+    identity.sign_in("omar", PASSWORD)  # other accounts are not affected
+    now[0] += 31
+    with pytest.raises(AuthenticationError):
+        identity.sign_in("fatima", "wrong-again")
+    with pytest.raises(RateLimitedError, match="try again in 60 s"):  # doubled
+        identity.sign_in("fatima", PASSWORD)
+    now[0] += 61
+    identity.sign_in("fatima", PASSWORD)  # the right password clears the count
+    with pytest.raises(AuthenticationError):
+        identity.sign_in("fatima", "wrong")
+    reasons = [e.detail.get("reason") for e in audit_entries(identity, "auth.sign_in")]
+    assert reasons.count("account locked after failed sign-ins") == 2

@@ -36,6 +36,8 @@ from appliance.wire.training import (
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
 from hub.features.service import FeatureStore
+from hub.identity.principal import Principal
+from hub.identity.roles import permissions_for
 from hub.metrics import training_metrics
 from hub.monitoring.service import DriftAlertOpened
 from hub.registry.service import RegistryService
@@ -110,8 +112,20 @@ def spec(**changes: object) -> JobSpec:
     return JobSpec(**fields)  # type: ignore[arg-type]
 
 
-def claim(jobs: TrainingJobs, worker: str = "gpu01", zone: str = "ae-dxb"):  # type: ignore[no-untyped-def]
-    return jobs.claim(ClaimRequest(worker=worker, zone=zone), actor="user:gpu01")
+def account(name: str = "gpu01", zone: str | None = None) -> Principal:
+    """A worker as the hub sees it: its signed-in account, bound to a zone or the hub's."""
+    return Principal(
+        kind="user",
+        id=0,
+        name=name,
+        roles=frozenset({"worker"}),
+        permissions=permissions_for({"worker"}),
+        zone=zone,
+    )
+
+
+def claim(jobs: TrainingJobs, worker: str = "gpu01", zone: str | None = None):  # type: ignore[no-untyped-def]
+    return jobs.claim(ClaimRequest(), account(worker, zone))
 
 
 def test_a_submitted_job_pins_view_versions_and_is_queued(jobs: TrainingJobs) -> None:
@@ -158,7 +172,7 @@ def test_one_worker_holds_a_job_and_others_get_the_next(jobs: TrainingJobs) -> N
     assert b.id == second.id
     assert claim(jobs, "gpu03") is None
     with pytest.raises(ConflictError, match="not leased to gpu02"):
-        jobs.heartbeat(first.id, HeartbeatRequest(worker="gpu02"), actor="user:gpu01")
+        jobs.heartbeat(first.id, HeartbeatRequest(), account("gpu02"))
 
 
 def test_workers_only_get_jobs_their_zone_may_read(jobs: TrainingJobs) -> None:
@@ -182,13 +196,12 @@ def test_heartbeats_keep_progress_logs_and_gpu_readings(jobs: TrainingJobs) -> N
     answer = jobs.heartbeat(
         job.id,
         HeartbeatRequest(
-            worker="gpu01",
             progress=0.4,
             message="epoch 4/10",
             logs=["a", "b"],
             telemetry=Telemetry(gpus=[gpu]),
         ),
-        actor="user:gpu01",
+        account(),
     )
     assert answer.cancel is False
     seen = jobs.get(job.id)
@@ -226,13 +239,13 @@ def test_cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_worker(
     claim(jobs)
     assert jobs.cancel(running.id, actor=ACTOR).cancel_requested
     assert (
-        jobs.heartbeat(running.id, HeartbeatRequest(worker="gpu01"), actor="user:gpu01").cancel
+        jobs.heartbeat(running.id, HeartbeatRequest(), account()).cancel
         is True
     )
     ended = jobs.fail(
         running.id,
-        FailRequest(worker="gpu01", reason="stopped", cancelled=True),
-        actor="user:gpu01",
+        FailRequest(reason="stopped", cancelled=True),
+        account(),
     )
     assert ended.state == "cancelled"
 
@@ -247,7 +260,7 @@ def test_a_lost_worker_s_job_is_requeued_and_fails_after_the_last_attempt(
         assert held is not None and held.attempts == attempt
         time.sleep(0.1)  # no heartbeat: the lease runs out
         with pytest.raises(ConflictError):  # the late worker is told to stop
-            jobs.heartbeat(job.id, HeartbeatRequest(worker=f"gpu{attempt}"), actor="user:gpu01")
+            jobs.heartbeat(job.id, HeartbeatRequest(), account(f"gpu{attempt}"))
         assert jobs.requeue_expired() == [job.id]
     final = jobs.get(job.id)
     assert final.state == "failed"
@@ -258,9 +271,9 @@ def test_a_lost_worker_s_job_is_requeued_and_fails_after_the_last_attempt(
 def test_a_dataset_is_only_read_under_a_lease(jobs: TrainingJobs) -> None:
     job = jobs.submit(spec(), actor=ACTOR)
     with pytest.raises(ConflictError):
-        jobs.dataset(job.id, "gpu01", actor="user:gpu01")
+        jobs.dataset(job.id, account())
     claim(jobs)
-    data = jobs.dataset(job.id, "gpu01", actor="user:gpu01")
+    data = jobs.dataset(job.id, account())
     assert data.table.column_names == ["thing_id", "event_timestamp", "y", "scans__x"]
     assert data.table.num_rows == 20
     assert len(data.snapshots) == 2
@@ -271,13 +284,12 @@ def test_a_rejected_result_registers_nothing(jobs: TrainingJobs) -> None:
     claim(jobs)
     done = jobs.complete(
         job.id,
-        "gpu01",
+        account(),
         onnx_bytes=None,
         reference_npy=None,
         metrics={"accuracy": 0.5},
         lineage={"gate": {"summary": "rejected by the evaluation gate: accuracy 0.5"}},
         verdict="rejected",
-        actor="user:gpu01",
     )
     assert (done.state, done.result_version) == ("rejected", None)
     assert done.message.startswith("rejected by the evaluation gate")
@@ -290,13 +302,12 @@ def test_a_passed_result_becomes_a_candidate_owned_by_the_submitter(
     claim(jobs)
     done = jobs.complete(
         job.id,
-        "gpu01",
+        account(),
         onnx_bytes=tiny_onnx,
         reference_npy=None,
         metrics={"accuracy": 0.95},
         lineage={"trainer": "tabular-classification", "feature_views": ["scans:1"]},
         verdict="passed",
-        actor="user:gpu01",
     )
     assert (done.state, done.result_version) == ("succeeded", 1)
     version = jobs.registry.get_version("thing-model", 1)
