@@ -330,6 +330,9 @@ def create_litestar_app(core: AgentCore) -> Litestar:
                 "refused_latest": core.outbox.dead_letters(limit=5),
             },
             "drift": core.drift.status(),
+            "experiments": dict(
+                zip(("remembered_ids", "remembered_bytes"), core.router.remembered(), strict=True)
+            ),
             "models": [
                 {
                     "name": m.name,

@@ -11,6 +11,7 @@ sum of squares go to the hub through the outbox, never single outcomes.
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 from collections import OrderedDict
@@ -18,11 +19,18 @@ from dataclasses import dataclass
 
 from agent.cohorts import CohortPicker
 from agent.outbox import Outbox
-from appliance.errors import NotFoundError
+from appliance.errors import NotFoundError, UnprocessableInputError
 from appliance.trust.layout import ExperimentSpec
 
 MAX_REMEMBERED = 100_000
-"""Request ids kept for feedback; the oldest are forgotten first."""
+"""Request ids kept for feedback; the oldest are forgotten first …"""
+MAX_REMEMBERED_BYTES = 16 << 20
+"""… and at most this much memory for them (the v2 codec refuses ids over 128 characters)."""
+MAX_MEAN_OUTCOME = 1e9
+"""The largest outcome, either sign, a ``mean`` experiment takes: one huge value would
+swamp (or, squared, overflow) a variant's summary."""
+_ENTRY_BYTES = 200
+"""What one remembered id costs besides its characters (dict slot, tuple, strings)."""
 
 
 @dataclass(frozen=True)
@@ -38,12 +46,14 @@ class _Live:
     name: str
     picker: CohortPicker
     versions: dict[str, int]
+    metric: str = "rate"
 
 
 class ExperimentRouter:
     def __init__(self) -> None:
         self._by_model: dict[str, _Live] = {}
         self._requests: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._held_bytes = 0
         self._sums: dict[tuple[str, str], list[float]] = {}
         self._lock = threading.Lock()
 
@@ -53,9 +63,17 @@ class ExperimentRouter:
         for name, spec in sorted(experiments.items()):
             variants = [(v.name, v.weight) for v in spec.variants]
             live[spec.model] = _Live(
-                name, CohortPicker(spec.salt, variants), {v.name: v.version for v in spec.variants}
+                name,
+                CohortPicker(spec.salt, variants),
+                {v.name: v.version for v in spec.variants},
+                spec.metric,
             )
         self._by_model = live
+        running = {e.name for e in live.values()}
+        with self._lock:  # a stopped experiment's request ids are forgotten, memory freed
+            for request_id, (experiment, _variant) in list(self._requests.items()):
+                if experiment not in running:
+                    self._forget(request_id)
 
     def route(self, model: str, subject: str | None) -> Routing | None:
         live = self._by_model.get(model)
@@ -68,14 +86,35 @@ class ExperimentRouter:
 
     def remember(self, request_id: str, routing: Routing) -> None:
         with self._lock:
+            if request_id in self._requests:
+                self._forget(request_id)
             self._requests[request_id] = (routing.experiment, routing.variant)
-            while len(self._requests) > MAX_REMEMBERED:
-                self._requests.popitem(last=False)
+            self._held_bytes += _cost(request_id)
+            while self._requests and (
+                len(self._requests) > MAX_REMEMBERED or self._held_bytes > MAX_REMEMBERED_BYTES
+            ):
+                self._forget(next(iter(self._requests)))
+
+    def remembered(self) -> tuple[int, int]:
+        """(request ids kept for feedback, bytes they are counted at)."""
+        with self._lock:
+            return len(self._requests), self._held_bytes
+
+    def _forget(self, request_id: str) -> None:
+        if self._requests.pop(request_id, None) is not None:
+            self._held_bytes -= _cost(request_id)
 
     def feedback(self, request_id: str, outcome: float) -> tuple[str, str]:
-        """Count an outcome for the variant that answered ``request_id`` (once)."""
+        """Count an outcome for the variant that answered ``request_id`` (once).
+
+        The outcome must suit the experiment's metric: 0 or 1 for a ``rate``, a finite
+        number within ``MAX_MEAN_OUTCOME`` for a ``mean`` (422 otherwise; the id stays).
+        """
         with self._lock:
-            known = self._requests.pop(request_id, None)
+            known = self._requests.get(request_id)
+            if known is not None:
+                self._check_outcome(known[0], outcome)
+                self._forget(request_id)
             if known is None:
                 raise NotFoundError(
                     f"no experiment request {request_id!r} on this agent",
@@ -107,3 +146,18 @@ class ExperimentRouter:
 
     def new_request_id(self) -> str:
         return uuid.uuid4().hex
+
+    def _check_outcome(self, experiment: str, outcome: float) -> None:
+        metric = next((e.metric for e in self._by_model.values() if e.name == experiment), "rate")
+        if metric == "rate" and outcome not in (0.0, 1.0):
+            raise UnprocessableInputError(
+                f"outcome: experiment {experiment!r} counts a rate; send 0 or 1, not {outcome}"
+            )
+        if not math.isfinite(outcome) or abs(outcome) > MAX_MEAN_OUTCOME:
+            raise UnprocessableInputError(
+                f"outcome: {outcome} is not a finite number within ±{MAX_MEAN_OUTCOME:g}"
+            )
+
+
+def _cost(request_id: str) -> int:
+    return len(request_id.encode()) + _ENTRY_BYTES

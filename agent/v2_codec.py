@@ -17,6 +17,9 @@ from appliance.bundle.manifest import Manifest, TensorSpec
 from appliance.bundle.tensors import NUMPY_TO_V2, V2_TO_NUMPY, shape_matches
 from appliance.errors import InvalidInputError, UnprocessableInputError, nested_too_deeply
 
+MAX_REQUEST_ID = 128
+"""The longest request id a client may choose; the agent issues one when none is given."""
+
 
 class InferInput(msgspec.Struct):
     name: str
@@ -46,13 +49,19 @@ def decode_request(body: bytes) -> InferRequest:
     if not body:
         raise InvalidInputError("request body is empty; send a v2 inference request as JSON")
     try:
-        return _decoder.decode(body)
+        request = _decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise UnprocessableInputError(f"not a v2 inference request: {exc}") from exc
     except msgspec.DecodeError as exc:
         raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise nested_too_deeply() from exc
+    if request.id is not None and len(request.id) > MAX_REQUEST_ID:
+        raise InvalidInputError(
+            f"id: at most {MAX_REQUEST_ID} characters, got {len(request.id)}",
+            hint="leave it out and the agent issues one",
+        )
+    return request
 
 
 _ACCEPTS: dict[str, str] = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}

@@ -96,6 +96,9 @@ class ExperimentSpec(msgspec.Struct, frozen=True, kw_only=True):
     model: str
     salt: str
     variants: list[VariantSpec]
+    metric: str = "rate"
+    """How outcomes are judged, so agents refuse impossible ones: ``rate`` takes 0 or 1,
+    ``mean`` any finite number within the agent's bound."""
 
 
 class GroupIndex(msgspec.Struct, frozen=True, kw_only=True):

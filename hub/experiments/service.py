@@ -72,6 +72,7 @@ class ExperimentService:
                 model=r.model,
                 salt=r.salt,
                 variants=[msgspec.convert(v, VariantSpec) for v in r.variants],
+                metric=r.metric,
             )
             for r in rows
         }
