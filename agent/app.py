@@ -17,9 +17,12 @@ from typing import Any, cast
 import msgspec
 from apscheduler.schedulers.background import BackgroundScheduler
 from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException
+from litestar.handlers.base import BaseRouteHandler
 
 from agent import v2_codec
+from agent.access import DataPlaneAccess
 from agent.drift.monitor import DriftMonitor, DriftSettings
 from agent.experiments import ExperimentRouter
 from agent.fastpath import InferFn, with_fast_inference
@@ -31,7 +34,7 @@ from agent.probation import ProbationPolicy
 from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore
 from agent.sync import SyncWorker
-from agent.updates.trusted import cached_experiments, pinned_root
+from agent.updates.trusted import cached_experiments, metadata_dir, pinned_root
 from appliance import __version__
 from appliance.asgi import ASGIApp, with_sane_paths
 from appliance.client.hub import HubClient
@@ -63,6 +66,7 @@ class AgentCore:
     drift: DriftMonitor
     metrics: AgentMetrics
     router: ExperimentRouter
+    access: DataPlaneAccess
     sync: SyncWorker | None = None
 
 
@@ -148,7 +152,9 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
     )
     router = ExperimentRouter()
     router.update(cached_experiments(settings.data_dir))  # so cohorts hold with the hub away
-    core = AgentCore(settings, store, repository, policy, outbox, drift, metrics, router)
+    access = DataPlaneAccess(open_access=settings.open_data_plane)
+    access.reload(metadata_dir(settings.data_dir))  # the keys hold with the hub away too
+    core = AgentCore(settings, store, repository, policy, outbox, drift, metrics, router, access)
     if start_sync and identity is not None:
         core.sync = SyncWorker(
             settings,
@@ -164,6 +170,7 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
             ),
             outbox=outbox,
             router=router,
+            access=access,
         )
         holder.append(core.sync)
     return core
@@ -273,13 +280,20 @@ def create_app(core: AgentCore) -> ASGIApp:
         allow_non_finite=frozenset(core.settings.allow_non_finite),
     )
     return with_sane_paths(
-        with_fast_inference(litestar_app, infer, limit), lambda exc: v2_codec.encode_error(str(exc))
+        with_fast_inference(litestar_app, infer, limit, core.access),
+        lambda exc: v2_codec.encode_error(str(exc)),
     )
 
 
 def create_litestar_app(core: AgentCore) -> Litestar:
     """Every route but inference: metadata, health, status; also runs the lifespan."""
     repository = core.repository
+
+    def keyed(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+        """An inference key for this model (any model, for status and metrics)."""
+        core.access.check(
+            connection.headers.get("authorization"), connection.path_params.get("name")
+        )
 
     @get("/v2", operation_id="serverMetadata")
     async def server_metadata() -> dict[str, object]:
@@ -294,24 +308,32 @@ def create_litestar_app(core: AgentCore) -> Litestar:
         ok = bool(repository.all())
         return Response({"ready": ok}, status_code=200 if ok else 503)
 
-    @get("/v2/models/{name:str}", operation_id="modelMetadata")
+    @get("/v2/models/{name:str}", operation_id="modelMetadata", guards=[keyed])
     async def model_metadata(name: str) -> dict[str, object]:
         return _metadata(repository.get(name))
 
-    @get("/v2/models/{name:str}/ready", operation_id="modelReady")
+    @get("/v2/models/{name:str}/ready", operation_id="modelReady", guards=[keyed])
     async def model_ready(name: str) -> dict[str, object]:
         return {"name": name, "ready": repository.get(name) is not None}
 
-    @get("/v2/models/{name:str}/versions/{version:int}", operation_id="modelVersionMetadata")
+    @get(
+        "/v2/models/{name:str}/versions/{version:int}",
+        operation_id="modelVersionMetadata",
+        guards=[keyed],
+    )
     async def version_metadata(name: str, version: int) -> dict[str, object]:
         return _metadata(repository.get(name, version))
 
-    @get("/v2/models/{name:str}/versions/{version:int}/ready", operation_id="modelVersionReady")
+    @get(
+        "/v2/models/{name:str}/versions/{version:int}/ready",
+        operation_id="modelVersionReady",
+        guards=[keyed],
+    )
     async def version_ready(name: str, version: int) -> dict[str, object]:
         repository.get(name, version)
         return {"name": name, "version": str(version), "ready": True}
 
-    @get("/agent/status", operation_id="agentStatus")
+    @get("/agent/status", operation_id="agentStatus", guards=[keyed])
     async def status() -> dict[str, object]:
         sync = core.sync.status if core.sync else None
         return {
@@ -345,7 +367,12 @@ def create_litestar_app(core: AgentCore) -> Litestar:
             ],
         }
 
-    @get("/metrics", operation_id="metrics", media_type="text/plain; version=0.0.4")
+    @get(
+        "/metrics",
+        operation_id="metrics",
+        media_type="text/plain; version=0.0.4",
+        guards=[keyed],
+    )
     async def metrics() -> Response[bytes]:
         return Response(core.metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -361,7 +388,12 @@ def create_litestar_app(core: AgentCore) -> Litestar:
     def summarise_serving() -> None:
         serving.flush(core.outbox)
 
-    @post("/v2/models/{name:str}/feedback", operation_id="modelFeedback", status_code=200)
+    @post(
+        "/v2/models/{name:str}/feedback",
+        operation_id="modelFeedback",
+        status_code=200,
+        guards=[keyed],
+    )
     async def feedback(name: str, data: Feedback) -> dict[str, object]:
         """The true outcome of an answered request (A/B experiments), by its request id."""
         experiment, variant = core.router.feedback(data.id, data.outcome)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from agent.access import DataPlaneAccess
 from agent.v2_codec import encode_error
 from appliance.asgi import (
     ASGIApp,
@@ -52,7 +53,12 @@ def _subject(scope: Scope) -> str | None:
     return value or None
 
 
-def with_fast_inference(app: ASGIApp, infer: InferFn, max_body_bytes: int) -> ASGIApp:
+def with_fast_inference(
+    app: ASGIApp, infer: InferFn, max_body_bytes: int, access: DataPlaneAccess | None = None
+) -> ASGIApp:
+    """Answer the two infer routes here; ``access`` checks the caller's inference key
+    before the body is read."""
+
     async def fast(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
             return await app(scope, receive, send)
@@ -60,6 +66,8 @@ def with_fast_inference(app: ASGIApp, infer: InferFn, max_body_bytes: int) -> AS
         if route is None:
             return await app(scope, receive, send)
         try:
+            if access is not None:
+                access.check(header(scope, b"authorization"), route[0])
             body = await read_body(scope, receive, max_body_bytes)
             answer = infer(route[0], route[1], body, _subject(scope))
         except ConnectionResetError:

@@ -19,6 +19,7 @@ from typing import cast
 
 from tuf.ngclient.fetcher import FetcherInterface
 
+from agent.access import DataPlaneAccess
 from agent.experiments import ExperimentRouter
 from agent.identity import AgentIdentity
 from agent.installer import DeviceKey, InstallPolicy, load_slot, stage
@@ -27,7 +28,7 @@ from agent.probation import Probation, ProbationPolicy
 from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore
 from agent.updates.fetchers import FetchLimits, HubFetcher
-from agent.updates.trusted import Offer, TrustedUpdates
+from agent.updates.trusted import Offer, TrustedUpdates, metadata_dir
 from appliance.client.hub import HubClient
 from appliance.errors import (
     ApplianceError,
@@ -85,6 +86,7 @@ class SyncWorker:
         fetcher: FetcherInterface | None = None,
         outbox: Outbox | None = None,
         router: ExperimentRouter | None = None,
+        access: DataPlaneAccess | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -98,6 +100,7 @@ class SyncWorker:
         self.fetcher = fetcher or HubFetcher(client, limits)
         self.outbox = outbox
         self.router = router
+        self.access = access
         self.status = SyncStatus()
         self._on_probation: dict[str, _OnProbation] = {}
         self._retry_at: dict[str, float] = {}
@@ -138,6 +141,7 @@ class SyncWorker:
 
     def run_once(self) -> None:
         self.reload_if_changed()
+        self._reload_keys()
         try:
             self._update()
             self.status.update_error = None
@@ -169,7 +173,8 @@ class SyncWorker:
             )
             offers = updates.offers(self.repository.loaded())
             self.status.problems = {
-                name: why for name, why in self.status.problems.items()
+                name: why
+                for name, why in self.status.problems.items()
                 if any(o.name == name for o in offers)
             }
             for offer in offers:
@@ -179,6 +184,13 @@ class SyncWorker:
             self._drop_unwanted_extras(index.wanted(self.identity.agent_id))
         if self.router is not None:
             self.router.update(index.experiments)
+        if self.access is not None:
+            self.access.update(index.keys)
+
+    def _reload_keys(self) -> None:
+        """Keys an offline import verified since the last look (the hub may be away)."""
+        if self.access is not None:
+            self.access.reload(metadata_dir(self.settings.data_dir))
 
     def _report(self) -> None:
         try:
@@ -188,8 +200,11 @@ class SyncWorker:
             self.status.notes.clear()
             self.deliver_reports()
             if not self.status.hub_reachable:
-                log.info("hub %s reachable; %d model(s) loaded", self.client.base_url,
-                         len(self.repository.all()))
+                log.info(
+                    "hub %s reachable; %d model(s) loaded",
+                    self.client.base_url,
+                    len(self.repository.all()),
+                )
             self.status.hub_reachable = True
             self.status.last_sync_at = time.time()
             self.status.last_error = None
@@ -312,7 +327,9 @@ class SyncWorker:
         self._on_probation[model.name] = _OnProbation(on_trial, previous, probation)
         log.info(
             "serving %s v%d on probation (v%d kept to fall back to)",
-            model.name, model.version, previous.version,
+            model.name,
+            model.version,
+            previous.version,
         )
 
     def check_probations(self) -> None:
@@ -374,9 +391,7 @@ class SyncWorker:
             InstalledModel(name=m.name, version=m.version, runtime=m.runtime.kind)
             for m in self.repository.all()
         ] + [
-            InstalledModel(
-                name=m.name, version=m.version, runtime=m.runtime.kind, state="standby"
-            )
+            InstalledModel(name=m.name, version=m.version, runtime=m.runtime.kind, state="standby")
             for m in self.repository.extras()
         ]
         trouble = list(self.status.problems.values())

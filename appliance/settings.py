@@ -38,6 +38,7 @@ variable                       meaning
 ``APPLIANCE_INFERENCE_THREADS``  intra-op threads per model (0 = runtime decides)
 ``APPLIANCE_MAX_REQUEST_MB``   largest inference request body
 ``APPLIANCE_ALLOW_NON_FINITE`` agent: models (comma-separated) whose inputs may hold NaN/inf
+``APPLIANCE_OPEN_DATA_PLANE``  agent: serve models without inference keys (closed labs only)
 =============================  ==========================================
 """
 
@@ -157,6 +158,9 @@ class AgentSettings:
     """Intra-op threads per model; 1 suits small boxes and batch-1 latency."""
     max_request_mb: int = 16
     """Largest inference request body, in MiB (larger ones get 413)."""
+    open_data_plane: bool = False
+    """Serve models to anyone who reaches the agent, without an inference key: for a closed
+    lab network only (the agent says so in its log)."""
     allow_non_finite: tuple[str, ...] = ()
     """Models whose floating inputs may hold NaN or infinity (a model that reads NaN as
     'missing'); every other model's requests with them are refused with 422."""

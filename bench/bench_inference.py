@@ -164,6 +164,7 @@ class Bench:
             hub_ca=self.site.ca_file,
             sync_interval=sync_interval,
             runtime="onnxruntime",
+            open_data_plane=True,  # the serving path itself; a key check costs microseconds
         )
 
     def _agent_port(self) -> int:

@@ -19,6 +19,7 @@ from appliance.errors import ApplianceError, nested_too_deeply
 from appliance.scheduling import run_every
 from appliance.security.keys import public_pem
 from appliance.settings import HubSettings
+from hub.access.controllers import InferenceKeyController
 from hub.audit.controllers import AuditController
 from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler
 from hub.errors_http import appliance_error_handler, error_body
@@ -150,6 +151,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             DriftController,
             ExperimentController,
             RolloutController,
+            InferenceKeyController,
             training_controller(settings.max_upload_mb * 1024 * 1024),
             metrics_endpoint,
         ],
@@ -166,6 +168,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             "rollouts": Provide(lambda: svc.rollouts, sync_to_thread=False),
             "training": Provide(lambda: svc.training, sync_to_thread=False),
             "schedules": Provide(lambda: svc.schedules, sync_to_thread=False),
+            "inference_keys": Provide(lambda: svc.inference_keys, sync_to_thread=False),
         },
         middleware=[
             RateLimitConfig(

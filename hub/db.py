@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from hub import records  # noqa: F401  (registers the tables on SQLModel.metadata)
+from hub.access import records as access_records  # noqa: F401
 from hub.audit import records as audit_records  # noqa: F401
 from hub.features import records as feature_records  # noqa: F401
 from hub.identity import records as identity_records  # noqa: F401

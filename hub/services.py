@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 from appliance.security.keys import KeyPair, init_keypair, keys_dir
 from appliance.settings import HubSettings
+from hub.access.service import InferenceKeys
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
 from hub.db import create_schema, make_engine
@@ -47,6 +48,7 @@ class HubServices:
     rollouts: RolloutService
     training: TrainingJobs
     schedules: RetrainingSchedules
+    inference_keys: InferenceKeys
 
 
 def load_policy(settings: HubSettings) -> ResidencyPolicy:
@@ -94,7 +96,6 @@ def build_services(settings: HubSettings) -> HubServices:
             offline_max_days=max(settings.offline_max_days, settings.offline_days),
         ),
     )
-    updates.initialise()
     enrolment = EnrolmentService(engine, policy, audit)
     experiments = ExperimentService(engine, registry, audit)
     updates.experiment_source = experiments.running_for
@@ -103,8 +104,14 @@ def build_services(settings: HubSettings) -> HubServices:
     updates.pin_source = rollouts.pins_for
     updates.standby_source = rollouts.standby_for
     rollouts.changes.subscribe(updates.on_change)
+    inference_keys = InferenceKeys(engine, audit, policy)
+    updates.key_source = inference_keys.grants_for
+    inference_keys.changes.subscribe(updates.on_change)
     registry.changes.subscribe(updates.on_change)
     enrolment.changes.subscribe(updates.on_change)
+    # Publish only once every source is wired: a first publication without them would
+    # drop running experiments, rollout pins and inference keys from agents' metadata.
+    updates.initialise()
     features = FeatureStore(
         engine, settings.data_dir / "features", audit=audit, gate=gate, home_zone=settings.zone
     )
@@ -132,4 +139,5 @@ def build_services(settings: HubSettings) -> HubServices:
         rollouts=rollouts,
         training=training,
         schedules=schedules,
+        inference_keys=inference_keys,
     )

@@ -12,6 +12,7 @@ from appliance.cli import (
     bundles,
     ca,
     features,
+    inference_keys,
     keys,
     models,
     ops,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     residency.add_parsers(sub, data_dir)
     bundles.add_parsers(sub, data_dir)
     training.add_parsers(sub)
+    inference_keys.add_parsers(sub)
 
     demo = sub.add_parser(
         "demo",

@@ -40,6 +40,8 @@ from appliance.wire.fleet import (
     AgentReport,
     EnrolmentRequest,
     Heartbeat,
+    InferenceKeyInfo,
+    NewInferenceKey,
     ReportsAccepted,
 )
 from appliance.wire.registry import ModelDetail, ModelSummary, VersionInfo
@@ -338,6 +340,17 @@ class HubClient(TrainingApi):
 
     def revoke_agent(self, agent_id: int) -> AgentInfo:
         return self._typed("POST", f"/api/v1/agents/{agent_id}/revoke", AgentInfo)
+
+    def create_inference_key(self, spec: NewInferenceKey) -> InferenceKeyInfo:
+        """Issue a key for one group's client applications; ``.key`` holds it, this once."""
+        return self._post_struct("/api/v1/inference-keys", spec, InferenceKeyInfo)
+
+    def list_inference_keys(self, *, after: int = 0, limit: int = 100) -> list[InferenceKeyInfo]:
+        params = {"after": after, "limit": limit}
+        return self._typed("GET", "/api/v1/inference-keys", list[InferenceKeyInfo], params=params)
+
+    def revoke_inference_key(self, key_id: int) -> InferenceKeyInfo:
+        return self._typed("POST", f"/api/v1/inference-keys/{key_id}/revoke", InferenceKeyInfo)
 
     def heartbeat(self, agent_id: int, beat: Heartbeat) -> AgentInfo:
         return self._post_struct(f"/api/v1/agents/{agent_id}/heartbeat", beat, AgentInfo)

@@ -101,6 +101,16 @@ class ExperimentSpec(msgspec.Struct, frozen=True, kw_only=True):
     ``mean`` any finite number within the agent's bound."""
 
 
+class KeyGrant(msgspec.Struct, frozen=True, kw_only=True):
+    """An inference key as agents check it: the SHA-256 of its secret, never the secret."""
+
+    sha256: str
+    models: list[str] = []
+    """Models it may call; empty: every model of the group."""
+    expires_at: float
+    """Unix time after which agents refuse it, hub or no hub."""
+
+
 class GroupIndex(msgspec.Struct, frozen=True, kw_only=True):
     """The ``index.json`` target: which model versions one group runs."""
 
@@ -112,6 +122,9 @@ class GroupIndex(msgspec.Struct, frozen=True, kw_only=True):
     """Experiment name → its variants; their versions are installed beside the default."""
     pins: dict[str, dict[str, int]] = {}
     """Agent id (text) → model → version: the agents a rollout has reached so far."""
+    keys: dict[str, KeyGrant] = {}
+    """Key id → the inference key client applications present to this group's agents
+    (signed like the rest, so it reaches offline agents too; revoked keys are absent)."""
     standby: dict[str, dict[str, int]] = {}
     """Agent id (text) → model → version loaded beside the default without answering:
     a blue-green rollout's new version before the switch, and its old one after."""

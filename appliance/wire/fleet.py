@@ -47,6 +47,32 @@ class AgentReport(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     body: dict[str, Any]
 
 
+class NewInferenceKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """An inference key for client applications of one agent group."""
+
+    name: str
+    zone: str
+    group: str = "default"
+    models: list[str] = []
+    """Models it may call (empty: every model the group serves)."""
+    days: int = 365
+
+
+class InferenceKeyInfo(msgspec.Struct, kw_only=True):
+    id: int
+    key_id: str
+    name: str
+    zone: str
+    group: str
+    models: list[str]
+    created_by: str
+    created_at: str
+    expires_at: str
+    revoked_at: str | None = None
+    key: str | None = None
+    """The whole key, in the answer that creates it only: the hub keeps its hash."""
+
+
 class AbSummary(msgspec.Struct, kw_only=True):
     """The body of an ``ab`` report: one variant's outcomes over one interval."""
 

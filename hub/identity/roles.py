@@ -51,6 +51,7 @@ class Permission(StrEnum):
     TRAINING_READ = "training:read"
     TRAINING_SUBMIT = "training:submit"
     TRAINING_WORK = "training:work"
+    INFERENCE_KEYS = "inference-keys:manage"
 
 
 P = Permission
@@ -67,6 +68,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             P.FEATURES_READ,
             P.UPDATES_EXPORT,
             P.TRAINING_READ,
+            P.INFERENCE_KEYS,
         }
     ),
     "ml-engineer": frozenset(

@@ -38,6 +38,7 @@ from appliance.trust.layout import (
     Encryption,
     ExperimentSpec,
     GroupIndex,
+    KeyGrant,
     ModelTarget,
     group_of_role,
     group_role,
@@ -127,6 +128,8 @@ class UpdateService:
         """Agents reached by active rollouts: their pinned versions are published too."""
         self.standby_source: Callable[[str, str], dict[str, dict[str, int]]] | None = None
         """Versions blue-green rollouts keep loaded beside the default, per agent."""
+        self.key_source: Callable[[str, str], dict[str, KeyGrant]] | None = None
+        """The live inference keys of a (zone, group): agents check client keys with them."""
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -200,6 +203,7 @@ class UpdateService:
                 experiments=allowed,
                 pins=_published(pins, zone, group, targets),
                 standby=_published(standby, zone, group, targets),
+                keys=self.key_source(zone, group) if self.key_source else {},
             )
             index_target = self._blob_target(index_path(zone, group), msgspec.json.encode(index))
             wanted.append(GroupTargets(zone, group, index_target, targets))

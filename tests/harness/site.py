@@ -123,7 +123,9 @@ def start_agent(
             root or site.trusted_root,
             enrol_token=token,
             sync_interval=0.3,
-            **{"probation_seconds": 1.0, **kwargs},
+            # Most tests call agents as an anonymous client; the data plane's keys have
+            # their own tests (tests/security/test_agent_data_plane.py), with it closed.
+            **{"probation_seconds": 1.0, "open_data_plane": True, **kwargs},
         )
         proc.start()
         started.append(proc)

@@ -1,5 +1,6 @@
 """Issue 14, findings 5 and 6 on a real agent: client-chosen request ids are bounded and
-forgotten with their experiment; feedback outcomes must suit the experiment's metric.
+forgotten with their experiment; feedback outcomes must suit the experiment's metric; and
+the data plane answers only clients with an inference key the hub issued.
 
 (300 requests with 1 MiB ids took an agent from 666 MB to 970 MB, kept after the
 experiment stopped; one ``1e308`` outcome blanked a variant's summary at the hub, and
@@ -11,9 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.http as triton
+from tritonclient.utils import InferenceServerException
 
 from appliance.client.hub import HubClient
+from appliance.wire.fleet import NewInferenceKey
 from tests.harness.models import make_reference_npy, make_tiny_onnx
 from tests.harness.site import MODEL, agent_status, publish, serving_version, wait_until
 
@@ -75,3 +80,72 @@ def test_request_ids_are_bounded_and_outcomes_checked(
         "the ids to be forgotten",
         lambda: agent_status(agent.url)["experiments"]["remembered_ids"] == 0,
     )
+
+
+def _triton_infer(url: str, key: str | None) -> None:
+    client = triton.InferenceServerClient(url.removeprefix("http://"))
+    x = triton.InferInput("input", [1, 4], "FP32")
+    x.set_data_from_numpy(np.ones((1, 4), np.float32), binary_data=False)  # JSON tensors
+    out = triton.InferRequestedOutput("probabilities", binary_data=False)
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    answer = client.infer(MODEL, [x], outputs=[out], headers=headers)
+    assert answer.as_numpy("probabilities").shape == (1, 2)
+
+
+def _call(url: str, key: str | None, path: str = f"/v2/models/{MODEL}/infer") -> int:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    if path.endswith("/infer"):
+        return httpx.post(url + path, json=BODY, headers=headers, timeout=10).status_code
+    return httpx.get(url + path, headers=headers, timeout=10).status_code
+
+
+def test_the_data_plane_needs_a_key_the_hub_issued_even_with_the_hub_away(
+    hub: Any,
+    admin: HubClient,
+    engineer: HubClient,
+    approver: HubClient,
+    start_agent: Any,
+) -> None:
+    """Finding 6: inference, feedback, status and metrics were open to anyone."""
+    publish(engineer, approver)
+    agent = start_agent("keyed", open_data_plane=False)
+    wait_until("a model", lambda: _call(agent.url, None, "/v2/health/ready") == 200)
+    assert _call(agent.url, None) == 401
+    assert _call(agent.url, "ak_0123456789ab_nothing") == 401
+    for path in ("/agent/status", "/metrics", f"/v2/models/{MODEL}"):
+        assert _call(agent.url, None, path) == 401
+    anonymous_feedback = httpx.post(
+        f"{agent.url}/v2/models/{MODEL}/feedback", json={"id": "x", "outcome": 1}, timeout=10
+    )
+    assert anonymous_feedback.status_code == 401
+
+    key = admin.create_inference_key(
+        NewInferenceKey(name="clinic-app", zone="ae-dxb", models=[MODEL], days=30)
+    )
+    other = admin.create_inference_key(
+        NewInferenceKey(name="other-app", zone="ae-dxb", models=["other"], days=30)
+    )
+    assert key.key is not None and other.key is not None
+    wait_until("the key to reach the agent", lambda: _call(agent.url, key.key) == 200)
+    assert _call(agent.url, key.key[:-1] + "x") == 401  # a wrong secret
+    assert _call(agent.url, other.key) == 403  # a key for another model
+    for path in ("/agent/status", "/metrics"):
+        assert _call(agent.url, key.key, path) == 200
+    _triton_infer(agent.url, key.key)  # a stock Triton client, with the key as a header
+    with pytest.raises(InferenceServerException, match="inference key"):
+        _triton_infer(agent.url, None)
+    listed = {k.key_id: k for k in admin.list_inference_keys()}
+    assert listed[key.key_id].key is None  # the hub never shows a key again
+
+    # The hub goes away and the agent restarts: the key still works (the signed index is
+    # kept on the box); then the key is revoked and stops working.
+    hub.stop()
+    agent.stop()
+    agent.start()
+    agent.wait_healthy()
+    wait_until("the model again", lambda: _call(agent.url, None, "/v2/health/ready") == 200)
+    assert _call(agent.url, key.key) == 200
+    hub.start()
+    hub.wait_healthy()
+    admin.revoke_inference_key(key.id)
+    wait_until("the revocation to reach the agent", lambda: _call(agent.url, key.key) == 401)

@@ -78,15 +78,22 @@ def infer_once(
 class LoadThread(threading.Thread):
     """Sends one row at a time to an agent until stopped."""
 
-    def __init__(self, url: str, model: str, features: np.ndarray, labels: np.ndarray) -> None:
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        features: np.ndarray,
+        labels: np.ndarray,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(daemon=True, name=f"load-{url}")
-        self.url, self.model = url, model
+        self.url, self.model, self.headers = url, model, headers
         self.features, self.labels = features, labels
         self.result = LoadResult()
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(timeout=10.0) as client:
+        with httpx.Client(timeout=10.0, headers=self.headers) as client:
             i = 0
             while not self._stop_event.is_set():
                 row = i % len(self.features)

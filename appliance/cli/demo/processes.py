@@ -44,10 +44,13 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) ->
     raise WaitTimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def serving_version(agent_url: str, model: str) -> str | None:
-    """The version of ``model`` an agent serves now, or None (not loaded, not answering)."""
+def serving_version(
+    agent_url: str, model: str, headers: dict[str, str] | None = None
+) -> str | None:
+    """The version of ``model`` an agent serves now, or None (not loaded, not answering);
+    ``headers`` carry the inference key an agent with a closed data plane wants."""
     try:
-        response = httpx.get(f"{agent_url}/v2/models/{model}", timeout=2.0)
+        response = httpx.get(f"{agent_url}/v2/models/{model}", headers=headers, timeout=2.0)
     except httpx.HTTPError:
         return None
     return str(response.json()["versions"][0]) if response.status_code == 200 else None
@@ -181,6 +184,7 @@ def agent_process(
     runtime: str = "auto",
     probation_seconds: float | None = None,
     env: dict[str, str] | None = None,
+    open_data_plane: bool = False,
 ) -> ServiceProcess:
     """An agent that pins ``trusted_root`` at enrolment, as an installer would.
 
@@ -220,6 +224,7 @@ def agent_process(
             **(
                 {"APPLIANCE_PROBATION_SECONDS": str(probation_seconds)} if probation_seconds else {}
             ),
+            **({"APPLIANCE_OPEN_DATA_PLANE": "true"} if open_data_plane else {}),
             **(env or {}),
         },
     )

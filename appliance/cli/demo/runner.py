@@ -40,6 +40,7 @@ from appliance.cli.demo.site import ROLES, Site, bootstrap_site
 from appliance.cli.output import console
 from appliance.client.hub import HubClient
 from appliance.errors import ApplianceError, ConfigError
+from appliance.wire.fleet import NewInferenceKey
 from appliance.wire.registry import VersionInfo
 from appliance.wire.training import JobInfo, JobSpec, ScheduleSpec
 
@@ -64,10 +65,10 @@ def step(title: str) -> Iterator[None]:
     console.print(f"[green]✓[/] {title} [dim]({time.monotonic() - started:.1f} s)[/]")
 
 
-def _wait_serving(agent: ServiceProcess, version: str) -> None:
+def _wait_serving(agent: ServiceProcess, version: str, auth: dict[str, str]) -> None:
     wait_for(
         f"{agent.name} to serve v{version}",
-        lambda: serving_version(agent.url, MODEL) == version,
+        lambda: serving_version(agent.url, MODEL, auth) == version,
         timeout=WAIT_S,
     )
 
@@ -108,13 +109,13 @@ def _retrained_on_drift(hub: HubClient) -> JobInfo:
 
 
 def _drift_until_alert(
-    agent: ServiceProcess, hub: HubClient, features: np.ndarray
+    agent: ServiceProcess, hub: HubClient, features: np.ndarray, auth: dict[str, str]
 ) -> dict[str, object]:
     """Send shifted rows until the hub has an open drift alert (or give up)."""
     shifted = features.copy()
     shifted[:, :5] += 1.5 * features[:, :5].std(axis=0)  # the first five features read high
     deadline = time.monotonic() + WAIT_S
-    with httpx.Client(timeout=10.0) as client:
+    with httpx.Client(timeout=10.0, headers=auth) as client:
         while time.monotonic() < deadline:
             for i in range(0, 100):
                 row = shifted[i % len(shifted) : i % len(shifted) + 1]
@@ -126,7 +127,9 @@ def _drift_until_alert(
     raise WaitTimeoutError(f"no drift alert within {WAIT_S:.0f} s")
 
 
-def _canary(approver: HubClient, version: int, agents: list[ServiceProcess]) -> dict[str, Any]:
+def _canary(
+    approver: HubClient, version: int, agents: list[ServiceProcess], auth: dict[str, str]
+) -> dict[str, Any]:
     """Roll ``version`` out in two rings with a short soak; wait until it is in production."""
     rollout = approver.start_rollout(
         {
@@ -138,7 +141,7 @@ def _canary(approver: HubClient, version: int, agents: list[ServiceProcess]) -> 
             "max_p95_ratio": 3.0,  # a few hundred requests on a cold model: be lenient
         }
     )
-    with httpx.Client(timeout=10.0) as client:  # some traffic for the gates to judge
+    with httpx.Client(timeout=10.0, headers=auth) as client:  # some traffic for the gates to judge
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             for agent in agents:
@@ -156,7 +159,7 @@ def _canary(approver: HubClient, version: int, agents: list[ServiceProcess]) -> 
     if state["state"] != "completed":
         raise WaitTimeoutError(f"rollout ended {state['state']}: {state['steps'][-1]['note']}")
     for agent in agents:
-        _wait_serving(agent, str(version))
+        _wait_serving(agent, str(version), auth)
     return state
 
 
@@ -167,6 +170,7 @@ def _ab_test(
     candidate: int,
     features: np.ndarray,
     labels: np.ndarray,
+    auth: dict[str, str],
 ) -> dict[str, Any]:
     """Customers sticky to a variant on both agents; outcome = the prediction was right."""
     engineer.create_experiment(
@@ -182,7 +186,7 @@ def _ab_test(
         }
     )
     sent = 0
-    with httpx.Client(timeout=10.0) as client:
+    with httpx.Client(timeout=10.0, headers=auth) as client:
         deadline = time.monotonic() + WAIT_S
         while sent < 300 and time.monotonic() < deadline:
             agent, row = agents[sent % len(agents)], sent % len(features)
@@ -220,9 +224,11 @@ def _promote(engineer: HubClient, approver: HubClient, version: int) -> None:
         raise WaitTimeoutError(f"v{version} is still {info.stage} after approval")
 
 
-def _score(agent: ServiceProcess, features: np.ndarray, labels: np.ndarray) -> LoadResult:
+def _score(
+    agent: ServiceProcess, features: np.ndarray, labels: np.ndarray, auth: dict[str, str]
+) -> LoadResult:
     result = LoadResult()
-    with httpx.Client(timeout=10.0) as client:
+    with httpx.Client(timeout=10.0, headers=auth) as client:
         for i in range(len(features)):
             result.outcomes.append(
                 infer_once(client, agent.url, MODEL, features[i : i + 1], labels[i : i + 1])
@@ -266,6 +272,12 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
                 agent.start()
             for agent in agents:
                 agent.wait_healthy()
+        with step("admin issued an inference key for the clinic's apps (agents check it offline)"):
+            issued = admin.create_inference_key(
+                NewInferenceKey(name="clinic-app", zone=ZONE, models=[MODEL], days=30)
+            )
+            inference_key = issued.key or ""
+            auth = {"authorization": f"Bearer {inference_key}"}
         with step("alice defined feature views (scans, diagnoses) and ingested 569 patients"):
             load_clinic(engineer, ZONE)
         with step("training worker gpu01 started (a 'worker' account; this box: CPU)"):
@@ -286,12 +298,12 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
             _promote(engineer, approver, v1.version)
         with step("both agents verified v1 via TUF, decrypted it with their own keys, tested it"):
             for agent in agents:
-                _wait_serving(agent, "1")
+                _wait_serving(agent, "1", auth)
         scored: dict[str, LoadResult] = {}
         with step(f"scored the {len(features)} held-out rows on each agent over HTTP"):
             for agent in agents:
-                scored[agent.name] = _score(agent, features, labels)
-        loads = [LoadThread(a.url, MODEL, features, labels) for a in agents]
+                scored[agent.name] = _score(agent, features, labels, auth)
+        loads = [LoadThread(a.url, MODEL, features, labels, auth) for a in agents]
         for load in loads:
             load.start()
         with step("gpu01 trained v2 while both agents keep serving; it passed the gate vs v1"):
@@ -302,12 +314,12 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         with step(f"v{v2.version} staged and approved; agents swapped under live traffic"):
             _promote(engineer, approver, v2.version)
             for agent in agents:
-                _wait_serving(agent, "2")
+                _wait_serving(agent, "2", auth)
             time.sleep(0.5)
         swaps = {agent.name: load.stop() for agent, load in zip(agents, loads, strict=True)}
         shifted = f"{agents[0].name} sees shifted inputs (a sensor reads high)"
         with step(f"{shifted}; only statistics leave the box; the hub raises a drift alert"):
-            alert = _drift_until_alert(agents[0], admin, features)
+            alert = _drift_until_alert(agents[0], admin, features, auth)
         console.print(
             f"  drift alert: {MODEL} v{alert['version']} on agent {alert['agent_id']}, "
             f"{alert['windows']} drifted windows in a row"
@@ -318,7 +330,7 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         console.print(f"  job {retrain.id}: {retrain.reason}")
         with step("omar rolls v3 out as a canary: ring 1 (half the agents), then all"):
             engineer.change_stage(MODEL, v3.version, "staging")
-            rollout = _canary(approver, v3.version, agents)
+            rollout = _canary(approver, v3.version, agents, auth)
         console.print(
             "  rollout: "
             + " → ".join(f"{s['action']} (ring {s['ring']})" for s in rollout["steps"])
@@ -329,7 +341,7 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         ):
             engineer.change_stage(MODEL, v2.version, "staging")
             approver.approve_exposure(MODEL, v2.version)
-            result = _ab_test(engineer, agents, v3.version, v2.version, features, labels)
+            result = _ab_test(engineer, agents, v3.version, v2.version, features, labels, auth)
         rates = ", ".join(
             f"{v['name']} v{v['version']}: {v['mean']:.1%} correct of {v['count']}"
             for v in result["variants"]
@@ -349,7 +361,7 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         )
         ok = ok and bool(audit["ok"])
         if serve and ok:
-            _serve_forever(hub_proc, agents, site)
+            _serve_forever(hub_proc, agents, site, inference_key)
         return 0 if ok else 1
     except ApplianceError as exc:
         console.print(f"[bold red]✗ demo failed:[/] {exc}")
@@ -426,12 +438,15 @@ def _summary(
     return ok
 
 
-def _serve_forever(hub: ServiceProcess, agents: list[ServiceProcess], site: Site) -> None:
+def _serve_forever(
+    hub: ServiceProcess, agents: list[ServiceProcess], site: Site, inference_key: str
+) -> None:
     console.print("\n[bold]Leaving the services running[/] (Ctrl-C stops them):")
     console.print(f"  hub    {hub.url}   (OpenAPI, after sign-in: {hub.url}/schema)")
     for agent in agents:
         console.print(f"  {agent.name}  {agent.url}   (KServe v2: {agent.url}/v2/models/{MODEL})")
     console.print(f"  site CA {site.ca_file}")
+    console.print(f"  inference key  {inference_key}", highlight=False)
     console.print("  demo users (generated passwords, this demo only):")
     for username, roles in ROLES.items():
         console.print(f"    {username:<7} {', '.join(roles):<12} {site.passwords[username]}")

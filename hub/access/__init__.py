@@ -1,0 +1,1 @@
+"""Inference keys: the credentials client applications use on agents' data plane."""

@@ -1,0 +1,50 @@
+"""Inference keys as agents check them: from the signed index, offline, per model."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+import pytest
+
+from agent.access import DataPlaneAccess
+from appliance.errors import AuthenticationError, PermissionDeniedError
+from appliance.trust.layout import GroupIndex, KeyGrant
+
+SECRET = "s3cret-s3cret-s3cret"
+KEY = f"ak_0a1b2c3d4e5f_{SECRET}"
+
+
+def _grant(models: list[str] | None = None, expires_at: float = 2e9) -> KeyGrant:
+    digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    return KeyGrant(sha256=digest, models=models or [], expires_at=expires_at)
+
+
+def test_a_key_is_checked_against_the_index_and_its_models():
+    access = DataPlaneAccess(clock=lambda: 1.9e9)
+    access.update({"0a1b2c3d4e5f": _grant(["tiny"])})
+    access.check(f"Bearer {KEY}", "tiny")
+    access.check(f"bearer {KEY}", None)  # status and metrics: any live key
+    with pytest.raises(PermissionDeniedError):
+        access.check(f"Bearer {KEY}", "other")
+    for bad in (None, "", "Basic abc", f"Bearer {KEY}x", "Bearer ak_unknown_x", "Bearer xyz"):
+        with pytest.raises(AuthenticationError):
+            access.check(bad, "tiny")
+    access.update({"0a1b2c3d4e5f": _grant(expires_at=1.8e9)})
+    with pytest.raises(AuthenticationError, match="expired"):
+        access.check(f"Bearer {KEY}", "tiny")
+    access.update({})  # revoked: the next index no longer has it
+    with pytest.raises(AuthenticationError):
+        access.check(f"Bearer {KEY}", "tiny")
+
+
+def test_keys_come_back_from_the_last_verified_index_on_disk(tmp_path):
+    index = GroupIndex(zone="ae-dxb", group="default", keys={"0a1b2c3d4e5f": _grant()})
+    (tmp_path / "index.json").write_bytes(msgspec.json.encode(index))
+    access = DataPlaneAccess(clock=lambda: 1.9e9)
+    access.reload(tmp_path)
+    access.check(f"Bearer {KEY}", "tiny")
+
+
+def test_an_open_data_plane_asks_for_nothing():
+    DataPlaneAccess(open_access=True).check(None, "tiny")
