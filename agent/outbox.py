@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.fsutil import private_file
 from appliance.wire.fleet import ReportKind
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class Outbox:
         self.path = data_dir / OUTBOX_FILE
         self.max_reports = max_reports
         self.max_dead_letters = max_dead_letters
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # what the agent saw and reports: owner only
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

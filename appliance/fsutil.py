@@ -64,3 +64,20 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
     with atomic_open(path, mode=mode) as handle:
         handle.write(data)
+
+
+def private_file(path: Path) -> Path:
+    """Make sure ``path`` exists readable by its owner only (0600), before a library opens it.
+
+    SQLite creates its database (and its -wal and -shm files, which copy the database's
+    mode) with the process's umask: 0644 outside systemd, readable by every local user,
+    for a file holding password hashes or reports. An existing file is tightened too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return path

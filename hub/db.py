@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
+from appliance.fsutil import private_file
 from hub import records  # noqa: F401  (registers the tables on SQLModel.metadata)
 from hub.access import records as access_records  # noqa: F401
 from hub.audit import records as audit_records  # noqa: F401
@@ -20,7 +21,7 @@ from hub.identity import records as identity_records  # noqa: F401
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        private_file(Path(url.removeprefix("sqlite:///")))  # password hashes: owner only
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )

@@ -127,7 +127,7 @@ def build_services(settings: HubSettings) -> HubServices:
         audit=audit,
         policy=policy,
         registry=registry,
-        fleet=FleetService(engine, registry, gate),
+        fleet=FleetService(engine, registry, gate, sealed_only=settings.encrypt_models),
         identity=identity,
         enrolment=enrolment,
         checkpoint_minutes=settings.audit_checkpoint_minutes,

@@ -9,6 +9,7 @@ in UTC so that timestamps without an offset mean UTC everywhere.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ import pyarrow.parquet as pq
 from appliance.errors import InvalidInputError, StorageError, UnprocessableInputError
 from appliance.fsutil import fsync_dir, sha256_file
 from appliance.wire.features import FeatureSpec, KeyColumn
+
+log = logging.getLogger(__name__)
 
 SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN", "string": "VARCHAR"}
 TIMESTAMP_SQL = "TIMESTAMPTZ"
@@ -286,7 +289,11 @@ class StagedSnapshot:
             os.replace(self.temp_path, self.final_path)
             fsync_dir(self.final_path.parent)
         except OSError as exc:
-            raise StorageError(f"cannot store snapshot {self.final_path}: {exc}") from exc
+            log.error("cannot store snapshot %s: %s", self.final_path, exc)
+            raise StorageError(
+                f"the hub could not store the snapshot: {exc.strerror or 'disk error'}",
+                hint="free space in the hub's data directory and ingest again; nothing was kept",
+            ) from exc
 
     def discard(self) -> None:
         self.temp_path.unlink(missing_ok=True)
@@ -312,7 +319,11 @@ def stage_snapshot(table: pa.Table, directory: Path) -> StagedSnapshot:
             temp.unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise StorageError(f"cannot write a snapshot under {directory}: {exc}") from exc
+        log.error("cannot write a snapshot under %s: %s", directory, exc)
+        raise StorageError(
+            f"the hub could not write the snapshot: {exc.strerror or 'disk error'}",
+            hint="free space in the hub's data directory and ingest again; nothing was kept",
+        ) from exc
     return StagedSnapshot(temp, directory / f"{digest}.parquet", digest, table.num_rows)
 
 

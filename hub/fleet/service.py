@@ -7,7 +7,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from appliance.clock import iso_utc, utcnow
-from appliance.errors import NotFoundError
+from appliance.errors import NotFoundError, PermissionDeniedError
 from appliance.wire.fleet import (
     AgentAssignments,
     AgentInfo,
@@ -48,11 +48,21 @@ def check_agent_scope(principal: Principal, agent_id: int) -> None:
 
 
 class FleetService:
-    def __init__(self, engine: Engine, registry: RegistryService, gate: ResidencyGate) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        registry: RegistryService,
+        gate: ResidencyGate,
+        *,
+        sealed_only: bool = False,
+    ) -> None:
         self.engine = engine
         self.registry = registry
         self.gate = gate
         self.policy = gate.policy
+        self.sealed_only = sealed_only
+        """Models are sealed to each agent (``APPLIANCE_ENCRYPT_MODELS``): agents may not
+        download the plain bundle beside their sealed copy."""
 
     def heartbeat(self, agent_id: int, beat: Heartbeat) -> AgentInfo:
         with session_scope(self.engine) as session:
@@ -109,6 +119,11 @@ class FleetService:
         """Agents may fetch only a bundle assigned to them, and only where residency allows."""
         if principal.kind != "agent":
             return
+        if self.sealed_only:
+            raise PermissionDeniedError(
+                "agents receive models sealed to their own key, through the update metadata",
+                hint="this hub encrypts models per agent; plain bundles are for people",
+            )
         agent = self.get_agent(principal.id)
         assigned = {
             (a.name, a.version): zones for a, zones in self.registry.production_assignments()

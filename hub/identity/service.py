@@ -133,6 +133,13 @@ class IdentityService:
             raise InvalidInputError(
                 f"roles: unknown {unknown or 'none given'}; one of {list(ROLES)}"
             )
+        apart = sorted({"ml-engineer", "approver"} & set(roles)) if "admin" in roles else []
+        if apart:
+            raise InvalidInputError(
+                f"roles: admin may not also be {' or '.join(apart)}",
+                hint="separation of duties: whoever manages people and keys does not ship "
+                "or approve models; give them a second account",
+            )
         if zone is not None and self.zones and zone not in self.zones:
             raise InvalidInputError(
                 f"zone: {zone!r} is not one of this site's zones ({', '.join(self.zones)})"

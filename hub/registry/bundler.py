@@ -124,7 +124,9 @@ def prepare(folder: Path, onnx_bytes: bytes, reference_npy: bytes | None) -> Pre
     try:
         session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own untyped errors for bad models
-        raise InvalidInputError(f"model: not a loadable ONNX model ({str(exc)[:300]})") from exc
+        # ORT names the file it read: a path on the hub, none of the uploader's business
+        said = str(exc).replace(str(folder / ONNX_FILE), "the uploaded model")[:300]
+        raise InvalidInputError(f"model: not a loadable ONNX model ({said})") from exc
     inputs = [_spec(n) for n in session.get_inputs()]
     outputs = [_spec(n) for n in session.get_outputs()]
     reference = _load_reference(reference_npy, inputs) if reference_npy is not None else None

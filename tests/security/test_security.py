@@ -546,7 +546,7 @@ def test_an_agent_holds_no_user_permission(
     assert "agent:scope-a may not do this" in response.json()["detail"]
 
 
-def test_an_agent_downloads_only_what_is_assigned_to_it(
+def test_an_agent_downloads_no_plain_bundle_where_models_are_sealed(
     hub: ServiceProcess,
     engineer: HubClient,
     approver: HubClient,
@@ -557,15 +557,12 @@ def test_an_agent_downloads_only_what_is_assigned_to_it(
     assigned = publish(engineer, approver, name="assigned")
     assert assigned.stage == "production"
     url = f"{hub.url}/api/v1/models/{{}}/versions/{{}}/bundle"
-    refused = httpx.get(url.format("unassigned", hidden), headers=auth(a.client), timeout=10)
-    assert refused.status_code == 404
-    ghost = httpx.get(url.format("ghost", 1), headers=auth(a.client), timeout=10)
-    assert ghost.status_code == 404
-    allowed = httpx.get(
-        url.format("assigned", assigned.version), headers=auth(a.client), timeout=30
-    )
-    assert allowed.status_code == 200
-    assert allowed.headers["x-bundle-sha256"] == assigned.bundle_sha256
+    for name, version in (("unassigned", hidden), ("ghost", 1)):
+        refused = httpx.get(url.format(name, version), headers=auth(a.client), timeout=10)
+        assert refused.status_code == 403
+    sealed = httpx.get(url.format("assigned", assigned.version), headers=auth(a.client), timeout=30)
+    assert sealed.status_code == 403  # finding 12: only the copy sealed to its own key
+    assert "sealed" in sealed.json()["detail"] and "x-bundle-sha256" not in sealed.headers
     names = [m.name for m in a.client.assignments(a.id).models]
     assert "assigned" in names and "unassigned" not in names
 
@@ -689,6 +686,7 @@ def policy_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site,
     policy = root / "residency.toml"
     policy.write_text(POLICY)
     proc = hub_process(site.hub_dir, extra_args=("--residency-policy", str(policy)))
+    proc.env["APPLIANCE_ENCRYPT_MODELS"] = "false"  # plain targets: agents fetch bundles
     proc.start()
     try:
         proc.wait_healthy()

@@ -56,3 +56,24 @@ def test_refused_reports_move_aside_and_never_block_the_queue(tmp_path):
     assert box.dead_letters()[0]["reason"] == "third"
     box.close()
     assert Outbox(tmp_path).dead_letter_count() == 2  # kept across a restart
+
+
+def test_the_outbox_and_the_hub_database_are_readable_by_their_owner_only(tmp_path):
+    """Issue 14, finding 12: both were created 0644 outside systemd."""
+    import os
+
+    from hub.db import make_engine
+
+    umask = os.umask(0o022)  # what a shell gives: files 0644 unless made otherwise
+    try:
+        box = Outbox(tmp_path / "agent")
+        box.put("serving", {"n": 1}, key="k")
+        engine = make_engine(f"sqlite:///{tmp_path / 'hub' / 'hub.db'}")
+        with engine.connect() as connection:
+            connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            connection.commit()
+    finally:
+        os.umask(umask)
+    for path in (tmp_path / "agent" / "outbox.sqlite", tmp_path / "hub" / "hub.db"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    engine.dispose()

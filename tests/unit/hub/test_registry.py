@@ -364,3 +364,11 @@ def test_live_traffic_needs_staging_and_exposure_approvals_that_a_stage_move_cle
     registry.change_stage("m", 1, "staging", by=TESTER)
     assert registry.get_version("m", 1).exposure_approvals == []
     assert registry.serving.live([("m", 1)]) == set()
+
+
+def test_a_bad_upload_is_refused_without_naming_the_hub_s_files(registry, tmp_path):
+    """Issue 14, finding 12: the error showed the server's temporary file path."""
+    with pytest.raises(InvalidInputError) as refused:
+        registry.register_version("m", b"not an onnx model")
+    assert "not a loadable ONNX model" in str(refused.value)
+    assert str(tmp_path) not in str(refused.value) and "/tmp" not in str(refused.value)

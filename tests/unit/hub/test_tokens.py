@@ -506,3 +506,14 @@ def test_failed_sign_ins_lock_the_account_whatever_the_address(identity: Identit
         identity.sign_in("fatima", "wrong")
     reasons = [e.detail.get("reason") for e in audit_entries(identity, "auth.sign_in")]
     assert reasons.count("account locked after failed sign-ins") == 2
+
+
+def test_an_admin_may_not_also_ship_or_approve_models(identity: IdentityService) -> None:
+    """Issue 14, finding 12: admin + approver + ml-engineer in one account."""
+    for roles in (["admin", "approver"], ["admin", "ml-engineer", "approver"]):
+        with pytest.raises(InvalidInputError, match="admin may not also be"):
+            identity.create_user("boss", PASSWORD, roles)
+    assert identity.create_user("boss", PASSWORD, ["admin", "auditor"]).roles == [
+        "admin",
+        "auditor",
+    ]
