@@ -10,7 +10,7 @@ from appliance.wire.fleet import InferenceKeyInfo, NewInferenceKey
 from hub.access.service import InferenceKeys
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P
-from hub.pagination import Limit
+from hub.pagination import After, Limit
 
 
 class InferenceKeyController(Controller):
@@ -27,7 +27,7 @@ class InferenceKeyController(Controller):
 
     @get("/", operation_id="listInferenceKeys", sync_to_thread=True)
     def list_all(
-        self, inference_keys: InferenceKeys, after: int = 0, limit: Limit = 100
+        self, inference_keys: InferenceKeys, after: After = 0, limit: Limit = 100
     ) -> list[InferenceKeyInfo]:
         return inference_keys.list(after_id=after, limit=limit)
 

@@ -9,7 +9,7 @@ from hub.audit.chain import VerifyReport
 from hub.audit.schemas import AuditEntry
 from hub.identity.guards import requires
 from hub.identity.roles import Permission
-from hub.pagination import Limit
+from hub.pagination import After, Limit
 from hub.services import HubServices
 
 
@@ -22,7 +22,7 @@ class AuditController(Controller):
     def list_entries(
         self,
         services: HubServices,
-        after: int = 0,
+        after: After = 0,
         limit: Limit = 100,
         actor: str | None = None,
         action: str | None = None,

@@ -27,7 +27,7 @@ from hub.identity.controllers import client_address
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission
 from hub.multipart import Multipart, filename, text, upload_bytes
-from hub.pagination import Limit
+from hub.pagination import After, Limit, RecordId
 
 P = Permission
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
@@ -96,8 +96,8 @@ def feature_controller(max_upload_bytes: int) -> type[Controller]:
             self,
             name: str,
             features: FeatureStore,
-            version: int | None = None,
-            after: int = 0,
+            version: RecordId = None,
+            after: After = 0,
             limit: Limit = 100,
         ) -> list[IngestResult]:
             return features.list_snapshots(name, version=version, after=after, limit=limit)

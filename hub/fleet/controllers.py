@@ -13,7 +13,7 @@ from hub.fleet.service import FleetService, check_agent_scope
 from hub.identity.controllers import client_address
 from hub.identity.guards import open_endpoint, principal_of, requires
 from hub.identity.roles import Permission
-from hub.pagination import Limit
+from hub.pagination import After, Limit
 
 P = Permission
 
@@ -30,7 +30,7 @@ class AgentController(Controller):
 
     @get("/", operation_id="listAgents", guards=[requires(P.AGENTS_READ)], sync_to_thread=True)
     def list_agents(
-        self, fleet: FleetService, after: int = 0, limit: Limit = 100
+        self, fleet: FleetService, after: After = 0, limit: Limit = 100
     ) -> list[AgentInfo]:
         return fleet.list_agents(after_id=after, limit=limit)
 

@@ -10,7 +10,7 @@ from litestar import Controller, Request, get, post
 from hub.identity.guards import open_endpoint, principal_of, requires
 from hub.identity.roles import Permission
 from hub.identity.service import IdentityService, TokenPair, UserInfo
-from hub.pagination import Limit
+from hub.pagination import After, Limit
 
 
 class SignIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -104,7 +104,7 @@ class UserController(Controller):
 
     @get("/", operation_id="listUsers", sync_to_thread=True)
     def list_users(
-        self, identity: IdentityService, after: int = 0, limit: Limit = 100
+        self, identity: IdentityService, after: After = 0, limit: Limit = 100
     ) -> list[UserInfo]:
         return identity.list_users(after_id=after, limit=limit)
 

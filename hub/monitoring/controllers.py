@@ -12,7 +12,7 @@ from hub.fleet.service import check_agent_scope
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P
 from hub.monitoring.service import MonitoringService
-from hub.pagination import Limit
+from hub.pagination import After, Limit, RecordId
 
 
 class ReportsController(Controller):
@@ -48,9 +48,9 @@ class DriftController(Controller):
     def reports(
         self,
         monitoring: MonitoringService,
-        agent_id: int | None = None,
+        agent_id: RecordId = None,
         model: str | None = None,
-        after: int = 0,
+        after: After = 0,
         limit: Limit = 100,
     ) -> list[DriftReportInfo]:
         """Drift test results, oldest first: per-feature p-values over time, for plots."""
@@ -60,8 +60,8 @@ class DriftController(Controller):
     def serving(
         self,
         monitoring: MonitoringService,
-        agent_id: int | None = None,
-        after: int = 0,
+        agent_id: RecordId = None,
+        after: After = 0,
         limit: Limit = 100,
     ) -> list[ServingReportInfo]:
         """Agents' request, error and latency summaries per model version, oldest first."""

@@ -35,7 +35,7 @@ from hub.features.controllers import PARQUET_MEDIA_TYPE
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P
 from hub.multipart import Multipart, json_object, upload_bytes
-from hub.pagination import Limit
+from hub.pagination import After, Limit
 from hub.registry.service import RegistryService
 from hub.training.jobs import TrainingJobs
 from hub.training.schedules import RetrainingSchedules
@@ -83,7 +83,7 @@ def training_controller(max_upload_bytes: int) -> type[Controller]:
             limit: Limit,
             job_state: Annotated[str | None, Parameter(query="state")] = None,
             model: str | None = None,
-            after: int = 0,
+            after: After = 0,
         ) -> list[JobInfo]:
             """Newest first (filter by ``state``, ``model``); page with ``after`` = the
             last id of the previous page."""
@@ -104,7 +104,7 @@ def training_controller(max_upload_bytes: int) -> type[Controller]:
             guards=[requires(P.TRAINING_READ)],
             sync_to_thread=True,
         )
-        def logs(self, job_id: int, training: TrainingJobs, after: int = 0) -> list[LogLine]:
+        def logs(self, job_id: int, training: TrainingJobs, after: After = 0) -> list[LogLine]:
             """Log lines after sequence number ``after`` (follow a job by passing the last)."""
             return training.logs(job_id, after=after)
 

@@ -15,7 +15,7 @@ from litestar.response import File
 from hub.identity.controllers import client_address
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission as P
-from hub.pagination import Limit
+from hub.pagination import After, Limit
 from hub.updates.service import PublicationInfo, UpdateService
 
 
@@ -59,7 +59,7 @@ class UpdatesController(Controller):
         sync_to_thread=True,
     )
     def publications(
-        self, updates: UpdateService, after: int = 0, limit: Limit = 100
+        self, updates: UpdateService, after: After = 0, limit: Limit = 100
     ) -> list[PublicationInfo]:
         """Every signed publication, oldest first: who, why, which versions."""
         return updates.publications(after_id=after, limit=limit)

@@ -1,0 +1,119 @@
+"""Property-based fuzzing of the hub's OpenAPI document (schemathesis), as every kind of
+caller, against a real hub process: no generated request may get a 5xx.
+
+Run as each role (admin, ML engineer, approver, auditor, worker) and as an enrolled
+agent, so that each operation's logic is reached by someone allowed to call it, not only
+its 401/403. The examples are derandomized and bounded per operation, so the run is the
+same every time and fits CI. A few operations that would end the fuzzing callers' own
+sessions (sign-out, disabling users, revoking agents) are left out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from agent.identity import credentials, load_identity
+from appliance.cli.demo.processes import ServiceProcess
+from appliance.cli.demo.site import Site
+from appliance.client.hub import HubClient
+from tests.harness.site import publish
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = 10
+"""Generated cases per operation and caller."""
+LEFT_OUT = {
+    ("POST", "/api/v1/auth/sign-out"),
+    ("POST", "/api/v1/users/{user_id}/disable"),
+    ("POST", "/api/v1/agents/{agent_id}/revoke"),
+}
+CALLERS = ("admin", "alice", "omar", "sara", "gpu01")
+
+
+def _bearer(client: HubClient) -> dict[str, str]:
+    assert client.credentials is not None
+    return {"authorization": f"Bearer {client.credentials.bearer()}"}
+
+
+def _fuzz(
+    operation: Any,
+    base_url: str,
+    caller: str,
+    client: HubClient,
+    statuses: dict[str, Counter[int]],
+    server_errors: list[str],
+) -> None:
+    """``EXAMPLES`` generated cases of one operation, sent as ``caller``."""
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy())
+    def fuzz(case: Any) -> None:
+        response = case.call(base_url=base_url, headers=_bearer(client), timeout=30)
+        statuses[f"{case.method} {case.path}"][response.status_code] += 1
+        if response.status_code >= 500:
+            server_errors.append(
+                f"{caller}: {case.method} {case.formatted_path} -> "
+                f"{response.status_code} {response.text[:200]}"
+            )
+
+    fuzz()
+
+
+def test_no_generated_request_gets_a_server_error(
+    site: Site,
+    hub: ServiceProcess,
+    admin: HubClient,
+    engineer: HubClient,
+    approver: HubClient,
+    start_agent: Any,
+    workdir: Path,
+) -> None:
+    publish(engineer, approver)
+    agent = start_agent("fuzz-agent")
+    assert agent.url
+    document = httpx.get(f"{hub.url}/schema/openapi.json", headers=_bearer(admin), timeout=30)
+    assert document.status_code == 200
+    schema = schemathesis.openapi.from_dict(document.json())
+    operations = [
+        result.ok()
+        for result in schema.get_all_operations()
+        if (result.ok().method.upper(), result.ok().path) not in LEFT_OUT
+    ]
+    assert len(operations) > 60
+
+    server_errors: list[str] = []
+    statuses: dict[str, Counter[int]] = defaultdict(Counter)
+    clients = {name: site.client(hub.url, name) for name in CALLERS}
+    identity = load_identity(workdir / "fuzz-agent")
+    assert identity is not None
+    clients["agent"] = HubClient(hub.url, credentials=credentials(workdir / "fuzz-agent", identity))
+    try:
+        for caller, client in clients.items():
+            for operation in operations:
+                _fuzz(operation, hub.url, caller, client, statuses, server_errors)
+    finally:
+        for client in clients.values():
+            client.close()
+
+    reached = [op for op, seen in statuses.items() if set(seen) - {401, 403}]
+    sent = sum(sum(seen.values()) for seen in statuses.values())
+    print(
+        f"fuzzed {len(operations)} operations as {len(clients)} callers: {sent} requests, "
+        f"{len(reached)} operations reached past 401/403, {len(server_errors)} server errors"
+    )
+    assert server_errors == [], "\n".join(server_errors)
+    assert len(reached) >= len(operations) * 0.8, sorted(set(statuses) - set(reached))
+    assert "Traceback" not in hub.log_path.read_text(errors="replace")
