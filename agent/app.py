@@ -101,7 +101,8 @@ def ensure_enrolled(settings: AgentSettings) -> AgentIdentity:
                 name=settings.agent_name,
                 runtime=settings.runtime,
                 labels=dict(label.split("=", 1) for label in settings.labels if "=" in label),
-                url=f"http://{settings.host}:{settings.agent_port}",
+                url=f"{'http' if settings.plain_http else 'https'}://"
+                f"{settings.host}:{settings.agent_port}",
                 trusted_root=pinned,
             )
         log.info(

@@ -23,6 +23,7 @@ from appliance.security import sealing
 from appliance.security.credentials import AgentCredentials
 from appliance.security.keys import init_keypair, keys_dir, load_keypair, public_pem
 from appliance.security.sealing import ENCRYPTION_KEY_NAME, init_encryption_key, load_encryption_key
+from appliance.security.tls import new_server_request, tls_dir
 from appliance.wire.fleet import EnrolmentRequest
 
 IDENTITY_FILE = "identity.json"
@@ -51,6 +52,19 @@ def load_identity(data_dir: Path) -> AgentIdentity | None:
         raise ConfigError(
             f"{identity_path(data_dir)} is damaged", hint="enrol the agent again with a new token"
         ) from exc
+
+
+TLS_NAME = "agent"
+"""``tls/agent.key`` (made at enrolment, never leaves the box) and ``tls/agent.crt``."""
+
+
+def tls_certificate(data_dir: Path) -> Path:
+    """The agent's HTTPS certificate from the site CA, if enrolment brought one."""
+    return tls_dir(data_dir) / f"{TLS_NAME}.crt"
+
+
+def tls_key(data_dir: Path) -> Path:
+    return tls_dir(data_dir) / f"{TLS_NAME}.key"
 
 
 def credentials(data_dir: Path, identity: AgentIdentity) -> AgentCredentials:
@@ -88,6 +102,7 @@ def enrol(
             labels=labels or {},
             url=url,
             software_version=__version__,
+            tls_csr=new_server_request(tls_dir(data_dir), TLS_NAME).decode(),
         )
     )
     identity = AgentIdentity(
@@ -101,6 +116,8 @@ def enrol(
         finally:
             client.credentials = anonymous
     pin_root(data_dir, trusted_root)
+    if info.tls_certificate:
+        atomic_write_bytes(tls_certificate(data_dir), info.tls_certificate.encode(), mode=0o644)
     atomic_write_bytes(
         identity_path(data_dir), json.dumps(asdict(identity), indent=2).encode(), mode=0o600
     )

@@ -30,6 +30,9 @@ variable                       meaning
 ``APPLIANCE_TRAINING_LEASE_S`` hub: a training job's lease without a worker heartbeat
 ``APPLIANCE_SIGN_IN_PER_MINUTE`` hub: sign-ins, refreshes and enrolments per client per minute
 ``APPLIANCE_TRUSTED_PROXIES``  hub: comma-separated addresses whose X-Forwarded-For is believed
+``APPLIANCE_AGENT_STALE_S``    hub: an agent silent this long is shown stale (default 900)
+``APPLIANCE_SITE_CA``          hub: folder of the site CA (ca.crt, ca.key) that signs agents' HTTPS
+``APPLIANCE_PLAIN_HTTP``       agent: serve plain HTTP without a certificate (closed labs only)
 ``APPLIANCE_AGENT_NAME``       agent name (default: the host name)
 ``APPLIANCE_AGENT_PORT``       agent HTTP port (default 8701)
 ``APPLIANCE_RUNTIME``          ``auto``, ``onnxruntime`` or ``openvino``
@@ -113,6 +116,11 @@ class HubSettings:
     """How long a worker holds a training job without a heartbeat before it is requeued."""
     sign_in_per_minute: int = 30
     """Sign-ins, token refreshes and enrolments one client address may make per minute."""
+    agent_stale_s: float = 900.0
+    """An agent with no heartbeat for this long is shown ``stale``, whatever it last said."""
+    site_ca: Path | None = None
+    """The site CA's folder (``ca.crt``, ``ca.key``): enrolling agents get an HTTPS
+    certificate from it. Default: ``data_dir/ca`` when it is there."""
     trusted_proxies: tuple[str, ...] = ()
     """Reverse proxies whose ``X-Forwarded-For`` names the client; by default none is
     believed, so a client cannot choose the address that rate limits and the audit see."""
@@ -158,6 +166,9 @@ class AgentSettings:
     """Intra-op threads per model; 1 suits small boxes and batch-1 latency."""
     max_request_mb: int = 16
     """Largest inference request body, in MiB (larger ones get 413)."""
+    plain_http: bool = False
+    """Serve plain HTTP when enrolment brought no certificate (a hub without the site CA):
+    for a closed lab only. Otherwise an agent without a certificate refuses to start."""
     open_data_plane: bool = False
     """Serve models to anyone who reaches the agent, without an inference key: for a closed
     lab network only (the agent says so in its log)."""

@@ -165,6 +165,7 @@ class Bench:
             sync_interval=sync_interval,
             runtime="onnxruntime",
             open_data_plane=True,  # the serving path itself; a key check costs microseconds
+            plain_http=True,  # and HTTP, as the baselines it is compared with
         )
 
     def _agent_port(self) -> int:

@@ -14,6 +14,7 @@ from hub.audit.service import AuditLog
 from hub.db import create_schema, make_engine
 from hub.experiments.service import ExperimentService
 from hub.features.service import FeatureStore
+from hub.fleet.certificates import AgentCertificates
 from hub.fleet.enrolment import EnrolmentService
 from hub.fleet.service import FleetService
 from hub.identity.service import IdentityService
@@ -96,7 +97,15 @@ def build_services(settings: HubSettings) -> HubServices:
             offline_max_days=max(settings.offline_max_days, settings.offline_days),
         ),
     )
-    enrolment = EnrolmentService(engine, policy, audit)
+    site_ca = settings.site_ca or settings.data_dir / "ca"
+    enrolment = EnrolmentService(
+        engine,
+        policy,
+        audit,
+        certificates=AgentCertificates.from_directory(
+            site_ca if settings.site_ca or (site_ca / "ca.key").exists() else None
+        ),
+    )
     experiments = ExperimentService(engine, registry, audit)
     updates.experiment_source = experiments.running_for
     experiments.changes.subscribe(updates.on_change)
@@ -127,7 +136,13 @@ def build_services(settings: HubSettings) -> HubServices:
         audit=audit,
         policy=policy,
         registry=registry,
-        fleet=FleetService(engine, registry, gate, sealed_only=settings.encrypt_models),
+        fleet=FleetService(
+            engine,
+            registry,
+            gate,
+            sealed_only=settings.encrypt_models,
+            stale_after_s=settings.agent_stale_s,
+        ),
         identity=identity,
         enrolment=enrolment,
         checkpoint_minutes=settings.audit_checkpoint_minutes,

@@ -10,6 +10,7 @@ from typing import Any
 from appliance import settings as config
 from appliance.cli.connect import hub_flags, user_client
 from appliance.cli.output import console, setup_logging
+from appliance.errors import ConfigError
 from appliance.sd_notify import notify
 from appliance.settings import RUNTIME_CHOICES, AgentSettings, HubSettings
 
@@ -116,6 +117,7 @@ def _agent_settings(args: argparse.Namespace) -> AgentSettings:
             "trusted_root": getattr(args, "trusted_root", None),
             "labels": tuple(args.label) if args.label else None,
             "enrol_token": getattr(args, "enrol_token", None),
+            "plain_http": True if getattr(args, "plain_http", False) else None,
             "hub_ca": args.hub_ca,
             "client_cert": getattr(args, "client_cert", None),
             "client_key": getattr(args, "client_key", None),
@@ -129,15 +131,39 @@ def agent_serve(args: argparse.Namespace) -> int:
     from agent.app import build_core, create_app
 
     core = build_core(settings)
+    tls = _agent_tls(settings)
     log.info(
-        "agent %s listening on http://%s:%d, hub %s",
+        "agent %s listening on %s://%s:%d, hub %s",
         settings.agent_name,
+        "https" if tls else "http",
         settings.host,
         settings.agent_port,
         settings.hub_url,
     )
-    _uvicorn(create_app(core), settings.host, settings.agent_port)
+    _uvicorn(create_app(core), settings.host, settings.agent_port, **tls)
     return 0
+
+
+def _agent_tls(settings: AgentSettings) -> dict[str, Any]:
+    """HTTPS with the certificate the site CA issued at enrolment; plain HTTP only when the
+    operator said so (``--plain-http``), never by accident."""
+    from agent.identity import tls_certificate, tls_key
+    from appliance.security.tls import server_tls_options
+
+    certificate = tls_certificate(settings.data_dir)
+    if certificate.exists():
+        return dict(server_tls_options(certificate, tls_key(settings.data_dir)))
+    if settings.plain_http:
+        log.warning(
+            "serving plain HTTP (APPLIANCE_PLAIN_HTTP): inference keys and answers cross the "
+            "network in the clear"
+        )
+        return {}
+    raise ConfigError(
+        f"agent in {settings.data_dir} has no HTTPS certificate",
+        hint="enrol it with a hub that holds the site CA (APPLIANCE_SITE_CA), or pass "
+        "--plain-http for a closed lab",
+    )
 
 
 def agent_enrol(args: argparse.Namespace) -> int:
@@ -232,6 +258,11 @@ def add_parsers(
     aserve.add_argument("--port", type=int, help="port (default 8701)")
     aserve.add_argument("--sync-interval", type=float, help="seconds between hub polls")
     aserve.add_argument("--enrol-token", help="one-time token, used if not enrolled yet")
+    aserve.add_argument(
+        "--plain-http",
+        action="store_true",
+        help="serve plain HTTP if enrolment brought no certificate (closed labs only)",
+    )
     aserve.set_defaults(func=agent_serve)
 
     enrol = agent_sub.add_parser(

@@ -19,6 +19,9 @@ class EnrolmentRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     labels: dict[str, str] = {}
     url: str | None = None
     software_version: str | None = None
+    tls_csr: str | None = None
+    """A certificate signing request (PEM) for the agent's HTTPS; the hub answers with a
+    certificate from the site CA when it holds one."""
 
 
 class InstalledModel(msgspec.Struct, kw_only=True):
@@ -113,6 +116,8 @@ class AgentInfo(msgspec.Struct, kw_only=True):
     models: list[InstalledModel]
     enrolled_at: str | None = None
     revoked_at: str | None = None
+    tls_certificate: str | None = None
+    """In the answer to enrolment only: the agent's HTTPS certificate from the site CA."""
 
 
 class Assignment(msgspec.Struct, kw_only=True):

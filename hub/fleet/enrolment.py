@@ -26,6 +26,7 @@ from appliance.wire.fleet import AgentInfo, EnrolmentRequest
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.events import Changes
+from hub.fleet.certificates import AgentCertificates
 from hub.fleet.service import agent_info
 from hub.identity.principal import Principal
 from hub.identity.records import EnrolmentTokenRecord
@@ -52,6 +53,8 @@ class EnrolmentService:
     audit: AuditLog
     changes: Changes = field(default_factory=Changes)
     """Told after an agent joins or leaves: what each group may install changes."""
+    certificates: AgentCertificates = field(default_factory=lambda: AgentCertificates(None))
+    """The site CA, when the hub holds it: enrolling agents get their HTTPS certificate."""
 
     def create_token(
         self, principal: Principal, zone: str, group: str, ttl_s: int = 24 * 3600
@@ -102,7 +105,7 @@ class EnrolmentService:
             expires = as_utc(token.expires_at) if token else None
             again = self._same_enrolment(session, token, request)
             if again is not None:
-                return again
+                return self._with_certificate(again, request)
             if token is None or token.used_at is not None or expires is None or expires < now:
                 raise AuthenticationError(
                     "enrolment token is unknown, used or expired",
@@ -155,7 +158,11 @@ class EnrolmentService:
             )
             info = agent_info(agent)
         self.changes.announce(f"agent:{info.name}", f"agent {info.name} enrolled")
-        return info
+        return self._with_certificate(info, request)
+
+    def _with_certificate(self, info: AgentInfo, request: EnrolmentRequest) -> AgentInfo:
+        certificate = self.certificates.issue(request.tls_csr, request.name, request.url)
+        return msgspec.structs.replace(info, tls_certificate=certificate)
 
     def _same_enrolment(
         self, session: Session, token: EnrolmentTokenRecord | None, request: EnrolmentRequest

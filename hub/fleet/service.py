@@ -6,7 +6,7 @@ import msgspec
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from appliance.clock import iso_utc, utcnow
+from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import NotFoundError, PermissionDeniedError
 from appliance.wire.fleet import (
     AgentAssignments,
@@ -22,7 +22,14 @@ from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
 
 
-def agent_info(record: AgentRecord) -> AgentInfo:
+def agent_info(record: AgentRecord, *, stale_after_s: float | None = None) -> AgentInfo:
+    """The agent as the hub sees it; with ``stale_after_s``, one silent for longer than
+    that is shown ``stale`` whatever it last said (its reports have stopped too)."""
+    health, detail = record.health, record.detail
+    if stale_after_s is not None and record.revoked_at is None and record.last_seen_at:
+        silent = (utcnow() - as_utc(record.last_seen_at)).total_seconds()
+        if silent > stale_after_s:
+            health, detail = "stale", f"no heartbeat for {silent:.0f} s; last said: {detail}"
     return AgentInfo(
         id=record.id or 0,
         name=record.name,
@@ -33,8 +40,8 @@ def agent_info(record: AgentRecord) -> AgentInfo:
         url=record.url,
         registered_at=iso_utc(record.registered_at),
         last_seen_at=iso_utc(record.last_seen_at) if record.last_seen_at else None,
-        health=record.health,
-        detail=record.detail,
+        health=health,
+        detail=detail,
         models=msgspec.convert(record.models, list[InstalledModel]),
         enrolled_at=iso_utc(record.enrolled_at) if record.enrolled_at else None,
         revoked_at=iso_utc(record.revoked_at) if record.revoked_at else None,
@@ -55,12 +62,14 @@ class FleetService:
         gate: ResidencyGate,
         *,
         sealed_only: bool = False,
+        stale_after_s: float | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
         self.gate = gate
         self.policy = gate.policy
         self.sealed_only = sealed_only
+        self.stale_after_s = stale_after_s
         """Models are sealed to each agent (``APPLIANCE_ENCRYPT_MODELS``): agents may not
         download the plain bundle beside their sealed copy."""
 
@@ -85,14 +94,14 @@ class FleetService:
                 .order_by(col(AgentRecord.id))
                 .limit(limit)
             )
-            return [agent_info(r) for r in rows]
+            return [agent_info(r, stale_after_s=self.stale_after_s) for r in rows]
 
     def get_agent(self, agent_id: int) -> AgentInfo:
         with Session(self.engine) as session:
             record = session.get(AgentRecord, agent_id)
             if record is None:
                 raise NotFoundError(f"no agent with id {agent_id}")
-            return agent_info(record)
+            return agent_info(record, stale_after_s=self.stale_after_s)
 
     def assignments(self, agent_id: int) -> AgentAssignments:
         """Production versions this agent may run; the others with the rule that refuses them."""

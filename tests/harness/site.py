@@ -125,7 +125,8 @@ def start_agent(
             sync_interval=0.3,
             # Most tests call agents as an anonymous client; the data plane's keys have
             # their own tests (tests/security/test_agent_data_plane.py), with it closed.
-            **{"probation_seconds": 1.0, "open_data_plane": True, **kwargs},
+            # Their hubs hold no site CA, so agents serve plain HTTP, as told.
+            **{"probation_seconds": 1.0, "open_data_plane": True, "plain_http": True, **kwargs},
         )
         proc.start()
         started.append(proc)

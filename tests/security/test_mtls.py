@@ -55,6 +55,7 @@ def test_agent_with_a_site_certificate_enrols_and_syncs_and_strangers_are_refuse
             hub_ca=ca_file,
             sync_interval=0.3,
             open_data_plane=True,  # this test is about the agent's mTLS to the hub
+            plain_http=True,
         )
         agent.args += [
             "--client-cert",

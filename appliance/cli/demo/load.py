@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -85,15 +86,16 @@ class LoadThread(threading.Thread):
         features: np.ndarray,
         labels: np.ndarray,
         headers: dict[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         super().__init__(daemon=True, name=f"load-{url}")
-        self.url, self.model, self.headers = url, model, headers
+        self.url, self.model, self.headers, self.verify = url, model, headers, verify
         self.features, self.labels = features, labels
         self.result = LoadResult()
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        with httpx.Client(timeout=10.0, headers=self.headers) as client:
+        with httpx.Client(timeout=10.0, headers=self.headers, verify=self.verify) as client:
             i = 0
             while not self._stop_event.is_set():
                 row = i % len(self.features)

@@ -45,12 +45,18 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) ->
 
 
 def serving_version(
-    agent_url: str, model: str, headers: dict[str, str] | None = None
+    agent_url: str,
+    model: str,
+    headers: dict[str, str] | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> str | None:
     """The version of ``model`` an agent serves now, or None (not loaded, not answering);
-    ``headers`` carry the inference key an agent with a closed data plane wants."""
+    ``headers`` carry the inference key an agent with a closed data plane wants, ``verify``
+    the site CA its HTTPS certificate chains to."""
     try:
-        response = httpx.get(f"{agent_url}/v2/models/{model}", headers=headers, timeout=2.0)
+        response = httpx.get(
+            f"{agent_url}/v2/models/{model}", headers=headers, verify=verify, timeout=2.0
+        )
     except httpx.HTTPError:
         return None
     return str(response.json()["versions"][0]) if response.status_code == 200 else None
@@ -185,6 +191,7 @@ def agent_process(
     probation_seconds: float | None = None,
     env: dict[str, str] | None = None,
     open_data_plane: bool = False,
+    plain_http: bool = False,
 ) -> ServiceProcess:
     """An agent that pins ``trusted_root`` at enrolment, as an installer would.
 
@@ -214,10 +221,14 @@ def agent_process(
         args += ["--trusted-root", str(trusted_root)]
     if hub_ca:
         args += ["--hub-ca", str(hub_ca)]
+    if plain_http:
+        args += ["--plain-http"]
     return ServiceProcess(
         name=name,
         args=args,
-        url=f"http://127.0.0.1:{port}",
+        # HTTPS with the certificate the site CA issued at enrolment, checked against it
+        url=f"{'http' if plain_http else 'https'}://127.0.0.1:{port}",
+        ca_file=None if plain_http else hub_ca,
         health_path="/v2/health/live",
         log_path=data_dir.parent / "logs" / f"{data_dir.name}.log",
         env={

@@ -65,10 +65,10 @@ def step(title: str) -> Iterator[None]:
     console.print(f"[green]✓[/] {title} [dim]({time.monotonic() - started:.1f} s)[/]")
 
 
-def _wait_serving(agent: ServiceProcess, version: str, auth: dict[str, str]) -> None:
+def _wait_serving(agent: ServiceProcess, version: str, plane: dict[str, Any]) -> None:
     wait_for(
         f"{agent.name} to serve v{version}",
-        lambda: serving_version(agent.url, MODEL, auth) == version,
+        lambda: serving_version(agent.url, MODEL, **plane) == version,
         timeout=WAIT_S,
     )
 
@@ -109,13 +109,13 @@ def _retrained_on_drift(hub: HubClient) -> JobInfo:
 
 
 def _drift_until_alert(
-    agent: ServiceProcess, hub: HubClient, features: np.ndarray, auth: dict[str, str]
+    agent: ServiceProcess, hub: HubClient, features: np.ndarray, plane: dict[str, Any]
 ) -> dict[str, object]:
     """Send shifted rows until the hub has an open drift alert (or give up)."""
     shifted = features.copy()
     shifted[:, :5] += 1.5 * features[:, :5].std(axis=0)  # the first five features read high
     deadline = time.monotonic() + WAIT_S
-    with httpx.Client(timeout=10.0, headers=auth) as client:
+    with httpx.Client(timeout=10.0, **plane) as client:
         while time.monotonic() < deadline:
             for i in range(0, 100):
                 row = shifted[i % len(shifted) : i % len(shifted) + 1]
@@ -128,7 +128,7 @@ def _drift_until_alert(
 
 
 def _canary(
-    approver: HubClient, version: int, agents: list[ServiceProcess], auth: dict[str, str]
+    approver: HubClient, version: int, agents: list[ServiceProcess], plane: dict[str, Any]
 ) -> dict[str, Any]:
     """Roll ``version`` out in two rings with a short soak; wait until it is in production."""
     rollout = approver.start_rollout(
@@ -141,7 +141,7 @@ def _canary(
             "max_p95_ratio": 3.0,  # a few hundred requests on a cold model: be lenient
         }
     )
-    with httpx.Client(timeout=10.0, headers=auth) as client:  # some traffic for the gates to judge
+    with httpx.Client(timeout=10.0, **plane) as client:  # some traffic for the gates to judge
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             for agent in agents:
@@ -159,7 +159,7 @@ def _canary(
     if state["state"] != "completed":
         raise WaitTimeoutError(f"rollout ended {state['state']}: {state['steps'][-1]['note']}")
     for agent in agents:
-        _wait_serving(agent, str(version), auth)
+        _wait_serving(agent, str(version), plane)
     return state
 
 
@@ -170,7 +170,7 @@ def _ab_test(
     candidate: int,
     features: np.ndarray,
     labels: np.ndarray,
-    auth: dict[str, str],
+    plane: dict[str, Any],
 ) -> dict[str, Any]:
     """Customers sticky to a variant on both agents; outcome = the prediction was right."""
     engineer.create_experiment(
@@ -186,7 +186,7 @@ def _ab_test(
         }
     )
     sent = 0
-    with httpx.Client(timeout=10.0, headers=auth) as client:
+    with httpx.Client(timeout=10.0, **plane) as client:
         deadline = time.monotonic() + WAIT_S
         while sent < 300 and time.monotonic() < deadline:
             agent, row = agents[sent % len(agents)], sent % len(features)
@@ -225,10 +225,10 @@ def _promote(engineer: HubClient, approver: HubClient, version: int) -> None:
 
 
 def _score(
-    agent: ServiceProcess, features: np.ndarray, labels: np.ndarray, auth: dict[str, str]
+    agent: ServiceProcess, features: np.ndarray, labels: np.ndarray, plane: dict[str, Any]
 ) -> LoadResult:
     result = LoadResult()
-    with httpx.Client(timeout=10.0, headers=auth) as client:
+    with httpx.Client(timeout=10.0, **plane) as client:
         for i in range(len(features)):
             result.outcomes.append(
                 infer_once(client, agent.url, MODEL, features[i : i + 1], labels[i : i + 1])
@@ -247,6 +247,7 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         with step("hub started (HTTPS from the site CA)"):
             hub_proc = hub_process(site.hub_dir, tls=site.tls)
             hub_proc.env["APPLIANCE_ROLLOUT_CHECK_S"] = "1"  # judge canary rings every second
+            hub_proc.env["APPLIANCE_SITE_CA"] = str(site.root / "ca")  # signs agents' HTTPS
             processes.append(hub_proc)
             hub_proc.start()
             hub_proc.wait_healthy()
@@ -272,12 +273,15 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
                 agent.start()
             for agent in agents:
                 agent.wait_healthy()
-        with step("admin issued an inference key for the clinic's apps (agents check it offline)"):
+        with step("admin issued the clinic's apps a key for the agents (checked offline)"):
             issued = admin.create_inference_key(
                 NewInferenceKey(name="clinic-app", zone=ZONE, models=[MODEL], days=30)
             )
             inference_key = issued.key or ""
-            auth = {"authorization": f"Bearer {inference_key}"}
+            plane: dict[str, Any] = {  # how the clinic's apps call agents: HTTPS, their key
+                "headers": {"authorization": f"Bearer {inference_key}"},
+                "verify": agents[0].verify,
+            }
         with step("alice defined feature views (scans, diagnoses) and ingested 569 patients"):
             load_clinic(engineer, ZONE)
         with step("training worker gpu01 started (a 'worker' account; this box: CPU)"):
@@ -298,12 +302,12 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
             _promote(engineer, approver, v1.version)
         with step("both agents verified v1 via TUF, decrypted it with their own keys, tested it"):
             for agent in agents:
-                _wait_serving(agent, "1", auth)
+                _wait_serving(agent, "1", plane)
         scored: dict[str, LoadResult] = {}
         with step(f"scored the {len(features)} held-out rows on each agent over HTTP"):
             for agent in agents:
-                scored[agent.name] = _score(agent, features, labels, auth)
-        loads = [LoadThread(a.url, MODEL, features, labels, auth) for a in agents]
+                scored[agent.name] = _score(agent, features, labels, plane)
+        loads = [LoadThread(a.url, MODEL, features, labels, **plane) for a in agents]
         for load in loads:
             load.start()
         with step("gpu01 trained v2 while both agents keep serving; it passed the gate vs v1"):
@@ -314,12 +318,12 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         with step(f"v{v2.version} staged and approved; agents swapped under live traffic"):
             _promote(engineer, approver, v2.version)
             for agent in agents:
-                _wait_serving(agent, "2", auth)
+                _wait_serving(agent, "2", plane)
             time.sleep(0.5)
         swaps = {agent.name: load.stop() for agent, load in zip(agents, loads, strict=True)}
         shifted = f"{agents[0].name} sees shifted inputs (a sensor reads high)"
         with step(f"{shifted}; only statistics leave the box; the hub raises a drift alert"):
-            alert = _drift_until_alert(agents[0], admin, features, auth)
+            alert = _drift_until_alert(agents[0], admin, features, plane)
         console.print(
             f"  drift alert: {MODEL} v{alert['version']} on agent {alert['agent_id']}, "
             f"{alert['windows']} drifted windows in a row"
@@ -330,7 +334,7 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         console.print(f"  job {retrain.id}: {retrain.reason}")
         with step("omar rolls v3 out as a canary: ring 1 (half the agents), then all"):
             engineer.change_stage(MODEL, v3.version, "staging")
-            rollout = _canary(approver, v3.version, agents, auth)
+            rollout = _canary(approver, v3.version, agents, plane)
         console.print(
             "  rollout: "
             + " → ".join(f"{s['action']} (ring {s['ring']})" for s in rollout["steps"])
@@ -341,7 +345,7 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
         ):
             engineer.change_stage(MODEL, v2.version, "staging")
             approver.approve_exposure(MODEL, v2.version)
-            result = _ab_test(engineer, agents, v3.version, v2.version, features, labels, auth)
+            result = _ab_test(engineer, agents, v3.version, v2.version, features, labels, plane)
         rates = ", ".join(
             f"{v['name']} v{v['version']}: {v['mean']:.1%} correct of {v['count']}"
             for v in result["variants"]

@@ -36,6 +36,8 @@ from appliance.security.tls._store import (
     load_ca,
     load_certificate,
     load_private_key,
+    new_server_request,
+    sign_server_request,
     tls_dir,
 )
 from appliance.security.tls._x509 import fingerprint
@@ -58,6 +60,8 @@ __all__ = [
     "load_ca",
     "load_certificate",
     "load_private_key",
+    "new_server_request",
     "server_tls_options",
+    "sign_server_request",
     "tls_dir",
 ]

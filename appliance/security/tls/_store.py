@@ -23,9 +23,10 @@ from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import NameOID
 
 from appliance.clock import utcnow
 from appliance.errors import ConfigError
@@ -169,6 +170,65 @@ def issue_client_cert(
 ) -> CertificateFiles:
     """Write ``out_dir/NAME.crt`` and ``NAME.key`` for mutual TLS; the common name is ``name``."""
     return _issue(ca, out_dir, name, "client", [], [], days=days, now=now)
+
+
+def new_server_request(out_dir: Path, name: str) -> bytes:
+    """Write ``out_dir/NAME.key`` (0600, reused if there) and return a certificate signing
+    request (PEM) for it: the key never leaves the box that will serve with it."""
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"{name!r} is not a usable certificate name")
+    key_path = out_dir / f"{name}.key"
+    if key_path.exists():
+        loaded = _read_private_key(key_path, missing_hint=None)
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            raise CertificateError(f"{key_path} is not an ECDSA key", hint="delete it")
+        key = loaded
+    else:
+        if not out_dir.exists():
+            out_dir.mkdir(parents=True, mode=0o700)
+        key = new_private_key()
+        _write_key(key_path, key)
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .sign(key, hashes.SHA256())
+    )
+    return request.public_bytes(serialization.Encoding.PEM)
+
+
+def sign_server_request(
+    ca: CertAuthority,
+    request_pem: bytes,
+    *,
+    dns_names: Sequence[str],
+    ip_addresses: Sequence[str | IPAddress],
+    days: int = LEAF_DAYS,
+    now: datetime | None = None,
+) -> bytes:
+    """A server certificate (PEM) for the key in a signing request, with the names the
+    *issuer* decides (the request's own names are ignored): the request only proves that
+    its sender holds the key."""
+    try:
+        request = x509.load_pem_x509_csr(request_pem)
+    except ValueError as exc:
+        raise CertificateError("the certificate signing request is not a PEM CSR") from exc
+    public_key = request.public_key()
+    if not request.is_signature_valid or not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise CertificateError("the certificate signing request is unsigned or not ECDSA")
+    dns, ips = subject_alt_names(dns_names, ip_addresses)
+    common_name = (dns or [str(ip) for ip in ips])[0]
+    certificate = build_leaf_certificate(
+        ca.certificate,
+        ca.private_key,
+        public_key,
+        common_name=common_name,
+        usage="server",
+        dns_names=dns,
+        ip_addresses=ips,
+        now=resolve_now(now),
+        days=days,
+    )
+    return _cert_pem(certificate)
 
 
 def load_certificate(

@@ -76,7 +76,9 @@ def test_public_api_is_exactly_this():
         "load_ca",
         "load_certificate",
         "load_private_key",
+        "new_server_request",
         "server_tls_options",
+        "sign_server_request",
         "tls_dir",
     ]
     assert issubclass(CertificateError, ConfigError)
@@ -462,3 +464,23 @@ def test_cli_prints_fingerprints_verbatim_never_as_emoji(tmp_path, capsys, monke
     monkeypatch.setattr(CertAuthority, "fingerprint", property(lambda _self: shown))
     _run_cli("ca", "init", "--data-dir", str(tmp_path))
     assert f"CA SHA-256 fingerprint: {shown}\n" in capsys.readouterr().out
+
+
+def test_a_signing_request_gets_the_names_its_issuer_decides(ca, tmp_path):
+    """An agent's TLS certificate at enrolment: its key stays on the box."""
+    from cryptography import x509
+
+    from appliance.security.tls import new_server_request, sign_server_request
+
+    request = new_server_request(tmp_path / "tls", "agent")
+    assert (tmp_path / "tls" / "agent.key").stat().st_mode & 0o777 == 0o600
+    assert new_server_request(tmp_path / "tls", "agent") != b""  # the same key, reused
+    pem = sign_server_request(
+        ca, request, dns_names=["edge-1", "localhost"], ip_addresses=["127.0.0.1"], now=NOW
+    )
+    certificate = x509.load_pem_x509_certificate(pem)
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["edge-1", "localhost"]
+    assert certificate.issuer == ca.certificate.subject
+    with pytest.raises(CertificateError):
+        sign_server_request(ca, b"not a request", dns_names=["x"], ip_addresses=[], now=NOW)
