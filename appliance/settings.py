@@ -27,6 +27,7 @@ variable                       meaning
 ``APPLIANCE_OFFLINE_DAYS``     hub: validity of exported offline update bundles, in days
 ``APPLIANCE_OFFLINE_MAX_DAYS`` hub: the longest validity an export may ask for (default 30)
 ``APPLIANCE_MAX_SOAK_S``       hub: the longest soak a rollout ring may ask for
+``APPLIANCE_MAX_EXPERIMENT_DAYS`` hub: the longest an A/B experiment runs (then it stops)
 ``APPLIANCE_TRAINING_LEASE_S`` hub: a training job's lease without a worker heartbeat
 ``APPLIANCE_SIGN_IN_PER_MINUTE`` hub: sign-ins, refreshes and enrolments per client per minute
 ``APPLIANCE_TRUSTED_PROXIES``  hub: comma-separated addresses whose X-Forwarded-For is believed
@@ -108,6 +109,8 @@ class HubSettings:
     max_soak_s: float = 7 * 24 * 3600.0
     """The longest soak a rollout ring may have: a staging version serves no longer than this
     per ring without reaching production."""
+    max_experiment_days: float = 90.0
+    """The longest an A/B experiment runs: its variants then leave agents and it stops."""
     rollout_check_s: float = 10.0
     """How often rollout rings that have soaked are judged against their gates."""
     drift_alert_windows: int = 3

@@ -116,6 +116,14 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
         )
         scheduler.append(
             run_every(
+                settings.rollout_check_s / 60,
+                svc.experiments.expire,
+                job_id="experiment-expiry",
+                name="stop experiments that ran their longest",
+            )
+        )
+        scheduler.append(
+            run_every(
                 settings.training_lease_s / 2 / 60,
                 svc.training.requeue_expired,
                 job_id="training-leases",

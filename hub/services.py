@@ -106,7 +106,7 @@ def build_services(settings: HubSettings) -> HubServices:
             site_ca if settings.site_ca or (site_ca / "ca.key").exists() else None
         ),
     )
-    experiments = ExperimentService(engine, registry, audit)
+    experiments = ExperimentService(engine, registry, audit, max_days=settings.max_experiment_days)
     updates.experiment_source = experiments.running_for
     experiments.changes.subscribe(updates.on_change)
     rollouts = RolloutService(engine, registry, audit, max_soak_s=settings.max_soak_s)

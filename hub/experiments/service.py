@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from datetime import timedelta
 from typing import Literal
 
 import msgspec
@@ -20,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlmodel import Session, col, select
 
-from appliance.clock import iso_utc
+from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
 from appliance.trust.layout import ExperimentSpec, VariantSpec
 from appliance.wire.fleet import AbSummary
@@ -50,10 +51,20 @@ class NewExperiment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class ExperimentService:
-    def __init__(self, engine: Engine, registry: RegistryService, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        registry: RegistryService,
+        audit: AuditLog,
+        *,
+        max_days: float = 90.0,
+    ) -> None:
         self.engine = engine
         self.registry = registry
         self.audit = audit
+        self.max_age = timedelta(days=max_days)
+        """The longest an experiment runs (``APPLIANCE_MAX_EXPERIMENT_DAYS``): its variants
+        leave agents' metadata then, and :meth:`expire` stops it."""
         self.changes = Changes()
         """Told after an experiment starts or stops: agents' metadata must follow."""
 
@@ -67,6 +78,7 @@ class ExperimentService:
                     ExperimentRecord.status == "running",
                 )
             ).all()
+        rows = [r for r in rows if not self._overdue(r)]
         return {
             r.name: ExperimentSpec(
                 model=r.model,
@@ -136,6 +148,33 @@ class ExperimentService:
             raise ConflictError(f"an experiment named {spec.name!r} exists") from exc
         self.changes.announce(by.actor, f"experiment {spec.name} started")
         return self.get(spec.name)
+
+    def _overdue(self, record: ExperimentRecord) -> bool:
+        return utcnow() - as_utc(record.created_at) > self.max_age
+
+    def expire(self) -> list[str]:
+        """The scheduler's job: stop running experiments past their longest run."""
+        stopped = []
+        with session_scope(self.engine) as session:
+            for record in session.exec(
+                select(ExperimentRecord).where(ExperimentRecord.status == "running")
+            ):
+                if not self._overdue(record):
+                    continue
+                record.status = "stopped"
+                session.add(record)
+                self.audit.append(
+                    session,
+                    actor="system",
+                    action="experiment.stop",
+                    target=f"experiment:{record.name}",
+                    outcome="ok",
+                    detail={"reason": f"ran longer than {self.max_age.days} days"},
+                )
+                stopped.append(record.name)
+        for name in stopped:
+            self.changes.announce("system", f"experiment {name} ran its longest and stopped")
+        return stopped
 
     def stop(self, name: str, by: Principal) -> ExperimentInfo:
         with session_scope(self.engine) as session:
