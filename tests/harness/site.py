@@ -8,6 +8,7 @@ with one-time tokens made by the admin.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +75,25 @@ def site(workdir: Path) -> Site:
     return bootstrap_site(workdir, tls=False)
 
 
-@pytest.fixture(scope="module")
-def hub(site: Site) -> Iterator[ServiceProcess]:
-    proc = hub_process(site.hub_dir)
+@contextmanager
+def running_hub(
+    site: Site, *extra_args: str, env: dict[str, str] | None = None
+) -> Iterator[ServiceProcess]:
+    """A hub for ``site`` with these flags and ``APPLIANCE_*`` settings, stopped afterwards."""
+    proc = hub_process(site.hub_dir, extra_args=extra_args)
+    proc.env.update(env or {})
     proc.start()
     try:
         proc.wait_healthy()
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(site: Site) -> Iterator[ServiceProcess]:
+    with running_hub(site) as proc:
+        yield proc
 
 
 def _client(site: Site, hub: ServiceProcess, username: str) -> Iterator[HubClient]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from appliance.cli.demo.processes import ServiceProcess, hub_process
+from appliance.cli.demo.processes import ServiceProcess
 from appliance.cli.demo.site import Site
 from appliance.errors import HubRejectedError
 from tests.harness.models import make_reference_npy, make_tiny_onnx
@@ -17,6 +17,7 @@ from tests.harness.site import (
     agent_status,
     infer_rows,
     publish,
+    running_hub,
     serving_version,
     wait_until,
 )
@@ -34,14 +35,8 @@ FAST = {
 @pytest.fixture(scope="module")
 def hub(site: Site) -> Iterator[ServiceProcess]:
     """This module's hub judges rollout rings every second."""
-    proc = hub_process(site.hub_dir)
-    proc.env["APPLIANCE_ROLLOUT_CHECK_S"] = "1"
-    proc.start()
-    try:
-        proc.wait_healthy()
+    with running_hub(site, env={"APPLIANCE_ROLLOUT_CHECK_S": "1"}) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_ring_two_breaks_its_gate_and_the_rollout_rolls_back(

@@ -13,12 +13,12 @@ import msgspec
 import pytest
 
 from appliance.cli.demo.clinic import job_spec, load_clinic
-from appliance.cli.demo.processes import ServiceProcess, hub_process, wait_for, worker_process
+from appliance.cli.demo.processes import ServiceProcess, wait_for, worker_process
 from appliance.cli.demo.site import Site
 from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
 from appliance.wire.training import GateSpec, JobInfo, JobSpec
-from tests.harness.site import _client
+from tests.harness.site import _client, running_hub
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 LEASE_S = 3
@@ -26,14 +26,8 @@ LEASE_S = 3
 
 @pytest.fixture(scope="module")
 def hub(site: Site) -> Iterator[ServiceProcess]:
-    proc = hub_process(site.hub_dir)
-    proc.env["APPLIANCE_TRAINING_LEASE_S"] = str(LEASE_S)
-    proc.start()
-    try:
-        proc.wait_healthy()
+    with running_hub(site, env={"APPLIANCE_TRAINING_LEASE_S": str(LEASE_S)}) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,12 @@ import tritonclient.http as triton
 from cryptography import x509
 
 from agent.identity import tls_certificate
-from appliance.cli.demo.processes import ProcessStartError, ServiceProcess, hub_process
+from appliance.cli.demo.processes import ProcessStartError, ServiceProcess
 from appliance.cli.demo.site import Site
 from appliance.client.hub import HubClient
 from appliance.security.tls import client_ssl_context, init_ca
 from appliance.wire.fleet import NewInferenceKey
-from tests.harness.site import MODEL, publish, wait_until
+from tests.harness.site import MODEL, publish, running_hub, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +36,8 @@ def hub(site: Site) -> Iterator[ServiceProcess]:
     """This module's hub holds the site CA in its data directory, as 'appliance ca init'
     leaves it: enrolling agents get their HTTPS certificates from it."""
     init_ca(site.hub_dir / "ca")
-    proc = hub_process(site.hub_dir)
-    proc.start()
-    try:
-        proc.wait_healthy()
+    with running_hub(site) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_agents_serve_https_with_a_certificate_from_the_site_ca(

@@ -19,14 +19,14 @@ import httpx
 import pytest
 
 from appliance.cli.demo.clinic import job_spec, load_clinic
-from appliance.cli.demo.processes import ServiceProcess, hub_process
+from appliance.cli.demo.processes import ServiceProcess
 from appliance.cli.demo.site import Site, bootstrap_site
 from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
 from appliance.security.credentials import UserCredentials
 from appliance.wire.training import ClaimRequest
 from tests.harness.models import make_reference_npy, make_tiny_onnx
-from tests.harness.site import MODEL, publish, serving_version, wait_until
+from tests.harness.site import MODEL, publish, running_hub, serving_version, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -161,14 +161,9 @@ def two_approvals_hub(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Site, ServiceProcess]]:
     site = bootstrap_site(tmp_path_factory.mktemp("two-approvals"), tls=False)
-    proc = hub_process(site.hub_dir, extra_args=("--approvals-required", "2"))
-    proc.env["APPLIANCE_ROLLOUT_CHECK_S"] = "0.5"
-    proc.start()
-    try:
-        proc.wait_healthy()
+    fast = {"APPLIANCE_ROLLOUT_CHECK_S": "0.5"}
+    with running_hub(site, "--approvals-required", "2", env=fast) as proc:
         yield site, proc
-    finally:
-        proc.stop()
 
 
 def test_one_approver_cannot_do_alone_what_the_site_requires_two_for(

@@ -22,7 +22,7 @@ import httpx
 import msgspec
 import pytest
 
-from appliance.cli.demo.processes import ServiceProcess, hub_process
+from appliance.cli.demo.processes import ServiceProcess
 from appliance.cli.demo.site import Site, bootstrap_site
 from appliance.client.hub import HubClient
 from appliance.security.credentials import AgentCredentials, UserCredentials
@@ -30,7 +30,7 @@ from appliance.security.keys import KeyPair, init_keypair, public_pem
 from appliance.settings import HubSettings
 from appliance.wire.fleet import AgentInfo, EnrolmentRequest
 from tests.harness.models import make_tiny_onnx
-from tests.harness.site import publish
+from tests.harness.site import publish, running_hub
 
 pytestmark = pytest.mark.integration
 
@@ -685,14 +685,9 @@ def policy_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site,
     site = bootstrap_site(root, tls=False)
     policy = root / "residency.toml"
     policy.write_text(POLICY)
-    proc = hub_process(site.hub_dir, extra_args=("--residency-policy", str(policy)))
-    proc.env["APPLIANCE_ENCRYPT_MODELS"] = "false"  # plain targets: agents fetch bundles
-    proc.start()
-    try:
-        proc.wait_healthy()
+    plain_targets = {"APPLIANCE_ENCRYPT_MODELS": "false"}  # agents fetch plain bundles
+    with running_hub(site, "--residency-policy", str(policy), env=plain_targets) as proc:
         yield site, proc
-    finally:
-        proc.stop()
 
 
 def test_residency_refuses_a_model_to_an_agent_in_another_zone(
@@ -770,14 +765,9 @@ def test_a_model_cannot_be_uploaded_for_an_unknown_zone(
 @pytest.fixture(scope="module")
 def two_key_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, ServiceProcess]]:
     site = bootstrap_site(tmp_path_factory.mktemp("two-keys"), tls=False)
-    proc = hub_process(site.hub_dir, extra_args=("--approvals-required", "2"))
-    proc.env["APPLIANCE_MAX_UPLOAD_MB"] = "1"
-    proc.start()
-    try:
-        proc.wait_healthy()
+    small = {"APPLIANCE_MAX_UPLOAD_MB": "1"}
+    with running_hub(site, "--approvals-required", "2", env=small) as proc:
         yield site, proc
-    finally:
-        proc.stop()
 
 
 def test_two_approvals_need_two_distinct_approvers(
