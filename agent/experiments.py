@@ -112,14 +112,13 @@ class ExperimentRouter:
         """
         with self._lock:
             known = self._requests.get(request_id)
-            if known is not None:
-                self._check_outcome(known[0], outcome)
-                self._forget(request_id)
             if known is None:
                 raise NotFoundError(
                     f"no experiment request {request_id!r} on this agent",
                     hint="feedback must reach the agent that answered, with the id it returned",
                 )
+            self._check_outcome(known[0], outcome)  # a refused outcome keeps the id
+            self._forget(request_id)
             sums = self._sums.setdefault(known, [0, 0.0, 0.0])
             sums[0] += 1
             sums[1] += outcome

@@ -19,7 +19,10 @@ def parse_id(text: str) -> int | None:
     """``text`` as a record id, or ``None`` when it is not one."""
     if not _DIGITS.fullmatch(text):
         return None
-    value = int(text.lstrip("0") or "0") if len(text.lstrip("0")) <= 19 else INT64_MAX + 1
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 19:  # more digits than int64 has (and int() of thousands is slow)
+        return None
+    value = int(digits)
     return value if value <= INT64_MAX else None
 
 

@@ -97,14 +97,11 @@ def build_services(settings: HubSettings) -> HubServices:
             offline_max_days=max(settings.offline_max_days, settings.offline_days),
         ),
     )
-    site_ca = settings.site_ca or settings.data_dir / "ca"
     enrolment = EnrolmentService(
         engine,
         policy,
         audit,
-        certificates=AgentCertificates.from_directory(
-            site_ca if settings.site_ca or (site_ca / "ca.key").exists() else None
-        ),
+        certificates=AgentCertificates.for_hub(settings.site_ca, settings.data_dir),
     )
     experiments = ExperimentService(engine, registry, audit, max_days=settings.max_experiment_days)
     updates.experiment_source = experiments.running_for

@@ -15,7 +15,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from appliance.errors import InvalidInputError
-from appliance.security.tls import CertAuthority, CertificateError, load_ca, sign_server_request
+from appliance.security.tls import (
+    CertAuthority,
+    CertificateError,
+    ca_dir,
+    load_ca,
+    sign_server_request,
+)
 
 
 class AgentCertificates:
@@ -25,8 +31,12 @@ class AgentCertificates:
         self.ca = ca
 
     @classmethod
-    def from_directory(cls, directory: Path | None) -> AgentCertificates:
-        return cls(load_ca(directory) if directory is not None else None)
+    def for_hub(cls, site_ca: Path | None, data_dir: Path) -> AgentCertificates:
+        """The CA in ``site_ca`` (it must be there), else the one ``appliance ca init`` left
+        in the hub's data directory, if any."""
+        if site_ca is None and (ca_dir(data_dir) / "ca.key").exists():
+            site_ca = ca_dir(data_dir)
+        return cls(load_ca(site_ca) if site_ca is not None else None)
 
     def issue(self, request_pem: str | None, name: str, url: str | None) -> str | None:
         """A certificate (PEM) for an enrolling agent; ``None`` without a CA or a request."""

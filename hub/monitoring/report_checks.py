@@ -2,7 +2,7 @@
 
 A batch used to be refused whole (400) for one bad report, and the agent sent the same
 batch again for ever: nothing it reported later reached the hub. Now each report is
-judged on its own (:func:`problem`); the hub holds the good ones and names the bad
+judged on its own (:func:`checked`); the hub holds the good ones and names the bad
 ones with a reason, which the agent sets aside.
 
 Numbers must be finite: JSON has no NaN, so a NaN the agent measured arrives as
@@ -61,8 +61,8 @@ def _non_finite(value: Any) -> bool:
     return False
 
 
-def problem(report: AgentReport) -> str | None:
-    """Why the hub refuses ``report``; ``None`` when it is acceptable."""
+def checked(report: AgentReport) -> msgspec.Struct | str:
+    """The report's body, typed, when the hub accepts it; otherwise why it refuses it."""
     try:
         body = msgspec.convert(report.body, _BODIES[report.kind])
     except msgspec.ValidationError as exc:
@@ -81,9 +81,4 @@ def problem(report: AgentReport) -> str | None:
         bad.append("errors")
     if bad:
         return f"body: {', '.join(sorted(set(bad)))} must be finite, non-negative numbers"
-    return None
-
-
-def drift_body(report: AgentReport) -> DriftBody | None:
-    """The drift statistics of an acceptable ``drift`` report (``None`` for other kinds)."""
-    return msgspec.convert(report.body, DriftBody) if report.kind == "drift" else None
+    return body

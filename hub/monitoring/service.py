@@ -27,7 +27,7 @@ from appliance.wire.releases import DriftAlertInfo, DriftReportInfo, ServingRepo
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord, DriftReportRecord
-from hub.monitoring.report_checks import DriftBody, drift_body, problem
+from hub.monitoring.report_checks import DriftBody, checked
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,11 @@ class MonitoringService:
         refused: list[RefusedReport] = []
         opened: list[DriftAlertOpened] = []
         for report in reports:
-            why = problem(report)
-            if why is not None:
-                refused.append(RefusedReport(key=report.key, reason=why[:500]))
+            body = checked(report)
+            if isinstance(body, str):
+                refused.append(RefusedReport(key=report.key, reason=body[:500]))
                 continue
-            drift = drift_body(report)
+            drift = body if isinstance(body, DriftBody) else None
             try:
                 with session_scope(self.engine) as session:
                     record = AgentReportRecord(

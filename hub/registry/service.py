@@ -137,6 +137,14 @@ class RegistryService:
         info.approvals_required = self.approvals_required
         return info
 
+    def _recorded_info(
+        self, session: Session, model: ModelRecord, record: ModelVersionRecord
+    ) -> VersionInfo:
+        """The version with both kinds of approval it holds, as recorded."""
+        return self._info(
+            model, record, _approvers(session, record), exposure_approvers(session, record)
+        )
+
     # -- reading -----------------------------------------------------------------
 
     def _model(self, session: Session, name: str) -> ModelRecord:
@@ -190,19 +198,14 @@ class RegistryService:
             return ModelDetail(
                 name=model.name,
                 created_at=iso_utc(model.created_at),
-                versions=[
-                    self._info(model, v, _approvers(session, v), exposure_approvers(session, v))
-                    for v in versions
-                ],
+                versions=[self._recorded_info(session, model, v) for v in versions],
             )
 
     def get_version(self, name: str, version: int) -> VersionInfo:
         with Session(self.engine) as session:
             model = self._model(session, name)
             record = self._version(session, model, version)
-            return self._info(
-                model, record, _approvers(session, record), exposure_approvers(session, record)
-            )
+            return self._recorded_info(session, model, record)
 
     def bundle_file(self, name: str, version: int) -> tuple[Path, VersionInfo]:
         info = self.get_version(name, version)
@@ -461,7 +464,7 @@ class RegistryService:
             if problem is not None:
                 if strict:
                     raise problem
-            elif by.actor not in exposure_approvers(session, record):
+            elif by.actor not in (given := exposure_approvers(session, record)):
                 session.add(ExposureApprovalRecord(version_id=record.id or 0, approver=by.actor))
                 session.flush()
                 self.audit.append(
@@ -471,13 +474,11 @@ class RegistryService:
                     target=target,
                     outcome="ok",
                     detail={
-                        "approvals": len(exposure_approvers(session, record)),
+                        "approvals": len(given) + 1,
                         "required": self.approvals_required,
                         "author": record.created_by,
                     },
                 )
-            info = self._info(
-                model, record, _approvers(session, record), exposure_approvers(session, record)
-            )
+            info = self._recorded_info(session, model, record)
         self.changes.announce(by.actor, f"{name} v{version} exposure approved")
         return info

@@ -34,13 +34,14 @@ from appliance.errors import ApprovalRequiredError, NotFoundError
 from hub.records import ExposureApprovalRecord, ModelRecord, ModelVersionRecord
 
 
-def approvals_met(approvers: Iterable[str], author: str, required: int) -> bool:
-    """``required`` distinct approvers other than the author (who never counts)."""
-    return len({a for a in approvers if a != author}) >= max(required, 1)
-
-
 def counted(approvers: Iterable[str], author: str) -> int:
+    """Distinct approvers other than the author (who never counts)."""
     return len({a for a in approvers if a != author})
+
+
+def approvals_met(approvers: Iterable[str], author: str, required: int) -> bool:
+    """``required`` distinct approvers other than the author."""
+    return counted(approvers, author) >= max(required, 1)
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,10 @@ class ServingPolicy:
             return Clearance(
                 False, f"{label} is {record.stage}: only staging or production versions serve"
             )
-        have = counted(exposure_approvers(session, record), record.created_by)
-        if have >= max(self.approvals_required, 1):
+        approvers = exposure_approvers(session, record)
+        if approvals_met(approvers, record.created_by, self.approvals_required):
             return Clearance(True)
+        have = counted(approvers, record.created_by)
         return Clearance(
             False,
             f"{label} has {have} of {self.approvals_required} exposure approvals from "
