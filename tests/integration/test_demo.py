@@ -80,8 +80,11 @@ def test_demo_serve_prints_the_summary_scripts_read_and_the_agents_answer_with_t
         assert httpx.post(url, json=body, headers=headers, verify=pinned, timeout=10).is_success
         assert httpx.post(url, json=body, verify=pinned, timeout=10).status_code == 401
     finally:
-        process.terminate()
+        process.terminate()  # the demo stops its hub and agents on SIGTERM, as on Ctrl-C
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+    data_dir = str(tmp_path / "d")
+    left = subprocess.run(["pgrep", "-f", data_dir], capture_output=True, text=True).stdout
+    assert left.strip() == "", f"processes of the demo still running: {left}"

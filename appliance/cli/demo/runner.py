@@ -14,6 +14,7 @@ with sticky customers until the hub gives a verdict.
 
 from __future__ import annotations
 
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -442,6 +443,10 @@ def _summary(
     return ok
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _serve_forever(
     hub: ServiceProcess, agents: list[ServiceProcess], site: Site, inference_key: str
 ) -> None:
@@ -457,6 +462,7 @@ def _serve_forever(
     console.print(
         f"  sign in: appliance login --hub {hub.url} --hub-ca {site.ca_file} --username alice"
     )
+    signal.signal(signal.SIGTERM, _interrupt)  # 'kill' stops the services too, as Ctrl-C does
     try:
         while all(p.process is not None and p.process.poll() is None for p in [hub, *agents]):
             time.sleep(1)
