@@ -38,7 +38,7 @@ from agent.updates.trusted import cached_experiments, metadata_dir, pinned_root
 from appliance import __version__
 from appliance.asgi import ASGIApp, with_sane_paths
 from appliance.client.hub import HubClient
-from appliance.errors import ApplianceError, ConfigError, nested_too_deeply
+from appliance.errors import ApplianceError, ConfigError, NotFoundError, nested_too_deeply
 from appliance.http_status import status_for
 from appliance.scheduling import run_every
 from appliance.security.tls import client_ssl_context
@@ -223,7 +223,10 @@ def inference(
                     subject = _text(request.parameters.get("subject_id"))
                 routing = router.route(name, subject)
                 if routing is not None:
-                    model = repository.get(name, routing.version)
+                    try:
+                        model = repository.get(name, routing.version)
+                    except NotFoundError:  # the variant is not loaded here yet: the default
+                        routing = None  # answers, and no outcome is counted for a variant
             feed = v2_codec.to_feed(
                 request, model.manifest, allow_non_finite=model.name in allow_non_finite
             )
