@@ -121,6 +121,10 @@ class HubSettings:
     """Sign-ins, token refreshes and enrolments one client address may make per minute."""
     agent_stale_s: float = 900.0
     """An agent with no heartbeat for this long is shown ``stale``, whatever it last said."""
+    refused_reports_window_s: float = 3600.0
+    """An agent some of whose reports the hub refused is shown ``degraded`` for this long
+    after the last refusal, whatever it says (the refused readings are lost to drift,
+    serving and A/B figures)."""
     site_ca: Path | None = None
     """The site CA's folder (``ca.crt``, ``ca.key``): enrolling agents get an HTTPS
     certificate from it. Default: ``data_dir/ca`` when it is there."""

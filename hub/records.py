@@ -100,6 +100,21 @@ class AgentRecord(SQLModel, table=True):
     )
 
 
+class ReportRefusalRecord(SQLModel, table=True):
+    """Reports the hub refused from one agent in the current window (see
+    :mod:`hub.fleet.standing`): the hub shows that agent ``degraded`` itself, whatever the
+    agent says of its own health."""
+
+    __tablename__ = "report_refusals"
+
+    agent_id: int = Field(primary_key=True)
+    count: int = 0
+    """Refused in the window that began at ``first_at``."""
+    first_at: datetime = _utc_column()
+    last_at: datetime = _utc_column()
+    last_reason: str = Field(default="", max_length=500)
+
+
 class SealedBundleRecord(SQLModel, table=True):
     """A bundle's encrypted form; its data key lives in ``keys/bundles``, never here."""
 

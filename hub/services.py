@@ -17,6 +17,7 @@ from hub.features.service import FeatureStore
 from hub.fleet.certificates import AgentCertificates
 from hub.fleet.enrolment import EnrolmentService
 from hub.fleet.service import FleetService
+from hub.fleet.standing import AgentStanding
 from hub.identity.service import IdentityService
 from hub.identity.tokens import JwtKeyring, TokenSettings
 from hub.monitoring.service import MonitoringService
@@ -121,7 +122,13 @@ def build_services(settings: HubSettings) -> HubServices:
     features = FeatureStore(
         engine, settings.data_dir / "features", audit=audit, gate=gate, home_zone=settings.zone
     )
-    monitoring = MonitoringService(engine, audit, alert_windows=settings.drift_alert_windows)
+    standing = AgentStanding(
+        stale_after_s=settings.agent_stale_s,
+        refusal_window_s=settings.refused_reports_window_s,
+    )
+    monitoring = MonitoringService(
+        engine, audit, alert_windows=settings.drift_alert_windows, standing=standing
+    )
     training = TrainingJobs(
         engine, features, registry, policy, audit, lease_s=settings.training_lease_s
     )
@@ -138,7 +145,7 @@ def build_services(settings: HubSettings) -> HubServices:
             registry,
             gate,
             sealed_only=settings.encrypt_models,
-            stale_after_s=settings.agent_stale_s,
+            standing=standing,
         ),
         identity=identity,
         enrolment=enrolment,

@@ -364,6 +364,10 @@ class HubClient(TrainingApi):
             "GET", "/api/v1/agents", list[AgentInfo], params={"after": after, "limit": limit}
         )
 
+    def get_agent(self, agent_id: int) -> AgentInfo:
+        """One agent, with the hub's own judgement of its health."""
+        return self._typed("GET", f"/api/v1/agents/{agent_id}", AgentInfo)
+
     # -- audit -----------------------------------------------------------------------
 
     def verify_audit(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import msgspec
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from appliance.clock import as_utc, iso_utc, utcnow
+from appliance.clock import iso_utc, utcnow
 from appliance.errors import NotFoundError, PermissionDeniedError
 from appliance.wire.fleet import (
     AgentAssignments,
@@ -16,20 +16,22 @@ from appliance.wire.fleet import (
     RefusedAssignment,
 )
 from hub.db import session_scope
+from hub.fleet.standing import AgentStanding
 from hub.identity.principal import Principal
-from hub.records import AgentRecord
+from hub.records import AgentRecord, ReportRefusalRecord
 from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
 
 
-def agent_info(record: AgentRecord, *, stale_after_s: float | None = None) -> AgentInfo:
-    """The agent as the hub sees it; with ``stale_after_s``, one silent for longer than
-    that is shown ``stale`` whatever it last said (its reports have stopped too)."""
-    health, detail = record.health, record.detail
-    if stale_after_s is not None and record.revoked_at is None and record.last_seen_at:
-        silent = (utcnow() - as_utc(record.last_seen_at)).total_seconds()
-        if silent > stale_after_s:
-            health, detail = "stale", f"no heartbeat for {silent:.0f} s; last said: {detail}"
+def agent_info(
+    record: AgentRecord,
+    *,
+    standing: AgentStanding | None = None,
+    refusal: ReportRefusalRecord | None = None,
+) -> AgentInfo:
+    """The agent as the hub sees it: with ``standing``, the hub's own judgement of its
+    health (:mod:`hub.fleet.standing`) overrides what the agent last said."""
+    health, detail = standing.judge(record, refusal) if standing else (record.health, record.detail)
     return AgentInfo(
         id=record.id or 0,
         name=record.name,
@@ -62,16 +64,16 @@ class FleetService:
         gate: ResidencyGate,
         *,
         sealed_only: bool = False,
-        stale_after_s: float | None = None,
+        standing: AgentStanding | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
         self.gate = gate
         self.policy = gate.policy
         self.sealed_only = sealed_only
-        self.stale_after_s = stale_after_s
         """Models are sealed to each agent (``APPLIANCE_ENCRYPT_MODELS``): agents may not
         download the plain bundle beside their sealed copy."""
+        self.standing = standing or AgentStanding()
 
     def heartbeat(self, agent_id: int, beat: Heartbeat) -> AgentInfo:
         with session_scope(self.engine) as session:
@@ -93,15 +95,26 @@ class FleetService:
                 .where(col(AgentRecord.id) > after_id)
                 .order_by(col(AgentRecord.id))
                 .limit(limit)
-            )
-            return [agent_info(r, stale_after_s=self.stale_after_s) for r in rows]
+            ).all()
+            refusals = {
+                r.agent_id: r
+                for r in session.exec(
+                    select(ReportRefusalRecord).where(
+                        col(ReportRefusalRecord.agent_id).in_([r.id for r in rows])
+                    )
+                )
+            }
+            return [
+                agent_info(r, standing=self.standing, refusal=refusals.get(r.id or 0)) for r in rows
+            ]
 
     def get_agent(self, agent_id: int) -> AgentInfo:
         with Session(self.engine) as session:
             record = session.get(AgentRecord, agent_id)
             if record is None:
                 raise NotFoundError(f"no agent with id {agent_id}")
-            return agent_info(record, stale_after_s=self.stale_after_s)
+            refusal = session.get(ReportRefusalRecord, agent_id)
+            return agent_info(record, standing=self.standing, refusal=refusal)
 
     def assignments(self, agent_id: int) -> AgentAssignments:
         """Production versions this agent may run; the others with the rule that refuses them."""

@@ -26,6 +26,7 @@ from appliance.wire.fleet import AgentReport, RefusedReport, ReportsAccepted
 from appliance.wire.releases import DriftAlertInfo, DriftReportInfo, ServingReportInfo
 from hub.audit.service import AuditLog
 from hub.db import session_scope
+from hub.fleet.standing import AgentStanding
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord, DriftReportRecord
 from hub.monitoring.report_checks import DriftBody, checked
 
@@ -43,6 +44,7 @@ class DriftAlertOpened:
     def target(self) -> str:
         return f"model:{self.model}/{self.version} on agent:{self.agent_id}"
 
+
 MAX_BATCH = 500
 
 
@@ -51,8 +53,16 @@ def _moment(epoch: float) -> datetime:
 
 
 class MonitoringService:
-    def __init__(self, engine: Engine, audit: AuditLog, *, alert_windows: int = 3) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        audit: AuditLog,
+        *,
+        alert_windows: int = 3,
+        standing: AgentStanding | None = None,
+    ) -> None:
         self.engine = engine
+        self.standing = standing or AgentStanding()
         self.audit = audit
         self.alert_windows = alert_windows
         self._alert_listeners: list[Callable[[DriftAlertOpened], None]] = []
@@ -98,6 +108,7 @@ class MonitoringService:
 
     def _audit_refused(self, agent_id: int, refused: list[RefusedReport], actor: str) -> None:
         with session_scope(self.engine) as session:
+            self.standing.note_refused(session, agent_id, len(refused), refused[-1].reason)
             self.audit.append(
                 session,
                 actor=actor,

@@ -15,8 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from agent.identity import credentials, load_identity
 from agent.outbox import Outbox
 from appliance.client.hub import HubClient
+from appliance.wire.fleet import AgentReport
 from tests.harness.site import MODEL, agent_status, publish, serving_version, wait_until
 
 pytestmark = pytest.mark.integration
@@ -88,3 +90,31 @@ def test_poison_is_refused_at_the_door_and_a_refused_report_never_wedges_the_que
     )
     metrics = httpx.get(f"{agent.url}/metrics", timeout=10).text
     assert "appliance_agent_outbox_refused 1.0" in metrics
+
+
+def test_the_hub_marks_an_agent_degraded_when_it_refuses_its_reports_whatever_the_agent_says(
+    admin: HubClient, hub: Any, start_agent: Any, workdir: Path
+) -> None:
+    """Issue 14, finding 4: the hub showed a wedged agent healthy because it believed what
+    the agent said. An agent (old software, or tampered with) that keeps saying ``ok``
+    while the hub refuses its reports is shown ``degraded`` by the hub itself."""
+    agent = start_agent("says-ok")
+    me = next(a for a in admin.list_agents() if a.name == "says-ok")
+    wait_until("a first heartbeat", lambda: admin.get_agent(me.id).health == "ok")
+    identity = load_identity(workdir / "says-ok")
+    assert identity is not None
+    with HubClient(hub.url, credentials=credentials(workdir / "says-ok", identity)) as as_agent:
+        answer = as_agent.send_reports(
+            me.id, [AgentReport(key="forged-nan", kind="drift", body=_drift("x", None))]
+        )
+    assert [r.key for r in answer.refused] == ["forged-nan"]
+    shown = admin.get_agent(me.id)
+    assert shown.health == "degraded", shown
+    assert "refused 1 of its reports" in (shown.detail or "")
+    assert "p_values" in (shown.detail or "")
+    # The real agent goes on saying it is fine; the hub goes on showing what it saw.
+    before = shown.last_seen_at
+    wait_until("another heartbeat", lambda: admin.get_agent(me.id).last_seen_at != before)
+    shown = admin.get_agent(me.id)
+    assert shown.health == "degraded" and "agent says ok" in (shown.detail or "")
+    assert agent_status(agent.url)["outbox"]["refused"] == 0  # nothing on the box says so

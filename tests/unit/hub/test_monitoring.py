@@ -9,6 +9,7 @@ from appliance.security.keys import init_keypair
 from appliance.wire.fleet import AgentReport
 from hub.audit.service import AuditLog
 from hub.monitoring.service import DriftAlertOpened, MonitoringService
+from hub.records import ReportRefusalRecord
 
 
 @pytest.fixture
@@ -101,3 +102,8 @@ def test_bad_reports_are_refused_one_by_one_and_the_rest_is_held(monitoring):
     with Session(monitoring.engine) as session:
         (entry,) = monitoring.audit.list(session, action="reports.refused")
     assert (entry.actor, entry.detail["count"]) == ("agent:edge-1", 4)
+    monitoring.ingest(1, [AgentReport(key="bad-2", kind="drift", body={})], actor="agent:edge-1")
+    with Session(monitoring.engine) as session:
+        refusal = session.get(ReportRefusalRecord, 1)
+        assert refusal is not None and refusal.count == 5  # the hub shows edge-1 degraded
+        assert session.get(ReportRefusalRecord, 2) is None
