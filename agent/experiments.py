@@ -11,7 +11,6 @@ sum of squares go to the hub through the outbox, never single outcomes.
 
 from __future__ import annotations
 
-import math
 import threading
 import uuid
 from collections import OrderedDict
@@ -20,15 +19,13 @@ from dataclasses import dataclass
 from agent.cohorts import CohortPicker
 from agent.outbox import Outbox
 from appliance.errors import NotFoundError, UnprocessableInputError
+from appliance.outcomes import OutcomeRule
 from appliance.trust.layout import ExperimentSpec
 
 MAX_REMEMBERED = 100_000
 """Request ids kept for feedback; the oldest are forgotten first …"""
 MAX_REMEMBERED_BYTES = 16 << 20
 """… and at most this much memory for them (the v2 codec refuses ids over 128 characters)."""
-MAX_MEAN_OUTCOME = 1e9
-"""The largest outcome, either sign, a ``mean`` experiment takes: one huge value would
-swamp (or, squared, overflow) a variant's summary."""
 _ENTRY_BYTES = 200
 """What one remembered id costs besides its characters (dict slot, tuple, strings)."""
 
@@ -46,7 +43,7 @@ class _Live:
     name: str
     picker: CohortPicker
     versions: dict[str, int]
-    metric: str = "rate"
+    outcomes: OutcomeRule
 
 
 class ExperimentRouter:
@@ -66,7 +63,7 @@ class ExperimentRouter:
                 name,
                 CohortPicker(spec.salt, variants),
                 {v.name: v.version for v in spec.variants},
-                spec.metric,
+                OutcomeRule.of(spec.metric, spec.outcome_min, spec.outcome_max),
             )
         self._by_model = live
         running = {e.name for e in live.values()}
@@ -107,8 +104,9 @@ class ExperimentRouter:
     def feedback(self, request_id: str, outcome: float) -> tuple[str, str]:
         """Count an outcome for the variant that answered ``request_id`` (once).
 
-        The outcome must suit the experiment's metric: 0 or 1 for a ``rate``, a finite
-        number within ``MAX_MEAN_OUTCOME`` for a ``mean`` (422 otherwise; the id stays).
+        The outcome must suit the experiment (:mod:`appliance.outcomes`): 0 or 1 for a
+        ``rate``, a finite number within its bounds for a ``mean`` (422 otherwise; the id
+        stays).
         """
         with self._lock:
             known = self._requests.get(request_id)
@@ -147,15 +145,13 @@ class ExperimentRouter:
         return uuid.uuid4().hex
 
     def _check_outcome(self, experiment: str, outcome: float) -> None:
-        metric = next((e.metric for e in self._by_model.values() if e.name == experiment), "rate")
-        if metric == "rate" and outcome not in (0.0, 1.0):
-            raise UnprocessableInputError(
-                f"outcome: experiment {experiment!r} counts a rate; send 0 or 1, not {outcome}"
-            )
-        if not math.isfinite(outcome) or abs(outcome) > MAX_MEAN_OUTCOME:
-            raise UnprocessableInputError(
-                f"outcome: {outcome} is not a finite number within ±{MAX_MEAN_OUTCOME:g}"
-            )
+        rule = next(
+            (e.outcomes for e in self._by_model.values() if e.name == experiment),
+            OutcomeRule.of("rate"),
+        )
+        refusal = rule.refusal(outcome)
+        if refusal:
+            raise UnprocessableInputError(f"{refusal} (experiment {experiment!r})")
 
 
 def _cost(request_id: str) -> int:

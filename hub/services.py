@@ -134,6 +134,7 @@ def build_services(settings: HubSettings) -> HubServices:
     )
     schedules = RetrainingSchedules(engine, training, audit)
     monitoring.on_alert(schedules.on_drift_alert)
+    monitoring.ab_check = experiments.summary_refusal
     return HubServices(
         engine=engine,
         key=key,

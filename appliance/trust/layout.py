@@ -98,7 +98,11 @@ class ExperimentSpec(msgspec.Struct, frozen=True, kw_only=True):
     variants: list[VariantSpec]
     metric: str = "rate"
     """How outcomes are judged, so agents refuse impossible ones: ``rate`` takes 0 or 1,
-    ``mean`` any finite number within the agent's bound."""
+    ``mean`` a finite number within ``outcome_min`` … ``outcome_max``."""
+    outcome_min: float | None = None
+    """A ``mean`` experiment's smallest and …"""
+    outcome_max: float | None = None
+    """… largest outcome; ``None``: the agent's own bound (±1e9)."""
 
 
 class KeyGrant(msgspec.Struct, frozen=True, kw_only=True):

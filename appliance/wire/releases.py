@@ -70,6 +70,9 @@ class ExperimentInfo(msgspec.Struct, kw_only=True):
     group: str
     metric: str
     """``rate`` (a share of successes) or ``mean``."""
+    outcome_min: float | None = None
+    outcome_max: float | None = None
+    """The outcomes a ``mean`` experiment takes (a ``rate``: 0 or 1)."""
     min_samples: int
     status: str
     salt: str = ""

@@ -21,6 +21,9 @@ class ExperimentRecord(SQLModel, table=True):
     zone: str = Field(max_length=64)
     group: str = Field(max_length=64)
     metric: str = Field(max_length=8)
+    outcome_min: float | None = None
+    outcome_max: float | None = None
+    """A ``mean`` experiment's outcome bounds: agents refuse others, the hub too."""
     higher_is_better: bool = True
     min_samples: int
     alpha: float = 0.05

@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import ConflictError, InvalidInputError, NotFoundError
+from appliance.outcomes import OutcomeRule
 from appliance.trust.layout import ExperimentSpec, VariantSpec
 from appliance.wire.fleet import AbSummary
 from appliance.wire.releases import ExperimentInfo, VariantResult
@@ -45,6 +46,10 @@ class NewExperiment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     zone: str
     group: str = "default"
     metric: Literal["rate", "mean"] = "rate"
+    outcome_min: float | None = None
+    """A ``mean`` experiment's smallest and largest outcome (default ±1e9): agents refuse
+    others with 422, the hub refuses summaries outside them (:mod:`appliance.outcomes`)."""
+    outcome_max: float | None = None
     higher_is_better: bool = True
     min_samples: int = 1000
     alpha: float = 0.05
@@ -78,16 +83,20 @@ class ExperimentService:
                     ExperimentRecord.status == "running",
                 )
             ).all()
-        rows = [r for r in rows if not self._overdue(r)]
-        return {
-            r.name: ExperimentSpec(
-                model=r.model,
-                salt=r.salt,
-                variants=[msgspec.convert(v, VariantSpec) for v in r.variants],
-                metric=r.metric,
-            )
-            for r in rows
-        }
+        return {r.name: _spec(r) for r in rows if not self._overdue(r)}
+
+    def summary_refusal(self, summary: AbSummary) -> str | None:
+        """Why the hub refuses an agent's ``ab`` summary: an unknown experiment or variant,
+        or figures no outcomes the experiment takes add up to."""
+        with Session(self.engine) as session:
+            record = session.exec(
+                select(ExperimentRecord).where(ExperimentRecord.name == summary.experiment)
+            ).first()
+        if record is None:
+            return f"experiment: no experiment named {summary.experiment[:64]!r}"
+        if summary.variant not in {v["name"] for v in record.variants}:
+            return f"variant: {summary.variant[:64]!r} is not a variant of {record.name!r}"
+        return _rule(record).summary_refusal(summary.count, summary.total, summary.total_sq)
 
     def create(self, spec: NewExperiment, by: Principal) -> ExperimentInfo:
         if not NAME.fullmatch(spec.name):
@@ -98,6 +107,7 @@ class ExperimentService:
             raise InvalidInputError("variants: every weight must be a positive finite number")
         if spec.min_samples < 1 or not 0 < spec.alpha < 0.5:
             raise InvalidInputError("min_samples must be >= 1 and alpha in (0, 0.5)")
+        rule = OutcomeRule.checked(spec.metric, spec.outcome_min, spec.outcome_max)
         stages = {
             v.version: self.registry.get_version(spec.model, v.version).stage for v in spec.variants
         }  # 404 for an unknown version, before anything else
@@ -126,6 +136,8 @@ class ExperimentService:
             zone=spec.zone,
             group=spec.group,
             metric=spec.metric,
+            outcome_min=rule.low if spec.metric == "mean" else None,
+            outcome_max=rule.high if spec.metric == "mean" else None,
             higher_is_better=spec.higher_is_better,
             min_samples=spec.min_samples,
             alpha=spec.alpha,
@@ -260,6 +272,8 @@ class ExperimentService:
             zone=record.zone,
             group=record.group,
             metric=record.metric,
+            outcome_min=record.outcome_min,
+            outcome_max=record.outcome_max,
             min_samples=record.min_samples,
             status=record.status,
             salt=record.salt,
@@ -297,3 +311,19 @@ class ExperimentService:
             name: VariantSummary(name, int(n), total, total_sq)
             for name, (n, total, total_sq) in totals.items()
         }
+
+
+def _rule(record: ExperimentRecord) -> OutcomeRule:
+    return OutcomeRule.of(record.metric, record.outcome_min, record.outcome_max)
+
+
+def _spec(record: ExperimentRecord) -> ExperimentSpec:
+    """A running experiment as agents' signed index carries it."""
+    return ExperimentSpec(
+        model=record.model,
+        salt=record.salt,
+        variants=[msgspec.convert(v, VariantSpec) for v in record.variants],
+        metric=record.metric,
+        outcome_min=record.outcome_min,
+        outcome_max=record.outcome_max,
+    )

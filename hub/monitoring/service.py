@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import iso_utc, utcnow
 from appliance.errors import InvalidInputError
-from appliance.wire.fleet import AgentReport, RefusedReport, ReportsAccepted
+from appliance.wire.fleet import AbSummary, AgentReport, RefusedReport, ReportsAccepted
 from appliance.wire.releases import DriftAlertInfo, DriftReportInfo, ServingReportInfo
 from hub.audit.service import AuditLog
 from hub.db import session_scope
@@ -63,6 +63,8 @@ class MonitoringService:
     ) -> None:
         self.engine = engine
         self.standing = standing or AgentStanding()
+        self.ab_check: Callable[[AbSummary], str | None] | None = None
+        """Why an ``ab`` summary is refused by its experiment (unknown, out of bounds)."""
         self.audit = audit
         self.alert_windows = alert_windows
         self._alert_listeners: list[Callable[[DriftAlertOpened], None]] = []
@@ -82,6 +84,8 @@ class MonitoringService:
         opened: list[DriftAlertOpened] = []
         for report in reports:
             body = checked(report)
+            if isinstance(body, AbSummary) and self.ab_check:
+                body = self.ab_check(body) or body
             if isinstance(body, str):
                 refused.append(RefusedReport(key=report.key, reason=body[:500]))
                 continue

@@ -9,6 +9,7 @@ experiment stopped; one ``1e308`` outcome blanked a variant's summary at the hub
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,8 +18,10 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from agent.identity import credentials, load_identity
 from appliance.client.hub import HubClient
-from appliance.wire.fleet import NewInferenceKey
+from appliance.errors import HubRejectedError
+from appliance.wire.fleet import AgentReport, NewInferenceKey
 from tests.harness.models import make_reference_npy, make_tiny_onnx
 from tests.harness.site import MODEL, agent_status, publish, serving_version, wait_until
 
@@ -80,6 +83,74 @@ def test_request_ids_are_bounded_and_outcomes_checked(
         "the ids to be forgotten",
         lambda: agent_status(agent.url)["experiments"]["remembered_ids"] == 0,
     )
+
+
+def test_a_mean_experiment_takes_outcomes_within_its_bounds_from_clients_and_agents(
+    admin: HubClient,
+    engineer: HubClient,
+    approver: HubClient,
+    hub: Any,
+    start_agent: Any,
+    workdir: Path,
+) -> None:
+    """Finding 6, the ``mean`` half: outcomes are bounded by the experiment's own
+    configuration (here a basket of 0 to 500 dirhams), at the agent for each outcome and
+    at the hub for each summary, so neither a client nor an agent's key skews the means."""
+    control = publish(engineer, approver).version
+    candidate = engineer.upload_model(
+        MODEL, make_tiny_onnx(), reference_npy=make_reference_npy()
+    ).version
+    engineer.change_stage(MODEL, candidate, "staging")
+    approver.approve_exposure(MODEL, candidate)
+    agent = start_agent("basket")
+    wait_until("control", lambda: serving_version(agent) == str(control))
+    variants = [
+        {"name": "control", "version": control, "weight": 0.5},
+        {"name": "candidate", "version": candidate, "weight": 0.5},
+    ]
+    spec = {"name": "basket", "model": MODEL, "zone": "ae-dxb", "variants": variants}
+    with pytest.raises(HubRejectedError) as nonsense:
+        engineer.create_experiment({**spec, "metric": "mean", "outcome_min": 9, "outcome_max": 1})
+    assert nonsense.value.status_code == 400 and "min < max" in str(nonsense.value)
+    created = engineer.create_experiment(
+        {**spec, "metric": "mean", "outcome_min": 0, "outcome_max": 500}
+    )
+    assert (created["outcome_min"], created["outcome_max"]) == (0, 500)
+    wait_until("the experiment", lambda: "parameters" in _infer(agent.url).json())
+
+    answer = _infer(agent.url).json()
+    feedback = f"{agent.url}/v2/models/{MODEL}/feedback"
+    for outcome in (-1e6, -1, 500.5):
+        refused = httpx.post(feedback, json={"id": answer["id"], "outcome": outcome}, timeout=10)
+        assert refused.status_code == 422 and "within 0 … 500" in refused.text, refused.text
+    assert httpx.post(feedback, json={"id": answer["id"], "outcome": 250}, timeout=10).is_success
+
+    # The agent's own key sends a summary of -1e6 outcomes: the hub refuses it.
+    me = next(a for a in admin.list_agents() if a.name == "basket")
+    identity = load_identity(workdir / "basket")
+    assert identity is not None
+    forged = AgentReport(
+        key="forged-ab",
+        kind="ab",
+        body={
+            "experiment": "basket",
+            "variant": "control",
+            "count": 4,
+            "total": -4e6,
+            "total_sq": 4e12,
+        },
+    )
+    with HubClient(hub.url, credentials=credentials(workdir / "basket", identity)) as as_agent:
+        (refusal,) = as_agent.send_reports(me.id, [forged]).refused
+    assert refusal.key == "forged-ab" and "total" in refusal.reason
+    wait_until(
+        "the real outcome to reach the hub",
+        lambda: sum(v["count"] for v in engineer.experiment("basket")["variants"]) == 1,
+        60,
+    )
+    means = [v["mean"] for v in engineer.experiment("basket")["variants"] if v["count"]]
+    assert means == [250.0]
+    engineer.stop_experiment("basket")
 
 
 def _triton_infer(url: str, key: str | None) -> None:

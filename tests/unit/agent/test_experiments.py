@@ -9,12 +9,14 @@ from appliance.errors import NotFoundError, UnprocessableInputError
 from appliance.trust.layout import ExperimentSpec, VariantSpec
 
 
-def _spec(metric: str = "rate") -> dict[str, ExperimentSpec]:
+def _spec(metric: str = "rate", **bounds: float) -> dict[str, ExperimentSpec]:
     variants = [
         VariantSpec(name="a", version=1, weight=1),
         VariantSpec(name="b", version=2, weight=1),
     ]
-    return {"ab": ExperimentSpec(model="m", salt="s", variants=variants, metric=metric)}
+    return {
+        "ab": ExperimentSpec(model="m", salt="s", variants=variants, metric=metric, **bounds)
+    }
 
 
 def test_remembered_ids_are_bounded_in_bytes_and_freed_when_the_experiment_stops():
@@ -52,3 +54,15 @@ def test_outcomes_must_suit_the_metric_and_a_refused_one_keeps_the_id():
     with pytest.raises(UnprocessableInputError):
         router.feedback("r2", 1e308)
     assert router.feedback("r2", -12.5) == ("ab", routing.variant)
+
+
+def test_a_mean_experiment_takes_outcomes_within_the_bounds_its_creator_set():
+    router = ExperimentRouter()
+    router.update(_spec("mean", outcome_min=0.0, outcome_max=500.0))
+    routing = router.route("m", "subject")
+    assert routing is not None
+    router.remember("r1", routing)
+    for bad in (-1e6, -1.0, 500.5):
+        with pytest.raises(UnprocessableInputError, match="within 0 … 500"):
+            router.feedback("r1", bad)
+    assert router.feedback("r1", 499.0) == ("ab", routing.variant)
