@@ -20,6 +20,8 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin
 
 from agent import v2_codec
 from agent.access import DataPlaneAccess
@@ -275,7 +277,6 @@ def _text(value: object) -> str | None:
 def create_app(core: AgentCore) -> ASGIApp:
     """The agent's ASGI app: the inference fast path in front of the Litestar app."""
     limit = core.settings.max_request_mb * 1024 * 1024
-    litestar_app = cast(ASGIApp, create_litestar_app(core))  # ASGI types differ only in naming
     infer = inference(
         core.repository,
         core.metrics,
@@ -283,14 +284,20 @@ def create_app(core: AgentCore) -> ASGIApp:
         core.router,
         allow_non_finite=frozenset(core.settings.allow_non_finite),
     )
+    litestar_app = cast(ASGIApp, create_litestar_app(core, infer))  # ASGI types: naming only
     return with_sane_paths(
         with_fast_inference(litestar_app, infer, limit, core.access),
         lambda exc: v2_codec.encode_error(str(exc)),
     )
 
 
-def create_litestar_app(core: AgentCore) -> Litestar:
-    """Every route but inference: metadata, health, status; also runs the lifespan."""
+def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
+    """Metadata, health, status, feedback; also runs the lifespan and serves the agent's
+    OpenAPI document at ``/schema/openapi.json``.
+
+    The two infer routes are answered by the fast path in front (:mod:`agent.fastpath`);
+    they are declared here too, so that the document describes them and a request the fast
+    path passes on is still answered the same way."""
     repository = core.repository
 
     def keyed(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
@@ -336,6 +343,39 @@ def create_litestar_app(core: AgentCore) -> Litestar:
     async def version_ready(name: str, version: int) -> dict[str, object]:
         repository.get(name, version)
         return {"name": name, "version": str(version), "ready": True}
+
+    async def infer_here(
+        name: str, version: int | None, request: Request[Any, Any, Any]
+    ) -> Response[bytes]:
+        answer = infer(name, version, await request.body(), request.headers.get("x-subject-id"))
+        return Response(answer, media_type=MediaType.JSON)
+
+    @post(
+        "/v2/models/{name:str}/infer",
+        operation_id="modelInfer",
+        status_code=200,
+        guards=[keyed],
+        responses={200: ResponseSpec(v2_codec.InferResponse, description="the outputs")},
+    )
+    async def model_infer(
+        name: str, data: v2_codec.InferRequest, request: Request[Any, Any, Any]
+    ) -> Response[bytes]:
+        """Run the model (its A/B variant when under an experiment; ``X-Subject-Id`` keeps a
+        subject on one variant)."""
+        return await infer_here(name, None, request)
+
+    @post(
+        "/v2/models/{name:str}/versions/{version:int}/infer",
+        operation_id="modelVersionInfer",
+        status_code=200,
+        guards=[keyed],
+        responses={200: ResponseSpec(v2_codec.InferResponse, description="the outputs")},
+    )
+    async def model_version_infer(
+        name: str, version: int, data: v2_codec.InferRequest, request: Request[Any, Any, Any]
+    ) -> Response[bytes]:
+        """Run this version of the model, whatever experiment is running."""
+        return await infer_here(name, version, request)
 
     @get("/agent/status", operation_id="agentStatus", guards=[keyed])
     async def status() -> dict[str, object]:
@@ -443,6 +483,8 @@ def create_litestar_app(core: AgentCore) -> Litestar:
             status,
             metrics,
             feedback,
+            model_infer,
+            model_version_infer,
         ],
         exception_handlers={
             ApplianceError: _appliance_error,
@@ -452,6 +494,11 @@ def create_litestar_app(core: AgentCore) -> Litestar:
         request_max_body_size=core.settings.max_request_mb * 1024 * 1024,
         on_startup=[start_sync],
         on_shutdown=[stop_sync],
-        openapi_config=None,
+        openapi_config=OpenAPIConfig(
+            title="Appliance agent (Open Inference Protocol v2)",
+            version=__version__,
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
         logging_config=None,
     )

@@ -41,6 +41,25 @@ class InferRequest(msgspec.Struct):
     outputs: list[RequestedOutput] | None = None
 
 
+class InferOutput(msgspec.Struct):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any]
+
+
+class InferResponse(msgspec.Struct):
+    """What :func:`encode_response` writes (documented in the agent's OpenAPI)."""
+
+    model_name: str
+    model_version: str
+    outputs: list[InferOutput]
+    id: str | None = None
+    """The client's id, or one the agent issued for a request under an A/B experiment."""
+    parameters: dict[str, Any] | None = None
+    """``experiment``, ``variant`` and ``sticky`` when an experiment chose the version."""
+
+
 _decoder = msgspec.json.Decoder(InferRequest)
 _encoder = msgspec.json.Encoder()
 

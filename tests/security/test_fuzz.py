@@ -23,7 +23,8 @@ from agent.identity import credentials, load_identity
 from appliance.cli.demo.processes import ServiceProcess
 from appliance.cli.demo.site import Site
 from appliance.client.hub import HubClient
-from tests.harness.site import publish
+from appliance.wire.fleet import NewInferenceKey
+from tests.harness.site import MODEL, publish, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +47,15 @@ def _fuzz(
     operation: Any,
     base_url: str,
     caller: str,
-    client: HubClient,
+    client: HubClient | None,
     statuses: dict[str, Counter[int]],
     server_errors: list[str],
+    *,
+    path_parameters: dict[str, Any] | None = None,
+    key: str | None = None,
 ) -> None:
-    """``EXAMPLES`` generated cases of one operation, sent as ``caller``."""
+    """``EXAMPLES`` generated cases of one operation, sent as ``caller`` (a hub client's
+    token, or an agent's inference ``key``); ``path_parameters`` pins those it names."""
 
     @settings(
         max_examples=EXAMPLES,
@@ -61,7 +66,11 @@ def _fuzz(
     )
     @given(case=operation.as_strategy())
     def fuzz(case: Any) -> None:
-        response = case.call(base_url=base_url, headers=_bearer(client), timeout=30)
+        for name, value in (path_parameters or {}).items():
+            if name in (case.path_parameters or {}):
+                case.path_parameters[name] = value
+        headers = _bearer(client) if client else {"authorization": f"Bearer {key}"} if key else {}
+        response = case.call(base_url=base_url, headers=headers, timeout=30)
         statuses[f"{case.method} {case.path}"][response.status_code] += 1
         if response.status_code >= 500:
             server_errors.append(
@@ -117,3 +126,52 @@ def test_no_generated_request_gets_a_server_error(
     assert server_errors == [], "\n".join(server_errors)
     assert len(reached) >= len(operations) * 0.8, sorted(set(statuses) - set(reached))
     assert "Traceback" not in hub.log_path.read_text(errors="replace")
+
+
+def test_no_generated_request_gets_a_server_error_from_an_agent(
+    admin: HubClient, engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    """The agent's own document (``/schema/openapi.json``: the Open Inference Protocol's
+    routes, feedback, status, metrics), fuzzed anonymously and with an inference key, on
+    any model name and on the model it serves."""
+    version = publish(engineer, approver).version
+    agent = start_agent("fuzz-edge", open_data_plane=False)
+    key = admin.create_inference_key(
+        NewInferenceKey(name="fuzz-app", zone="ae-dxb", models=[MODEL], days=1)
+    ).key
+    assert key is not None
+    ready = f"{agent.url}/v2/models/{MODEL}/ready"
+    auth = {"authorization": f"Bearer {key}"}
+    wait_until("the key and model", lambda: httpx.get(ready, headers=auth).status_code == 200)
+    document = httpx.get(f"{agent.url}/schema/openapi.json", timeout=30)
+    assert document.status_code == 200
+    schema = schemathesis.openapi.from_dict(document.json())
+    operations = [result.ok() for result in schema.get_all_operations()]
+    names = {op.definition.raw["operationId"] for op in operations}
+    assert {"modelInfer", "modelVersionInfer", "modelFeedback", "agentStatus"} <= names
+
+    server_errors: list[str] = []
+    statuses: dict[str, Counter[int]] = defaultdict(Counter)
+    served = {"name": MODEL, "version": version}
+    for operation in operations:
+        _fuzz(operation, agent.url, "anonymous", None, statuses, server_errors)
+        _fuzz(operation, agent.url, "key", None, statuses, server_errors, key=key)
+        _fuzz(
+            operation,
+            agent.url,
+            "key",
+            None,
+            statuses,
+            server_errors,
+            key=key,
+            path_parameters=served,
+        )
+    reached = [op for op, seen in statuses.items() if set(seen) - {401, 403, 404}]
+    print(
+        f"fuzzed {len(operations)} agent operations: "
+        f"{sum(sum(seen.values()) for seen in statuses.values())} requests, "
+        f"{len(reached)} reached past 401/403/404, {len(server_errors)} server errors"
+    )
+    assert server_errors == [], "\n".join(server_errors)
+    assert len(reached) >= len(operations) * 0.8, sorted(set(statuses) - set(reached))
+    assert "Traceback" not in agent.log_path.read_text(errors="replace")
