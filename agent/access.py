@@ -1,11 +1,14 @@
 """Who may use this agent's data plane: inference keys the hub issued, checked locally.
 
-Client applications send ``Authorization: Bearer ak_<key_id>_<secret>``. The group's
-signed index carries each live key's SHA-256, the models it may call and its expiry
-(:class:`~appliance.trust.layout.KeyGrant`), so a key is checked here with no call to the
-hub, online or off, and a revoked key stops working when the agent next verifies the
-index. Inference, feedback, model metadata, ``/agent/status`` and ``/metrics`` need a
-key; ``/health`` and the v2 server health probes do not.
+Client applications send ``Authorization: Bearer ak_<key_id>_<secret>``, or present a
+client certificate the hub issued from the site CA in the TLS handshake (mutual TLS). The
+group's signed index carries each live credential's SHA-256 (of the key's secret, or of
+the certificate), the models it may call and its expiry
+(:class:`~appliance.trust.layout.KeyGrant`), so a credential is checked here with no call
+to the hub, online or off, and a revoked one stops working when the agent next verifies
+the index. A bearer key, when sent, is the one checked. Inference, feedback, model
+metadata, ``/agent/status`` and ``/metrics`` need a credential; ``/health`` and the v2
+server health probes do not.
 
 ``APPLIANCE_OPEN_DATA_PLANE=true`` turns the check off: for a closed lab network only,
 and said loudly in the log at start.
@@ -38,6 +41,7 @@ class DataPlaneAccess:
         self.open_access = open_access
         self.clock = clock
         self._grants: dict[str, KeyGrant] = {}
+        self._certificates: dict[str, KeyGrant] = {}
         self._stamp: tuple[int, int] | None = None
         if open_access:
             log.warning(
@@ -47,7 +51,8 @@ class DataPlaneAccess:
 
     def update(self, grants: dict[str, KeyGrant]) -> None:
         """Follow the signed index's keys (a verified index, online or offline)."""
-        self._grants = dict(grants)
+        self._grants = {key_id: g for key_id, g in grants.items() if not g.certificate}
+        self._certificates = {g.sha256: g for g in grants.values() if g.certificate}
 
     def reload(self, metadata_dir: Path) -> None:
         """Take the keys of the last verified index kept on disk, if it changed."""
@@ -67,20 +72,46 @@ class DataPlaneAccess:
         self._stamp = stamp
         self.update(index.keys)
 
-    def check(self, authorization: str | None, model: str | None = None) -> None:
-        """Refuse unless ``authorization`` holds a live key for ``model`` (any, for None).
+    def check(
+        self,
+        authorization: str | None,
+        model: str | None = None,
+        client_certificate: str | None = None,
+    ) -> None:
+        """Refuse unless ``authorization`` holds a live key, or else the client presented a
+        live certificate (its SHA-256 is ``client_certificate``), for ``model`` (any, for
+        None).
 
-        401 for a missing, malformed, unknown, wrong or expired key; 403 for a key that
-        may not call this model.
+        401 for a missing, malformed, unknown, wrong or expired credential; 403 for one
+        that may not call this model.
         """
         if self.open_access:
             return
-        if not authorization:
+        if authorization:
+            grant, what = self._bearer(authorization), "inference key"
+        elif client_certificate:
+            grant, what = self._certificate(client_certificate), "client certificate"
+        else:
             raise AuthenticationError(
                 "this agent needs an inference key",
-                hint="send 'Authorization: Bearer <key>'; an admin issues one with "
-                "'appliance inference-key create'",
+                hint="send 'Authorization: Bearer <key>' or a client certificate; an admin "
+                "issues either with 'appliance inference-key create'",
             )
+        if grant.expires_at <= self.clock():
+            raise AuthenticationError(f"{what} has expired", hint="ask for a new one")
+        if model is not None and grant.models and model not in grant.models:
+            raise PermissionDeniedError(f"this {what} may not call model {model!r}")
+
+    def _certificate(self, sha256: str) -> KeyGrant:
+        grant = self._certificates.get(sha256)
+        if grant is None:
+            raise AuthenticationError(
+                "client certificate is not one the hub issued for this agent's group, or it "
+                "was revoked"
+            )
+        return grant
+
+    def _bearer(self, authorization: str) -> KeyGrant:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.startswith(PREFIX):
             raise AuthenticationError("Authorization must be 'Bearer ak_…', an inference key")
@@ -89,7 +120,4 @@ class DataPlaneAccess:
         digest = hashlib.sha256(secret.encode()).hexdigest()
         if grant is None or not hmac.compare_digest(digest, grant.sha256):
             raise AuthenticationError("inference key is unknown, wrong or revoked")
-        if grant.expires_at <= self.clock():
-            raise AuthenticationError("inference key has expired", hint="ask for a new one")
-        if model is not None and grant.models and model not in grant.models:
-            raise PermissionDeniedError(f"this inference key may not call model {model!r}")
+        return grant

@@ -38,7 +38,7 @@ from agent.store import BundleStore
 from agent.sync import SyncWorker
 from agent.updates.trusted import cached_experiments, metadata_dir, pinned_root
 from appliance import __version__
-from appliance.asgi import ASGIApp, with_sane_paths
+from appliance.asgi import ASGIApp, Scope, client_certificate_sha256, with_sane_paths
 from appliance.client.hub import HubClient
 from appliance.errors import ApplianceError, ConfigError, NotFoundError, nested_too_deeply
 from appliance.http_status import status_for
@@ -303,7 +303,9 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
     def keyed(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
         """An inference key for this model (any model, for status and metrics)."""
         core.access.check(
-            connection.headers.get("authorization"), connection.path_params.get("name")
+            connection.headers.get("authorization"),
+            connection.path_params.get("name"),
+            client_certificate_sha256(cast(Scope, connection.scope)),
         )
 
     @get("/v2", operation_id="serverMetadata")

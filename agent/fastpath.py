@@ -19,6 +19,7 @@ from appliance.asgi import (
     Receive,
     Scope,
     Send,
+    client_certificate_sha256,
     header,
     read_body,
     respond,
@@ -67,7 +68,9 @@ def with_fast_inference(
             return await app(scope, receive, send)
         try:
             if access is not None:
-                access.check(header(scope, b"authorization"), route[0])
+                access.check(
+                    header(scope, b"authorization"), route[0], client_certificate_sha256(scope)
+                )
             body = await read_body(scope, receive, max_body_bytes)
             answer = infer(route[0], route[1], body, _subject(scope))
         except ConnectionResetError:

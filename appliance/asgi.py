@@ -7,6 +7,8 @@ request on a 2-core box; these routes are measured in hundreds of µs).
 
 from __future__ import annotations
 
+import hashlib
+import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -48,6 +50,15 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return bytes(value).decode("latin-1")
     return None
+
+
+def client_certificate_sha256(scope: Scope) -> str | None:
+    """SHA-256 (hex) of the DER of the verified certificate the client presented, if any
+    (the ASGI TLS extension, as :mod:`appliance.peer_tls` fills it in)."""
+    chain = ((scope.get("extensions") or {}).get("tls") or {}).get("client_cert_chain")
+    if not chain:
+        return None
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(chain[0])).hexdigest()
 
 
 async def respond(

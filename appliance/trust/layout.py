@@ -106,9 +106,13 @@ class ExperimentSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class KeyGrant(msgspec.Struct, frozen=True, kw_only=True):
-    """An inference key as agents check it: the SHA-256 of its secret, never the secret."""
+    """An inference credential as agents check it: the SHA-256 of a key's secret (never
+    the secret), or of a client certificate's DER (mutual TLS)."""
 
     sha256: str
+    certificate: bool = False
+    """``sha256`` is a client certificate's: it is matched against the certificate a client
+    presents in the TLS handshake, never against a bearer key."""
     models: list[str] = []
     """Models it may call; empty: every model of the group."""
     expires_at: float

@@ -37,6 +37,7 @@ from appliance.security.tls._store import (
     load_certificate,
     load_private_key,
     new_server_request,
+    sign_client_request,
     sign_server_request,
     tls_dir,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "load_private_key",
     "new_server_request",
     "server_tls_options",
+    "sign_client_request",
     "sign_server_request",
     "tls_dir",
 ]

@@ -208,20 +208,12 @@ def sign_server_request(
     """A server certificate (PEM) for the key in a signing request, with the names the
     *issuer* decides (the request's own names are ignored): the request only proves that
     its sender holds the key."""
-    try:
-        request = x509.load_pem_x509_csr(request_pem)
-    except ValueError as exc:
-        raise CertificateError("the certificate signing request is not a PEM CSR") from exc
-    public_key = request.public_key()
-    if not request.is_signature_valid or not isinstance(public_key, ec.EllipticCurvePublicKey):
-        raise CertificateError("the certificate signing request is unsigned or not ECDSA")
     dns, ips = subject_alt_names(dns_names, ip_addresses)
-    common_name = (dns or [str(ip) for ip in ips])[0]
     certificate = build_leaf_certificate(
         ca.certificate,
         ca.private_key,
-        public_key,
-        common_name=common_name,
+        _requested_key(request_pem),
+        common_name=(dns or [str(ip) for ip in ips])[0],
         usage="server",
         dns_names=dns,
         ip_addresses=ips,
@@ -229,6 +221,40 @@ def sign_server_request(
         days=days,
     )
     return _cert_pem(certificate)
+
+
+def sign_client_request(
+    ca: CertAuthority,
+    request_pem: bytes,
+    *,
+    common_name: str,
+    days: int = LEAF_DAYS,
+    now: datetime | None = None,
+) -> bytes:
+    """A client certificate (PEM, for mutual TLS) for the key in a signing request, named
+    ``common_name`` by the issuer whatever the request says."""
+    certificate = build_leaf_certificate(
+        ca.certificate,
+        ca.private_key,
+        _requested_key(request_pem),
+        common_name=common_name,
+        usage="client",
+        now=resolve_now(now),
+        days=days,
+    )
+    return _cert_pem(certificate)
+
+
+def _requested_key(request_pem: bytes) -> ec.EllipticCurvePublicKey:
+    """The key a signing request proves its sender holds (ECDSA only)."""
+    try:
+        request = x509.load_pem_x509_csr(request_pem)
+    except ValueError as exc:
+        raise CertificateError("the certificate signing request is not a PEM CSR") from exc
+    public_key = request.public_key()
+    if not request.is_signature_valid or not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise CertificateError("the certificate signing request is unsigned or not ECDSA")
+    return public_key
 
 
 def load_certificate(

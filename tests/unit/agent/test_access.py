@@ -48,3 +48,25 @@ def test_keys_come_back_from_the_last_verified_index_on_disk(tmp_path):
 
 def test_an_open_data_plane_asks_for_nothing():
     DataPlaneAccess(open_access=True).check(None, "tiny")
+
+
+def test_a_client_certificate_grant_is_matched_against_the_handshake_never_a_bearer_key():
+    """mTLS as the alternative to keys: the grant holds the certificate's SHA-256. Someone
+    who has read the (public) certificate and sends its bytes as a bearer token gets
+    nothing: certificate grants are looked up by the handshake only."""
+    der = b"0\x82certificate-der"
+    digest = hashlib.sha256(der).hexdigest()
+    grant = KeyGrant(sha256=digest, certificate=True, models=["tiny"], expires_at=2e9)
+    access = DataPlaneAccess(clock=lambda: 1.9e9)
+    access.update({"c0ffee000001": grant})
+    access.check(None, "tiny", client_certificate=digest)
+    with pytest.raises(PermissionDeniedError, match="client certificate may not"):
+        access.check(None, "other", client_certificate=digest)
+    with pytest.raises(AuthenticationError, match="not one the hub issued"):
+        access.check(None, "tiny", client_certificate=hashlib.sha256(b"other").hexdigest())
+    forged = f"ak_c0ffee000001_{der.decode(errors='replace')}"
+    with pytest.raises(AuthenticationError):
+        access.check(f"Bearer {forged}", "tiny", client_certificate=None)
+    access.update({})
+    with pytest.raises(AuthenticationError, match="revoked"):
+        access.check(None, "tiny", client_certificate=digest)
