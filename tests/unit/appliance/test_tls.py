@@ -78,6 +78,7 @@ def test_public_api_is_exactly_this():
         "load_private_key",
         "new_server_request",
         "server_tls_options",
+        "sign_client_request",
         "sign_server_request",
         "tls_dir",
     ]
