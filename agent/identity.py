@@ -23,7 +23,7 @@ from appliance.security import sealing
 from appliance.security.credentials import AgentCredentials
 from appliance.security.keys import init_keypair, keys_dir, load_keypair, public_pem
 from appliance.security.sealing import ENCRYPTION_KEY_NAME, init_encryption_key, load_encryption_key
-from appliance.security.tls import new_server_request, tls_dir
+from appliance.security.tls import new_signing_request, tls_dir
 from appliance.wire.fleet import EnrolmentRequest
 
 IDENTITY_FILE = "identity.json"
@@ -102,7 +102,7 @@ def enrol(
             labels=labels or {},
             url=url,
             software_version=__version__,
-            tls_csr=new_server_request(tls_dir(data_dir), TLS_NAME).decode(),
+            tls_csr=new_signing_request(tls_dir(data_dir), TLS_NAME).decode(),
         )
     )
     identity = AgentIdentity(

@@ -14,7 +14,7 @@ from hub.audit.service import AuditLog
 from hub.db import create_schema, make_engine
 from hub.experiments.service import ExperimentService
 from hub.features.service import FeatureStore
-from hub.fleet.certificates import AgentCertificates
+from hub.fleet.certificates import SiteCertificates
 from hub.fleet.enrolment import EnrolmentService
 from hub.fleet.service import FleetService
 from hub.fleet.standing import AgentStanding
@@ -98,12 +98,8 @@ def build_services(settings: HubSettings) -> HubServices:
             offline_max_days=max(settings.offline_max_days, settings.offline_days),
         ),
     )
-    enrolment = EnrolmentService(
-        engine,
-        policy,
-        audit,
-        certificates=AgentCertificates.for_hub(settings.site_ca, settings.data_dir),
-    )
+    site_certificates = SiteCertificates.for_hub(settings.site_ca, settings.data_dir)
+    enrolment = EnrolmentService(engine, policy, audit, certificates=site_certificates)
     experiments = ExperimentService(engine, registry, audit, max_days=settings.max_experiment_days)
     updates.experiment_source = experiments.running_for
     experiments.changes.subscribe(updates.on_change)
@@ -111,7 +107,7 @@ def build_services(settings: HubSettings) -> HubServices:
     updates.pin_source = rollouts.pins_for
     updates.standby_source = rollouts.standby_for
     rollouts.changes.subscribe(updates.on_change)
-    inference_keys = InferenceKeys(engine, audit, policy)
+    inference_keys = InferenceKeys(engine, audit, policy, site_certificates)
     updates.key_source = inference_keys.grants_for
     inference_keys.changes.subscribe(updates.on_change)
     registry.changes.subscribe(updates.on_change)

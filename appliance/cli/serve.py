@@ -18,15 +18,25 @@ log = logging.getLogger(__name__)
 
 
 def _uvicorn(
-    app: object, host: str, port: int, *, proxies: tuple[str, ...] = (), **tls: Any
+    app: object,
+    host: str,
+    port: int,
+    *,
+    proxies: tuple[str, ...] = (),
+    peer_certificates: bool = False,
+    **tls: Any,
 ) -> None:
     """Serve ``app``; tell systemd ``READY=1`` once the socket listens (``Type=notify``).
 
     ``X-Forwarded-For`` is believed only from ``proxies`` (``APPLIANCE_TRUSTED_PROXIES``);
     without any, never: uvicorn's default trusts it from 127.0.0.1, which let anyone on the
     box (or behind a local tunnel) choose the address the rate limit and audit log see.
+    With ``peer_certificates``, each request's scope names the client certificate verified
+    in the handshake (:mod:`appliance.peer_tls`).
     """
     import uvicorn
+
+    from appliance.peer_tls import PeerCertificateProtocol
 
     class NotifyingServer(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
@@ -44,7 +54,7 @@ def _uvicorn(
         port=port,
         log_level="warning",
         access_log=False,
-        http="httptools",
+        http=PeerCertificateProtocol if peer_certificates else "httptools",
         loop="auto",
         timeout_graceful_shutdown=10,
         proxy_headers=bool(proxies),
@@ -140,19 +150,22 @@ def agent_serve(args: argparse.Namespace) -> int:
         settings.agent_port,
         settings.hub_url,
     )
-    _uvicorn(create_app(core), settings.host, settings.agent_port, **tls)
+    _uvicorn(create_app(core), settings.host, settings.agent_port, peer_certificates=True, **tls)
     return 0
 
 
 def _agent_tls(settings: AgentSettings) -> dict[str, Any]:
     """HTTPS with the certificate the site CA issued at enrolment; plain HTTP only when the
-    operator said so (``--plain-http``), never by accident."""
+    operator said so (``--plain-http``), never by accident. With the site CA known
+    (``--hub-ca``), clients may present a client certificate from it instead of a key."""
     from agent.identity import tls_certificate, tls_key
     from appliance.security.tls import server_tls_options
 
     certificate = tls_certificate(settings.data_dir)
     if certificate.exists():
-        return dict(server_tls_options(certificate, tls_key(settings.data_dir)))
+        return dict(
+            server_tls_options(certificate, tls_key(settings.data_dir), client_ca=settings.hub_ca)
+        )
     if settings.plain_http:
         log.warning(
             "serving plain HTTP (APPLIANCE_PLAIN_HTTP): inference keys and answers cross the "

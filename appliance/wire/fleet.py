@@ -59,6 +59,10 @@ class NewInferenceKey(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     models: list[str] = []
     """Models it may call (empty: every model the group serves)."""
     days: int = 365
+    csr: str | None = None
+    """A certificate signing request (PEM, ECDSA): the credential is then a client
+    certificate from the site CA, presented in the TLS handshake, instead of a bearer key
+    (the private key never leaves the application's box)."""
 
 
 class InferenceKeyInfo(msgspec.Struct, kw_only=True):
@@ -74,6 +78,8 @@ class InferenceKeyInfo(msgspec.Struct, kw_only=True):
     revoked_at: str | None = None
     key: str | None = None
     """The whole key, in the answer that creates it only: the hub keeps its hash."""
+    certificate: str | None = None
+    """The client certificate (PEM), when the credential is one."""
 
 
 class AbSummary(msgspec.Struct, kw_only=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import JSON, Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
 from hub.records import _utc_column
@@ -17,6 +17,9 @@ class InferenceKeyRecord(SQLModel, table=True):
     key_id: str = Field(unique=True, index=True, max_length=32)
     """The public half of the key (``ak_<key_id>_<secret>``): how agents look it up."""
     secret_sha256: str = Field(max_length=64)
+    """SHA-256 of the key's secret, or of the client certificate's DER when there is one."""
+    certificate: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The client certificate (PEM) for a mutual-TLS credential; none for a bearer key."""
     name: str = Field(max_length=64)
     zone: str = Field(index=True, max_length=64)
     group: str = Field(index=True, max_length=64)

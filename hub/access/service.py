@@ -6,12 +6,18 @@ the group's signed index (:class:`~appliance.trust.layout.KeyGrant`) with the mo
 the key may call and its expiry, so an agent checks keys with no call to the hub, even
 offline. Revoking a key republishes the index without it; an agent that cannot reach
 the hub keeps the key until its expiry (at most ``MAX_DAYS``) or the next offline bundle.
+
+A credential created with a certificate signing request is a client certificate from the
+site CA instead (mutual TLS): the grant then carries the certificate's SHA-256, which
+agents match against the certificate presented in the TLS handshake, and is scoped,
+expired and revoked like a key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import ssl
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
@@ -25,6 +31,7 @@ from hub.access.records import InferenceKeyRecord
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.events import Changes
+from hub.fleet.certificates import SiteCertificates
 from hub.identity.principal import Principal
 from hub.residency.policy import ResidencyPolicy
 
@@ -49,14 +56,22 @@ def _info(record: InferenceKeyRecord, key: str | None = None) -> InferenceKeyInf
         expires_at=iso_utc(record.expires_at),
         revoked_at=iso_utc(record.revoked_at) if record.revoked_at else None,
         key=key,
+        certificate=record.certificate,
     )
 
 
 class InferenceKeys:
-    def __init__(self, engine: Engine, audit: AuditLog, policy: ResidencyPolicy) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        audit: AuditLog,
+        policy: ResidencyPolicy,
+        certificates: SiteCertificates | None = None,
+    ) -> None:
         self.engine = engine
         self.audit = audit
         self.policy = policy
+        self.certificates = certificates or SiteCertificates(None)
         self.changes = Changes()
         """Told after a key is issued or revoked: the group's signed index must follow."""
 
@@ -68,10 +83,15 @@ class InferenceKeys:
         if not 1 <= spec.days <= MAX_DAYS:
             raise InvalidInputError(f"days: between 1 and {MAX_DAYS}")
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        certificate = None
+        if spec.csr is not None:
+            certificate = self.certificates.issue_client(spec.csr, spec.name, spec.days)
+            digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(certificate)).hexdigest()
         with session_scope(self.engine) as session:
             record = InferenceKeyRecord(
                 key_id=key_id,
-                secret_sha256=secret_sha256(secret),
+                secret_sha256=secret_sha256(secret) if certificate is None else digest,
+                certificate=certificate,
                 name=spec.name,
                 zone=spec.zone,
                 group=spec.group,
@@ -93,9 +113,10 @@ class InferenceKeys:
                     "group": spec.group,
                     "models": record.models,
                     "days": spec.days,
+                    "kind": "key" if certificate is None else "client certificate",
                 },
             )
-            info = _info(record, key=f"{PREFIX}{key_id}_{secret}")
+            info = _info(record, key=None if certificate else f"{PREFIX}{key_id}_{secret}")
         self.changes.announce(by.actor, f"inference key {key_id} issued")
         return info
 
@@ -142,6 +163,7 @@ class InferenceKeys:
         return {
             r.key_id: KeyGrant(
                 sha256=r.secret_sha256,
+                certificate=r.certificate is not None,
                 models=list(r.models),
                 expires_at=as_utc(r.expires_at).timestamp(),
             )

@@ -26,7 +26,7 @@ from appliance.wire.fleet import AgentInfo, EnrolmentRequest
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.events import Changes
-from hub.fleet.certificates import AgentCertificates
+from hub.fleet.certificates import SiteCertificates
 from hub.fleet.service import agent_info
 from hub.identity.principal import Principal
 from hub.identity.records import EnrolmentTokenRecord
@@ -53,7 +53,7 @@ class EnrolmentService:
     audit: AuditLog
     changes: Changes = field(default_factory=Changes)
     """Told after an agent joins or leaves: what each group may install changes."""
-    certificates: AgentCertificates = field(default_factory=lambda: AgentCertificates(None))
+    certificates: SiteCertificates = field(default_factory=lambda: SiteCertificates(None))
     """The site CA, when the hub holds it: enrolling agents get their HTTPS certificate."""
 
     def create_token(

@@ -8,8 +8,12 @@ refuses to start without one unless told ``--plain-http``.
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +26,7 @@ from agent.identity import tls_certificate
 from appliance.cli.demo.processes import ProcessStartError, ServiceProcess
 from appliance.cli.demo.site import Site
 from appliance.client.hub import HubClient
-from appliance.security.tls import client_ssl_context, init_ca
+from appliance.security.tls import client_ssl_context, init_ca, issue_client_cert, load_ca
 from appliance.wire.fleet import NewInferenceKey
 from tests.harness.site import MODEL, publish, running_hub, wait_until
 
@@ -94,3 +98,105 @@ def test_agents_serve_https_with_a_certificate_from_the_site_ca(
         agent.start()
         agent.wait_healthy(timeout=30)
     assert "no HTTPS certificate" in agent.log_tail(40)
+
+
+def test_a_client_certificate_from_the_site_ca_is_the_alternative_to_an_inference_key(
+    site: Site,
+    hub: ServiceProcess,
+    admin: HubClient,
+    engineer: HubClient,
+    approver: HubClient,
+    start_agent: Any,
+    tmp_path: Path,
+) -> None:
+    """Mutual TLS as the data plane's other credential: an admin issues a client
+    certificate with the command line (the private key is made on the admin's box and
+    never sent); a stock Triton client presents it to the agent and is answered; it is
+    scoped to its models like a key, and revoking it stops it."""
+    ca_file = site.hub_dir / "ca" / "ca.crt"
+    publish(engineer, approver)
+    agent = start_agent("mtls", plain_http=False, open_data_plane=False, hub_ca=ca_file)
+    env = {**os.environ, "APPLIANCE_SESSION_FILE": str(tmp_path / "session.json")}
+    signed_in = _cli(
+        "login",
+        "--hub",
+        hub.url,
+        "--username",
+        "admin",
+        "--password-stdin",
+        env=env,
+        stdin=site.passwords["admin"] + "\n",
+    )
+    assert signed_in.returncode == 0, signed_in.stderr
+    issued = _cli(
+        "inference-key",
+        "create",
+        "--name",
+        "clinic-app",
+        "--zone",
+        "ae-dxb",
+        "--model",
+        MODEL,
+        "--certificate-out",
+        str(tmp_path / "app"),
+        env=env,
+    )
+    assert issued.returncode == 0, issued.stderr
+    assert "client certificate" in issued.stdout
+    cert, key = tmp_path / "app" / "clinic-app.crt", tmp_path / "app" / "clinic-app.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    listed = next(k for k in admin.list_inference_keys() if k.name == "clinic-app")
+    assert listed.key is None and listed.certificate == cert.read_text()
+
+    with_cert = client_ssl_context(ca_file, client_cert=cert, client_key=key)
+    infer = f"{agent.url}/v2/models/{MODEL}/infer"
+
+    def status(verify: ssl.SSLContext, path: str = infer) -> int:
+        if path.endswith("/infer"):
+            return httpx.post(path, json=BODY, verify=verify, timeout=5).status_code
+        return httpx.get(path, verify=verify, timeout=5).status_code
+
+    wait_until("the certificate's grant to reach the agent", lambda: status(with_cert) == 200)
+    assert status(client_ssl_context(ca_file)) == 401  # no credential at all
+    assert status(with_cert, f"{agent.url}/v2/models/other") == 403  # scoped to its models
+    client = triton.InferenceServerClient(
+        agent.url.removeprefix("https://"),
+        ssl=True,
+        ssl_options={"ca_certs": str(ca_file), "certfile": str(cert), "keyfile": str(key)},
+    )
+    x = triton.InferInput("input", [1, 4], "FP32")
+    x.set_data_from_numpy(np.ones((1, 4), np.float32), binary_data=False)
+    out = triton.InferRequestedOutput("probabilities", binary_data=False)
+    assert client.infer(MODEL, [x], outputs=[out]).as_numpy("probabilities").shape == (1, 2)
+
+    # A certificate the site CA issued for something else (here an agent's, for the hub's
+    # mutual TLS) is verified in the handshake but is no inference credential.
+    other = issue_client_cert(load_ca(site.hub_dir / "ca"), tmp_path / "other", "agent-9")
+    assert (
+        status(
+            client_ssl_context(ca_file, client_cert=other.certificate, client_key=other.private_key)
+        )
+        == 401
+    )
+    # One from another CA does not get past the handshake.
+    stranger = issue_client_cert(init_ca(tmp_path / "stranger-ca"), tmp_path / "s", "app")
+    with pytest.raises(httpx.HTTPError):
+        status(
+            client_ssl_context(
+                ca_file, client_cert=stranger.certificate, client_key=stranger.private_key
+            )
+        )
+
+    admin.revoke_inference_key(listed.id)
+    wait_until("the revocation to reach the agent", lambda: status(with_cert) == 401)
+
+
+def _cli(*args: str, env: dict[str, str], stdin: str | None = None) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        input=stdin,
+    )

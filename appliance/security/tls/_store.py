@@ -172,9 +172,10 @@ def issue_client_cert(
     return _issue(ca, out_dir, name, "client", [], [], days=days, now=now)
 
 
-def new_server_request(out_dir: Path, name: str) -> bytes:
+def new_signing_request(out_dir: Path, name: str) -> bytes:
     """Write ``out_dir/NAME.key`` (0600, reused if there) and return a certificate signing
-    request (PEM) for it: the key never leaves the box that will serve with it."""
+    request (PEM) for it: the key never leaves the box that will use it (an agent's server,
+    an application's client certificate)."""
     if not _NAME.fullmatch(name):
         raise ConfigError(f"{name!r} is not a usable certificate name")
     key_path = out_dir / f"{name}.key"

@@ -76,7 +76,7 @@ def test_public_api_is_exactly_this():
         "load_ca",
         "load_certificate",
         "load_private_key",
-        "new_server_request",
+        "new_signing_request",
         "server_tls_options",
         "sign_client_request",
         "sign_server_request",
@@ -471,11 +471,11 @@ def test_a_signing_request_gets_the_names_its_issuer_decides(ca, tmp_path):
     """An agent's TLS certificate at enrolment: its key stays on the box."""
     from cryptography import x509
 
-    from appliance.security.tls import new_server_request, sign_server_request
+    from appliance.security.tls import new_signing_request, sign_server_request
 
-    request = new_server_request(tmp_path / "tls", "agent")
+    request = new_signing_request(tmp_path / "tls", "agent")
     assert (tmp_path / "tls" / "agent.key").stat().st_mode & 0o777 == 0o600
-    assert new_server_request(tmp_path / "tls", "agent") != b""  # the same key, reused
+    assert new_signing_request(tmp_path / "tls", "agent") != b""  # the same key, reused
     pem = sign_server_request(
         ca, request, dns_names=["edge-1", "localhost"], ip_addresses=["127.0.0.1"], now=NOW
     )
