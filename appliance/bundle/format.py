@@ -115,13 +115,33 @@ def check_test_vectors(folder: Path, manifest: Manifest, infer: InferFn) -> int:
                     f"{None if actual is None else list(actual.shape)}, "
                     f"expected {list(expected.shape)}"
                 )
-            if not np.allclose(actual, expected, atol=tol.atol, rtol=tol.rtol):
-                worst = float(np.max(np.abs(actual.astype(np.float64) - expected)))
+            difference = _difference(actual, expected, tol.atol, tol.rtol)
+            if difference is not None:
                 raise TestVectorError(
-                    f"test vector {index}: output {name!r} differs by up to {worst:.3g} "
+                    f"test vector {index}: output {name!r} {difference} "
                     f"(tolerance atol={tol.atol}, rtol={tol.rtol})"
                 )
     return len(vectors)
+
+
+def _difference(actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> str | None:
+    """How ``actual`` differs from ``expected`` beyond the tolerance, or ``None``.
+
+    NaN-aware: a NaN where a NaN is expected matches (a model may answer NaN for some
+    inputs, on every runtime alike); a NaN anywhere else is a difference.
+    """
+    if actual.dtype.kind not in "fc" and expected.dtype.kind not in "fc":
+        if np.array_equal(actual, expected):
+            return None
+        return f"differs in {int(np.sum(actual != expected))} of {expected.size} values"
+    got, want = actual.astype(np.float64), expected.astype(np.float64)
+    if np.allclose(got, want, atol=atol, rtol=rtol, equal_nan=True):
+        return None
+    misplaced = int(np.sum(np.isnan(got) != np.isnan(want)))
+    if misplaced:
+        return f"has NaN in {misplaced} place(s) where the other does not"
+    worst = float(np.nanmax(np.abs(got - want)))
+    return f"differs by up to {worst:.3g}"
 
 
 def read_manifest_unverified(folder: Path) -> dict[str, Any]:

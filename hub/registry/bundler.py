@@ -32,7 +32,7 @@ from appliance.bundle.manifest import (
 )
 from appliance.bundle.tensors import ONNX_TO_V2, V2_TO_NUMPY, to_wire
 from appliance.clock import iso_utc, utcnow
-from appliance.errors import InvalidInputError
+from appliance.errors import InvalidInputError, UnprocessableInputError
 from appliance.fsutil import sha256_file
 from appliance.security.keys import KeyPair
 from appliance.security.signing import sign_document
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 REFERENCE_MAX_ROWS = 2000
 """Reference rows kept in a bundle: enough for drift tests, small enough for edge boxes."""
 TEST_VECTOR_BATCHES = (1, 4)
+PROBE_AXIS = 8
+"""The size given to a dynamic axis other than the batch (a sequence, say) in a probe."""
 
 
 @dataclass(frozen=True)
@@ -84,22 +86,41 @@ def _load_reference(data: bytes, inputs: list[TensorSpec]) -> np.ndarray:
 def _example_inputs(
     inputs: list[TensorSpec], reference: np.ndarray | None, batch: int, seed: int
 ) -> dict[str, np.ndarray]:
+    """Probe inputs: rows of the reference sample when there are enough, else derived from
+    the signature in a way every model accepts: zeros for integer and boolean inputs (a
+    token id, a type id, a mask or an index of 0 is always in range, where a random one
+    need not be), fixed-seed N(0, 1) for floats; ``batch`` on a dynamic first axis and
+    ``PROBE_AXIS`` on other dynamic axes."""
     if reference is not None and len(reference) >= seed * batch + batch:
         return {inputs[0].name: reference[seed * batch : seed * batch + batch].copy()}
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for spec in inputs:
         shape = [
-            batch if i == 0 and d == -1 else (1 if d == -1 else d) for i, d in enumerate(spec.shape)
+            d if d != -1 else batch if i == 0 else PROBE_AXIS for i, d in enumerate(spec.shape)
         ]
         dtype = V2_TO_NUMPY[spec.datatype]
         if dtype.kind == "f":
             out[spec.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype.kind == "b":
-            out[spec.name] = rng.integers(0, 2, shape).astype(dtype)
         else:
-            out[spec.name] = rng.integers(0, 10, shape).astype(dtype)
+            out[spec.name] = np.zeros(shape, dtype)
     return out
+
+
+def _probe(session: Any, feed: dict[str, np.ndarray], where: Path) -> list[Any]:
+    """Run the model once on ``feed``; a model that cannot is refused with the runtime's
+    own words (422), never a 500."""
+    try:
+        results: list[Any] = session.run(None, feed)
+    except Exception as exc:  # ORT raises its own untyped errors
+        shapes = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in feed.items())
+        said = str(exc).replace(str(where), "the uploaded model")[:400]
+        raise UnprocessableInputError(
+            f"model: ONNX Runtime could not run it on probe inputs ({shapes}): {said}",
+            hint="the probe uses zeros for integer inputs and N(0, 1) for floats; a model "
+            "that needs other values needs sample inputs",
+        ) from exc
+    return results
 
 
 def _convert_to_openvino(folder: Path) -> bool:
@@ -135,7 +156,7 @@ def prepare(folder: Path, onnx_bytes: bytes, reference_npy: bytes | None) -> Pre
     vectors = []
     for seed, batch in enumerate(TEST_VECTOR_BATCHES):
         feed = _example_inputs(inputs, reference, batch, seed)
-        results = session.run(None, feed)
+        results = _probe(session, feed, folder / ONNX_FILE)
         vectors.append(
             TestVector(
                 inputs={k: to_wire(v) for k, v in feed.items()},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 
@@ -44,3 +45,66 @@ def make_reference_npy(rows: int = 32, n_features: int = 4, *, seed: int = 0) ->
     buffer = io.BytesIO()
     np.save(buffer, sample, allow_pickle=False)
     return buffer.getvalue()
+
+
+BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def make_tiny_bert(inputs: int = 3, *, vocab: int = 1000) -> bytes:
+    """A real (if tiny) BERT sequence classifier from ``transformers``, exported to ONNX as a
+    customer brings one: int64 ``input_ids``, ``attention_mask`` and ``token_type_ids``
+    (the first ``inputs`` of them) with dynamic batch and sequence axes, ``logits`` out.
+
+    Built from a config with fixed-seed weights (no download); token type ids must be 0 or
+    1 and token ids below ``vocab``, so random integer probes break it.
+    """
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        num_labels=2,
+    )
+    model = BertForSequenceClassification(config).eval()
+    names = list(BERT_INPUTS[:inputs])
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.bert(**dict(zip(names, tensors, strict=True))).logits
+
+    sample = tuple(torch.zeros((2, 16), dtype=torch.int64) for _ in names)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the tracer's notes on transformers' Python branches
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Wrapped(),
+            sample,
+            buffer,
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def bert_feed(batch: int, seq: int, inputs: int = 3, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Realistic inputs: token ids in the vocabulary, a mask with padding at the end, two
+    segments."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, 1000, (batch, seq), dtype=np.int64)
+    lengths = rng.integers(seq // 2, seq + 1, batch)
+    mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
+    types = (np.arange(seq)[None, :] >= seq // 2).astype(np.int64).repeat(batch, 0)
+    return dict(zip(BERT_INPUTS[:inputs], (ids * mask, mask, types), strict=False))

@@ -17,12 +17,13 @@ from appliance.errors import (
     InvalidInputError,
     SignatureError,
     TestVectorError,
+    UnprocessableInputError,
 )
 from appliance.fsutil import sha256_file
 from appliance.security.keys import init_keypair
 from appliance.security.signing import sign_document
 from hub.registry import bundler
-from tests.harness.models import make_reference_npy, make_tiny_onnx
+from tests.harness.models import BERT_INPUTS, make_reference_npy, make_tiny_bert, make_tiny_onnx
 
 BUNDLE_FILES = {"model.onnx", "model.xml", "model.bin", "reference.npy", "test_vectors.json"}
 
@@ -372,3 +373,53 @@ def test_small_reference_still_gives_batch_4_test_vector(tmp_path):
     bundler.prepare(tmp_path, make_tiny_onnx(), make_reference_npy(rows=5))
     vectors = json.loads((tmp_path / "test_vectors.json").read_bytes())
     assert [v["inputs"]["input"]["shape"] for v in vectors] == [[1, 4], [4, 4]]
+
+
+def test_a_real_three_input_transformer_prepares_with_derived_probes(tmp_path):
+    """Issue 15: a 3-input BERT (int64 ids, mask, type ids; dynamic batch and sequence)
+    answered 500: random integers in [0, 10) were out of range for its token types."""
+    prepared = bundler.prepare(tmp_path, make_tiny_bert(), None)
+    assert [s.name for s in prepared.inputs] == list(BERT_INPUTS)
+    assert all(s.datatype == "INT64" and s.shape == [-1, -1] for s in prepared.inputs)
+    vectors = json.loads((tmp_path / "test_vectors.json").read_bytes())
+    assert [v["inputs"]["input_ids"]["shape"] for v in vectors] == [[1, 8], [4, 8]]
+    assert [v["outputs"]["logits"]["shape"] for v in vectors] == [[1, 2], [4, 2]]
+
+
+def test_a_model_that_cannot_run_on_any_probe_is_422_with_the_runtime_s_words(tmp_path):
+    """A graph whose Gather needs indices nowhere near 0 (here: a table it indexes from
+    -5 to -5 only): the probe fails, and the uploader gets the reason, not a 500."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy_helper.from_array(np.ones((1, 2), np.float32), "table")
+    shifted = numpy_helper.from_array(np.array(5, np.int64), "five")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["ids", "five"], ["moved"]),
+            helper.make_node("Gather", ["table", "moved"], ["out"]),
+        ],
+        "picky",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[table, shifted],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    with pytest.raises(UnprocessableInputError, match="could not run it on probe inputs") as exc:
+        bundler.prepare(tmp_path, model.SerializeToString(), None)
+    assert "ids [1] int64" in str(exc.value) and str(tmp_path) not in str(exc.value)
+    assert exc.value.hint and "sample inputs" in exc.value.hint
+
+
+def test_nan_where_nan_is_expected_matches_and_nowhere_else(tmp_path):
+    from appliance.bundle.format import _difference
+
+    want = np.array([[np.nan, 1.0], [2.0, 3.0]], np.float32)
+    assert _difference(want.copy(), want, 1e-5, 1e-4) is None
+    assert "NaN in 1" in (_difference(np.array([[0.5, 1.0], [2.0, 3.0]]), want, 1e-5, 1e-4) or "")
+    assert "differs by up to 0.5" in (
+        _difference(np.array([[np.nan, 1.5], [2.0, 3.0]]), want, 1e-5, 1e-4) or ""
+    )
+    labels = np.array([1, 0, 1])
+    assert _difference(labels.copy(), labels, 1e-5, 1e-4) is None
+    assert "1 of 3" in (_difference(np.array([1, 1, 1]), labels, 1e-5, 1e-4) or "")

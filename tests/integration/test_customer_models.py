@@ -1,0 +1,76 @@
+"""Issue 15: the models customers bring, imported through a real hub and served by a real
+agent, answer exactly as ONNX Runtime does on the same file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from appliance.client.hub import HubClient
+from appliance.errors import HubRejectedError
+from tests.harness.models import bert_feed, make_tiny_bert
+from tests.harness.site import serving_version, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _wire(feed: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {"name": k, "shape": list(v.shape), "datatype": "INT64", "data": v.ravel().tolist()}
+            for k, v in feed.items()
+        ]
+    }
+
+
+@pytest.mark.parametrize("inputs", [3, 2])
+def test_a_multi_input_transformer_imports_and_answers_as_onnx_runtime_does(
+    inputs: int, engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    """A 3-input BERT answered 500 at import (random probe ids out of range); a 2-input one
+    imported but agents refused it (NaN outputs against a NaN-blind comparison)."""
+    model = make_tiny_bert(inputs)
+    name = f"bert{inputs}"
+    version = engineer.upload_model(name, model).version
+    engineer.change_stage(name, version, "staging")
+    approver.change_stage(name, version, "production")
+    agent = start_agent(f"nlp-{inputs}")
+    wait_until("the transformer", lambda: serving_version(agent, name) == str(version), 60)
+    direct = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    for batch, seq in ((1, 16), (2, 64), (4, 128)):
+        feed = bert_feed(batch, seq, inputs, seed=seq)
+        answer = httpx.post(f"{agent.url}/v2/models/{name}/infer", json=_wire(feed), timeout=30)
+        assert answer.status_code == 200, answer.text
+        (logits,) = answer.json()["outputs"]
+        got = np.asarray(logits["data"], np.float32).reshape(logits["shape"])
+        np.testing.assert_allclose(got, direct.run(["logits"], feed)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_that_cannot_run_on_its_probes_is_refused_with_422(engineer: HubClient) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["ids", "five"], ["moved"]),
+            helper.make_node("Gather", ["table", "moved"], ["out"]),
+        ],
+        "picky",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[
+            numpy_helper.from_array(np.ones((1, 2), np.float32), "table"),
+            numpy_helper.from_array(np.array(5, np.int64), "five"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    with pytest.raises(HubRejectedError) as refused:
+        engineer.upload_model("picky", model.SerializeToString())
+    assert refused.value.status_code == 422
+    assert "could not run it on probe inputs" in str(refused.value)
