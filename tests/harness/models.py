@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import tempfile
 import warnings
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,16 +65,17 @@ def make_tiny_bert(inputs: int = 3, *, vocab: int = 1000) -> bytes:
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=256,
-        num_labels=2,
-    )
-    model = BertForSequenceClassification(config).eval()
+    sizes: dict[str, Any] = {
+        "vocab_size": vocab,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 256,
+        "num_labels": 2,
+    }
+    model = BertForSequenceClassification(BertConfig(**sizes))
+    model.train(False)
     names = list(BERT_INPUTS[:inputs])
 
     class Wrapped(torch.nn.Module):
@@ -80,23 +84,23 @@ def make_tiny_bert(inputs: int = 3, *, vocab: int = 1000) -> bytes:
             self.bert = model
 
         def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.bert(**dict(zip(names, tensors, strict=True))).logits
+            logits: torch.Tensor = self.bert(**dict(zip(names, tensors, strict=True))).logits
+            return logits
 
     sample = tuple(torch.zeros((2, 16), dtype=torch.int64) for _ in names)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():  # the tracer's notes on transformers' Python branches
-        warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on transformers' Python branches
         torch.onnx.export(
             Wrapped(),
             sample,
-            buffer,
+            f"{folder}/model.onnx",
             input_names=names,
             output_names=["logits"],
             dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "logits": {0: "batch"}},
             opset_version=17,
             dynamo=False,
         )
-    return buffer.getvalue()
+        return Path(folder, "model.onnx").read_bytes()
 
 
 def bert_feed(batch: int, seq: int, inputs: int = 3, *, seed: int = 0) -> dict[str, np.ndarray]:
