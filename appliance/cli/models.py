@@ -36,6 +36,7 @@ def model_import(args: argparse.Namespace) -> int:
             args.name,
             _read(args.file, "model"),
             reference_npy=_read(args.reference, "reference sample") if args.reference else None,
+            sample=_read(args.sample, "sample inputs") if args.sample else None,
             metrics=metrics,
             lineage={"source": args.file.name},
             zones=args.zone,
@@ -123,6 +124,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     imp.add_argument("file", type=Path, help="the .onnx file")
     imp.add_argument("--name", required=True, help="model name")
     imp.add_argument("--reference", type=Path, help=".npy sample of training inputs (for drift)")
+    imp.add_argument(
+        "--sample",
+        type=Path,
+        help="inputs the model accepts, to probe it and cut its test vectors from: .npz "
+        "(one array per input, examples along the first axis) or JSON (a v2 request)",
+    )
     imp.add_argument("--metrics", help="JSON object of metrics, e.g. '{\"accuracy\": 0.97}'")
     imp.add_argument(
         "--zone",

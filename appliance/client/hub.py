@@ -141,6 +141,7 @@ class HubClient(TrainingApi):
         onnx_bytes: bytes,
         *,
         reference_npy: bytes | None = None,
+        sample: bytes | None = None,
         metrics: dict[str, float] | None = None,
         lineage: dict[str, Any] | None = None,
         zones: list[str] | None = None,
@@ -148,6 +149,8 @@ class HubClient(TrainingApi):
         files: dict[str, Any] = {"model": ("model.onnx", onnx_bytes, "application/octet-stream")}
         if reference_npy is not None:
             files["reference"] = ("reference.npy", reference_npy, "application/octet-stream")
+        if sample is not None:
+            files["sample"] = ("sample", sample, "application/octet-stream")
         metadata: dict[str, Any] = {"metrics": metrics or {}, "lineage": lineage or {}}
         if zones:
             metadata["zones"] = zones

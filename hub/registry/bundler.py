@@ -36,6 +36,7 @@ from appliance.errors import InvalidInputError, UnprocessableInputError
 from appliance.fsutil import sha256_file
 from appliance.security.keys import KeyPair
 from appliance.security.signing import sign_document
+from hub.registry.samples import load_samples, sample_batch
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +85,20 @@ def _load_reference(data: bytes, inputs: list[TensorSpec]) -> np.ndarray:
 
 
 def _example_inputs(
-    inputs: list[TensorSpec], reference: np.ndarray | None, batch: int, seed: int
+    inputs: list[TensorSpec],
+    reference: np.ndarray | None,
+    batch: int,
+    seed: int,
+    samples: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Probe inputs: rows of the reference sample when there are enough, else derived from
-    the signature in a way every model accepts: zeros for integer and boolean inputs (a
-    token id, a type id, a mask or an index of 0 is always in range, where a random one
-    need not be), fixed-seed N(0, 1) for floats; ``batch`` on a dynamic first axis and
-    ``PROBE_AXIS`` on other dynamic axes."""
+    """Probe inputs: the uploader's samples (:mod:`hub.registry.samples`), else rows of the
+    reference sample when there are enough, else derived from the signature in a way every
+    model accepts: zeros for integer and boolean inputs (a token id, a type id, a mask or
+    an index of 0 is always in range, where a random one need not be), fixed-seed N(0, 1)
+    for floats; ``batch`` on a dynamic first axis and ``PROBE_AXIS`` on other dynamic
+    axes."""
+    if samples is not None:
+        return sample_batch(samples, inputs, batch, seed)
     if reference is not None and len(reference) >= seed * batch + batch:
         return {inputs[0].name: reference[seed * batch : seed * batch + batch].copy()}
     rng = np.random.default_rng(seed)
@@ -117,8 +125,8 @@ def _probe(session: Any, feed: dict[str, np.ndarray], where: Path) -> list[Any]:
         said = str(exc).replace(str(where), "the uploaded model")[:400]
         raise UnprocessableInputError(
             f"model: ONNX Runtime could not run it on probe inputs ({shapes}): {said}",
-            hint="the probe uses zeros for integer inputs and N(0, 1) for floats; a model "
-            "that needs other values needs sample inputs",
+            hint="give sample inputs the model accepts: 'appliance model import … --sample "
+            "inputs.npz' (or .json), the multipart part 'sample' on the API",
         ) from exc
     return results
 
@@ -137,8 +145,11 @@ def _convert_to_openvino(folder: Path) -> bool:
         return False
 
 
-def prepare(folder: Path, onnx_bytes: bytes, reference_npy: bytes | None) -> Prepared:
-    """Write model, IR, reference sample and test vectors into the empty ``folder``."""
+def prepare(
+    folder: Path, onnx_bytes: bytes, reference_npy: bytes | None, sample: bytes | None = None
+) -> Prepared:
+    """Write model, IR, reference sample and test vectors into the empty ``folder``; the
+    test vectors come from ``sample`` (inputs the uploader gave) when there is one."""
     import onnxruntime as ort
 
     (folder / ONNX_FILE).write_bytes(onnx_bytes)
@@ -151,11 +162,12 @@ def prepare(folder: Path, onnx_bytes: bytes, reference_npy: bytes | None) -> Pre
     inputs = [_spec(n) for n in session.get_inputs()]
     outputs = [_spec(n) for n in session.get_outputs()]
     reference = _load_reference(reference_npy, inputs) if reference_npy is not None else None
+    samples = load_samples(sample, inputs) if sample is not None else None
     if reference is not None:
         np.save(folder / REFERENCE_FILE, reference, allow_pickle=False)
     vectors = []
     for seed, batch in enumerate(TEST_VECTOR_BATCHES):
-        feed = _example_inputs(inputs, reference, batch, seed)
+        feed = _example_inputs(inputs, reference, batch, seed, samples)
         results = _probe(session, feed, folder / ONNX_FILE)
         vectors.append(
             TestVector(

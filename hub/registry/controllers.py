@@ -58,7 +58,9 @@ def model_controller(max_upload_bytes: int) -> type[Controller]:
             """Register an ONNX model as the next candidate version.
 
             Multipart parts: ``model`` (the ONNX file), optional ``reference`` (a
-            ``.npy`` sample of training inputs) and optional ``metadata`` (JSON with
+            ``.npy`` sample of training inputs, for drift), optional ``sample`` (inputs
+            the model accepts, ``.npz`` or JSON, for its probes and test vectors: see
+            :mod:`hub.registry.samples`) and optional ``metadata`` (JSON with
             ``metrics``, ``lineage`` and ``zones``, the residency zones of the
             training data). The uploader is recorded as the version's author.
             """
@@ -69,6 +71,7 @@ def model_controller(max_upload_bytes: int) -> type[Controller]:
                 name,
                 onnx_bytes,
                 reference_npy=upload_bytes(data, "reference", required=False),
+                sample=upload_bytes(data, "sample", required=False),
                 metrics=meta.get("metrics"),
                 lineage=meta.get("lineage"),
                 zones=meta.get("zones"),

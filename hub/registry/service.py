@@ -251,6 +251,7 @@ class RegistryService:
         onnx_bytes: bytes,
         *,
         reference_npy: bytes | None = None,
+        sample: bytes | None = None,
         metrics: dict[str, float] | None = None,
         lineage: dict[str, Any] | None = None,
         zones: list[str] | None = None,
@@ -275,7 +276,7 @@ class RegistryService:
         try:
             bundle_dir = work / "bundle"
             bundle_dir.mkdir()
-            prepared = bundler.prepare(bundle_dir, onnx_bytes, reference_npy)
+            prepared = bundler.prepare(bundle_dir, onnx_bytes, reference_npy, sample)
             try:
                 return self._seal_and_record(
                     name, prepared, metrics_obj, lineage_obj, work, data_zones, actor

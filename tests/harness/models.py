@@ -112,3 +112,28 @@ def bert_feed(batch: int, seq: int, inputs: int = 3, *, seed: int = 0) -> dict[s
     mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
     types = (np.arange(seq)[None, :] >= seq // 2).astype(np.int64).repeat(batch, 0)
     return dict(zip(BERT_INPUTS[:inputs], (ids * mask, mask, types), strict=False))
+
+
+def make_picky_onnx() -> bytes:
+    """A model no derived probe can run: it looks ``ids + 5`` up in a one-row table, so
+    only ids of -5 are in range (as only some token ids are in a real vocabulary)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["ids", "five"], ["moved"]),
+            helper.make_node("Gather", ["table", "moved"], ["out"]),
+        ],
+        "picky",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[
+            numpy_helper.from_array(np.array([[0.25, 0.75]], np.float32), "table"),
+            numpy_helper.from_array(np.array(5, np.int64), "five"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())

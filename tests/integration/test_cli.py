@@ -7,9 +7,10 @@ import stat
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from tests.harness.models import make_tiny_onnx
+from tests.harness.models import make_picky_onnx, make_tiny_onnx
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +149,30 @@ def test_rotating_the_token_key_keeps_the_previous_ones_for_verification(tmp_pat
     assert len(set(kids)) == 4
     kept = sorted(p.stem for p in (data / "keys" / "jwt").glob("*.key"))
     assert kids[-1] in kept and len(kept) == 3
+
+
+def test_import_of_a_model_that_needs_samples_says_so_and_takes_them(
+    hub, site, tmp_path, session_env
+):
+    """Issue 15: the error names the runtime's reason and '--sample'; with it, it imports."""
+    login(hub, site, session_env, "alice")
+    model = tmp_path / "picky.onnx"
+    model.write_bytes(make_picky_onnx())
+    refused = appliance("model", "import", str(model), "--name", "picky-cli", env=session_env)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "could not run it on probe inputs" in refused.stderr
+    assert "--sample" in refused.stderr
+    sample = tmp_path / "inputs.npz"
+    np.savez(sample, ids=np.array([-5, -5]))
+    imported = appliance(
+        "model",
+        "import",
+        str(model),
+        "--name",
+        "picky-cli",
+        "--sample",
+        str(sample),
+        env=session_env,
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert "picky-cli" in imported.stdout

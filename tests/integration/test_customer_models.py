@@ -3,6 +3,7 @@ agent, answer exactly as ONNX Runtime does on the same file."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 
 from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
-from tests.harness.models import bert_feed, make_tiny_bert
+from tests.harness.models import bert_feed, make_picky_onnx, make_tiny_bert
 from tests.harness.site import serving_version, wait_until
 
 pytestmark = pytest.mark.integration
@@ -50,27 +51,21 @@ def test_a_multi_input_transformer_imports_and_answers_as_onnx_runtime_does(
         np.testing.assert_allclose(got, direct.run(["logits"], feed)[0], rtol=1e-5, atol=1e-6)
 
 
-def test_a_model_that_cannot_run_on_its_probes_is_refused_with_422(engineer: HubClient) -> None:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [
-            helper.make_node("Add", ["ids", "five"], ["moved"]),
-            helper.make_node("Gather", ["table", "moved"], ["out"]),
-        ],
-        "picky",
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch"])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 2])],
-        initializer=[
-            numpy_helper.from_array(np.ones((1, 2), np.float32), "table"),
-            numpy_helper.from_array(np.array(5, np.int64), "five"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
+def test_a_model_that_cannot_run_on_its_probes_is_422_and_imports_with_samples(
+    engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
     with pytest.raises(HubRejectedError) as refused:
-        engineer.upload_model("picky", model.SerializeToString())
+        engineer.upload_model("picky", make_picky_onnx())
     assert refused.value.status_code == 422
     assert "could not run it on probe inputs" in str(refused.value)
+    assert "--sample" in (refused.value.hint or "")
+    buffer = io.BytesIO()
+    np.savez(buffer, ids=np.array([-5, -5, -5]))
+    version = engineer.upload_model("picky", make_picky_onnx(), sample=buffer.getvalue()).version
+    engineer.change_stage("picky", version, "staging")
+    approver.change_stage("picky", version, "production")
+    agent = start_agent("picky-edge")
+    wait_until("the picky model", lambda: serving_version(agent, "picky") == str(version), 60)
+    body = {"inputs": [{"name": "ids", "shape": [2], "datatype": "INT64", "data": [-5, -5]}]}
+    answer = httpx.post(f"{agent.url}/v2/models/picky/infer", json=body, timeout=30)
+    assert answer.json()["outputs"][0]["data"] == [0.25, 0.75, 0.25, 0.75]

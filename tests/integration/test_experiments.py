@@ -157,6 +157,7 @@ def test_agents_serve_sticky_variants_and_feedback_reaches_a_verdict(
             timeout=5,
         )
         assert feedback.status_code == 200
+
     def all_outcomes_counted() -> dict | None:
         result = engineer.experiment("sticky")
         return result if sum(v["count"] for v in result["variants"]) == 400 else None

@@ -40,4 +40,3 @@ def test_restarted_agent_serves_last_good_model_with_hub_down(hub, engineer, app
         lambda: httpx.get(f"{agent.url}/agent/status", timeout=5).json()["last_error"],
     )
     assert status["models"][0]["version"] == 1
-

@@ -137,15 +137,29 @@ def test_residency_report_records_the_model_going_to_the_agent(serving, site, tm
 
     out = tmp_path / "processing.csv"
     result = subprocess.run(
-        [sys.executable, "-m", "appliance", "residency", "report", "--data-dir",
-         str(site.hub_dir), "--out", str(out)],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "appliance",
+            "residency",
+            "report",
+            "--data-dir",
+            str(site.hub_dir),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(out.open()))
     sent = [r for r in rows if r["target"].startswith(f"model:{MODEL}/1 to agent:agent-1")]
     assert sent, rows
     assert (sent[0]["flow"], sent[0]["data_zones"], sent[0]["to_zone"], sent[0]["outcome"]) == (
-        "deploy", "ae-dxb", "ae-dxb", "allowed"
+        "deploy",
+        "ae-dxb",
+        "ae-dxb",
+        "allowed",
     )
     assert sent[0]["rule"] == "deploy.ae-dxb"

@@ -14,9 +14,7 @@ def _spec(metric: str = "rate", **bounds: float) -> dict[str, ExperimentSpec]:
         VariantSpec(name="a", version=1, weight=1),
         VariantSpec(name="b", version=2, weight=1),
     ]
-    return {
-        "ab": ExperimentSpec(model="m", salt="s", variants=variants, metric=metric, **bounds)
-    }
+    return {"ab": ExperimentSpec(model="m", salt="s", variants=variants, metric=metric, **bounds)}
 
 
 def test_remembered_ids_are_bounded_in_bytes_and_freed_when_the_experiment_stops():

@@ -23,7 +23,13 @@ from appliance.fsutil import sha256_file
 from appliance.security.keys import init_keypair
 from appliance.security.signing import sign_document
 from hub.registry import bundler
-from tests.harness.models import BERT_INPUTS, make_reference_npy, make_tiny_bert, make_tiny_onnx
+from tests.harness.models import (
+    BERT_INPUTS,
+    make_picky_onnx,
+    make_reference_npy,
+    make_tiny_bert,
+    make_tiny_onnx,
+)
 
 BUNDLE_FILES = {"model.onnx", "model.xml", "model.bin", "reference.npy", "test_vectors.json"}
 
@@ -386,29 +392,20 @@ def test_a_real_three_input_transformer_prepares_with_derived_probes(tmp_path):
     assert [v["outputs"]["logits"]["shape"] for v in vectors] == [[1, 2], [4, 2]]
 
 
-def test_a_model_that_cannot_run_on_any_probe_is_422_with_the_runtime_s_words(tmp_path):
-    """A graph whose Gather needs indices nowhere near 0 (here: a table it indexes from
-    -5 to -5 only): the probe fails, and the uploader gets the reason, not a 500."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    table = numpy_helper.from_array(np.ones((1, 2), np.float32), "table")
-    shifted = numpy_helper.from_array(np.array(5, np.int64), "five")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Add", ["ids", "five"], ["moved"]),
-            helper.make_node("Gather", ["table", "moved"], ["out"]),
-        ],
-        "picky",
-        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch"])],
-        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 2])],
-        initializer=[table, shifted],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+def test_a_model_that_cannot_run_on_any_probe_is_422_until_samples_are_given(tmp_path):
+    """A graph that needs ids no probe guesses: the uploader gets the runtime's reason and
+    the way out (samples), not a 500; with samples it prepares, test vectors from them."""
+    (tmp_path / "a").mkdir()
     with pytest.raises(UnprocessableInputError, match="could not run it on probe inputs") as exc:
-        bundler.prepare(tmp_path, model.SerializeToString(), None)
+        bundler.prepare(tmp_path / "a", make_picky_onnx(), None)
     assert "ids [1] int64" in str(exc.value) and str(tmp_path) not in str(exc.value)
-    assert exc.value.hint and "sample inputs" in exc.value.hint
+    assert exc.value.hint and "--sample" in exc.value.hint
+    sample = json.dumps({"ids": [-5, -5]}).encode()
+    (tmp_path / "b").mkdir()
+    bundler.prepare(tmp_path / "b", make_picky_onnx(), None, sample)
+    vectors = json.loads((tmp_path / "b" / "test_vectors.json").read_bytes())
+    assert [v["inputs"]["ids"]["data"] for v in vectors] == [[-5], [-5, -5, -5, -5]]
+    assert vectors[0]["outputs"]["out"]["data"] == [0.25, 0.75]
 
 
 def test_nan_where_nan_is_expected_matches_and_nowhere_else(tmp_path):

@@ -238,10 +238,7 @@ def test_cancelling_a_queued_job_ends_it_and_a_running_one_tells_its_worker(
     running = jobs.submit(spec(), actor=ACTOR)
     claim(jobs)
     assert jobs.cancel(running.id, actor=ACTOR).cancel_requested
-    assert (
-        jobs.heartbeat(running.id, HeartbeatRequest(), account()).cancel
-        is True
-    )
+    assert jobs.heartbeat(running.id, HeartbeatRequest(), account()).cancel is True
     ended = jobs.fail(
         running.id,
         FailRequest(reason="stopped", cancelled=True),
