@@ -25,6 +25,7 @@ from appliance.bundle.manifest import (
     ONNX_FILE,
     Manifest,
     TestVector,
+    Tolerance,
 )
 from appliance.bundle.tensors import from_wire
 from appliance.errors import BundleFormatError, IntegrityError, TestVectorError
@@ -100,10 +101,14 @@ def load_test_vectors(folder: Path, manifest: Manifest) -> list[TestVector]:
 
 def check_test_vectors(folder: Path, manifest: Manifest, infer: InferFn) -> int:
     """Run every test vector through ``infer``; return how many passed or raise."""
-    vectors = load_test_vectors(folder, manifest)
+    return check_vectors(load_test_vectors(folder, manifest), infer, manifest.tolerance)
+
+
+def check_vectors(vectors: list[TestVector], infer: InferFn, tol: Tolerance) -> int:
+    """Run ``vectors`` through ``infer``; return how many passed or raise
+    :class:`TestVectorError` naming the first output that differs beyond ``tol``."""
     if not vectors:
         raise TestVectorError("bundle has no test vectors")
-    tol = manifest.tolerance
     for index, case in enumerate(vectors):
         got = infer({name: from_wire(t) for name, t in case.inputs.items()})
         for name, wire in case.outputs.items():

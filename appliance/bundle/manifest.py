@@ -62,8 +62,11 @@ class Lineage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Tolerance(msgspec.Struct, frozen=True):
-    atol: float = 1e-4
-    rtol: float = 1e-3
+    """How close a runtime's answer must be to a test vector's: ``|got - want| <= atol +
+    rtol * |want|`` (NaN only where NaN is expected). Set per model at import."""
+
+    atol: float = 1e-5
+    rtol: float = 1e-4
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -80,6 +83,9 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     reference_sample: str | None = REFERENCE_FILE
     test_vectors: str = TEST_VECTORS_FILE
     tolerance: Tolerance = Tolerance()
+    runtime_notes: dict[str, str] = {}
+    """Runtimes the bundle does not offer, and why (``openvino``: could not convert the
+    model, or its answers differ from ONNX Runtime's beyond the tolerance)."""
 
     @property
     def has_openvino_ir(self) -> bool:

@@ -26,9 +26,7 @@ def bundle_import(args: argparse.Namespace) -> int:
     from agent.installer import InstallPolicy
     from agent.updates.offline_import import import_bundle
 
-    settings = config.load(
-        AgentSettings, {"hub_url": "offline:", "data_dir": args.data_dir}
-    )
+    settings = config.load(AgentSettings, {"hub_url": "offline:", "data_dir": args.data_dir})
     policy = InstallPolicy(runtime=settings.runtime, threads=settings.inference_threads)
     result = import_bundle(args.bundle, settings.data_dir, policy, allow_stale=args.allow_stale)
     for name, version in result.installed:

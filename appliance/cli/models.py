@@ -27,6 +27,8 @@ def _print_version(info: VersionInfo) -> None:
         f"[bold]{info.name}[/] version [bold]{info.version}[/] is [cyan]{info.stage}[/] "
         f"(bundle {info.bundle_sha256[:12]}, runtimes {', '.join(info.runtimes)}; {metrics})"
     )
+    for runtime, why in sorted(info.runtime_notes.items()):
+        console.print(f"  no {runtime}: {why}", highlight=False)
 
 
 def model_import(args: argparse.Namespace) -> int:
@@ -37,6 +39,9 @@ def model_import(args: argparse.Namespace) -> int:
             _read(args.file, "model"),
             reference_npy=_read(args.reference, "reference sample") if args.reference else None,
             sample=_read(args.sample, "sample inputs") if args.sample else None,
+            tolerance={
+                k: v for k, v in (("atol", args.atol), ("rtol", args.rtol)) if v is not None
+            },
             metrics=metrics,
             lineage={"source": args.file.name},
             zones=args.zone,
@@ -130,6 +135,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="inputs the model accepts, to probe it and cut its test vectors from: .npz "
         "(one array per input, examples along the first axis) or JSON (a v2 request)",
     )
+    imp.add_argument("--atol", type=float, help="absolute tolerance of test vectors (1e-5)")
+    imp.add_argument("--rtol", type=float, help="relative tolerance of test vectors (1e-4)")
     imp.add_argument("--metrics", help="JSON object of metrics, e.g. '{\"accuracy\": 0.97}'")
     imp.add_argument(
         "--zone",

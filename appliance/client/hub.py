@@ -145,6 +145,7 @@ class HubClient(TrainingApi):
         metrics: dict[str, float] | None = None,
         lineage: dict[str, Any] | None = None,
         zones: list[str] | None = None,
+        tolerance: dict[str, float] | None = None,
     ) -> VersionInfo:
         files: dict[str, Any] = {"model": ("model.onnx", onnx_bytes, "application/octet-stream")}
         if reference_npy is not None:
@@ -154,6 +155,8 @@ class HubClient(TrainingApi):
         metadata: dict[str, Any] = {"metrics": metrics or {}, "lineage": lineage or {}}
         if zones:
             metadata["zones"] = zones
+        if tolerance:
+            metadata["tolerance"] = tolerance
         return self._typed(
             "POST",
             f"/api/v1/models/{name}/versions",
@@ -270,9 +273,7 @@ class HubClient(TrainingApi):
         headers = self.download("/api/v1/updates/export", dest, max_bytes=64 << 30, json=body)
         return str(headers.get("x-update-expires", "?"))
 
-    def download(
-        self, path: str, dest: Path, *, max_bytes: int, json: Any = None
-    ) -> httpx.Headers:
+    def download(self, path: str, dest: Path, *, max_bytes: int, json: Any = None) -> httpx.Headers:
         """Stream ``path`` (GET, or POST ``json``) into ``dest``; at most ``max_bytes``."""
         tmp = dest.with_name(dest.name + ".part")
         try:

@@ -19,6 +19,10 @@ class VersionInfo(msgspec.Struct, kw_only=True):
     bundle_sha256: str
     bundle_length: int
     runtimes: list[str]
+    runtime_notes: dict[str, str] = {}
+    """Why a runtime is not offered (``openvino``: could not convert, or answers differ)."""
+    tolerance: dict[str, float] = {}
+    """``atol`` and ``rtol`` within which every runtime must answer the test vectors."""
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     lineage: dict[str, Any]

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from appliance.bundle.format import check_vectors
 from appliance.bundle.manifest import (
     IR_BIN_FILE,
     IR_XML_FILE,
@@ -29,10 +30,12 @@ from appliance.bundle.manifest import (
     Manifest,
     TensorSpec,
     TestVector,
+    Tolerance,
 )
+from appliance.bundle.openvino_ir import compile_ir, convert_onnx, run_ir
 from appliance.bundle.tensors import ONNX_TO_V2, V2_TO_NUMPY, to_wire
 from appliance.clock import iso_utc, utcnow
-from appliance.errors import InvalidInputError, UnprocessableInputError
+from appliance.errors import InvalidInputError, TestVectorError, UnprocessableInputError
 from appliance.fsutil import sha256_file
 from appliance.security.keys import KeyPair
 from appliance.security.signing import sign_document
@@ -53,6 +56,8 @@ class Prepared:
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     has_reference: bool
+    tolerance: Tolerance
+    runtime_notes: dict[str, str]
 
 
 def _spec(node: Any) -> TensorSpec:
@@ -131,25 +136,46 @@ def _probe(session: Any, feed: dict[str, np.ndarray], where: Path) -> list[Any]:
     return results
 
 
-def _convert_to_openvino(folder: Path) -> bool:
+def _openvino(
+    folder: Path, vectors: list[TestVector], outputs: list[TensorSpec], tolerance: Tolerance
+) -> str | None:
+    """Convert the model to OpenVINO IR and run the test vectors through it, compiled as
+    agents compile it: ``None`` when the IR answers as ONNX Runtime does, otherwise why it
+    is left out of the bundle (agents on ``auto`` then use ONNX Runtime)."""
     try:
-        import openvino as ov
+        convert_onnx(folder)
+    except Exception as exc:  # best effort: ONNX Runtime still serves
+        return _without_ir(folder, f"OpenVINO could not convert the model: {exc}")
+    names = [o.name for o in outputs]
+    try:
+        request = compile_ir(folder).create_infer_request()
+        check_vectors(vectors, lambda feed: run_ir(request, feed, names), tolerance)
+    except TestVectorError as exc:
+        return _without_ir(folder, f"OpenVINO answers differently from ONNX Runtime: {exc}")
+    except Exception as exc:  # OpenVINO raises untyped RuntimeErrors
+        return _without_ir(folder, f"OpenVINO could not run the model: {exc}")
+    return None
 
-        model = ov.convert_model(str(folder / ONNX_FILE))
-        ov.save_model(model, str(folder / IR_XML_FILE), compress_to_fp16=False)
-        return True
-    except Exception as exc:  # conversion is best effort: ONNX Runtime still serves
-        log.warning("OpenVINO conversion failed, bundle will carry ONNX only: %s", exc)
-        for name in (IR_XML_FILE, IR_BIN_FILE):
-            (folder / name).unlink(missing_ok=True)
-        return False
+
+def _without_ir(folder: Path, reason: str) -> str:
+    for name in (IR_XML_FILE, IR_BIN_FILE):
+        (folder / name).unlink(missing_ok=True)
+    said = reason.replace(str(folder), "the bundle")[:500]
+    log.warning("bundle will offer ONNX Runtime only: %s", said)
+    return said
 
 
 def prepare(
-    folder: Path, onnx_bytes: bytes, reference_npy: bytes | None, sample: bytes | None = None
+    folder: Path,
+    onnx_bytes: bytes,
+    reference_npy: bytes | None,
+    sample: bytes | None = None,
+    tolerance: Tolerance | None = None,
 ) -> Prepared:
     """Write model, IR, reference sample and test vectors into the empty ``folder``; the
-    test vectors come from ``sample`` (inputs the uploader gave) when there is one."""
+    test vectors come from ``sample`` (inputs the uploader gave) when there is one. IR is
+    kept only when it answers the test vectors within ``tolerance``."""
+    tolerance = tolerance or Tolerance()
     import onnxruntime as ort
 
     (folder / ONNX_FILE).write_bytes(onnx_bytes)
@@ -179,8 +205,9 @@ def prepare(
             )
         )
     (folder / TEST_VECTORS_FILE).write_bytes(msgspec.json.encode(vectors))
-    _convert_to_openvino(folder)
-    return Prepared(folder, inputs, outputs, reference is not None)
+    note = _openvino(folder, vectors, outputs, tolerance)
+    notes = {"openvino": note} if note else {}
+    return Prepared(folder, inputs, outputs, reference is not None, tolerance, notes)
 
 
 def seal(
@@ -209,6 +236,8 @@ def seal(
         lineage=lineage,
         metrics=metrics,
         reference_sample=REFERENCE_FILE if prepared.has_reference else None,
+        tolerance=prepared.tolerance,
+        runtime_notes=prepared.runtime_notes,
     )
     signed = json.loads(msgspec.json.encode(manifest))
     (prepared.folder / MANIFEST_FILE).write_bytes(sign_document(signed, key))

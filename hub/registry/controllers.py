@@ -61,6 +61,7 @@ def model_controller(max_upload_bytes: int) -> type[Controller]:
             ``.npy`` sample of training inputs, for drift), optional ``sample`` (inputs
             the model accepts, ``.npz`` or JSON, for its probes and test vectors: see
             :mod:`hub.registry.samples`) and optional ``metadata`` (JSON with
+            ``tolerance`` (``atol``, ``rtol``: how close every runtime must answer),
             ``metrics``, ``lineage`` and ``zones``, the residency zones of the
             training data). The uploader is recorded as the version's author.
             """
@@ -75,6 +76,7 @@ def model_controller(max_upload_bytes: int) -> type[Controller]:
                 metrics=meta.get("metrics"),
                 lineage=meta.get("lineage"),
                 zones=meta.get("zones"),
+                tolerance=meta.get("tolerance"),
                 actor=principal_of(request).actor,
             )
 

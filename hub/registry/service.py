@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlmodel import Session, col, select
 
 from appliance.bundle.format import pack
-from appliance.bundle.manifest import Lineage
+from appliance.bundle.manifest import Lineage, Tolerance
 from appliance.clock import iso_utc, utcnow
 from appliance.errors import (
     ApplianceError,
@@ -70,6 +70,8 @@ def _version_info(
         bundle_sha256=record.bundle_sha256,
         bundle_length=record.bundle_length,
         runtimes=["onnxruntime"] + (["openvino"] if "model.xml" in files else []),
+        runtime_notes=manifest.get("runtime_notes", {}),
+        tolerance=manifest.get("tolerance", {}),
         inputs=manifest.get("inputs", []),
         outputs=manifest.get("outputs", []),
         lineage=manifest.get("lineage", {}),
@@ -255,6 +257,7 @@ class RegistryService:
         metrics: dict[str, float] | None = None,
         lineage: dict[str, Any] | None = None,
         zones: list[str] | None = None,
+        tolerance: dict[str, Any] | None = None,
         actor: str = "system",
     ) -> VersionInfo:
         """Build, sign and store a bundle; record it as the next candidate version.
@@ -267,8 +270,11 @@ class RegistryService:
         try:
             lineage_obj = msgspec.convert(lineage or {}, Lineage)
             metrics_obj = msgspec.convert(metrics or {}, dict[str, float])
+            tolerance_obj = msgspec.convert(tolerance or {}, Tolerance)
         except msgspec.ValidationError as exc:
             raise InvalidInputError(f"metadata: {exc}") from exc
+        if not all(0 <= t <= 1 for t in (tolerance_obj.atol, tolerance_obj.rtol)):
+            raise InvalidInputError("metadata.tolerance: atol and rtol between 0 and 1")
         bad = sorted(k for k, v in metrics_obj.items() if not math.isfinite(v))
         if bad:
             raise InvalidInputError(f"metadata.metrics: {bad} must be finite numbers")
@@ -276,7 +282,7 @@ class RegistryService:
         try:
             bundle_dir = work / "bundle"
             bundle_dir.mkdir()
-            prepared = bundler.prepare(bundle_dir, onnx_bytes, reference_npy, sample)
+            prepared = bundler.prepare(bundle_dir, onnx_bytes, reference_npy, sample, tolerance_obj)
             try:
                 return self._seal_and_record(
                     name, prepared, metrics_obj, lineage_obj, work, data_zones, actor

@@ -192,8 +192,7 @@ class UpdateService:
                 name: spec
                 for name, spec in experiments.items()
                 if all(
-                    model_path(zone, group, spec.model, v.version) in targets
-                    for v in spec.variants
+                    model_path(zone, group, spec.model, v.version) in targets for v in spec.variants
                 )
             }
             index = GroupIndex(

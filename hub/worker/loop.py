@@ -99,9 +99,7 @@ class Worker:
     def run_once(self) -> bool:
         """Claim and work one job; False when there was none (or the hub was away)."""
         try:
-            job = self.hub.claim_training(
-                ClaimRequest(telemetry=self.telemetry.sample())
-            )
+            job = self.hub.claim_training(ClaimRequest(telemetry=self.telemetry.sample()))
         except HubUnavailableError as exc:
             log.warning("hub unreachable, will retry: %s", exc.message)
             return False

@@ -137,3 +137,32 @@ def make_picky_onnx() -> bytes:
     model.ir_version = 8
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
+
+
+def make_linear_regressor_onnx() -> bytes:
+    """An ``ai.onnx.ml`` LinearRegressor (``X`` FLOAT [batch, 4] -> ``Y`` [batch, 1]), as
+    scikit-learn converters write them: ONNX Runtime runs it, OpenVINO cannot convert it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(
+        "LinearRegressor",
+        ["X"],
+        ["Y"],
+        domain="ai.onnx.ml",
+        coefficients=[0.5, -1.0, 2.0, 0.25],
+        intercepts=[0.1],
+        targets=1,
+    )
+    graph = helper.make_graph(
+        [node],
+        "linear",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", 1])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())

@@ -13,7 +13,12 @@ import pytest
 
 from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
-from tests.harness.models import bert_feed, make_picky_onnx, make_tiny_bert
+from tests.harness.models import (
+    bert_feed,
+    make_linear_regressor_onnx,
+    make_picky_onnx,
+    make_tiny_bert,
+)
 from tests.harness.site import serving_version, wait_until
 
 pytestmark = pytest.mark.integration
@@ -69,3 +74,26 @@ def test_a_model_that_cannot_run_on_its_probes_is_422_and_imports_with_samples(
     body = {"inputs": [{"name": "ids", "shape": [2], "datatype": "INT64", "data": [-5, -5]}]}
     answer = httpx.post(f"{agent.url}/v2/models/picky/infer", json=body, timeout=30)
     assert answer.json()["outputs"][0]["data"] == [0.25, 0.75, 0.25, 0.75]
+
+
+def test_a_model_openvino_cannot_run_is_served_by_onnx_runtime_and_says_why(
+    engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    """A scikit-learn style ``ai.onnx.ml`` regressor: OpenVINO cannot convert it, so the
+    bundle offers ONNX Runtime only, says why, and agents on ``auto`` serve it."""
+    with pytest.raises(HubRejectedError) as loose:
+        engineer.upload_model("linear", make_linear_regressor_onnx(), tolerance={"atol": 2.0})
+    assert loose.value.status_code == 400 and "tolerance" in str(loose.value)
+    info = engineer.upload_model(
+        "linear", make_linear_regressor_onnx(), tolerance={"atol": 1e-6, "rtol": 1e-5}
+    )
+    assert info.runtimes == ["onnxruntime"]
+    assert "LinearRegressor" in info.runtime_notes["openvino"]
+    assert info.tolerance == {"atol": 1e-6, "rtol": 1e-5}
+    engineer.change_stage("linear", info.version, "staging")
+    approver.change_stage("linear", info.version, "production")
+    agent = start_agent("linear-edge", runtime="auto")
+    wait_until("the regressor", lambda: serving_version(agent, "linear") == str(info.version), 60)
+    body = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}]}
+    answer = httpx.post(f"{agent.url}/v2/models/linear/infer", json=body, timeout=30).json()
+    assert answer["outputs"][0]["data"] == pytest.approx([1.85])

@@ -33,7 +33,7 @@ from appliance.errors import HubUnavailableError, ModelLoadError
 from appliance.security.keys import init_keypair
 from appliance.settings import AgentSettings
 from hub.registry import bundler
-from tests.harness.models import make_reference_npy, make_tiny_onnx
+from tests.harness.models import make_linear_regressor_onnx, make_reference_npy, make_tiny_onnx
 from tests.harness.trust import (
     HUB_URL,
     POLICY,
@@ -319,14 +319,13 @@ def test_both_runtimes_pass_the_bundle_test_vectors(tmp_path, runtime):
     np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_openvino_is_refused_for_a_bundle_without_ir(tmp_path, monkeypatch):
+def test_openvino_is_refused_for_a_bundle_without_ir(tmp_path):
     key = init_keypair(tmp_path / "keys")
     folder = tmp_path / "b"
     folder.mkdir()
-    monkeypatch.setattr(bundler, "_convert_to_openvino", lambda _folder: False)
-    prepared = bundler.prepare(folder, make_tiny_onnx(), None)
+    prepared = bundler.prepare(folder, make_linear_regressor_onnx(), None)  # OpenVINO can't
     manifest = bundler.seal(
-        prepared, name="tiny", version=1, metrics={}, lineage=Lineage(), key=key
+        prepared, name="linear", version=1, metrics={}, lineage=Lineage(), key=key
     )
     assert not manifest.has_openvino_ir
     assert pick_runtime("auto", manifest) == "onnxruntime"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 import tarfile
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from appliance.bundle.format import check_test_vectors, pack, unpack, verify_bundle
-from appliance.bundle.manifest import Lineage
+from appliance.bundle.manifest import Lineage, Tolerance
 from appliance.errors import (
     BundleFormatError,
     IntegrityError,
@@ -25,6 +26,7 @@ from appliance.security.signing import sign_document
 from hub.registry import bundler
 from tests.harness.models import (
     BERT_INPUTS,
+    make_linear_regressor_onnx,
     make_picky_onnx,
     make_reference_npy,
     make_tiny_bert,
@@ -420,3 +422,54 @@ def test_nan_where_nan_is_expected_matches_and_nowhere_else(tmp_path):
     labels = np.array([1, 0, 1])
     assert _difference(labels.copy(), labels, 1e-5, 1e-4) is None
     assert "1 of 3" in (_difference(np.array([1, 1, 1]), labels, 1e-5, 1e-4) or "")
+
+
+# -- OpenVINO checked against ONNX Runtime per model ---------------------------------------
+
+
+def test_ir_that_answers_as_onnx_runtime_is_offered(tmp_path):
+    prepared = bundler.prepare(tmp_path, make_tiny_onnx(), None)
+    assert (tmp_path / "model.xml").exists() and prepared.runtime_notes == {}
+
+
+def test_a_model_openvino_cannot_convert_is_offered_on_onnx_runtime_only_with_why(tmp_path, key):
+    prepared = bundler.prepare(tmp_path, make_linear_regressor_onnx(), None)
+    assert not (tmp_path / "model.xml").exists() and not (tmp_path / "model.bin").exists()
+    assert "could not convert" in prepared.runtime_notes["openvino"]
+    assert "LinearRegressor" in prepared.runtime_notes["openvino"]
+    manifest = bundler.seal(prepared, name="lr", version=1, metrics={}, lineage=Lineage(), key=key)
+    assert not manifest.has_openvino_ir and "openvino" in manifest.runtime_notes
+
+
+def test_ir_that_answers_differently_is_left_out(tmp_path, monkeypatch):
+    """OpenVINO's answers beyond the model's tolerance (a fault this machine's OpenVINO does
+    not make on the test models, so its answers are shifted here): the IR is dropped."""
+    real = bundler.run_ir
+
+    def shifted(request, inputs, outputs):
+        return {k: v + 0.01 for k, v in real(request, inputs, outputs).items()}
+
+    monkeypatch.setattr(bundler, "run_ir", shifted)
+    prepared = bundler.prepare(tmp_path, make_tiny_onnx(), None)
+    assert not (tmp_path / "model.xml").exists()
+    note = prepared.runtime_notes["openvino"]
+    assert "answers differently" in note and "differs by up to 0.01" in note
+
+
+def test_the_tolerance_given_at_import_is_the_bundle_s(tmp_path, key):
+    loose = Tolerance(atol=1e-3, rtol=1e-2)
+    prepared = bundler.prepare(tmp_path, make_tiny_onnx(), None, tolerance=loose)
+    manifest = bundler.seal(prepared, name="m", version=1, metrics={}, lineage=Lineage(), key=key)
+    assert manifest.tolerance == loose
+    assert Tolerance() == Tolerance(atol=1e-5, rtol=1e-4)  # the default, as the issue asks
+
+
+def test_a_failed_openvino_conversion_leaves_the_process_logging_as_it_was(tmp_path, caplog):
+    """OpenVINO's converter left the root logger at ERROR after a failure: the hub's later
+    warnings were lost (seen as an outbox test losing its log line after this one)."""
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    bundler.prepare(tmp_path, make_linear_regressor_onnx(), None)
+    assert (root.level, list(root.handlers)) == before
+    logging.getLogger("hub.anything").warning("still heard")
+    assert "still heard" in caplog.text

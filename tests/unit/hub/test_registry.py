@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import errno
 import shutil
 import tempfile
@@ -48,15 +49,15 @@ def _reuse_prepared_bundles(monkeypatch, _prepared_cache):
     """
     entries = _prepared_cache["entries"]
 
-    def prepare(folder, onnx_bytes, reference_npy):
-        cache_key = (onnx_bytes, reference_npy)
+    def prepare(folder, onnx_bytes, reference_npy, sample=None, tolerance=None):
+        cache_key = (onnx_bytes, reference_npy, sample, tolerance)
         if cache_key not in entries:
             source = Path(tempfile.mkdtemp(dir=_prepared_cache["root"]))
-            entries[cache_key] = _real_prepare(source, onnx_bytes, reference_npy)
+            entries[cache_key] = _real_prepare(source, onnx_bytes, reference_npy, sample, tolerance)
         cached = entries[cache_key]
         for path in cached.folder.iterdir():
             shutil.copy2(path, folder / path.name)
-        return bundler.Prepared(folder, cached.inputs, cached.outputs, cached.has_reference)
+        return dataclasses.replace(cached, folder=folder)
 
     monkeypatch.setattr(bundler, "prepare", prepare)
 
