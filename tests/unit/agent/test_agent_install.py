@@ -340,3 +340,31 @@ def test_a_sealed_slot_cut_short_on_disk_is_refused_at_restart(site):
     sealed.write_bytes(data[: len(data) - 100])  # only tar padding is lost, yet …
     fresh = ModelRepository()
     assert restore_installed(BundleStore(agent.dir), fresh, POLICY, agent.key) == []
+
+
+def test_auto_falls_back_to_onnx_runtime_when_openvino_fails_the_vectors_on_this_cpu(
+    tmp_path, monkeypatch
+):
+    """The hub checked the IR on its own CPU; an agent whose CPU's kernels answer beyond the
+    tolerance (a fault this box does not make, so OpenVINO's answers are shifted here)
+    serves the model with ONNX Runtime on ``auto`` and refuses it on ``openvino``."""
+    import agent.runtime.openvino as ov_runtime
+    from agent.installer import InstallPolicy, load_verified
+    from appliance.errors import TestVectorError
+
+    key = init_keypair(tmp_path / "keys")
+    folder = tmp_path / "b"
+    folder.mkdir()
+    prepared = bundler.prepare(folder, make_tiny_onnx(), None)
+    bundler.seal(prepared, name="tiny", version=1, metrics={}, lineage=Lineage(), key=key)
+    real = ov_runtime.run_ir
+    monkeypatch.setattr(
+        ov_runtime,
+        "run_ir",
+        lambda *args: {k: v + 0.01 for k, v in real(*args).items()},
+    )
+    monkeypatch.setattr("agent.runtime.base.is_intel_cpu", lambda: True)
+    loaded = load_verified(folder, InstallPolicy(runtime="auto", threads=1), check_hashes=True)
+    assert loaded.runtime.kind == "onnxruntime"
+    with pytest.raises(TestVectorError):
+        load_verified(folder, InstallPolicy(runtime="openvino", threads=1), check_hashes=True)
