@@ -27,7 +27,7 @@ from agent import v2_codec
 from agent.access import DataPlaneAccess
 from agent.drift.monitor import DriftMonitor, DriftSettings
 from agent.experiments import ExperimentRouter
-from agent.fastpath import InferFn, with_fast_inference
+from agent.fastpath import HEADER_LENGTH, InferFn, header_length, with_fast_inference
 from agent.identity import AgentIdentity, credentials, device_key, enrol, load_identity
 from agent.installer import DeviceKey, InstallPolicy, restore_installed
 from agent.metrics import AgentMetrics, ServingSummaries, StateSources
@@ -213,13 +213,17 @@ def inference(
     """
 
     def run_inference(
-        name: str, version: int | None, body: bytes, subject: str | None = None
-    ) -> bytes:
+        name: str,
+        version: int | None,
+        body: bytes,
+        subject: str | None = None,
+        header_length: int | None = None,
+    ) -> v2_codec.Answer:
         model = repository.get(name, version)  # held for the whole request: swaps can't tear it
         started = time.perf_counter()
         routing = None
         try:
-            request = v2_codec.decode_request(body)
+            request = v2_codec.decode_request(body, header_length)
             if version is None and router is not None:
                 if subject is None and request.parameters:
                     subject = _text(request.parameters.get("subject_id"))
@@ -258,7 +262,13 @@ def inference(
                 "sticky": routing.sticky,
             }
         answer = v2_codec.encode_response(
-            model.name, model.version, request_id, results, names, parameters
+            model.name,
+            model.version,
+            request_id,
+            results,
+            names,
+            parameters,
+            v2_codec.binary_outputs(request, names),
         )
         if metrics is not None:
             variant = routing.variant if routing is not None else ""
@@ -310,7 +320,11 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
 
     @get("/v2", operation_id="serverMetadata")
     async def server_metadata() -> dict[str, object]:
-        return {"name": "appliance-agent", "version": __version__, "extensions": []}
+        return {
+            "name": "appliance-agent",
+            "version": __version__,
+            "extensions": ["binary_tensor_data"],
+        }
 
     @get("/v2/health/live", operation_id="serverLive")
     async def live() -> dict[str, bool]:
@@ -349,8 +363,20 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
     async def infer_here(
         name: str, version: int | None, request: Request[Any, Any, Any]
     ) -> Response[bytes]:
-        answer = infer(name, version, await request.body(), request.headers.get("x-subject-id"))
-        return Response(answer, media_type=MediaType.JSON)
+        answer = infer(
+            name,
+            version,
+            await request.body(),
+            request.headers.get("x-subject-id"),
+            header_length(request.headers.get(HEADER_LENGTH)),
+        )
+        if answer.header_length is None:
+            return Response(answer.body, media_type=MediaType.JSON)
+        return Response(
+            answer.body,
+            media_type="application/octet-stream",
+            headers={HEADER_LENGTH: str(answer.header_length)},
+        )
 
     @post(
         "/v2/models/{name:str}/infer",

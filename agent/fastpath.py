@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from agent.access import DataPlaneAccess
-from agent.v2_codec import encode_error
+from agent.v2_codec import Answer, encode_error
 from appliance.asgi import (
     ASGIApp,
     Receive,
@@ -24,14 +24,27 @@ from appliance.asgi import (
     read_body,
     respond,
 )
-from appliance.errors import ApplianceError, BodyTooLargeError
+from appliance.errors import ApplianceError, BodyTooLargeError, InvalidInputError
 from appliance.http_status import status_for
 from appliance.ids import parse_id
 
 log = logging.getLogger(__name__)
 
-InferFn = Callable[[str, int | None, bytes, str | None], bytes]
-"""(model, version or None, request body, subject id or None) → response body."""
+InferFn = Callable[[str, int | None, bytes, str | None, int | None], Answer]
+"""(model, version or None, request body, subject id or None, JSON header length or None)
+→ the answer."""
+HEADER_LENGTH = "inference-header-content-length"
+"""The binary tensor data extension's header: how long the body's JSON part is."""
+
+
+def header_length(value: str | None) -> int | None:
+    """``Inference-Header-Content-Length`` as a number; 400 for anything but digits."""
+    if value is None:
+        return None
+    length = parse_id(value.strip())
+    if length is None:
+        raise InvalidInputError(f"Inference-Header-Content-Length: {value[:32]!r} is no length")
+    return length
 
 
 def match_infer_path(path: str) -> tuple[str, int | None] | None:
@@ -72,7 +85,13 @@ def with_fast_inference(
                     header(scope, b"authorization"), route[0], client_certificate_sha256(scope)
                 )
             body = await read_body(scope, receive, max_body_bytes)
-            answer = infer(route[0], route[1], body, _subject(scope))
+            answer = infer(
+                route[0],
+                route[1],
+                body,
+                _subject(scope),
+                header_length(header(scope, HEADER_LENGTH.encode())),
+            )
         except ConnectionResetError:
             return None
         except BodyTooLargeError as exc:
@@ -82,6 +101,14 @@ def with_fast_inference(
         except Exception:
             log.exception("inference failed on %s", scope["path"])
             return await respond(send, 500, encode_error("internal error; see the agent's log"))
-        return await respond(send, 200, answer)
+        if answer.header_length is None:
+            return await respond(send, 200, answer.body)
+        return await respond(
+            send,
+            200,
+            answer.body,
+            [(HEADER_LENGTH.encode(), str(answer.header_length).encode())],
+            content_type=b"application/octet-stream",
+        )
 
     return fast

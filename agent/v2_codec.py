@@ -1,14 +1,22 @@
-"""Open Inference Protocol v2 (KServe) JSON: decode, check, encode.
+"""Open Inference Protocol v2 (KServe) over HTTP: decode, check, encode.
 
 Pure functions over bytes and arrays; the HTTP layer only moves bytes. Every
 refusal names the field at fault the way a client wrote it, e.g.
 ``inputs[0].shape``.
+
+The binary tensor data extension (Triton's, which ``tritonclient`` uses by default) is
+understood both ways: a request whose ``Inference-Header-Content-Length`` header says how
+long its JSON part is carries the tensors whose ``parameters.binary_data_size`` is set as
+raw little-endian bytes after the JSON, in input order; outputs asked for with
+``parameters.binary_data`` (or all, with the request's ``binary_data_output``) come back
+the same way, the answer's own ``Inference-Header-Content-Length`` saying where its JSON
+ends.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -21,12 +29,23 @@ MAX_REQUEST_ID = 128
 """The longest request id a client may choose; the agent issues one when none is given."""
 
 
+class Raw(bytes):
+    """A tensor's data as the binary extension carried it (never what JSON decodes to)."""
+
+
 class InferInput(msgspec.Struct):
     name: str
     shape: list[int]
     datatype: str
-    data: Any
+    data: Any = None
+    """JSON numbers (nested or flat); a :class:`Raw` when the binary extension carried them."""
     parameters: dict[str, Any] | None = None
+
+
+class Answer(NamedTuple):
+    body: bytes
+    header_length: int | None = None
+    """Where the JSON part of ``body`` ends when binary outputs follow it."""
 
 
 class RequestedOutput(msgspec.Struct):
@@ -64,9 +83,19 @@ _decoder = msgspec.json.Decoder(InferRequest)
 _encoder = msgspec.json.Encoder()
 
 
-def decode_request(body: bytes) -> InferRequest:
+def decode_request(body: bytes, header_length: int | None = None) -> InferRequest:
+    """The request in ``body``; with ``header_length`` (``Inference-Header-Content-Length``),
+    its JSON part is that long and binary tensor data follows it."""
     if not body:
         raise InvalidInputError("request body is empty; send a v2 inference request as JSON")
+    if header_length is not None and not 0 < header_length <= len(body):
+        raise InvalidInputError(
+            f"Inference-Header-Content-Length: {header_length} is not within the "
+            f"{len(body)}-byte body"
+        )
+    binary = memoryview(body)[header_length:] if header_length is not None else None
+    if header_length is not None:
+        body = body[:header_length]
     try:
         request = _decoder.decode(body)
     except msgspec.ValidationError as exc:
@@ -80,7 +109,40 @@ def decode_request(body: bytes) -> InferRequest:
             f"id: at most {MAX_REQUEST_ID} characters, got {len(request.id)}",
             hint="leave it out and the agent issues one",
         )
+    _attach_binary(request, binary)
     return request
+
+
+def _attach_binary(request: InferRequest, binary: memoryview | None) -> None:
+    """Hand each input that says ``binary_data_size`` its bytes, in order; every byte
+    after the JSON must belong to one."""
+    offset = 0
+    for index, given in enumerate(request.inputs):
+        size = (given.parameters or {}).get("binary_data_size")
+        if size is None:
+            if given.data is None:
+                raise UnprocessableInputError(
+                    f"inputs[{index}].data: missing (JSON numbers, or binary data sized by "
+                    "parameters.binary_data_size)"
+                )
+            continue
+        where = f"inputs[{index}].parameters.binary_data_size"
+        if binary is None:
+            raise InvalidInputError(
+                f"{where}: binary data needs the Inference-Header-Content-Length header"
+            )
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidInputError(f"{where}: must be a byte count")
+        if given.data is not None:
+            raise InvalidInputError(f"inputs[{index}]: both data and binary data given")
+        if offset + size > len(binary):
+            raise InvalidInputError(f"{where}: {size} bytes, but the body ends before them")
+        given.data = Raw(binary[offset : offset + size])
+        offset += size
+    if binary is not None and offset != len(binary):
+        raise InvalidInputError(
+            f"binary data: {len(binary) - offset} byte(s) after the last input's"
+        )
 
 
 _ACCEPTS: dict[str, str] = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}
@@ -113,6 +175,23 @@ def _numbers(data: Any, target: np.dtype[Any], where: str, datatype: str) -> np.
         return raw.astype(target, copy=False)
 
 
+def _from_bytes(raw: Raw, target: np.dtype[Any], where: str, shape: list[int]) -> np.ndarray:
+    """Binary tensor data: row-major, little-endian; BOOL one byte (0 or 1) each."""
+    itemsize = 1 if target.kind == "b" else target.itemsize
+    expected = math.prod(shape) * itemsize
+    if len(raw) != expected:
+        raise InvalidInputError(
+            f"{where}.parameters.binary_data_size: shape {shape} needs {expected} bytes, "
+            f"got {len(raw)}"
+        )
+    if target.kind == "b":
+        values = np.frombuffer(raw, np.uint8)
+        if values.size and values.max() > 1:
+            raise InvalidInputError(f"{where}: BOOL bytes must be 0 or 1")
+        return values.astype(np.bool_)
+    return np.frombuffer(raw, target.newbyteorder("<")).astype(target, copy=False)
+
+
 def _tensor(
     index: int, given: InferInput, spec: TensorSpec, *, allow_non_finite: bool = False
 ) -> np.ndarray:
@@ -125,7 +204,11 @@ def _tensor(
         raise InvalidInputError(
             f"{where}.shape: input {spec.name!r} takes {spec.shape} (-1 = any), got {given.shape}"
         )
-    array = _numbers(given.data, V2_TO_NUMPY[spec.datatype], where, spec.datatype)
+    target = V2_TO_NUMPY[spec.datatype]
+    if isinstance(given.data, Raw):
+        array = _from_bytes(given.data, target, where, given.shape)
+    else:
+        array = _numbers(given.data, target, where, spec.datatype)
     expected = math.prod(given.shape)
     if array.size != expected:
         raise InvalidInputError(
@@ -181,6 +264,14 @@ def requested_outputs(request: InferRequest, manifest: Manifest) -> list[str]:
     return names
 
 
+def binary_outputs(request: InferRequest, names: list[str]) -> set[str]:
+    """The outputs to send as binary data: those asked for with ``binary_data``, and with
+    the request's ``binary_data_output`` every one not asked for otherwise."""
+    default = bool((request.parameters or {}).get("binary_data_output", False))
+    asked = {o.name: (o.parameters or {}).get("binary_data") for o in request.outputs or []}
+    return {n for n in names if (asked.get(n) if asked.get(n) is not None else default)}
+
+
 def encode_response(
     model_name: str,
     model_version: int,
@@ -188,18 +279,24 @@ def encode_response(
     results: dict[str, np.ndarray],
     names: list[str],
     parameters: dict[str, Any] | None = None,
-) -> bytes:
+    binary: set[str] | frozenset[str] = frozenset(),
+) -> Answer:
     outputs = []
+    tails: list[bytes] = []
     for name in names:
         array = results[name]
-        outputs.append(
-            {
-                "name": name,
-                "datatype": NUMPY_TO_V2[array.dtype],
-                "shape": list(array.shape),
-                "data": array.reshape(-1).tolist(),
-            }
-        )
+        tensor: dict[str, Any] = {
+            "name": name,
+            "datatype": NUMPY_TO_V2[array.dtype],
+            "shape": list(array.shape),
+        }
+        if name in binary:
+            raw = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            tails.append(raw)
+        else:
+            tensor["data"] = array.reshape(-1).tolist()
+        outputs.append(tensor)
     body: dict[str, Any] = {
         "model_name": model_name,
         "model_version": str(model_version),
@@ -209,7 +306,10 @@ def encode_response(
         body["id"] = request_id
     if parameters:
         body["parameters"] = parameters
-    return _encoder.encode(body)
+    header = _encoder.encode(body)
+    if not tails:
+        return Answer(header)
+    return Answer(header + b"".join(tails), len(header))
 
 
 def encode_error(message: str) -> bytes:

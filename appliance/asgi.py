@@ -21,7 +21,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -62,14 +61,19 @@ def client_certificate_sha256(scope: Scope) -> str | None:
 
 
 async def respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    content_type: bytes = b"application/json",
 ) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                *JSON_HEADERS,
+                (b"content-type", content_type),
                 *(headers or []),
                 (b"content-length", str(len(body)).encode()),
             ],

@@ -143,15 +143,15 @@ def call_overhead(calls: int) -> None:
                 ]
             }
         ).encode()
-        per_call(lambda: plain("bench", None, body, None), 2000)  # warm both
-        per_call(lambda: watched("bench", None, body, "subject-42"), 2000)
+        per_call(lambda: plain("bench", None, body, None, None), 2000)  # warm both
+        per_call(lambda: watched("bench", None, body, "subject-42", None), 2000)
         rounds = 10
         plain_all: list[float] = []
         watched_all: list[float] = []
         for _ in range(rounds):  # interleaved, so drift in the machine hits both alike
-            plain_all += per_call(lambda: plain("bench", None, body, None), calls // rounds)
+            plain_all += per_call(lambda: plain("bench", None, body, None, None), calls // rounds)
             watched_all += per_call(
-                lambda: watched("bench", None, body, "subject-42"), calls // rounds
+                lambda: watched("bench", None, body, "subject-42", None), calls // rounds
             )
         p50_plain, p50_watched = statistics.median(plain_all), statistics.median(watched_all)
         print(f"\n== one inference call in process, {calls} calls each ==")

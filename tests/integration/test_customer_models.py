@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+import tritonclient.http as triton
 
 from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
@@ -97,3 +98,38 @@ def test_a_model_openvino_cannot_run_is_served_by_onnx_runtime_and_says_why(
     body = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}]}
     answer = httpx.post(f"{agent.url}/v2/models/linear/infer", json=body, timeout=30).json()
     assert answer["outputs"][0]["data"] == pytest.approx([1.85])
+
+
+def test_a_stock_triton_client_with_its_defaults_is_answered_in_binary(
+    engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    """``tritonclient.http`` sends binary tensor data and asks for binary outputs by
+    default; the agent answered 422 ("missing required field `data`")."""
+    model = make_tiny_bert(3)
+    version = engineer.upload_model("bert-triton", model).version
+    engineer.change_stage("bert-triton", version, "staging")
+    approver.change_stage("bert-triton", version, "production")
+    agent = start_agent("triton-edge")
+    wait_until(
+        "the transformer", lambda: serving_version(agent, "bert-triton") == str(version), 60
+    )
+    client = triton.InferenceServerClient(agent.url.removeprefix("http://"))
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    feed = bert_feed(2, 32, 3, seed=7)
+    inputs = []
+    for name, values in feed.items():
+        tensor = triton.InferInput(name, list(values.shape), "INT64")
+        tensor.set_data_from_numpy(values)  # binary_data=True, the default
+        inputs.append(tensor)
+    direct = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    expected = direct.run(["logits"], feed)[0]
+    every = client.infer("bert-triton", inputs)  # no outputs named: all of them in binary
+    np.testing.assert_allclose(every.as_numpy("logits"), expected, rtol=1e-5, atol=1e-6)
+    asked = client.infer("bert-triton", inputs, outputs=[triton.InferRequestedOutput("logits")])
+    np.testing.assert_allclose(asked.as_numpy("logits"), expected, rtol=1e-5, atol=1e-6)
+    as_json = client.infer(
+        "bert-triton",
+        inputs,
+        outputs=[triton.InferRequestedOutput("logits", binary_data=False)],
+    )
+    np.testing.assert_allclose(as_json.as_numpy("logits"), expected, rtol=1e-5, atol=1e-6)

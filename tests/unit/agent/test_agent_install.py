@@ -188,10 +188,10 @@ def test_restart_falls_back_to_previous_when_current_is_damaged_on_disk(site):
 
 def test_versions_answer_with_their_own_weights(site):
     _root, services, agent = site
-    v1 = agent.infer("tiny", None, BODY)
+    v1 = agent.infer("tiny", None, BODY).body
     release(services, 3.0)
     agent.worker.run_once()
-    v2 = agent.infer("tiny", None, BODY)
+    v2 = agent.infer("tiny", None, BODY).body
     assert b'"model_version":"2"' in v2 and v1 != v2
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -68,3 +70,74 @@ def test_integer_inputs_take_integers_within_their_range():
 def test_a_body_nested_thousands_deep_is_a_clear_error():
     with pytest.raises(InvalidInputError, match="nests too deeply"):
         v2_codec.decode_request(_request("[" * 100_000 + "]" * 100_000))
+
+
+# -- the binary tensor data extension --------------------------------------------------------
+
+
+def _binary(datatype: str, raw: bytes, size: int | None = None) -> tuple[bytes, int]:
+    head = (
+        '{"inputs": [{"name": "input", "shape": [1, 2], "datatype": "'
+        + datatype
+        + '", "parameters": {"binary_data_size": '
+        + str(len(raw) if size is None else size)
+        + "}}]}"
+    ).encode()
+    return head + raw, len(head)
+
+
+@pytest.mark.parametrize(
+    "datatype, values",
+    [
+        ("FP32", np.array([[1.5, -2.0]], np.float32)),
+        ("FP16", np.array([[0.5, 8.0]], np.float16)),
+        ("INT64", np.array([[-3, 2**40]], np.int64)),
+        ("UINT8", np.array([[0, 255]], np.uint8)),
+        ("BOOL", np.array([[True, False]])),
+    ],
+)
+def test_binary_tensors_decode_to_the_same_arrays(datatype, values):
+    body, length = _binary(datatype, values.astype(values.dtype.newbyteorder("<")).tobytes())
+    feed = v2_codec.to_feed(v2_codec.decode_request(body, length), _manifest(datatype))
+    np.testing.assert_array_equal(feed["input"], values)
+    assert feed["input"].dtype == values.dtype
+
+
+@pytest.mark.parametrize(
+    "raw, size, length_delta, message",
+    [
+        (b"\x00" * 4, None, 0, "needs 8 bytes, got 4"),
+        (b"\x00" * 8, 12, 0, "the body ends before them"),
+        (b"\x00" * 12, 8, 0, "4 byte(s) after the last input"),
+        (b"\x00" * 8, None, 10_000, "not within"),
+    ],
+)
+def test_binary_data_that_does_not_add_up_is_400(raw, size, length_delta, message):
+    body, length = _binary("FP32", raw, size)
+    with pytest.raises(InvalidInputError) as refused:
+        v2_codec.to_feed(v2_codec.decode_request(body, length + length_delta), _manifest())
+    assert message in str(refused.value)
+
+
+def test_binary_nan_is_refused_as_json_nan_is():
+    body, length = _binary("FP32", np.array([np.nan, 1], np.float32).tobytes())
+    with pytest.raises(UnprocessableInputError):
+        v2_codec.to_feed(v2_codec.decode_request(body, length), _manifest())
+
+
+def test_outputs_asked_for_in_binary_come_back_after_the_json_header():
+    request = v2_codec.decode_request(
+        b'{"inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}],'
+        b' "parameters": {"binary_data_output": true}}'
+    )
+    out = np.array([[0.25, 0.75]], np.float32)
+    answer = v2_codec.encode_response(
+        "m", 1, None, {"out": out}, ["out"], None, v2_codec.binary_outputs(request, ["out"])
+    )
+    assert answer.header_length is not None
+    header = json.loads(answer.body[: answer.header_length])
+    assert header["outputs"][0]["parameters"] == {"binary_data_size": 8}
+    assert "data" not in header["outputs"][0]
+    assert np.frombuffer(answer.body[answer.header_length :], "<f4").tolist() == [0.25, 0.75]
+    json_only = v2_codec.decode_request(_request("[1, 2]"))
+    assert v2_codec.binary_outputs(json_only, ["out"]) == set()
