@@ -30,6 +30,7 @@ from agent.experiments import ExperimentRouter
 from agent.fastpath import HEADER_LENGTH, InferFn, header_length, with_fast_inference
 from agent.identity import AgentIdentity, credentials, device_key, enrol, load_identity
 from agent.installer import DeviceKey, InstallPolicy, restore_installed
+from agent.lanes import InferenceLanes
 from agent.metrics import AgentMetrics, ServingSummaries, StateSources
 from agent.outbox import Outbox
 from agent.probation import ProbationPolicy
@@ -69,6 +70,7 @@ class AgentCore:
     metrics: AgentMetrics
     router: ExperimentRouter
     access: DataPlaneAccess
+    lanes: InferenceLanes
     sync: SyncWorker | None = None
 
 
@@ -148,16 +150,28 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
         ),
     )
     holder: list[SyncWorker] = []
+    lanes = InferenceLanes(
+        workers=settings.inference_workers,
+        queue=settings.inference_queue,
+        timeout_s=settings.inference_timeout_s,
+        known=repository.serves,
+    )
     metrics = AgentMetrics(
         StateSources(
-            repository, outbox, drift, lambda: bool(holder and holder[0].status.hub_reachable)
+            repository,
+            outbox,
+            drift,
+            lambda: bool(holder and holder[0].status.hub_reachable),
+            lanes.admitted,
         )
     )
     router = ExperimentRouter()
     router.update(cached_experiments(settings.data_dir))  # so cohorts hold with the hub away
     access = DataPlaneAccess(open_access=settings.open_data_plane)
     access.reload(metadata_dir(settings.data_dir))  # the keys hold with the hub away too
-    core = AgentCore(settings, store, repository, policy, outbox, drift, metrics, router, access)
+    core = AgentCore(
+        settings, store, repository, policy, outbox, drift, metrics, router, access, lanes
+    )
     if start_sync and identity is not None:
         core.sync = SyncWorker(
             settings,
@@ -296,7 +310,7 @@ def create_app(core: AgentCore) -> ASGIApp:
     )
     litestar_app = cast(ASGIApp, create_litestar_app(core, infer))  # ASGI types: naming only
     return with_sane_paths(
-        with_fast_inference(litestar_app, infer, limit, core.access),
+        with_fast_inference(litestar_app, infer, limit, core.access, core.lanes),
         lambda exc: v2_codec.encode_error(str(exc)),
     )
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from agent.access import DataPlaneAccess
+from agent.lanes import InferenceLanes
 from agent.v2_codec import Answer, encode_error
 from appliance.asgi import (
     ASGIApp,
@@ -24,7 +25,7 @@ from appliance.asgi import (
     read_body,
     respond,
 )
-from appliance.errors import ApplianceError, BodyTooLargeError, InvalidInputError
+from appliance.errors import ApplianceError, BodyTooLargeError, BusyError, InvalidInputError
 from appliance.http_status import status_for
 from appliance.ids import parse_id
 
@@ -68,10 +69,16 @@ def _subject(scope: Scope) -> str | None:
 
 
 def with_fast_inference(
-    app: ASGIApp, infer: InferFn, max_body_bytes: int, access: DataPlaneAccess | None = None
+    app: ASGIApp,
+    infer: InferFn,
+    max_body_bytes: int,
+    access: DataPlaneAccess | None = None,
+    lanes: InferenceLanes | None = None,
 ) -> ASGIApp:
     """Answer the two infer routes here; ``access`` checks the caller's inference key
-    before the body is read."""
+    before the body is read; the model runs in its lane (:mod:`agent.lanes`), off the
+    event loop, so probes and status never wait behind inference."""
+    lanes = lanes or InferenceLanes()
 
     async def fast(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -85,17 +92,17 @@ def with_fast_inference(
                     header(scope, b"authorization"), route[0], client_certificate_sha256(scope)
                 )
             body = await read_body(scope, receive, max_body_bytes)
-            answer = infer(
-                route[0],
-                route[1],
-                body,
-                _subject(scope),
-                header_length(header(scope, HEADER_LENGTH.encode())),
+            subject, length = _subject(scope), header_length(header(scope, HEADER_LENGTH.encode()))
+            answer = await lanes.run(
+                route[0], lambda: infer(route[0], route[1], body, subject, length)
             )
         except ConnectionResetError:
             return None
         except BodyTooLargeError as exc:
             return await respond(send, 413, encode_error(str(exc)))
+        except BusyError as exc:
+            retry = [(b"retry-after", str(exc.retry_after_s).encode())]
+            return await respond(send, 429, encode_error(str(exc)), retry)
         except ApplianceError as exc:
             return await respond(send, status_for(exc), encode_error(str(exc)))
         except Exception:

@@ -31,6 +31,8 @@ class StateSources:
     outbox: Outbox
     drift: DriftMonitor
     hub_reachable: Callable[[], bool]
+    admitted: Callable[[str], int] = lambda _model: 0
+    """Inference requests running or waiting, per model (:mod:`agent.lanes`)."""
 
 
 class _StateCollector(Collector):
@@ -42,9 +44,16 @@ class _StateCollector(Collector):
         version = GaugeMetricFamily(
             "appliance_agent_model_version", "Model version being served", labels=["model"]
         )
+        admitted = GaugeMetricFamily(
+            "appliance_agent_inference_admitted",
+            "Inference requests running or waiting in the model's lane",
+            labels=["model"],
+        )
         for model in s.repository.all():
             version.add_metric([model.name], model.version)
+            admitted.add_metric([model.name], s.admitted(model.name))
         yield version
+        yield admitted
         yield GaugeMetricFamily(
             "appliance_agent_hub_reachable",
             "1 if the last sync reached the hub",

@@ -67,6 +67,10 @@ class ModelRepository:
             f"(serving version {model.version})"
         )
 
+    def serves(self, name: str) -> bool:
+        """Whether a model of this name is loaded (any version)."""
+        return name in self._models or any(n == name for n, _v in self._extra)
+
     def add_extra(self, model: LoadedModel) -> None:
         with self._lock:
             self._extra = {**self._extra, (model.name, model.version): model}

@@ -26,6 +26,8 @@ Callers catch a family, not a message: "the bundle is bad" is told apart from
     │   ├── ResidencyRefusedError   a residency rule forbids this flow (403, names the rule)
     │   └── ApprovalRequiredError   a version lacks the approvals live traffic needs (403)
     ├── RateLimitedError            too many attempts; wait and retry (429)
+    │   └── BusyError               a model's queue is full; retry after a moment (429)
+    ├── TimedOutError               the work took longer than its limit (504)
     ├── NotFoundError               no such model, version or agent (404)
     ├── ConflictError               the request contradicts current state (409)
     │   └── IllegalStageTransitionError
@@ -136,6 +138,19 @@ class ApprovalRequiredError(PermissionDeniedError):
 
 class RateLimitedError(ApplianceError):
     """Too many attempts from one client; retry after a while (429)."""
+
+
+class BusyError(RateLimitedError):
+    """A model has as many requests running and waiting as it may; retry shortly (429,
+    ``Retry-After``)."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 1, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.retry_after_s = retry_after_s
+
+
+class TimedOutError(ApplianceError):
+    """The work took longer than its limit (504); it may still finish on its own."""
 
 
 class NotFoundError(ApplianceError):

@@ -15,6 +15,7 @@ from appliance.errors import (
     PermissionDeniedError,
     RateLimitedError,
     StorageError,
+    TimedOutError,
     UnprocessableInputError,
 )
 
@@ -25,6 +26,7 @@ _STATUS: tuple[tuple[type[ApplianceError], int], ...] = (
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
     (RateLimitedError, 429),
+    (TimedOutError, 504),
     (NotFoundError, 404),
     (ConflictError, 409),
     (BundleError, 422),

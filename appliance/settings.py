@@ -173,6 +173,12 @@ class AgentSettings:
     """Intra-op threads per model; 1 suits small boxes and batch-1 latency."""
     max_request_mb: int = 16
     """Largest inference request body, in MiB (larger ones get 413)."""
+    inference_workers: int = 2
+    """Requests one model runs at once, off the event loop …"""
+    inference_queue: int = 32
+    """… and keeps waiting beyond those; more get 429 with ``Retry-After``."""
+    inference_timeout_s: float = 30.0
+    """A request not answered by then gets 504 (its work finishes in the background)."""
     plain_http: bool = False
     """Serve plain HTTP when enrolment brought no certificate (a hub without the site CA):
     for a closed lab only. Otherwise an agent without a certificate refuses to start."""

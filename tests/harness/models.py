@@ -166,3 +166,54 @@ def make_linear_regressor_onnx() -> bytes:
     model.ir_version = 8
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
+
+
+def make_slow_onnx(size: int = 256) -> bytes:
+    """A model as slow as the client asks: ``y = x`` [batch, 1] after ``max(rounds)``
+    [batch] INT64 rounds of a ``size``² MatMul in a Loop (about 0.4 ms a round at 256 on
+    one core). Probes send zeros, so importing it is quick."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    square = [size, size]
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["state_in", "w"], ["state_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "round",
+        [
+            helper.make_tensor_value_info("iter", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_in", TensorProto.FLOAT, square),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("state_out", TensorProto.FLOAT, square),
+        ],
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMax", ["rounds"], ["trips"], keepdims=0),
+            helper.make_node("Loop", ["trips", "true", "init"], ["final"], body=body),
+            helper.make_node("ReduceSum", ["final"], ["total"], keepdims=0),
+            helper.make_node("Mul", ["total", "zero"], ["nothing"]),
+            helper.make_node("Add", ["x", "nothing"], ["y"]),
+        ],
+        "slow",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1]),
+            helper.make_tensor_value_info("rounds", TensorProto.INT64, ["batch"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[
+            numpy_helper.from_array(np.eye(size, dtype=np.float32), "w"),
+            numpy_helper.from_array(np.array(True), "true"),
+            numpy_helper.from_array(np.ones(square, np.float32), "init"),
+            numpy_helper.from_array(np.array(0, np.float32), "zero"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())

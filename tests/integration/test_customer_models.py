@@ -4,6 +4,7 @@ agent, answer exactly as ONNX Runtime does on the same file."""
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from tests.harness.models import (
     bert_feed,
     make_linear_regressor_onnx,
     make_picky_onnx,
+    make_slow_onnx,
     make_tiny_bert,
 )
 from tests.harness.site import serving_version, wait_until
@@ -110,9 +112,7 @@ def test_a_stock_triton_client_with_its_defaults_is_answered_in_binary(
     engineer.change_stage("bert-triton", version, "staging")
     approver.change_stage("bert-triton", version, "production")
     agent = start_agent("triton-edge")
-    wait_until(
-        "the transformer", lambda: serving_version(agent, "bert-triton") == str(version), 60
-    )
+    wait_until("the transformer", lambda: serving_version(agent, "bert-triton") == str(version), 60)
     client = triton.InferenceServerClient(agent.url.removeprefix("http://"))
     assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
     feed = bert_feed(2, 32, 3, seed=7)
@@ -133,3 +133,60 @@ def test_a_stock_triton_client_with_its_defaults_is_answered_in_binary(
         outputs=[triton.InferRequestedOutput("logits", binary_data=False)],
     )
     np.testing.assert_allclose(as_json.as_numpy("logits"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_probes_answer_while_a_model_computes_and_a_full_queue_is_429(
+    engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    """Inference ran on the event loop: ``/v2/health/live`` waited behind it (p50 569 ms
+    with 8 clients). Now a model computing for seconds holds neither the probes nor the
+    status, and one more request than its lane admits gets 429 with ``Retry-After``."""
+    version = engineer.upload_model("slow", make_slow_onnx()).version
+    engineer.change_stage("slow", version, "staging")
+    approver.change_stage("slow", version, "production")
+    lanes = {
+        "APPLIANCE_INFERENCE_WORKERS": "1",
+        "APPLIANCE_INFERENCE_QUEUE": "1",
+        "APPLIANCE_INFERENCE_TIMEOUT_S": "600",  # a loaded test box must not turn it 504
+    }
+    agent = start_agent("slow-edge", env=lanes)
+    wait_until("the slow model", lambda: serving_version(agent, "slow") == str(version), 60)
+    url = f"{agent.url}/v2/models/slow/infer"
+
+    def slow_request() -> httpx.Response:
+        body = {
+            "inputs": [
+                {"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1.5]},
+                {"name": "rounds", "shape": [1], "datatype": "INT64", "data": [10_000]},
+            ]
+        }
+        return httpx.post(url, json=body, timeout=120)
+
+    with ThreadPoolExecutor(2) as pool:
+        running = [pool.submit(slow_request) for _ in range(2)]  # one runs, one waits
+        wait_until(
+            "both admitted",
+            lambda: _admitted(agent.url) >= 2 or any(f.done() for f in running),
+            30,
+        )
+        assert not any(f.done() for f in running), "the model answered too fast to test"
+        assert httpx.get(f"{agent.url}/v2/health/live", timeout=10).status_code == 200
+        assert httpx.get(f"{agent.url}/agent/status", timeout=10).status_code == 200
+        busy = slow_request()
+        assert not all(f.done() for f in running)  # all this while, the model computed
+        assert busy.status_code == 429 and busy.headers["retry-after"] == "1", busy.text
+        for future in running:
+            assert future.result().json()["outputs"][0]["data"] == [1.5]
+
+
+def _admitted(url: str) -> int:
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    line = next(
+        (
+            m
+            for m in metrics.splitlines()
+            if m.startswith('appliance_agent_inference_admitted{model="slow"')
+        ),
+        "",
+    )
+    return int(float(line.rsplit(" ", 1)[1])) if line else 0
