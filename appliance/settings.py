@@ -174,7 +174,8 @@ class AgentSettings:
     max_request_mb: int = 16
     """Largest inference request body, in MiB (larger ones get 413)."""
     inference_workers: int = 2
-    """Requests one model runs at once, off the event loop …"""
+    """Requests one model runs at once, off the event loop (0: on it, as before: lowest
+    latency for a tiny model, but health probes wait behind inference) …"""
     inference_queue: int = 32
     """… and keeps waiting beyond those; more get 429 with ``Retry-After``."""
     inference_timeout_s: float = 30.0

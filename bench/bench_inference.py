@@ -166,6 +166,7 @@ class Bench:
             runtime="onnxruntime",
             open_data_plane=True,  # the serving path itself; a key check costs microseconds
             plain_http=True,  # and HTTP, as the baselines it is compared with
+            env=dict(item.split("=", 1) for item in self.args.agent_env or []),
         )
 
     def _agent_port(self) -> int:
@@ -264,9 +265,10 @@ class Bench:
                 raise BenchError("agent exited while installing the model")
             time.sleep(0.1)
         self.stop_agent()
-        installed = self.root / "agent" / "bundles" / MODEL / self.version / "model.onnx"
-        shutil.copyfile(installed, self.model_path)
-        log(f"agent serves v{self.version}; model file {installed}")
+        # The same bytes the agent serves: bundles are sealed at rest on agents now, so the
+        # installed model.onnx is no longer there to copy.
+        self.model_path.write_bytes(result.onnx_bytes)
+        log(f"agent serves v{self.version}; model file {self.model_path}")
         features: np.ndarray = np.asarray(result.test_features, dtype=np.float32)
         return features
 
@@ -621,6 +623,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, data)")
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    parser.add_argument(
+        "--agent-env",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an APPLIANCE_* setting for the agent, e.g. APPLIANCE_INFERENCE_WORKERS=0 to "
+        "compare inference on the event loop with the default lanes (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.n1, args.n32, args.warmup, args.restarts = 2, 400, 200, 50, 1

@@ -79,3 +79,11 @@ def test_names_no_model_has_get_no_lane():
         assert lanes.admitted("other") == 0
 
     asyncio.run(scenario())
+
+
+def test_no_workers_runs_on_the_event_loop_as_before():
+    async def scenario() -> None:
+        lanes = InferenceLanes(workers=0)
+        assert await lanes.run("m", threading.current_thread) is threading.main_thread()
+
+    asyncio.run(scenario())
