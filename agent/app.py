@@ -27,6 +27,7 @@ from agent import v2_codec
 from agent.access import DataPlaneAccess
 from agent.drift.monitor import DriftMonitor, DriftSettings
 from agent.experiments import ExperimentRouter
+from agent.extensions import EXTENSIONS, repository_index, statistics
 from agent.fastpath import HEADER_LENGTH, InferFn, header_length, with_fast_inference
 from agent.identity import AgentIdentity, credentials, device_key, enrol, load_identity
 from agent.installer import DeviceKey, InstallPolicy, restore_installed
@@ -337,7 +338,7 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
         return {
             "name": "appliance-agent",
             "version": __version__,
-            "extensions": ["binary_tensor_data"],
+            "extensions": EXTENSIONS,
         }
 
     @get("/v2/health/live", operation_id="serverLive")
@@ -418,6 +419,28 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
     ) -> Response[bytes]:
         """Run this version of the model, whatever experiment is running."""
         return await infer_here(name, version, request)
+
+    @post("/v2/repository/index", operation_id="repositoryIndex", status_code=200, guards=[keyed])
+    async def index() -> list[dict[str, str]]:
+        """Every model version this agent has loaded (the model repository extension)."""
+        return repository_index(repository)
+
+    @get("/v2/models/stats", operation_id="serverStatistics", guards=[keyed])
+    async def all_stats() -> dict[str, Any]:
+        return statistics(repository, core.metrics)
+
+    @get("/v2/models/{name:str}/stats", operation_id="modelStatistics", guards=[keyed])
+    async def model_stats(name: str) -> dict[str, Any]:
+        """Inferences that succeeded and failed, and time spent (the statistics extension)."""
+        return statistics(repository, core.metrics, name)
+
+    @get(
+        "/v2/models/{name:str}/versions/{version:int}/stats",
+        operation_id="modelVersionStatistics",
+        guards=[keyed],
+    )
+    async def version_stats(name: str, version: int) -> dict[str, Any]:
+        return statistics(repository, core.metrics, name, version)
 
     @get("/agent/status", operation_id="agentStatus", guards=[keyed])
     async def status() -> dict[str, object]:
@@ -527,6 +550,10 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
             feedback,
             model_infer,
             model_version_infer,
+            index,
+            all_stats,
+            model_stats,
+            version_stats,
         ],
         exception_handlers={
             ApplianceError: _appliance_error,

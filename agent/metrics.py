@@ -108,6 +108,7 @@ class AgentMetrics:
         )
         self.registry.register(_StateCollector(sources))
         self._children: dict[tuple[str, int, str, str], tuple[Any, Any]] = {}
+        self._last: dict[tuple[str, int], float] = {}
 
     def observe(self, model: LoadedModel, seconds: float, outcome: str, variant: str = "") -> None:
         key = (model.name, model.version, variant, outcome)
@@ -119,6 +120,11 @@ class AgentMetrics:
         pair[0].inc()
         if outcome == "ok":
             pair[1].observe(seconds)
+            self._last[model.name, model.version] = time.time()
+
+    def last_inference_ms(self, model: str, version: int) -> int:
+        """When this version last answered, in ms since the epoch (0: never)."""
+        return int(self._last.get((model, version), 0.0) * 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

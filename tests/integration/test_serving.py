@@ -163,3 +163,28 @@ def test_residency_report_records_the_model_going_to_the_agent(serving, site, tm
         "allowed",
     )
     assert sent[0]["rule"] == "deploy.ae-dxb"
+
+
+def test_stock_clients_read_the_repository_index_and_statistics(serving):
+    """Issue 15: ``POST /v2/repository/index`` and ``/v2/models/{m}/stats`` were 404."""
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(serving.url.removeprefix("http://"))
+    extensions = client.get_server_metadata()["extensions"]
+    assert {"binary_tensor_data", "model_repository", "statistics"} <= set(extensions)
+    assert {"name": MODEL, "version": "1", "state": "READY", "reason": ""} in (
+        client.get_model_repository_index()
+    )
+    before = client.get_inference_statistics(MODEL)["model_stats"][0]["inference_stats"]
+    assert _infer(serving.url, _body()).status_code == 200
+    assert _infer(serving.url, _body(shape=(4,))).status_code == 400
+    (stats,) = client.get_inference_statistics(MODEL, "1")["model_stats"]
+    assert (stats["name"], stats["version"]) == (MODEL, "1")
+    after = stats["inference_stats"]
+    assert after["success"]["count"] == before["success"]["count"] + 1
+    assert after["fail"]["count"] == before["fail"]["count"] + 1
+    assert after["success"]["ns"] > before["success"]["ns"] and stats["last_inference"] > 0
+    assert client.get_inference_statistics()["model_stats"]  # every model
+    with pytest.raises(InferenceServerException, match="not loaded"):
+        client.get_inference_statistics("no-such-model")
