@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 CONSTRAINTS := constraints/cpu.txt
 ALIBI_DETECT := 0.13.0
 
-.PHONY: demo test lint typecheck bench clean prometheus bundle
+.PHONY: demo test lint typecheck bench clean prometheus bundle grpc-stubs
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,18 @@ bundle: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_inference.py
+
+# The agent's gRPC stubs, from the Open Inference Protocol's .proto (committed; rerun after
+# changing it). Their messages live in a private descriptor pool, so they never clash with
+# another copy of the same protocol in one process (tritonclient's, in the tests).
+GRPC_DIR := agent/grpc_v2
+grpc-stubs: $(STAMP)
+	cd $(GRPC_DIR) && ../../$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \
+	  --grpc_python_out=. open_inference_grpc.proto
+	sed -i 's/_descriptor_pool.Default().AddSerializedFile(/_descriptor_pool.DescriptorPool().AddSerializedFile(/' \
+	  $(GRPC_DIR)/open_inference_grpc_pb2.py
+	sed -i 's/^import open_inference_grpc_pb2 as/from agent.grpc_v2 import open_inference_grpc_pb2 as/' \
+	  $(GRPC_DIR)/open_inference_grpc_pb2_grpc.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -30,6 +29,7 @@ from agent.experiments import ExperimentRouter
 from agent.extensions import EXTENSIONS, repository_index, statistics
 from agent.fastpath import HEADER_LENGTH, InferFn, header_length, with_fast_inference
 from agent.identity import AgentIdentity, credentials, device_key, enrol, load_identity
+from agent.inference import InferenceCore
 from agent.installer import DeviceKey, InstallPolicy, restore_installed
 from agent.lanes import InferenceLanes
 from agent.metrics import AgentMetrics, ServingSummaries, StateSources
@@ -42,7 +42,7 @@ from agent.updates.trusted import cached_experiments, metadata_dir, pinned_root
 from appliance import __version__
 from appliance.asgi import ASGIApp, Scope, client_certificate_sha256, with_sane_paths
 from appliance.client.hub import HubClient
-from appliance.errors import ApplianceError, ConfigError, NotFoundError, nested_too_deeply
+from appliance.errors import ApplianceError, ConfigError, nested_too_deeply
 from appliance.http_status import status_for
 from appliance.scheduling import run_every
 from appliance.security.tls import client_ssl_context
@@ -221,11 +221,9 @@ def inference(
     router: ExperimentRouter | None = None,
     allow_non_finite: frozenset[str] = frozenset(),
 ) -> InferFn:
-    """The v2 infer operation: request bytes in, response bytes out, errors raised.
-
-    Routes a request naming no version to its A/B variant when its model is under
-    experiment; counts and times every request; keeps its rows for the drift window.
-    """
+    """The v2 infer operation over HTTP: request bytes in, response bytes out, errors
+    raised; the work is :class:`agent.inference.InferenceCore`'s."""
+    core = InferenceCore(repository, metrics, drift, router, allow_non_finite)
 
     def run_inference(
         name: str,
@@ -234,69 +232,20 @@ def inference(
         subject: str | None = None,
         header_length: int | None = None,
     ) -> v2_codec.Answer:
-        model = repository.get(name, version)  # held for the whole request: swaps can't tear it
-        started = time.perf_counter()
-        routing = None
-        try:
-            request = v2_codec.decode_request(body, header_length)
-            if version is None and router is not None:
-                if subject is None and request.parameters:
-                    subject = _text(request.parameters.get("subject_id"))
-                routing = router.route(name, subject)
-                if routing is not None:
-                    try:
-                        model = repository.get(name, routing.version)
-                    except NotFoundError:  # the variant is not loaded here yet: the default
-                        routing = None  # answers, and no outcome is counted for a variant
-            feed = v2_codec.to_feed(
-                request, model.manifest, allow_non_finite=model.name in allow_non_finite
-            )
-            names = v2_codec.requested_outputs(request, model.manifest)
-        except ApplianceError:
-            if metrics is not None:
-                metrics.observe(model, 0.0, "rejected")
-            raise
-        probation = model.probation
-        try:
-            results = model.runtime.infer(feed)
-        except Exception as exc:
-            if probation is not None:
-                probation.record(False, f"{exc.__class__.__name__}: {exc}")
-            if metrics is not None:
-                metrics.observe(model, 0.0, "error")
-            raise
-        if probation is not None:
-            probation.record(True)
-        request_id, parameters = request.id, None
-        if routing is not None and router is not None:
-            request_id = request_id or router.new_request_id()
-            router.remember(request_id, routing)
-            parameters = {
-                "experiment": routing.experiment,
-                "variant": routing.variant,
-                "sticky": routing.sticky,
-            }
-        answer = v2_codec.encode_response(
-            model.name,
-            model.version,
-            request_id,
-            results,
-            names,
-            parameters,
-            v2_codec.binary_outputs(request, names),
+        done = core.run(
+            name, version, lambda: v2_codec.decode_request(body, header_length), subject
         )
-        if metrics is not None:
-            variant = routing.variant if routing is not None else ""
-            metrics.observe(model, time.perf_counter() - started, "ok", variant)
-        if drift is not None:
-            drift.record(model, feed)
-        return answer
+        return v2_codec.encode_response(
+            done.model.name,
+            done.model.version,
+            done.request_id,
+            done.results,
+            done.names,
+            done.parameters,
+            v2_codec.binary_outputs(done.request, done.names),
+        )
 
     return run_inference
-
-
-def _text(value: object) -> str | None:
-    return str(value) if isinstance(value, str | int) and str(value) else None
 
 
 def create_app(core: AgentCore) -> ASGIApp:
@@ -314,6 +263,20 @@ def create_app(core: AgentCore) -> ASGIApp:
         with_fast_inference(litestar_app, infer, limit, core.access, core.lanes),
         lambda exc: v2_codec.encode_error(str(exc)),
     )
+
+
+def grpc_servicer(core: AgentCore) -> Any:
+    """The gRPC front (:mod:`agent.grpc_front`) over the same inference core as HTTP."""
+    from agent.grpc_front import InferenceServicer
+
+    inference_core = InferenceCore(
+        core.repository,
+        core.metrics,
+        core.drift,
+        core.router,
+        frozenset(core.settings.allow_non_finite),
+    )
+    return InferenceServicer(core.repository, inference_core, core.access, _PLATFORMS)
 
 
 def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:

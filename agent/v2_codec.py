@@ -104,13 +104,18 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
         raise InvalidInputError(f"request body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise nested_too_deeply() from exc
+    check_request_id(request)
+    _attach_binary(request, binary)
+    return request
+
+
+def check_request_id(request: InferRequest) -> None:
+    """A client-chosen request id is at most ``MAX_REQUEST_ID`` characters (400)."""
     if request.id is not None and len(request.id) > MAX_REQUEST_ID:
         raise InvalidInputError(
             f"id: at most {MAX_REQUEST_ID} characters, got {len(request.id)}",
             hint="leave it out and the agent issues one",
         )
-    _attach_binary(request, binary)
-    return request
 
 
 def _attach_binary(request: InferRequest, binary: memoryview | None) -> None:

@@ -159,6 +159,13 @@ class AgentSettings:
     """Name the agent registers under; unique per hub."""
     host: str = "127.0.0.1"
     agent_port: int = 8701
+    grpc_port: int = 8702
+    """Port of the Open Inference Protocol over gRPC (same TLS and inference keys as
+    HTTP); 0 turns gRPC off."""
+    grpc_client_certs: bool = False
+    """Make every gRPC client present a client certificate from the site CA (mutual TLS).
+    gRPC's server cannot ask for one optionally as HTTPS does: off, gRPC clients use
+    inference keys; on, certificates the hub issued (and keys as well, over mutual TLS)."""
     runtime: RuntimeChoice = "auto"
     """``auto`` picks OpenVINO when IR is present on an Intel CPU, else ONNX Runtime."""
     sync_interval: float = 10.0

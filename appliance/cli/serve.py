@@ -142,6 +142,7 @@ def agent_serve(args: argparse.Namespace) -> int:
 
     core = build_core(settings)
     tls = _agent_tls(settings)
+    grpc_server = _agent_grpc(core, settings, tls)
     log.info(
         "agent %s listening on %s://%s:%d, hub %s",
         settings.agent_name,
@@ -150,8 +151,35 @@ def agent_serve(args: argparse.Namespace) -> int:
         settings.agent_port,
         settings.hub_url,
     )
-    _uvicorn(create_app(core), settings.host, settings.agent_port, peer_certificates=True, **tls)
+    try:
+        _uvicorn(
+            create_app(core), settings.host, settings.agent_port, peer_certificates=True, **tls
+        )
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(grace=5).wait()
     return 0
+
+
+def _agent_grpc(core: Any, settings: AgentSettings, tls: dict[str, Any]) -> Any:
+    """The gRPC front on ``APPLIANCE_GRPC_PORT`` with the HTTPS certificate, if any."""
+    if settings.grpc_port <= 0:
+        return None
+    from agent.app import grpc_servicer
+    from agent.grpc_front import serve_grpc
+
+    files = None
+    if tls:
+        ca = settings.hub_ca if settings.grpc_client_certs else None
+        files = (Path(tls["ssl_certfile"]), Path(tls["ssl_keyfile"]), ca)
+    return serve_grpc(
+        grpc_servicer(core),
+        settings.host,
+        settings.grpc_port,
+        workers=max(settings.inference_workers, 1) * 2,
+        admitted=max(settings.inference_workers, 1) + settings.inference_queue,
+        tls=files,
+    )
 
 
 def _agent_tls(settings: AgentSettings) -> dict[str, Any]:

@@ -190,3 +190,47 @@ def _admitted(url: str) -> int:
         "",
     )
     return int(float(line.rsplit(" ", 1)[1])) if line else 0
+
+
+def test_a_stock_triton_grpc_client_is_answered_as_onnx_runtime_does(
+    engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    """Issue 15: there was no gRPC endpoint. ``tritonclient.grpc`` with its defaults
+    (raw_input_contents) against the agent's gRPC port: metadata, readiness and a 3-input
+    transformer answering equal to direct ONNX Runtime; a bad request is INVALID_ARGUMENT."""
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import InferenceServerException
+
+    model = make_tiny_bert(3)
+    version = engineer.upload_model("bert-grpc", model).version
+    engineer.change_stage("bert-grpc", version, "staging")
+    approver.change_stage("bert-grpc", version, "production")
+    agent = start_agent("grpc-edge")
+    wait_until("the transformer", lambda: serving_version(agent, "bert-grpc") == str(version), 60)
+    assert agent.grpc_address
+    client = triton_grpc.InferenceServerClient(agent.grpc_address)
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("bert-grpc")
+    assert "binary_tensor_data" in client.get_server_metadata().extensions
+    metadata = client.get_model_metadata("bert-grpc")
+    assert [t.name for t in metadata.inputs] == ["input_ids", "attention_mask", "token_type_ids"]
+    feed = bert_feed(4, 64, 3, seed=11)
+    inputs = []
+    for name, values in feed.items():
+        tensor = triton_grpc.InferInput(name, list(values.shape), "INT64")
+        tensor.set_data_from_numpy(values)
+        inputs.append(tensor)
+    answer = client.infer("bert-grpc", inputs)
+    direct = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(
+        answer.as_numpy("logits"), direct.run(["logits"], feed)[0], rtol=1e-5, atol=1e-6
+    )
+    assert answer.get_response().model_version == str(version)
+    wrong = triton_grpc.InferInput("input_ids", [1, 3], "FP32")
+    wrong.set_data_from_numpy(np.zeros((1, 3), np.float32))
+    with pytest.raises(InferenceServerException, match="datatype") as refused:
+        client.infer("bert-grpc", [wrong, *inputs[1:]])
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    with pytest.raises(InferenceServerException) as unknown:
+        client.infer("no-such-model", inputs)
+    assert unknown.value.status() == "StatusCode.NOT_FOUND"

@@ -26,7 +26,13 @@ from agent.identity import tls_certificate
 from appliance.cli.demo.processes import ProcessStartError, ServiceProcess
 from appliance.cli.demo.site import Site
 from appliance.client.hub import HubClient
-from appliance.security.tls import client_ssl_context, init_ca, issue_client_cert, load_ca
+from appliance.security.tls import (
+    client_ssl_context,
+    init_ca,
+    issue_client_cert,
+    load_ca,
+    new_signing_request,
+)
 from appliance.wire.fleet import NewInferenceKey
 from tests.harness.site import MODEL, publish, running_hub, wait_until
 
@@ -200,3 +206,101 @@ def _cli(*args: str, env: dict[str, str], stdin: str | None = None) -> Any:
         env=env,
         input=stdin,
     )
+
+
+def test_grpc_takes_the_same_tls_and_credentials_as_http(
+    site: Site,
+    hub: ServiceProcess,
+    admin: HubClient,
+    engineer: HubClient,
+    approver: HubClient,
+    start_agent: Any,
+    tmp_path: Path,
+) -> None:
+    """Issue 14 (gRPC ``authorization`` metadata) and 15: the agent's gRPC port serves TLS
+    with its site certificate; inference needs an inference key in the ``authorization``
+    metadata or a client certificate the hub issued, exactly as over HTTP."""
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import InferenceServerException
+
+    ca_file = site.hub_dir / "ca" / "ca.crt"
+    publish(engineer, approver)
+    agent = start_agent("grpc-tls", plain_http=False, open_data_plane=False, hub_ca=ca_file)
+    assert agent.grpc_address
+    key = admin.create_inference_key(
+        NewInferenceKey(name="grpc-app", zone="ae-dxb", models=[MODEL], days=1)
+    ).key
+    csr = new_signing_request(tmp_path / "app", "grpc-cert-app").decode()
+    issued = admin.create_inference_key(
+        NewInferenceKey(name="grpc-cert-app", zone="ae-dxb", models=[MODEL], days=1, csr=csr)
+    )
+    assert key is not None and issued.certificate is not None
+    cert = tmp_path / "app" / "grpc-cert-app.crt"
+    cert.write_text(issued.certificate)
+
+    def client(**files: str) -> Any:
+        return triton_grpc.InferenceServerClient(
+            agent.grpc_address, ssl=True, root_certificates=str(ca_file), **files
+        )
+
+    def infer(grpc_client: Any, headers: dict[str, str] | None = None) -> Any:
+        x = triton_grpc.InferInput("input", [1, 4], "FP32")
+        x.set_data_from_numpy(np.ones((1, 4), np.float32))
+        return grpc_client.infer(MODEL, [x], headers=headers)
+
+    plain = client()
+    assert plain.is_server_live()  # health needs no credential, as on HTTP
+    wait_until(
+        "the key to reach the agent",
+        lambda: _grpc_ok(lambda: infer(plain, {"authorization": f"Bearer {key}"})),
+    )
+    assert infer(plain, {"authorization": f"Bearer {key}"}).as_numpy("probabilities").shape == (
+        1,
+        2,
+    )
+    with pytest.raises(InferenceServerException) as anonymous:
+        infer(plain)
+    assert anonymous.value.status() == "StatusCode.UNAUTHENTICATED"
+    with pytest.raises(InferenceServerException) as wrong:
+        infer(plain, {"authorization": f"Bearer {key[:-1]}x"})
+    assert wrong.value.status() == "StatusCode.UNAUTHENTICATED"
+    cert_files = {
+        "private_key": str(tmp_path / "app" / "grpc-cert-app.key"),
+        "certificate_chain": str(cert),
+    }
+    with pytest.raises(InferenceServerException) as unasked:
+        infer(client(**cert_files))  # this agent does not ask gRPC clients for one
+    assert unasked.value.status() == "StatusCode.UNAUTHENTICATED"
+
+    # Mutual TLS on gRPC: every client presents a site certificate, and the hub's counts.
+    mutual = start_agent(
+        "grpc-mtls",
+        plain_http=False,
+        open_data_plane=False,
+        hub_ca=ca_file,
+        env={"APPLIANCE_GRPC_CLIENT_CERTS": "true"},
+    )
+    assert mutual.grpc_address
+    with_cert = triton_grpc.InferenceServerClient(
+        mutual.grpc_address, ssl=True, root_certificates=str(ca_file), **cert_files
+    )
+    wait_until("the certificate's grant", lambda: _grpc_ok(lambda: infer(with_cert)))
+    assert infer(with_cert).as_numpy("probabilities").shape == (1, 2)
+    with pytest.raises(InferenceServerException) as other_model:
+        with_cert.get_model_metadata("other")
+    assert other_model.value.status() == "StatusCode.PERMISSION_DENIED"
+    without = triton_grpc.InferenceServerClient(
+        mutual.grpc_address, ssl=True, root_certificates=str(ca_file)
+    )
+    with pytest.raises(InferenceServerException):  # no certificate: no handshake
+        infer(without, {"authorization": f"Bearer {key}"})
+
+
+def _grpc_ok(call: Any) -> bool:
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        call()
+    except InferenceServerException:
+        return False
+    return True

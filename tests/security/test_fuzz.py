@@ -81,6 +81,58 @@ def _fuzz(
     fuzz()
 
 
+def test_no_generated_request_gets_a_server_error_from_an_agent(
+    admin: HubClient, engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    """First in this module: the hub fuzzing below spends the sign-in and enrolment rate
+    limit of this address, and an agent enrolled after it would get 429.
+
+    The agent's own document (``/schema/openapi.json``: the Open Inference Protocol's
+    routes, feedback, status, metrics), fuzzed anonymously and with an inference key, on
+    any model name and on the model it serves."""
+    version = publish(engineer, approver).version
+    agent = start_agent("fuzz-edge", open_data_plane=False)
+    key = admin.create_inference_key(
+        NewInferenceKey(name="fuzz-app", zone="ae-dxb", models=[MODEL], days=1)
+    ).key
+    assert key is not None
+    ready = f"{agent.url}/v2/models/{MODEL}/ready"
+    auth = {"authorization": f"Bearer {key}"}
+    wait_until("the key and model", lambda: httpx.get(ready, headers=auth).status_code == 200)
+    document = httpx.get(f"{agent.url}/schema/openapi.json", timeout=30)
+    assert document.status_code == 200
+    schema = schemathesis.openapi.from_dict(document.json())
+    operations = [result.ok() for result in schema.get_all_operations()]
+    names = {op.definition.raw["operationId"] for op in operations}
+    assert {"modelInfer", "modelVersionInfer", "modelFeedback", "agentStatus"} <= names
+
+    server_errors: list[str] = []
+    statuses: dict[str, Counter[int]] = defaultdict(Counter)
+    served = {"name": MODEL, "version": version}
+    for operation in operations:
+        _fuzz(operation, agent.url, "anonymous", None, statuses, server_errors)
+        _fuzz(operation, agent.url, "key", None, statuses, server_errors, key=key)
+        _fuzz(
+            operation,
+            agent.url,
+            "key",
+            None,
+            statuses,
+            server_errors,
+            key=key,
+            path_parameters=served,
+        )
+    reached = [op for op, seen in statuses.items() if set(seen) - {401, 403, 404}]
+    print(
+        f"fuzzed {len(operations)} agent operations: "
+        f"{sum(sum(seen.values()) for seen in statuses.values())} requests, "
+        f"{len(reached)} reached past 401/403/404, {len(server_errors)} server errors"
+    )
+    assert server_errors == [], "\n".join(server_errors)
+    assert len(reached) >= len(operations) * 0.8, sorted(set(statuses) - set(reached))
+    assert "Traceback" not in agent.log_path.read_text(errors="replace")
+
+
 def test_no_generated_request_gets_a_server_error(
     site: Site,
     hub: ServiceProcess,
@@ -126,52 +178,3 @@ def test_no_generated_request_gets_a_server_error(
     assert server_errors == [], "\n".join(server_errors)
     assert len(reached) >= len(operations) * 0.8, sorted(set(statuses) - set(reached))
     assert "Traceback" not in hub.log_path.read_text(errors="replace")
-
-
-def test_no_generated_request_gets_a_server_error_from_an_agent(
-    admin: HubClient, engineer: HubClient, approver: HubClient, start_agent: Any
-) -> None:
-    """The agent's own document (``/schema/openapi.json``: the Open Inference Protocol's
-    routes, feedback, status, metrics), fuzzed anonymously and with an inference key, on
-    any model name and on the model it serves."""
-    version = publish(engineer, approver).version
-    agent = start_agent("fuzz-edge", open_data_plane=False)
-    key = admin.create_inference_key(
-        NewInferenceKey(name="fuzz-app", zone="ae-dxb", models=[MODEL], days=1)
-    ).key
-    assert key is not None
-    ready = f"{agent.url}/v2/models/{MODEL}/ready"
-    auth = {"authorization": f"Bearer {key}"}
-    wait_until("the key and model", lambda: httpx.get(ready, headers=auth).status_code == 200)
-    document = httpx.get(f"{agent.url}/schema/openapi.json", timeout=30)
-    assert document.status_code == 200
-    schema = schemathesis.openapi.from_dict(document.json())
-    operations = [result.ok() for result in schema.get_all_operations()]
-    names = {op.definition.raw["operationId"] for op in operations}
-    assert {"modelInfer", "modelVersionInfer", "modelFeedback", "agentStatus"} <= names
-
-    server_errors: list[str] = []
-    statuses: dict[str, Counter[int]] = defaultdict(Counter)
-    served = {"name": MODEL, "version": version}
-    for operation in operations:
-        _fuzz(operation, agent.url, "anonymous", None, statuses, server_errors)
-        _fuzz(operation, agent.url, "key", None, statuses, server_errors, key=key)
-        _fuzz(
-            operation,
-            agent.url,
-            "key",
-            None,
-            statuses,
-            server_errors,
-            key=key,
-            path_parameters=served,
-        )
-    reached = [op for op, seen in statuses.items() if set(seen) - {401, 403, 404}]
-    print(
-        f"fuzzed {len(operations)} agent operations: "
-        f"{sum(sum(seen.values()) for seen in statuses.values())} requests, "
-        f"{len(reached)} reached past 401/403/404, {len(server_errors)} server errors"
-    )
-    assert server_errors == [], "\n".join(server_errors)
-    assert len(reached) >= len(operations) * 0.8, sorted(set(statuses) - set(reached))
-    assert "Traceback" not in agent.log_path.read_text(errors="replace")

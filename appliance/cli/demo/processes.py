@@ -78,6 +78,8 @@ class ServiceProcess:
     env: dict[str, str] = field(default_factory=dict)
     ca_file: Path | None = None
     """The site CA, when the service speaks HTTPS."""
+    grpc_address: str | None = None
+    """``host:port`` of an agent's gRPC front (same TLS as its HTTPS)."""
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -192,13 +194,16 @@ def agent_process(
     env: dict[str, str] | None = None,
     open_data_plane: bool = False,
     plain_http: bool = False,
+    grpc_port: int | None = None,
 ) -> ServiceProcess:
-    """An agent that pins ``trusted_root`` at enrolment, as an installer would.
+    """An agent that pins ``trusted_root`` at enrolment, as an installer would; its gRPC
+    front on ``grpc_port`` (a free one by default, see ``grpc_address``).
 
     With ``enrol_token`` it enrols on its first start; later starts reuse its identity.
     Without ``trusted_root`` it pins the hub's current root over the enrolment channel.
     """
     port = port or free_port()
+    grpc_port = grpc_port or free_port()
     args = [
         "agent",
         "serve",
@@ -236,8 +241,10 @@ def agent_process(
                 {"APPLIANCE_PROBATION_SECONDS": str(probation_seconds)} if probation_seconds else {}
             ),
             **({"APPLIANCE_OPEN_DATA_PLANE": "true"} if open_data_plane else {}),
+            "APPLIANCE_GRPC_PORT": str(grpc_port),
             **(env or {}),
         },
+        grpc_address=f"127.0.0.1:{grpc_port}",
     )
 
 

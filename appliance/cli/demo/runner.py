@@ -453,7 +453,10 @@ def _serve_forever(
     console.print("\n[bold]Leaving the services running[/] (Ctrl-C stops them):")
     console.print(f"  hub    {hub.url}   (OpenAPI, after sign-in: {hub.url}/schema)")
     for agent in agents:
-        console.print(f"  {agent.name}  {agent.url}   (KServe v2: {agent.url}/v2/models/{MODEL})")
+        console.print(
+            f"  {agent.name}  {agent.url}   (KServe v2: {agent.url}/v2/models/{MODEL})"
+            f"   gRPC {agent.grpc_address}"
+        )
     console.print(f"  site CA {site.ca_file}")
     console.print(f"  inference key  {inference_key}", highlight=False)
     console.print("  demo users (generated passwords, this demo only):")
