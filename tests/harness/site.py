@@ -50,18 +50,39 @@ def serving_version(agent: ServiceProcess, model: str = MODEL) -> str | None:
     return processes.serving_version(agent.url, model)
 
 
+def promote(
+    engineer: HubClient, approver: HubClient, name: str, onnx_bytes: bytes, **upload: Any
+) -> VersionInfo:
+    """Upload (``upload``: :meth:`HubClient.upload_model`'s options), stage and approve into
+    production, as the site's people would."""
+    info = engineer.upload_model(name, onnx_bytes, **upload)
+    engineer.change_stage(name, info.version, "staging")
+    return approver.change_stage(name, info.version, "production")
+
+
 def publish(
     engineer: HubClient, approver: HubClient, onnx_bytes: bytes | None = None, name: str = MODEL
 ) -> VersionInfo:
-    """Upload, stage and approve into production, as the site's people would."""
-    info = engineer.upload_model(
+    """The tiny model (or ``onnx_bytes``) with a reference sample, into production."""
+    return promote(
+        engineer,
+        approver,
         name,
         onnx_bytes or make_tiny_onnx(),
         reference_npy=make_reference_npy(),
         metrics={"accuracy": 0.5},
     )
-    engineer.change_stage(name, info.version, "staging")
-    return approver.change_stage(name, info.version, "production")
+
+
+def stage_candidate(engineer: HubClient, approver: HubClient, name: str = MODEL) -> int:
+    """A new version of the tiny model in staging, cleared for live traffic (an exposure
+    approval), as rollout rings and A/B variants need; its version number."""
+    version = engineer.upload_model(
+        name, make_tiny_onnx(), reference_npy=make_reference_npy()
+    ).version
+    engineer.change_stage(name, version, "staging")
+    approver.approve_exposure(name, version)
+    return version
 
 
 @pytest.fixture(scope="module")

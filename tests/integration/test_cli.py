@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests.harness.cli import appliance
 from tests.harness.models import make_picky_onnx, make_tiny_onnx
 
 pytestmark = pytest.mark.integration
@@ -18,19 +17,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def session_env(tmp_path):
     return {**os.environ, "APPLIANCE_SESSION_FILE": str(tmp_path / "session.json")}
-
-
-def appliance(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        input=stdin,
-    )
 
 
 def login(hub, site, env, username):

@@ -22,7 +22,7 @@ from tests.harness.models import (
     make_slow_onnx,
     make_tiny_bert,
 )
-from tests.harness.site import serving_version, wait_until
+from tests.harness.site import promote, serving_version, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +44,7 @@ def test_a_multi_input_transformer_imports_and_answers_as_onnx_runtime_does(
     imported but agents refused it (NaN outputs against a NaN-blind comparison)."""
     model = make_tiny_bert(inputs)
     name = f"bert{inputs}"
-    version = engineer.upload_model(name, model).version
-    engineer.change_stage(name, version, "staging")
-    approver.change_stage(name, version, "production")
+    version = promote(engineer, approver, name, model).version
     agent = start_agent(f"nlp-{inputs}")
     wait_until("the transformer", lambda: serving_version(agent, name) == str(version), 60)
     direct = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
@@ -69,9 +67,9 @@ def test_a_model_that_cannot_run_on_its_probes_is_422_and_imports_with_samples(
     assert "--sample" in (refused.value.hint or "")
     buffer = io.BytesIO()
     np.savez(buffer, ids=np.array([-5, -5, -5]))
-    version = engineer.upload_model("picky", make_picky_onnx(), sample=buffer.getvalue()).version
-    engineer.change_stage("picky", version, "staging")
-    approver.change_stage("picky", version, "production")
+    version = promote(
+        engineer, approver, "picky", make_picky_onnx(), sample=buffer.getvalue()
+    ).version
     agent = start_agent("picky-edge")
     wait_until("the picky model", lambda: serving_version(agent, "picky") == str(version), 60)
     body = {"inputs": [{"name": "ids", "shape": [2], "datatype": "INT64", "data": [-5, -5]}]}
@@ -87,14 +85,16 @@ def test_a_model_openvino_cannot_run_is_served_by_onnx_runtime_and_says_why(
     with pytest.raises(HubRejectedError) as loose:
         engineer.upload_model("linear", make_linear_regressor_onnx(), tolerance={"atol": 2.0})
     assert loose.value.status_code == 400 and "tolerance" in str(loose.value)
-    info = engineer.upload_model(
-        "linear", make_linear_regressor_onnx(), tolerance={"atol": 1e-6, "rtol": 1e-5}
+    info = promote(
+        engineer,
+        approver,
+        "linear",
+        make_linear_regressor_onnx(),
+        tolerance={"atol": 1e-6, "rtol": 1e-5},
     )
     assert info.runtimes == ["onnxruntime"]
     assert "LinearRegressor" in info.runtime_notes["openvino"]
     assert info.tolerance == {"atol": 1e-6, "rtol": 1e-5}
-    engineer.change_stage("linear", info.version, "staging")
-    approver.change_stage("linear", info.version, "production")
     agent = start_agent("linear-edge", runtime="auto")
     wait_until("the regressor", lambda: serving_version(agent, "linear") == str(info.version), 60)
     body = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}]}
@@ -108,9 +108,7 @@ def test_a_stock_triton_client_with_its_defaults_is_answered_in_binary(
     """``tritonclient.http`` sends binary tensor data and asks for binary outputs by
     default; the agent answered 422 ("missing required field `data`")."""
     model = make_tiny_bert(3)
-    version = engineer.upload_model("bert-triton", model).version
-    engineer.change_stage("bert-triton", version, "staging")
-    approver.change_stage("bert-triton", version, "production")
+    version = promote(engineer, approver, "bert-triton", model).version
     agent = start_agent("triton-edge")
     wait_until("the transformer", lambda: serving_version(agent, "bert-triton") == str(version), 60)
     client = triton.InferenceServerClient(agent.url.removeprefix("http://"))
@@ -141,9 +139,7 @@ def test_probes_answer_while_a_model_computes_and_a_full_queue_is_429(
     """Inference ran on the event loop: ``/v2/health/live`` waited behind it (p50 569 ms
     with 8 clients). Now a model computing for seconds holds neither the probes nor the
     status, and one more request than its lane admits gets 429 with ``Retry-After``."""
-    version = engineer.upload_model("slow", make_slow_onnx()).version
-    engineer.change_stage("slow", version, "staging")
-    approver.change_stage("slow", version, "production")
+    version = promote(engineer, approver, "slow", make_slow_onnx()).version
     lanes = {
         "APPLIANCE_INFERENCE_WORKERS": "1",
         "APPLIANCE_INFERENCE_QUEUE": "1",
@@ -202,9 +198,7 @@ def test_a_stock_triton_grpc_client_is_answered_as_onnx_runtime_does(
     from tritonclient.utils import InferenceServerException
 
     model = make_tiny_bert(3)
-    version = engineer.upload_model("bert-grpc", model).version
-    engineer.change_stage("bert-grpc", version, "staging")
-    approver.change_stage("bert-grpc", version, "production")
+    version = promote(engineer, approver, "bert-grpc", model).version
     agent = start_agent("grpc-edge")
     wait_until("the transformer", lambda: serving_version(agent, "bert-grpc") == str(version), 60)
     assert agent.grpc_address

@@ -22,8 +22,14 @@ from agent.identity import credentials, load_identity
 from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
 from appliance.wire.fleet import AgentReport, NewInferenceKey
-from tests.harness.models import make_reference_npy, make_tiny_onnx
-from tests.harness.site import MODEL, agent_status, publish, serving_version, wait_until
+from tests.harness.site import (
+    MODEL,
+    agent_status,
+    publish,
+    serving_version,
+    stage_candidate,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +49,7 @@ def test_request_ids_are_bounded_and_outcomes_checked(
     engineer: HubClient, approver: HubClient, start_agent: Any
 ) -> None:
     control = publish(engineer, approver).version
-    candidate = engineer.upload_model(
-        MODEL, make_tiny_onnx(), reference_npy=make_reference_npy()
-    ).version
-    engineer.change_stage(MODEL, candidate, "staging")
-    approver.approve_exposure(MODEL, candidate)
+    candidate = stage_candidate(engineer, approver)
     agent = start_agent("data-plane")
     wait_until("control", lambda: serving_version(agent) == str(control))
     engineer.create_experiment(
@@ -97,11 +99,7 @@ def test_a_mean_experiment_takes_outcomes_within_its_bounds_from_clients_and_age
     configuration (here a basket of 0 to 500 dirhams), at the agent for each outcome and
     at the hub for each summary, so neither a client nor an agent's key skews the means."""
     control = publish(engineer, approver).version
-    candidate = engineer.upload_model(
-        MODEL, make_tiny_onnx(), reference_npy=make_reference_npy()
-    ).version
-    engineer.change_stage(MODEL, candidate, "staging")
-    approver.approve_exposure(MODEL, candidate)
+    candidate = stage_candidate(engineer, approver)
     agent = start_agent("basket")
     wait_until("control", lambda: serving_version(agent) == str(control))
     variants = [

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import ssl
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from appliance.security.tls import (
     new_signing_request,
 )
 from appliance.wire.fleet import NewInferenceKey
+from tests.harness.cli import appliance
 from tests.harness.site import MODEL, publish, running_hub, wait_until
 
 pytestmark = pytest.mark.integration
@@ -123,7 +122,7 @@ def test_a_client_certificate_from_the_site_ca_is_the_alternative_to_an_inferenc
     publish(engineer, approver)
     agent = start_agent("mtls", plain_http=False, open_data_plane=False, hub_ca=ca_file)
     env = {**os.environ, "APPLIANCE_SESSION_FILE": str(tmp_path / "session.json")}
-    signed_in = _cli(
+    signed_in = appliance(
         "login",
         "--hub",
         hub.url,
@@ -134,7 +133,7 @@ def test_a_client_certificate_from_the_site_ca_is_the_alternative_to_an_inferenc
         stdin=site.passwords["admin"] + "\n",
     )
     assert signed_in.returncode == 0, signed_in.stderr
-    issued = _cli(
+    issued = appliance(
         "inference-key",
         "create",
         "--name",
@@ -195,17 +194,6 @@ def test_a_client_certificate_from_the_site_ca_is_the_alternative_to_an_inferenc
 
     admin.revoke_inference_key(listed.id)
     wait_until("the revocation to reach the agent", lambda: status(with_cert) == 401)
-
-
-def _cli(*args: str, env: dict[str, str], stdin: str | None = None) -> Any:
-    return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        input=stdin,
-    )
 
 
 def test_grpc_takes_the_same_tls_and_credentials_as_http(
