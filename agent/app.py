@@ -493,6 +493,7 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
             core.sync.start()
 
     def stop_sync() -> None:
+        core.lanes.close()  # queued requests are dropped; running ones finish
         for job in scheduler:
             job.shutdown(wait=True)
         if core.sync:
