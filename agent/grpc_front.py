@@ -259,6 +259,7 @@ def serve_grpc(
     *,
     workers: int,
     admitted: int,
+    max_message_bytes: int,
     tls: tuple[Path, Path, Path | None] | None,
 ) -> Any:
     """Start the gRPC server (``tls``: certificate, key and, for mutual TLS, the CA whose
@@ -266,6 +267,10 @@ def serve_grpc(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         maximum_concurrent_rpcs=admitted,
+        options=[  # the same body limit as HTTP (APPLIANCE_MAX_REQUEST_MB)
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ],
     )
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     address = f"{host}:{port}"

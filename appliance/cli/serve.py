@@ -178,6 +178,7 @@ def _agent_grpc(core: Any, settings: AgentSettings, tls: dict[str, Any]) -> Any:
         settings.grpc_port,
         workers=max(settings.inference_workers, 1) * 2,
         admitted=max(settings.inference_workers, 1) + settings.inference_queue,
+        max_message_bytes=settings.max_request_mb * 1024 * 1024,
         tls=files,
     )
 
