@@ -72,6 +72,8 @@ class AgentCore:
     router: ExperimentRouter
     access: DataPlaneAccess
     lanes: InferenceLanes
+    inference: InferenceCore
+    """The one inference core the HTTP and gRPC fronts share."""
     sync: SyncWorker | None = None
 
 
@@ -171,7 +173,17 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
     access = DataPlaneAccess(open_access=settings.open_data_plane)
     access.reload(metadata_dir(settings.data_dir))  # the keys hold with the hub away too
     core = AgentCore(
-        settings, store, repository, policy, outbox, drift, metrics, router, access, lanes
+        settings,
+        store,
+        repository,
+        policy,
+        outbox,
+        drift,
+        metrics,
+        router,
+        access,
+        lanes,
+        InferenceCore(repository, metrics, drift, router, frozenset(settings.allow_non_finite)),
     )
     if start_sync and identity is not None:
         core.sync = SyncWorker(
@@ -221,9 +233,13 @@ def inference(
     router: ExperimentRouter | None = None,
     allow_non_finite: frozenset[str] = frozenset(),
 ) -> InferFn:
+    """The v2 infer operation over HTTP on a core of its own (tests, benchmarks)."""
+    return http_inference(InferenceCore(repository, metrics, drift, router, allow_non_finite))
+
+
+def http_inference(core: InferenceCore) -> InferFn:
     """The v2 infer operation over HTTP: request bytes in, response bytes out, errors
-    raised; the work is :class:`agent.inference.InferenceCore`'s."""
-    core = InferenceCore(repository, metrics, drift, router, allow_non_finite)
+    raised; the work is ``core``'s, which the gRPC front shares."""
 
     def run_inference(
         name: str,
@@ -251,13 +267,7 @@ def inference(
 def create_app(core: AgentCore) -> ASGIApp:
     """The agent's ASGI app: the inference fast path in front of the Litestar app."""
     limit = core.settings.max_request_mb * 1024 * 1024
-    infer = inference(
-        core.repository,
-        core.metrics,
-        core.drift,
-        core.router,
-        allow_non_finite=frozenset(core.settings.allow_non_finite),
-    )
+    infer = http_inference(core.inference)
     litestar_app = cast(ASGIApp, create_litestar_app(core, infer))  # ASGI types: naming only
     return with_sane_paths(
         with_fast_inference(litestar_app, infer, limit, core.access, core.lanes),
@@ -269,14 +279,7 @@ def grpc_servicer(core: AgentCore) -> Any:
     """The gRPC front (:mod:`agent.grpc_front`) over the same inference core as HTTP."""
     from agent.grpc_front import InferenceServicer
 
-    inference_core = InferenceCore(
-        core.repository,
-        core.metrics,
-        core.drift,
-        core.router,
-        frozenset(core.settings.allow_non_finite),
-    )
-    return InferenceServicer(core.repository, inference_core, core.access, _PLATFORMS)
+    return InferenceServicer(core.repository, core.inference, core.access, _PLATFORMS)
 
 
 def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:

@@ -18,9 +18,7 @@ admits, and one more call is answered ``RESOURCE_EXHAUSTED`` at once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import ssl
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
@@ -48,6 +46,7 @@ from appliance.errors import (
     TimedOutError,
 )
 from appliance.ids import parse_id
+from appliance.security.tls import certificate_sha256
 
 log = logging.getLogger(__name__)
 
@@ -227,9 +226,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             for name in done.names:
                 array = np.asarray(done.results[name])
                 answer.outputs.add(name=name, datatype=NUMPY_TO_V2[array.dtype], shape=array.shape)
-                answer.raw_output_contents.append(
-                    np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
-                )
+                answer.raw_output_contents.append(v2_codec.raw_bytes(array))
             return answer
 
         return self._answer(context, request.model_name, infer)
@@ -247,9 +244,7 @@ def _version(text: str) -> int | None:
 def _peer_certificate(context: Any) -> str | None:
     """SHA-256 of the client certificate verified in the TLS handshake, if one was."""
     pem = context.auth_context().get("x509_pem_cert")
-    if not pem:
-        return None
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem[0].decode())).hexdigest()
+    return certificate_sha256(pem[0].decode()) if pem else None
 
 
 def serve_grpc(

@@ -269,6 +269,12 @@ def requested_outputs(request: InferRequest, manifest: Manifest) -> list[str]:
     return names
 
 
+def raw_bytes(array: np.ndarray) -> bytes:
+    """A tensor as binary data travels (HTTP binary extension, gRPC raw contents):
+    row-major, little-endian."""
+    return np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+
+
 def binary_outputs(request: InferRequest, names: list[str]) -> set[str]:
     """The outputs to send as binary data: those asked for with ``binary_data``, and with
     the request's ``binary_data_output`` every one not asked for otherwise."""
@@ -296,7 +302,7 @@ def encode_response(
             "shape": list(array.shape),
         }
         if name in binary:
-            raw = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+            raw = raw_bytes(array)
             tensor["parameters"] = {"binary_data_size": len(raw)}
             tails.append(raw)
         else:

@@ -7,13 +7,12 @@ request on a 2-core box; these routes are measured in hundreds of µs).
 
 from __future__ import annotations
 
-import hashlib
-import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from appliance.errors import ApplianceError, BodyTooLargeError, NotFoundError
 from appliance.ids import bad_number_in_path
+from appliance.security.tls import certificate_sha256
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -54,10 +53,18 @@ def header(scope: Scope, name: bytes) -> str | None:
 def client_certificate_sha256(scope: Scope) -> str | None:
     """SHA-256 (hex) of the DER of the verified certificate the client presented, if any
     (the ASGI TLS extension, as :mod:`appliance.peer_tls` fills it in)."""
-    chain = ((scope.get("extensions") or {}).get("tls") or {}).get("client_cert_chain")
+    tls = (scope.get("extensions") or {}).get("tls") or {}
+    chain = tls.get("client_cert_chain")
     if not chain:
         return None
-    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(chain[0])).hexdigest()
+    digest: str | None = tls.get(_DIGEST)
+    if digest is None:  # once per connection: every request on it shares this dict
+        digest = tls[_DIGEST] = certificate_sha256(chain[0])
+    return digest
+
+
+_DIGEST = "appliance.client_cert_sha256"
+"""Where :func:`client_certificate_sha256` keeps its answer in the TLS extension."""
 
 
 async def respond(

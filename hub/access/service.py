@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import ssl
 from datetime import timedelta
 
 from sqlalchemy.engine import Engine
@@ -25,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from appliance.clock import as_utc, iso_utc, utcnow
 from appliance.errors import InvalidInputError, NotFoundError
+from appliance.security.tls import certificate_sha256
 from appliance.trust.layout import KeyGrant, check_name
 from appliance.wire.fleet import InferenceKeyInfo, NewInferenceKey
 from hub.access.records import InferenceKeyRecord
@@ -86,7 +86,7 @@ class InferenceKeys:
         certificate = None
         if spec.csr is not None:
             certificate = self.certificates.issue_client(spec.csr, spec.name, spec.days)
-            digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(certificate)).hexdigest()
+            digest = certificate_sha256(certificate)
         with session_scope(self.engine) as session:
             record = InferenceKeyRecord(
                 key_id=key_id,

@@ -41,7 +41,7 @@ from appliance.security.tls._store import (
     sign_server_request,
     tls_dir,
 )
-from appliance.security.tls._x509 import fingerprint
+from appliance.security.tls._x509 import certificate_sha256, fingerprint
 
 __all__ = [
     "CA_DAYS",
@@ -53,6 +53,7 @@ __all__ = [
     "KeyMismatchError",
     "UvicornTLSOptions",
     "ca_dir",
+    "certificate_sha256",
     "client_ssl_context",
     "fingerprint",
     "init_ca",

@@ -6,8 +6,10 @@ clock instead of waiting for it, and file handling lives in ``_store``.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
+import ssl
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
@@ -45,6 +47,12 @@ def new_private_key() -> ec.EllipticCurvePrivateKey:
 def fingerprint(certificate: x509.Certificate) -> str:
     """SHA-256 of the DER encoding as ``AB:CD:…``, the form ``openssl x509 -fingerprint`` shows."""
     return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def certificate_sha256(pem: str) -> str:
+    """SHA-256 (hex) of a PEM certificate's DER encoding: how an inference grant names the
+    client certificate it is for."""
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
 
 
 def is_ca(certificate: x509.Certificate) -> bool:

@@ -68,6 +68,7 @@ def test_public_api_is_exactly_this():
         "LEAF_DAYS",
         "UvicornTLSOptions",
         "ca_dir",
+        "certificate_sha256",
         "client_ssl_context",
         "fingerprint",
         "init_ca",
