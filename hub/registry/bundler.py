@@ -39,15 +39,14 @@ from appliance.errors import InvalidInputError, TestVectorError, UnprocessableIn
 from appliance.fsutil import sha256_file
 from appliance.security.keys import KeyPair
 from appliance.security.signing import sign_document
-from hub.registry.samples import load_samples, sample_batch
+from hub.registry.formats.zipmap import without_zipmap
+from hub.registry.samples import derived_inputs, load_samples, sample_batch
 
 log = logging.getLogger(__name__)
 
 REFERENCE_MAX_ROWS = 2000
 """Reference rows kept in a bundle: enough for drift tests, small enough for edge boxes."""
 TEST_VECTOR_BATCHES = (1, 4)
-PROBE_AXIS = 8
-"""The size given to a dynamic axis other than the batch (a sequence, say) in a probe."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,12 @@ class Prepared:
 
 def _spec(node: Any) -> TensorSpec:
     datatype = ONNX_TO_V2.get(node.type)
+    if not str(node.type).startswith("tensor("):
+        raise UnprocessableInputError(
+            f"model: {node.name!r} is a {node.type}, not a tensor: the Open Inference "
+            "Protocol carries tensors only",
+            hint="export the graph with tensor outputs (skl2onnx: options zipmap=False)",
+        )
     if datatype is None:
         raise InvalidInputError(f"model: tensor {node.name!r} has unsupported type {node.type}")
     shape = [d if isinstance(d, int) and d > 0 else -1 for d in node.shape]
@@ -89,6 +94,18 @@ def _load_reference(data: bytes, inputs: list[TensorSpec]) -> np.ndarray:
     return kept
 
 
+def _session(folder: Path, onnx_bytes: bytes) -> Any:
+    import onnxruntime as ort
+
+    (folder / ONNX_FILE).write_bytes(onnx_bytes)
+    try:
+        return ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own untyped errors for bad models
+        # ORT names the file it read: a path on the hub, none of the uploader's business
+        said = str(exc).replace(str(folder / ONNX_FILE), "the uploaded model")[:300]
+        raise InvalidInputError(f"model: not a loadable ONNX model ({said})") from exc
+
+
 def _example_inputs(
     inputs: list[TensorSpec],
     reference: np.ndarray | None,
@@ -97,27 +114,12 @@ def _example_inputs(
     samples: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Probe inputs: the uploader's samples (:mod:`hub.registry.samples`), else rows of the
-    reference sample when there are enough, else derived from the signature in a way every
-    model accepts: zeros for integer and boolean inputs (a token id, a type id, a mask or
-    an index of 0 is always in range, where a random one need not be), fixed-seed N(0, 1)
-    for floats; ``batch`` on a dynamic first axis and ``PROBE_AXIS`` on other dynamic
-    axes."""
+    reference sample when there are enough, else derived from the signature."""
     if samples is not None:
         return sample_batch(samples, inputs, batch, seed)
     if reference is not None and len(reference) >= seed * batch + batch:
         return {inputs[0].name: reference[seed * batch : seed * batch + batch].copy()}
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for spec in inputs:
-        shape = [
-            d if d != -1 else batch if i == 0 else PROBE_AXIS for i, d in enumerate(spec.shape)
-        ]
-        dtype = V2_TO_NUMPY[spec.datatype]
-        if dtype.kind == "f":
-            out[spec.name] = rng.standard_normal(shape).astype(dtype)
-        else:
-            out[spec.name] = np.zeros(shape, dtype)
-    return out
+    return derived_inputs(inputs, batch, seed)
 
 
 def _probe(session: Any, feed: dict[str, np.ndarray], where: Path) -> list[Any]:
@@ -176,15 +178,10 @@ def prepare(
     test vectors come from ``sample`` (inputs the uploader gave) when there is one. IR is
     kept only when it answers the test vectors within ``tolerance``."""
     tolerance = tolerance or Tolerance()
-    import onnxruntime as ort
-
-    (folder / ONNX_FILE).write_bytes(onnx_bytes)
-    try:
-        session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own untyped errors for bad models
-        # ORT names the file it read: a path on the hub, none of the uploader's business
-        said = str(exc).replace(str(folder / ONNX_FILE), "the uploaded model")[:300]
-        raise InvalidInputError(f"model: not a loadable ONNX model ({said})") from exc
+    session = _session(folder, onnx_bytes)
+    if any(not o.type.startswith("tensor(") for o in session.get_outputs()):
+        tensors = without_zipmap(onnx_bytes)
+        session = _session(folder, tensors) if tensors is not None else session
     inputs = [_spec(n) for n in session.get_inputs()]
     outputs = [_spec(n) for n in session.get_outputs()]
     reference = _load_reference(reference_npy, inputs) if reference_npy is not None else None

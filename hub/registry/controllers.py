@@ -55,9 +55,12 @@ def model_controller(max_upload_bytes: int) -> type[Controller]:
             data: Multipart,
             request: Request[Any, Any, Any],
         ) -> VersionInfo:
-            """Register an ONNX model as the next candidate version.
+            """Register a model as the next candidate version.
 
-            Multipart parts: ``model`` (the ONNX file), optional ``reference`` (a
+            Multipart parts: ``model`` (an ONNX file, or a model the hub converts to
+            ONNX: scikit-learn saved with skops, a TorchScript module, a torch.export
+            program, a zipped MLflow model directory; see :mod:`hub.registry.formats`;
+            pickles are refused with 422), optional ``reference`` (a
             ``.npy`` sample of training inputs, for drift), optional ``sample`` (inputs
             the model accepts, ``.npz`` or JSON, for its probes and test vectors: see
             :mod:`hub.registry.samples`) and optional ``metadata`` (JSON with

@@ -26,13 +26,15 @@ from appliance.bundle.manifest import TensorSpec
 from appliance.bundle.tensors import V2_TO_NUMPY
 from appliance.errors import InvalidInputError
 
+PROBE_AXIS = 8
+"""The size given to a dynamic axis other than the batch (a sequence, say) in a probe."""
 _ACCEPTS = {"b": "b", "i": "biu", "u": "biu", "f": "biuf"}
 """For an input's dtype kind, the kinds of sample array that may be cast to it."""
 
 
 def load_samples(data: bytes, inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
     """One array per model input, checked against the model's signature."""
-    arrays = _npz(data) if data[:4] == b"PK\x03\x04" else _json(data)
+    arrays = read_arrays(data)
     missing = [s.name for s in inputs if s.name not in arrays]
     if missing:
         raise InvalidInputError(
@@ -43,6 +45,30 @@ def load_samples(data: bytes, inputs: list[TensorSpec]) -> dict[str, np.ndarray]
     if extra:
         raise InvalidInputError(f"sample: the model has no input(s) {extra}")
     return {spec.name: _checked(spec, arrays[spec.name]) for spec in inputs}
+
+
+def read_arrays(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive or a JSON sample, by name, in the order given."""
+    return _npz(data) if data[:4] == b"PK\x03\x04" else _json(data)
+
+
+def derived_inputs(inputs: list[TensorSpec], batch: int, seed: int) -> dict[str, np.ndarray]:
+    """Probe inputs derived from a signature in a way every model accepts: zeros for
+    integer and boolean inputs (a token id, a type id, a mask or an index of 0 is always
+    in range, where a random one need not be), fixed-seed N(0, 1) for floats; ``batch`` on
+    a dynamic first axis and ``PROBE_AXIS`` on other dynamic axes."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        shape = [
+            d if d != -1 else batch if i == 0 else PROBE_AXIS for i, d in enumerate(spec.shape)
+        ]
+        dtype = V2_TO_NUMPY[spec.datatype]
+        if dtype.kind == "f":
+            out[spec.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            out[spec.name] = np.zeros(shape, dtype)
+    return out
 
 
 def sample_batch(

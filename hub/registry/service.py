@@ -36,6 +36,8 @@ from hub.identity.principal import Principal
 from hub.identity.roles import Permission, roles_with
 from hub.records import ApprovalRecord, ExposureApprovalRecord, ModelRecord, ModelVersionRecord
 from hub.registry import bundler
+from hub.registry.formats.detect import ModelFormat
+from hub.registry.formats.isolated import as_onnx
 from hub.registry.serving_policy import ServingPolicy, approvals_met, exposure_approvers
 from hub.registry.stages import check_transition
 from hub.residency.policy import ResidencyPolicy
@@ -250,7 +252,7 @@ class RegistryService:
     def register_version(
         self,
         name: str,
-        onnx_bytes: bytes,
+        model_bytes: bytes,
         *,
         reference_npy: bytes | None = None,
         sample: bytes | None = None,
@@ -261,6 +263,9 @@ class RegistryService:
         actor: str = "system",
     ) -> VersionInfo:
         """Build, sign and store a bundle; record it as the next candidate version.
+
+        ``model_bytes`` is an ONNX model or one in a format :mod:`hub.registry.formats`
+        converts to ONNX (skops, TorchScript, torch.export, a zipped MLflow directory).
 
         ``zones`` are the residency zones of the training data (the model inherits
         them); without them the model belongs to the hub's first zone.
@@ -282,17 +287,15 @@ class RegistryService:
         try:
             bundle_dir = work / "bundle"
             bundle_dir.mkdir()
+            onnx_bytes, fmt = as_onnx(model_bytes, sample, work)
             prepared = bundler.prepare(bundle_dir, onnx_bytes, reference_npy, sample, tolerance_obj)
+            record = (name, prepared, metrics_obj, lineage_obj, work, data_zones, actor, fmt)
             try:
-                return self._seal_and_record(
-                    name, prepared, metrics_obj, lineage_obj, work, data_zones, actor
-                )
+                return self._seal_and_record(*record)
             except SAIntegrityError:
                 # Another upload created the model or took the version first; the
                 # second attempt sees its row and takes the next number.
-                return self._seal_and_record(
-                    name, prepared, metrics_obj, lineage_obj, work, data_zones, actor
-                )
+                return self._seal_and_record(*record)
         except OSError as exc:
             raise StorageError(
                 f"hub could not store version of {name!r}: {exc.strerror or exc}",
@@ -311,6 +314,7 @@ class RegistryService:
         work: Path,
         zones: list[str],
         actor: str,
+        fmt: ModelFormat,
     ) -> VersionInfo:
         with session_scope(self.engine) as session:
             model = session.exec(
@@ -351,7 +355,7 @@ class RegistryService:
                 action="model.upload",
                 target=f"model:{name}/{record.version}",
                 outcome="ok",
-                detail={"bundle_sha256": digest, "zones": zones},
+                detail={"bundle_sha256": digest, "zones": zones, "format": fmt.value},
             )
             return self._info(model, record)
 

@@ -1,0 +1,55 @@
+"""Converting an upload to ONNX on the hub, in a child process (see the package's notes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from appliance.errors import UnprocessableInputError
+from hub.registry.formats.detect import ModelFormat, detect
+
+CONVERT_TIMEOUT_S = 900.0
+_PASSED_ENV = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONPATH", "OMP_NUM_THREADS")
+"""All the child sees of the hub's environment: no database URL, no key passphrase."""
+
+
+def as_onnx(data: bytes, sample: bytes | None, work: Path) -> tuple[bytes, ModelFormat]:
+    """The upload as ONNX bytes, converted in a child process when it is in another
+    format; ONNX uploads pass through untouched."""
+    upload = work / "upload"
+    upload.write_bytes(data)
+    fmt = detect(upload)
+    if fmt is ModelFormat.ONNX:
+        return data, fmt
+    out = work / "converted.onnx"
+    command = [sys.executable, "-m", "hub.registry.formats.child", str(upload), str(out)]
+    if sample is not None:
+        (work / "sample").write_bytes(sample)
+        command.append(str(work / "sample"))
+    env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+    try:
+        done = subprocess.run(
+            command, capture_output=True, timeout=CONVERT_TIMEOUT_S, env=env, cwd=work, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise UnprocessableInputError(
+            f"model: converting the {fmt.value} model took longer than {CONVERT_TIMEOUT_S:.0f} s"
+        ) from exc
+    lines = done.stdout.decode("utf-8", "replace").strip().splitlines() or [""]
+    if done.returncode == 0 and out.exists():
+        return out.read_bytes(), ModelFormat(lines[-1])
+    try:
+        refusal = json.loads(lines[-1])
+    except ValueError:
+        refusal = None
+    if not isinstance(refusal, dict):
+        raise UnprocessableInputError(
+            f"model: converting the {fmt.value} model stopped the converter "
+            f"(exit status {done.returncode})"
+        )
+    raise UnprocessableInputError(
+        str(refusal.get("error")).replace(str(work), "the upload"), hint=refusal.get("hint")
+    )
