@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from rich.table import Table
@@ -31,14 +32,30 @@ def _print_version(info: VersionInfo) -> None:
         console.print(f"  no {runtime}: {why}", highlight=False)
 
 
+def _model_upload(path: Path, sample: bytes | None, work: Path) -> bytes:
+    """The model as the hub takes it: pickles (and MLflow directories holding one) are
+    converted to ONNX on this machine (:mod:`hub.registry.formats.local`)."""
+    if not path.exists():
+        raise ConfigError(f"cannot read model {path}: no such file or directory")
+    try:
+        from hub.registry.formats.local import for_upload
+    except ImportError:  # a machine with the CLI alone: the hub converts what it can
+        return _read(path, "model")
+    upload = for_upload(path, sample, work)
+    if upload.converted_here:
+        console.print(f"converted the {upload.format.value} model to ONNX on this machine")
+    return upload.data
+
+
 def model_import(args: argparse.Namespace) -> int:
     metrics = json.loads(args.metrics) if args.metrics else {}
-    with user_client(args) as hub:
+    sample = _read(args.sample, "sample inputs") if args.sample else None
+    with tempfile.TemporaryDirectory() as work, user_client(args) as hub:
         info = hub.upload_model(
             args.name,
-            _read(args.file, "model"),
+            _model_upload(args.file, sample, Path(work)),
             reference_npy=_read(args.reference, "reference sample") if args.reference else None,
-            sample=_read(args.sample, "sample inputs") if args.sample else None,
+            sample=sample,
             tolerance={
                 k: v for k, v in (("atol", args.atol), ("rtol", args.rtol)) if v is not None
             },
@@ -124,9 +141,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     hub_flag = hub_flags()
 
     imp = msub.add_parser(
-        "import", parents=[hub_flag], help="register an ONNX model trained elsewhere"
+        "import", parents=[hub_flag], help="register a model trained elsewhere"
     )
-    imp.add_argument("file", type=Path, help="the .onnx file")
+    imp.add_argument(
+        "file",
+        type=Path,
+        help="an .onnx file; scikit-learn (.skops, or a joblib/pickle file, converted to "
+        "ONNX here), PyTorch (TorchScript, torch.export .pt2, or torch.save, converted "
+        "here; give --sample where the model records no input shapes) or an MLflow model "
+        "directory",
+    )
     imp.add_argument("--name", required=True, help="model name")
     imp.add_argument("--reference", type=Path, help=".npy sample of training inputs (for drift)")
     imp.add_argument(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import zipfile
 
 import numpy as np
 import pytest
 
+from tests.harness import formats
 from tests.harness.cli import appliance
 from tests.harness.models import make_picky_onnx, make_tiny_onnx
 
@@ -162,3 +165,27 @@ def test_import_of_a_model_that_needs_samples_says_so_and_takes_them(
     )
     assert imported.returncode == 0, imported.stderr
     assert "picky-cli" in imported.stdout
+
+
+def test_import_converts_pickles_here_and_sends_the_hub_onnx(hub, site, tmp_path, session_env):
+    """Issue 15: a joblib file and an MLflow pytorch directory (a torch.save pickle) are
+    converted to ONNX on the uploader's machine; the hub, which refuses pickles, gets ONNX."""
+    login(hub, site, session_env, "alice")
+    pickled = tmp_path / "forest.joblib"
+    pickled.write_bytes(formats.joblib_bytes(formats.sklearn_classifier("forest")))
+    directory = tmp_path / "mlflow-model"
+    with zipfile.ZipFile(io.BytesIO(_mlflow_pytorch())) as archive:
+        archive.extractall(directory)
+    for name, path in (("forest-cli", pickled), ("heads-cli", directory / "model")):
+        imported = appliance("model", "import", str(path), "--name", name, env=session_env)
+        assert imported.returncode == 0, imported.stderr
+        assert "to ONNX on this machine" in imported.stdout
+        assert f"{name} version 1 is candidate" in " ".join(imported.stdout.split())
+
+
+def _mlflow_pytorch() -> bytes:
+    return formats.mlflow_zip(
+        "pytorch",
+        {"data/model.pth": formats.torch_save_bytes(formats.TwoHeads())},
+        formats.tensor_signature(("x", "float32", [-1, 4]), ("scale", "float32", [-1, 1])),
+    )

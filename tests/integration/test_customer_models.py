@@ -11,10 +11,12 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 import tritonclient.http as triton
 
 from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
+from tests.harness import formats as f
 from tests.harness.models import (
     bert_feed,
     make_linear_regressor_onnx,
@@ -228,3 +230,51 @@ def test_a_stock_triton_grpc_client_is_answered_as_onnx_runtime_does(
     with pytest.raises(InferenceServerException) as unknown:
         client.infer("no-such-model", inputs)
     assert unknown.value.status() == "StatusCode.NOT_FOUND"
+
+
+def test_scikit_learn_pytorch_and_mlflow_models_are_served_as_the_originals_answer(
+    engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    """Issue 15, item 2: uploaded as their libraries save them, converted on the hub, and
+    answered by an agent (through the stock Triton client) as the original model does."""
+    classifier = f.sklearn_classifier("forest")
+    module = f.TwoHeads()
+    mlflow_skops = f.mlflow_zip(
+        "sklearn-skops", {"model.skops": f.skops_bytes(classifier)}, f.column_signature(4)
+    )
+    uploads = {
+        "forest": f.skops_bytes(classifier),
+        "heads-export": f.exported_bytes(module),
+        "forest-mlflow": mlflow_skops,
+    }
+    versions = {
+        name: promote(engineer, approver, name, data).version for name, data in uploads.items()
+    }
+    with pytest.raises(HubRejectedError) as pickled:
+        engineer.upload_model("forest-pickle", f.joblib_bytes(classifier))
+    assert pickled.value.status_code == 422 and "does not unpickle" in str(pickled.value)
+    agent = start_agent("formats-edge")
+    for name, version in versions.items():
+        wait_until(name, lambda n=name, v=version: serving_version(agent, n) == str(v), 60)
+    client = triton.InferenceServerClient(agent.url.removeprefix("http://"))
+    x = f.features(16, seed=9)
+    for name in ("forest", "forest-mlflow"):
+        tensor = triton.InferInput("X", list(x.shape), "FP32")
+        tensor.set_data_from_numpy(x)
+        answer = client.infer(name, [tensor])
+        np.testing.assert_array_equal(answer.as_numpy("label"), classifier.predict(x))
+        np.testing.assert_allclose(
+            answer.as_numpy("probabilities"), classifier.predict_proba(x), atol=1e-5
+        )
+    feed = f.torch_inputs(16, seed=9)
+    inputs = []
+    for key, values in feed.items():
+        tensor = triton.InferInput(key, list(values.shape), "FP32")
+        tensor.set_data_from_numpy(values)
+        inputs.append(tensor)
+    answer = client.infer("heads-export", inputs)
+    with torch.no_grad():
+        expected = module.eval()(*(torch.from_numpy(v) for v in feed.values()))
+    outputs = [o["name"] for o in client.get_model_metadata("heads-export")["outputs"]]
+    for output, want in zip(outputs, expected, strict=True):
+        np.testing.assert_allclose(answer.as_numpy(output), want.numpy(), rtol=1e-5, atol=1e-6)

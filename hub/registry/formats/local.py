@@ -1,0 +1,50 @@
+"""What ``appliance model import`` sends for a model file or directory.
+
+The hub converts what it can read without running code from the file (ONNX, skops,
+TorchScript, torch.export, MLflow's onnx and skops flavours). Pickles, and MLflow
+directories whose flavour is one, are converted to ONNX here, on the uploader's own
+machine, where the file is its owner's to trust; the hub then sees ONNX only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.registry.formats import mlflow
+from hub.registry.formats.convert import to_onnx
+from hub.registry.formats.detect import ModelFormat, detect
+from hub.registry.samples import read_arrays
+
+
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    format: ModelFormat
+    converted_here: bool
+
+
+def for_upload(path: Path, sample: bytes | None, work: Path) -> Upload:
+    """The bytes to upload for the model at ``path`` (a file, or an MLflow directory)."""
+    if path.is_dir():
+        path = Path(shutil.make_archive(str(work / "model"), "zip", path.parent, path.name))
+    fmt = detect(path)
+    if fmt is ModelFormat.PICKLE or (fmt is ModelFormat.MLFLOW and not _hub_converts(path, work)):
+        out = work / "converted.onnx"
+        to_onnx(path, out, read_arrays(sample) if sample else None, trust_pickles=True)
+        return Upload(out.read_bytes(), fmt, converted_here=True)
+    return Upload(path.read_bytes(), fmt, converted_here=False)
+
+
+def _hub_converts(archive: Path, work: Path) -> bool:
+    """Whether the hub reads this MLflow model itself (no pickle in the way)."""
+    folder = work / "mlmodel"
+    with zipfile.ZipFile(archive) as zipped:
+        for name in zipped.namelist():
+            if name.rsplit("/", 1)[-1] == "MLmodel":
+                zipped.extract(name, folder)
+    model = mlflow.read(folder)
+    sklearn = model.flavours.get("sklearn", {})
+    return "onnx" in model.flavours or sklearn.get("serialization_format") == "skops"
