@@ -12,6 +12,7 @@ import pytest
 
 from appliance.bundle.format import check_test_vectors, pack, unpack, verify_bundle
 from appliance.bundle.manifest import Lineage, Tolerance
+from appliance.bundle.openvino_ir import compile_ir
 from appliance.errors import (
     BundleFormatError,
     IntegrityError,
@@ -94,12 +95,12 @@ def test_verify_returns_the_manifest(bundle, key):
 
 
 def test_openvino_ir_is_produced_and_agrees_with_onnx(bundle, key):
-    import openvino as ov
-
+    """Compiled as agents compile it (f32 even where the CPU has bf16: OpenVINO's default
+    there, on AVX512_BF16 EPYCs too, drifts past the tolerance)."""
     manifest = verify_bundle(bundle, [key.public])
     assert manifest.has_openvino_ir
     assert (bundle / "model.bin").stat().st_size > 0
-    compiled = ov.Core().compile_model(str(bundle / "model.xml"), "CPU")
+    compiled = compile_ir(bundle)
 
     def infer(feed):
         result = compiled(feed)
