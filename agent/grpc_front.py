@@ -35,7 +35,7 @@ from agent.grpc_v2 import open_inference_grpc_pb2_grpc as pb_grpc
 from agent.inference import InferenceCore
 from agent.repository import ModelRepository
 from appliance import __version__
-from appliance.bundle.tensors import NUMPY_TO_V2
+from appliance.bundle.tensors import v2_datatype
 from appliance.errors import (
     ApplianceError,
     AuthenticationError,
@@ -73,6 +73,7 @@ _CONTENTS = {
     "UINT64": "uint64_contents",
     "FP32": "fp32_contents",
     "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
 """The typed ``contents`` field each datatype travels in (FP16 only as raw bytes)."""
 
@@ -225,7 +226,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 answer.parameters[key].CopyFrom(_to_parameter(value))
             for name in done.names:
                 array = np.asarray(done.results[name])
-                answer.outputs.add(name=name, datatype=NUMPY_TO_V2[array.dtype], shape=array.shape)
+                answer.outputs.add(name=name, datatype=v2_datatype(array), shape=array.shape)
                 answer.raw_output_contents.append(v2_codec.raw_bytes(array))
             return answer
 

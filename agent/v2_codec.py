@@ -22,7 +22,14 @@ import msgspec
 import numpy as np
 
 from appliance.bundle.manifest import Manifest, TensorSpec
-from appliance.bundle.tensors import NUMPY_TO_V2, V2_TO_NUMPY, shape_matches
+from appliance.bundle.tensors import (
+    V2_TO_NUMPY,
+    pack_texts,
+    shape_matches,
+    texts,
+    unpack_texts,
+    v2_datatype,
+)
 from appliance.errors import InvalidInputError, UnprocessableInputError, nested_too_deeply
 
 MAX_REQUEST_ID = 128
@@ -210,11 +217,17 @@ def _tensor(
             f"{where}.shape: input {spec.name!r} takes {spec.shape} (-1 = any), got {given.shape}"
         )
     target = V2_TO_NUMPY[spec.datatype]
-    if isinstance(given.data, Raw):
+    expected = math.prod(given.shape)
+    if spec.datatype == "BYTES":
+        array = (
+            unpack_texts(given.data, expected, f"{where}.data")
+            if isinstance(given.data, Raw)
+            else texts(given.data, f"{where}.data")
+        )
+    elif isinstance(given.data, Raw):
         array = _from_bytes(given.data, target, where, given.shape)
     else:
         array = _numbers(given.data, target, where, spec.datatype)
-    expected = math.prod(given.shape)
     if array.size != expected:
         raise InvalidInputError(
             f"{where}.data: shape {given.shape} needs {expected} elements, got {array.size}"
@@ -271,7 +284,9 @@ def requested_outputs(request: InferRequest, manifest: Manifest) -> list[str]:
 
 def raw_bytes(array: np.ndarray) -> bytes:
     """A tensor as binary data travels (HTTP binary extension, gRPC raw contents):
-    row-major, little-endian."""
+    row-major, little-endian; BYTES elements each after its 4-byte length."""
+    if array.dtype.kind in "OUS":
+        return pack_texts(array)
     return np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
 
 
@@ -298,7 +313,7 @@ def encode_response(
         array = results[name]
         tensor: dict[str, Any] = {
             "name": name,
-            "datatype": NUMPY_TO_V2[array.dtype],
+            "datatype": v2_datatype(array),
             "shape": list(array.shape),
         }
         if name in binary:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from appliance.bundle.manifest import TensorSpec
-from appliance.bundle.tensors import V2_TO_NUMPY
+from appliance.bundle.tensors import V2_TO_NUMPY, texts
 from appliance.errors import InvalidInputError
 
 PROBE_AXIS = 8
@@ -66,6 +66,8 @@ def derived_inputs(inputs: list[TensorSpec], batch: int, seed: int) -> dict[str,
         dtype = V2_TO_NUMPY[spec.datatype]
         if dtype.kind == "f":
             out[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif spec.datatype == "BYTES":
+            out[spec.name] = np.full(shape, "", dtype=object)
         else:
             out[spec.name] = np.zeros(shape, dtype)
     return out
@@ -130,7 +132,8 @@ def _v2_tensor(tensor: Any) -> tuple[str, Any]:
 def _checked(spec: TensorSpec, values: np.ndarray) -> np.ndarray:
     where = f"sample.{spec.name}"
     target = V2_TO_NUMPY[spec.datatype]
-    if values.dtype.kind not in _ACCEPTS.get(target.kind, "") or values.size == 0:
+    accepts = "OUS" if spec.datatype == "BYTES" else _ACCEPTS.get(target.kind, "")
+    if values.dtype.kind not in accepts or values.size == 0:
         raise InvalidInputError(
             f"{where}: {values.dtype} values (or none) do not suit a {spec.datatype} input"
         )
@@ -141,6 +144,8 @@ def _checked(spec: TensorSpec, values: np.ndarray) -> np.ndarray:
             f"{where}: shape {list(values.shape)} does not fit the input's {spec.shape} "
             "(examples along the first axis)"
         )
+    if spec.datatype == "BYTES":
+        return texts(values, where).reshape(values.shape)
     if target.kind in "iu" and values.dtype.kind in "iu":
         limits = np.iinfo(target)
         if values.min() < limits.min or values.max() > limits.max:

@@ -168,6 +168,49 @@ def make_linear_regressor_onnx() -> bytes:
     return bytes(model.SerializeToString())
 
 
+def make_text_onnx() -> bytes:
+    """BYTES in and out: ``text`` STRING [batch] -> ``label`` INT64 (cat 1, dog 2, else 0)
+    and ``animal`` STRING ("Felis", "Canis", "unknown"), two ``ai.onnx.ml`` LabelEncoders."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node(
+            "LabelEncoder",
+            ["text"],
+            ["label"],
+            domain="ai.onnx.ml",
+            keys_strings=["cat", "dog"],
+            values_int64s=[1, 2],
+            default_int64=0,
+        ),
+        helper.make_node(
+            "LabelEncoder",
+            ["label"],
+            ["animal"],
+            domain="ai.onnx.ml",
+            keys_int64s=[0, 1, 2],
+            values_strings=["unknown", "Felis", "Canis"],
+            default_string="?",
+        ),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "text",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+            helper.make_tensor_value_info("animal", TensorProto.STRING, ["batch"]),
+        ],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)]
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
 def make_slow_onnx(size: int = 256) -> bytes:
     """A model as slow as the client asks: ``y = x`` [batch, 1] after ``max(rounds)``
     [batch] INT64 rounds of a ``size``² MatMul in a Loop (about 0.4 ms a round at 256 on

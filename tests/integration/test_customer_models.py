@@ -22,6 +22,7 @@ from tests.harness.models import (
     make_linear_regressor_onnx,
     make_picky_onnx,
     make_slow_onnx,
+    make_text_onnx,
     make_tiny_bert,
 )
 from tests.harness.site import promote, serving_version, wait_until
@@ -278,3 +279,40 @@ def test_scikit_learn_pytorch_and_mlflow_models_are_served_as_the_originals_answ
     outputs = [o["name"] for o in client.get_model_metadata("heads-export")["outputs"]]
     for output, want in zip(outputs, expected, strict=True):
         np.testing.assert_allclose(answer.as_numpy(output), want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_bytes_tensors_travel_as_json_binary_data_and_grpc(
+    engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    """Issue 15: BYTES, the one v2 datatype agents did not take. A string-in, string-out
+    model imports (its probes are empty strings) and answers the stock Triton clients,
+    HTTP (binary by default) and gRPC, and plain JSON, as ONNX Runtime does."""
+    import tritonclient.grpc as triton_grpc
+
+    model = make_text_onnx()
+    info = promote(engineer, approver, "animals", model)
+    assert [i["datatype"] for i in info.inputs] == ["BYTES"]
+    agent = start_agent("text-edge")
+    wait_until("the text model", lambda: serving_version(agent, "animals") == str(info.version), 60)
+    words = np.array(["cat", "dog", "émeu", ""], dtype=object)
+    want_label, want_animal = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(
+        None, {"text": words}
+    )
+    http = triton.InferenceServerClient(agent.url.removeprefix("http://"))
+    grpc_client = triton_grpc.InferenceServerClient(agent.grpc_address)
+    for module, client in ((triton, http), (triton_grpc, grpc_client)):
+        tensor = module.InferInput("text", [4], "BYTES")
+        tensor.set_data_from_numpy(words)
+        answer = client.infer("animals", [tensor])
+        np.testing.assert_array_equal(answer.as_numpy("label"), want_label)
+        animals = [a.decode("utf-8") for a in answer.as_numpy("animal")]
+        assert animals == list(want_animal) == ["Felis", "Canis", "unknown", "unknown"]
+    body = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["dog", "x"]}]}
+    plain = httpx.post(f"{agent.url}/v2/models/animals/infer", json=body, timeout=30).json()
+    assert {o["name"]: o["data"] for o in plain["outputs"]} == {
+        "label": [2, 0],
+        "animal": ["Canis", "unknown"],
+    }
+    body["inputs"][0]["data"] = [1, 2]
+    refused = httpx.post(f"{agent.url}/v2/models/animals/infer", json=body, timeout=30)
+    assert refused.status_code == 400 and "BYTES takes strings" in refused.text

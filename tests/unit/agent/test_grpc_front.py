@@ -61,3 +61,24 @@ def test_fp16_has_no_typed_field_and_long_ids_are_refused():
         to_request(half)
     with pytest.raises(InvalidInputError, match="at most 128"):
         to_request(_message(id="x" * 129))
+
+
+def test_bytes_travel_in_bytes_contents_or_raw_contents_alike():
+    manifest = Manifest(
+        name="m",
+        version=1,
+        created_at="2026-12-06T00:00:00Z",
+        inputs=[TensorSpec(name="x", datatype="BYTES", shape=[-1])],
+        outputs=[TensorSpec(name="y", datatype="BYTES", shape=[-1])],
+        files={},
+        lineage=Lineage(),
+    )
+    typed = pb.ModelInferRequest(model_name="m")
+    typed.inputs.add(name="x", datatype="BYTES", shape=[2]).contents.bytes_contents.extend(
+        ["émeu".encode(), b"cat"]
+    )
+    raw = pb.ModelInferRequest(model_name="m")
+    raw.inputs.add(name="x", datatype="BYTES", shape=[2])
+    raw.raw_input_contents.append(v2_codec.raw_bytes(np.array(["émeu", "cat"], dtype=object)))
+    for message in (typed, raw):
+        assert v2_codec.to_feed(to_request(message), manifest)["x"].tolist() == ["émeu", "cat"]

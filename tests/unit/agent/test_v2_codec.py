@@ -141,3 +141,45 @@ def test_outputs_asked_for_in_binary_come_back_after_the_json_header():
     assert np.frombuffer(answer.body[answer.header_length :], "<f4").tolist() == [0.25, 0.75]
     json_only = v2_codec.decode_request(_request("[1, 2]"))
     assert v2_codec.binary_outputs(json_only, ["out"]) == set()
+
+
+def _texts(*words: bytes) -> bytes:
+    return b"".join(len(w).to_bytes(4, "little") + w for w in words)
+
+
+def test_bytes_arrive_as_json_strings_or_length_prefixed_binary_and_answer_alike():
+    from_json = _feed(_request('["caf\\u00e9", ""]', "BYTES"), "BYTES")["input"]
+    body, length = _binary("BYTES", _texts("café".encode(), b""))
+    from_binary = v2_codec.to_feed(v2_codec.decode_request(body, length), _manifest("BYTES"))
+    for feed in (from_json, from_binary["input"]):
+        assert feed.dtype == object and feed.tolist() == [["café", ""]]
+    answer = v2_codec.encode_response("m", 1, None, {"out": from_json}, ["out"], None, {"out"})
+    assert answer.body[answer.header_length :] == _texts("café".encode(), b"")
+    plain = json.loads(v2_codec.encode_response("m", 1, None, {"out": from_json}, ["out"]).body)
+    assert plain["outputs"][0] == {
+        "name": "out",
+        "datatype": "BYTES",
+        "shape": [1, 2],
+        "data": ["café", ""],
+    }
+
+
+@pytest.mark.parametrize(
+    "raw, says",
+    [
+        (_texts(b"a"), "needs 2 BYTES elements, got 1"),
+        (_texts(b"a", b"b", b"c"), "needs 2 BYTES elements, got 3"),
+        (_texts(b"a") + b"\x05\x00", "ends inside an element's length"),
+        (_texts(b"a") + b"\x09\x00\x00\x00abc", "runs past the data"),
+        (_texts(b"a", b"\xff\xfe"), "element 1 is not UTF-8"),
+    ],
+)
+def test_bytes_binary_data_that_does_not_add_up_is_400(raw, says):
+    body, length = _binary("BYTES", raw)
+    with pytest.raises(InvalidInputError, match=says):
+        v2_codec.to_feed(v2_codec.decode_request(body, length), _manifest("BYTES"))
+
+
+def test_bytes_take_strings_only():
+    with pytest.raises(InvalidInputError, match="BYTES takes strings, got int"):
+        _feed(_request('["a", 5]', "BYTES"), "BYTES")

@@ -68,3 +68,15 @@ def test_batches_wrap_round_the_rows_given():
     samples = {"input_ids": np.array([[1], [2], [3]]), "score": np.zeros((3, 3), np.float32)}
     batch = sample_batch(samples, INPUTS, 4, 1)
     assert batch["input_ids"].ravel().tolist() == [2, 3, 1, 2]
+
+
+def test_bytes_inputs_take_strings_from_npz_and_json_and_numbers_are_refused():
+    texts = [TensorSpec("text", "BYTES", [-1])]
+    for data in (
+        _npz(text=np.array(["cat", "émeu"])),
+        json.dumps({"text": ["cat", "émeu"]}).encode(),
+    ):
+        loaded = load_samples(data, texts)["text"]
+        assert loaded.dtype == object and loaded.tolist() == ["cat", "émeu"]
+    with pytest.raises(InvalidInputError, match="do not suit a BYTES input"):
+        load_samples(_npz(text=np.array([1, 2])), texts)
