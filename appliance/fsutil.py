@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,28 @@ def sha256_file(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             length += len(chunk)
     return digest.hexdigest(), length
+
+
+def save_stream(source: IO[bytes], dest: Path) -> tuple[str, int]:
+    """Copy ``source`` to ``dest`` in chunks, hashing on the way: the hex SHA-256 and the
+    length, with no more than a chunk in memory."""
+    digest = hashlib.sha256()
+    length = 0
+    with dest.open("wb") as out:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+            length += len(chunk)
+    return digest.hexdigest(), length
+
+
+def link_or_copy(source: Path, dest: Path) -> None:
+    """``dest`` as a hard link to ``source`` where both share a file system (no copy of a
+    multi-GB model), else a copy."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
 
 
 def sha256_bytes(data: bytes) -> str:

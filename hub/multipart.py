@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 from litestar.datastructures import UploadFile
 from litestar.enums import RequestEncodingType
@@ -27,6 +27,21 @@ def upload_bytes(data: dict[str, Any], field: str, *, required: bool) -> bytes |
     if required and not content:
         raise InvalidInputError(f"{field}: the uploaded file is empty")
     return content
+
+
+def upload_stream(data: dict[str, Any], field: str) -> IO[bytes]:
+    """A required file part as the stream it was spooled to (to disk past a megabyte), for
+    parts too large to hold in memory (models)."""
+    value = data.get(field)
+    if value is None:
+        raise InvalidInputError(f"{field}: missing file part {field!r} in the multipart form")
+    if not isinstance(value, UploadFile):
+        raise InvalidInputError(f"{field}: expected a file part, got a text field")
+    stream: IO[bytes] = value.file
+    if not stream.read(1):
+        raise InvalidInputError(f"{field}: the uploaded file is empty")
+    stream.seek(0)
+    return stream
 
 
 def text(data: dict[str, Any], field: str) -> str | None:

@@ -22,6 +22,8 @@ import msgspec
 BUNDLE_FORMAT = "appliance.bundle/1"
 MANIFEST_FILE = "manifest.json"
 ONNX_FILE = "model.onnx"
+ONNX_DATA_FILE = "model.onnx.data"
+"""The weights of a model stored as ONNX external data (models past protobuf's 2 GB)."""
 IR_XML_FILE = "model.xml"
 IR_BIN_FILE = "model.bin"
 REFERENCE_FILE = "reference.npy"

@@ -22,6 +22,7 @@ from appliance.bundle.manifest import (
     IR_BIN_FILE,
     IR_XML_FILE,
     MANIFEST_FILE,
+    ONNX_DATA_FILE,
     ONNX_FILE,
     REFERENCE_FILE,
     TEST_VECTORS_FILE,
@@ -36,7 +37,7 @@ from appliance.bundle.openvino_ir import compile_ir, convert_onnx, run_ir
 from appliance.bundle.tensors import ONNX_TO_V2, V2_TO_NUMPY, to_wire
 from appliance.clock import iso_utc, utcnow
 from appliance.errors import InvalidInputError, TestVectorError, UnprocessableInputError
-from appliance.fsutil import sha256_file
+from appliance.fsutil import link_or_copy, sha256_file
 from appliance.security.keys import KeyPair
 from appliance.security.signing import sign_document
 from hub.registry.formats.zipmap import without_zipmap
@@ -94,10 +95,22 @@ def _load_reference(data: bytes, inputs: list[TensorSpec]) -> np.ndarray:
     return kept
 
 
-def _session(folder: Path, onnx_bytes: bytes) -> Any:
+def _place(model: bytes | Path, folder: Path) -> None:
+    """``model.onnx`` in ``folder``, with ``model.onnx.data`` when the model given as a
+    file named ``model.onnx`` keeps its weights in one beside it
+    (:func:`hub.registry.formats.archive.onnx_with_external_data` writes them so)."""
+    if isinstance(model, bytes):
+        (folder / ONNX_FILE).write_bytes(model)
+        return
+    link_or_copy(model, folder / ONNX_FILE)
+    weights = model.with_name(ONNX_DATA_FILE)
+    if model.name == ONNX_FILE and weights.is_file():
+        link_or_copy(weights, folder / ONNX_DATA_FILE)
+
+
+def _session(folder: Path) -> Any:
     import onnxruntime as ort
 
-    (folder / ONNX_FILE).write_bytes(onnx_bytes)
     try:
         return ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own untyped errors for bad models
@@ -169,19 +182,23 @@ def _without_ir(folder: Path, reason: str) -> str:
 
 def prepare(
     folder: Path,
-    onnx_bytes: bytes,
+    model: bytes | Path,
     reference_npy: bytes | None,
     sample: bytes | None = None,
     tolerance: Tolerance | None = None,
 ) -> Prepared:
-    """Write model, IR, reference sample and test vectors into the empty ``folder``; the
+    """Write model (ONNX bytes, or an ONNX file: see :func:`_place`), IR, reference sample
+    and test vectors into the empty ``folder``; the
     test vectors come from ``sample`` (inputs the uploader gave) when there is one. IR is
     kept only when it answers the test vectors within ``tolerance``."""
     tolerance = tolerance or Tolerance()
-    session = _session(folder, onnx_bytes)
+    _place(model, folder)
+    session = _session(folder)
     if any(not o.type.startswith("tensor(") for o in session.get_outputs()):
-        tensors = without_zipmap(onnx_bytes)
-        session = _session(folder, tensors) if tensors is not None else session
+        tensors = without_zipmap((folder / ONNX_FILE).read_bytes())
+        if tensors is not None:
+            (folder / ONNX_FILE).write_bytes(tensors)
+            session = _session(folder)
     inputs = [_spec(n) for n in session.get_inputs()]
     outputs = [_spec(n) for n in session.get_outputs()]
     reference = _load_reference(reference_npy, inputs) if reference_npy is not None else None

@@ -12,7 +12,7 @@ from hub.fleet.service import FleetService
 from hub.identity.controllers import client_address
 from hub.identity.guards import principal_of, requires
 from hub.identity.roles import Permission
-from hub.multipart import Multipart, json_object, upload_bytes
+from hub.multipart import Multipart, json_object, upload_bytes, upload_stream
 from hub.pagination import Limit
 from hub.registry.service import RegistryService
 
@@ -57,7 +57,8 @@ def model_controller(max_upload_bytes: int) -> type[Controller]:
         ) -> VersionInfo:
             """Register a model as the next candidate version.
 
-            Multipart parts: ``model`` (an ONNX file, or a model the hub converts to
+            Multipart parts: ``model`` (an ONNX file or a zip of one with its
+            external-data weights, streamed to disk; or a model the hub converts to
             ONNX: scikit-learn saved with skops, a TorchScript module, a torch.export
             program, a zipped MLflow model directory; see :mod:`hub.registry.formats`;
             pickles are refused with 422), optional ``reference`` (a
@@ -68,12 +69,10 @@ def model_controller(max_upload_bytes: int) -> type[Controller]:
             ``metrics``, ``lineage`` and ``zones``, the residency zones of the
             training data). The uploader is recorded as the version's author.
             """
-            onnx_bytes = upload_bytes(data, "model", required=True)
-            assert onnx_bytes is not None
             meta = json_object(data, "metadata")
             return registry.register_version(
                 name,
-                onnx_bytes,
+                upload_stream(data, "model"),
                 reference_npy=upload_bytes(data, "reference", required=False),
                 sample=upload_bytes(data, "sample", required=False),
                 metrics=meta.get("metrics"),

@@ -7,7 +7,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 from sqlalchemy.engine import Engine
@@ -25,6 +25,7 @@ from appliance.errors import (
     PermissionDeniedError,
     StorageError,
 )
+from appliance.fsutil import save_stream, sha256_bytes
 from appliance.security.keys import KeyPair
 from appliance.wire.fleet import Assignment
 from appliance.wire.registry import ModelDetail, ModelSummary, VersionInfo
@@ -36,7 +37,6 @@ from hub.identity.principal import Principal
 from hub.identity.roles import Permission, roles_with
 from hub.records import ApprovalRecord, ExposureApprovalRecord, ModelRecord, ModelVersionRecord
 from hub.registry import bundler
-from hub.registry.formats.detect import ModelFormat
 from hub.registry.formats.isolated import as_onnx
 from hub.registry.serving_policy import ServingPolicy, approvals_met, exposure_approvers
 from hub.registry.stages import check_transition
@@ -252,7 +252,7 @@ class RegistryService:
     def register_version(
         self,
         name: str,
-        model_bytes: bytes,
+        model: bytes | IO[bytes],
         *,
         reference_npy: bytes | None = None,
         sample: bytes | None = None,
@@ -264,8 +264,10 @@ class RegistryService:
     ) -> VersionInfo:
         """Build, sign and store a bundle; record it as the next candidate version.
 
-        ``model_bytes`` is an ONNX model or one in a format :mod:`hub.registry.formats`
-        converts to ONNX (skops, TorchScript, torch.export, a zipped MLflow directory).
+        ``model`` (its bytes, or a stream read a chunk at a time: a model may be larger than
+        the hub's memory) is an ONNX model, a zip of one with its external-data weights, or
+        one in a format :mod:`hub.registry.formats` converts to ONNX (skops, TorchScript,
+        torch.export, a zipped MLflow directory).
 
         ``zones`` are the residency zones of the training data (the model inherits
         them); without them the model belongs to the hub's first zone.
@@ -287,9 +289,16 @@ class RegistryService:
         try:
             bundle_dir = work / "bundle"
             bundle_dir.mkdir()
-            onnx_bytes, fmt = as_onnx(model_bytes, sample, work)
-            prepared = bundler.prepare(bundle_dir, onnx_bytes, reference_npy, sample, tolerance_obj)
-            record = (name, prepared, metrics_obj, lineage_obj, work, data_zones, actor, fmt)
+            upload = work / "upload"
+            if isinstance(model, bytes):
+                upload.write_bytes(model)
+                uploaded = sha256_bytes(model)
+            else:  # a stream (a spooled multipart part): to disk a chunk at a time
+                uploaded, _ = save_stream(model, upload)
+            onnx_path, fmt = as_onnx(upload, sample, work)
+            prepared = bundler.prepare(bundle_dir, onnx_path, reference_npy, sample, tolerance_obj)
+            received = {"format": fmt.value, "upload_sha256": uploaded}
+            record = (name, prepared, metrics_obj, lineage_obj, work, data_zones, actor, received)
             try:
                 return self._seal_and_record(*record)
             except SAIntegrityError:
@@ -314,7 +323,7 @@ class RegistryService:
         work: Path,
         zones: list[str],
         actor: str,
-        fmt: ModelFormat,
+        received: dict[str, str],
     ) -> VersionInfo:
         with session_scope(self.engine) as session:
             model = session.exec(
@@ -355,7 +364,7 @@ class RegistryService:
                 action="model.upload",
                 target=f"model:{name}/{record.version}",
                 outcome="ok",
-                detail={"bundle_sha256": digest, "zones": zones, "format": fmt.value},
+                detail={"bundle_sha256": digest, "zones": zones, **received},
             )
             return self._info(model, record)
 

@@ -130,3 +130,33 @@ def tensor_signature(*specs: tuple[str | None, str, list[int]]) -> list[dict[str
 
 def column_signature(columns: int) -> list[dict[str, Any]]:
     return [{"type": "double", "name": f"f{i}", "required": True} for i in range(columns)]
+
+
+def external_data_zip(onnx_bytes: bytes, weights: str = "weights/params.bin") -> bytes:
+    """``onnx_bytes`` with its weights moved to the external-data file ``weights`` (how
+    models past protobuf's 2 GB are kept), zipped as ``model/``; a ``weights`` outside the
+    folder (``../x``) is written as an attacker would."""
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model = onnx.load_from_string(onnx_bytes)
+    convert_model_to_external_data(
+        model, all_tensors_to_one_file=True, location="w.bin", size_threshold=0
+    )
+    blobs = {t.name: t.raw_data for t in model.graph.initializer}
+    offset, data = 0, b""
+    for tensor in model.graph.initializer:
+        raw = blobs[tensor.name]
+        entries = {"location": weights, "offset": str(offset), "length": str(len(raw))}
+        del tensor.external_data[:]
+        for key, value in entries.items():
+            tensor.external_data.add(key=key, value=value)
+        tensor.ClearField("raw_data")
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        data += raw
+        offset += len(raw)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("model/net.onnx", model.SerializeToString())
+        archive.writestr(f"model/{weights}", data)
+    return buffer.getvalue()

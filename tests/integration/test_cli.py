@@ -189,3 +189,14 @@ def _mlflow_pytorch() -> bytes:
         {"data/model.pth": formats.torch_save_bytes(formats.TwoHeads())},
         formats.tensor_signature(("x", "float32", [-1, 4]), ("scale", "float32", [-1, 1])),
     )
+
+
+def test_import_of_a_model_folder_with_external_weights(hub, site, tmp_path, session_env):
+    login(hub, site, session_env, "alice")
+    with zipfile.ZipFile(io.BytesIO(formats.external_data_zip(make_tiny_onnx()))) as archive:
+        archive.extractall(tmp_path)
+    imported = appliance(
+        "model", "import", str(tmp_path / "model"), "--name", "folder-cli", env=session_env
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert "folder-cli version 1 is candidate" in " ".join(imported.stdout.split())

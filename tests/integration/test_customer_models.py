@@ -316,3 +316,27 @@ def test_bytes_tensors_travel_as_json_binary_data_and_grpc(
     body["inputs"][0]["data"] = [1, 2]
     refused = httpx.post(f"{agent.url}/v2/models/animals/infer", json=body, timeout=30)
     assert refused.status_code == 400 and "BYTES takes strings" in refused.text
+
+
+def test_a_model_with_external_weights_is_served_as_onnx_runtime_answers(
+    engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    """Issue 15: weights in external-data files (models past 2 GB), uploaded as a zip of
+    the model's folder; the bundle carries model.onnx and model.onnx.data to the agent."""
+    model = make_tiny_bert(3)
+    info = promote(engineer, approver, "bert-external", f.external_data_zip(model))
+    agent = start_agent("external-edge")
+    wait_until(
+        "the model", lambda: serving_version(agent, "bert-external") == str(info.version), 60
+    )
+    feed = bert_feed(2, 24, 3, seed=4)
+    answer = httpx.post(f"{agent.url}/v2/models/bert-external/infer", json=_wire(feed), timeout=30)
+    assert answer.status_code == 200, answer.text
+    (logits,) = answer.json()["outputs"]
+    direct = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(
+        np.asarray(logits["data"], np.float32).reshape(logits["shape"]),
+        direct.run(["logits"], feed)[0],
+        rtol=1e-5,
+        atol=1e-6,
+    )

@@ -10,13 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from appliance.errors import InvalidInputError, UnprocessableInputError
+from appliance.errors import UnprocessableInputError
 from hub.registry.formats import mlflow, pytorch, sklearn
+from hub.registry.formats.archive import extract
 from hub.registry.formats.detect import ModelFormat, detect, refuse_pickle, unconvertible
 from hub.registry.samples import derived_inputs
-
-EXTRACT_MAX_BYTES = 64 * 1024**3
-"""What an MLflow archive may unpack to: beyond it, a zip bomb rather than a model."""
 
 
 def to_onnx(
@@ -37,10 +35,12 @@ def to_onnx(
         pytorch.module_to_onnx(pytorch.load_torchscript(source), sample or {}, out)
     elif fmt is ModelFormat.TORCH_EXPORT:
         pytorch.exported_to_onnx(source, out)
-    else:
+    elif fmt is ModelFormat.MLFLOW:
         with tempfile.TemporaryDirectory(dir=out.parent) as folder:
-            _extract(source, Path(folder))
+            extract(source, Path(folder))
             _mlflow(mlflow.read(Path(folder)), out, sample, trust_pickles)
+    else:  # an ONNX archive: the hub reads it itself (hub.registry.formats.archive)
+        raise UnprocessableInputError(f"model: {fmt.value} is not converted here")
     return fmt
 
 
@@ -111,13 +111,3 @@ def _unpickled_to_onnx(
         f"model: a pickle of {type(obj).__name__}, neither a scikit-learn estimator nor a "
         "PyTorch module"
     )
-
-
-def _extract(archive: Path, folder: Path) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zipped:
-            if sum(i.file_size for i in zipped.infolist()) > EXTRACT_MAX_BYTES:
-                raise UnprocessableInputError("model: the archive unpacks to more than 64 GiB")
-            zipped.extractall(folder)  # zipfile drops absolute paths and '..' parts
-    except zipfile.BadZipFile as exc:
-        raise InvalidInputError(f"model: a damaged zip archive ({exc})") from exc

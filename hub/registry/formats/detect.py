@@ -14,6 +14,7 @@ _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"x\x01", b"x\x5e", b"x\x9c", b
 
 class ModelFormat(StrEnum):
     ONNX = "onnx"
+    ONNX_ARCHIVE = "onnx-external-data"
     SKOPS = "sklearn-skops"
     TORCHSCRIPT = "torchscript"
     TORCH_EXPORT = "torch-export"
@@ -50,9 +51,11 @@ def _archive(path: Path) -> ModelFormat:
         return ModelFormat.TORCHSCRIPT
     if "data.pkl" in bases:
         return ModelFormat.PICKLE
+    if any(n.endswith(".onnx") for n in names):
+        return ModelFormat.ONNX_ARCHIVE
     raise UnprocessableInputError(
-        "model: a zip archive the hub does not know (not an MLflow model directory, a skops "
-        "file, a TorchScript module or a torch.export program)"
+        "model: a zip archive the hub does not know (not an ONNX model with its weights, an "
+        "MLflow model directory, a skops file, a TorchScript module or a torch.export program)"
     )
 
 

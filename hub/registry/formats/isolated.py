@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from appliance.errors import UnprocessableInputError
+from hub.registry.formats.archive import onnx_with_external_data
 from hub.registry.formats.detect import ModelFormat, detect
 
 CONVERT_TIMEOUT_S = 900.0
@@ -16,14 +17,15 @@ _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONPATH", "OMP_NU
 """All the child sees of the hub's environment: no database URL, no key passphrase."""
 
 
-def as_onnx(data: bytes, sample: bytes | None, work: Path) -> tuple[bytes, ModelFormat]:
-    """The upload as ONNX bytes, converted in a child process when it is in another
-    format; ONNX uploads pass through untouched."""
-    upload = work / "upload"
-    upload.write_bytes(data)
+def as_onnx(upload: Path, sample: bytes | None, work: Path) -> tuple[Path, ModelFormat]:
+    """The uploaded model as an ONNX file in ``work``: ONNX as it is, an archive of ONNX
+    with external data normalised (:mod:`hub.registry.formats.archive`, no code runs),
+    other formats converted in a child process."""
     fmt = detect(upload)
     if fmt is ModelFormat.ONNX:
-        return data, fmt
+        return upload, fmt
+    if fmt is ModelFormat.ONNX_ARCHIVE:
+        return onnx_with_external_data(upload, work), fmt
     out = work / "converted.onnx"
     command = [sys.executable, "-m", "hub.registry.formats.child", str(upload), str(out)]
     if sample is not None:
@@ -40,7 +42,7 @@ def as_onnx(data: bytes, sample: bytes | None, work: Path) -> tuple[bytes, Model
         ) from exc
     lines = done.stdout.decode("utf-8", "replace").strip().splitlines() or [""]
     if done.returncode == 0 and out.exists():
-        return out.read_bytes(), ModelFormat(lines[-1])
+        return out, ModelFormat(lines[-1])
     try:
         refusal = json.loads(lines[-1])
     except ValueError:

@@ -49,7 +49,8 @@ def _reuse_prepared_bundles(monkeypatch, _prepared_cache):
     """
     entries = _prepared_cache["entries"]
 
-    def prepare(folder, onnx_bytes, reference_npy, sample=None, tolerance=None):
+    def prepare(folder, model, reference_npy, sample=None, tolerance=None):
+        onnx_bytes = model.read_bytes() if isinstance(model, Path) else model
         cache_key = (onnx_bytes, reference_npy, sample, tolerance)
         if cache_key not in entries:
             source = Path(tempfile.mkdtemp(dir=_prepared_cache["root"]))
