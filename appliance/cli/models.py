@@ -32,37 +32,44 @@ def _print_version(info: VersionInfo) -> None:
         console.print(f"  no {runtime}: {why}", highlight=False)
 
 
-def _model_upload(path: Path, sample: bytes | None, work: Path) -> bytes:
-    """The model as the hub takes it: pickles (and MLflow directories holding one) are
-    converted to ONNX on this machine (:mod:`hub.registry.formats.local`)."""
+def _model_upload(path: Path, sample: bytes | None, work: Path) -> Path:
+    """The file to send for the model at ``path``: pickles (and MLflow directories holding
+    one) converted to ONNX on this machine, folders zipped
+    (:mod:`hub.registry.formats.local`)."""
     if not path.exists():
         raise ConfigError(f"cannot read model {path}: no such file or directory")
     try:
         from hub.registry.formats.local import for_upload
     except ImportError:  # a machine with the CLI alone: the hub converts what it can
-        return _read(path, "model")
+        return path
     upload = for_upload(path, sample, work)
     if upload.converted_here:
         console.print(f"converted the {upload.format.value} model to ONNX on this machine")
-    return upload.data
+    return upload.path
 
 
 def model_import(args: argparse.Namespace) -> int:
     metrics = json.loads(args.metrics) if args.metrics else {}
     sample = _read(args.sample, "sample inputs") if args.sample else None
     with tempfile.TemporaryDirectory() as work, user_client(args) as hub:
-        info = hub.upload_model(
-            args.name,
-            _model_upload(args.file, sample, Path(work)),
-            reference_npy=_read(args.reference, "reference sample") if args.reference else None,
-            sample=sample,
-            tolerance={
-                k: v for k, v in (("atol", args.atol), ("rtol", args.rtol)) if v is not None
-            },
-            metrics=metrics,
-            lineage={"source": args.file.name},
-            zones=args.zone,
-        )
+        model = _model_upload(args.file, sample, Path(work))
+        try:
+            stream = model.open("rb")
+        except OSError as exc:
+            raise ConfigError(f"cannot read model {model}: {exc.strerror}") from exc
+        with stream:
+            info = hub.upload_model(
+                args.name,
+                stream,
+                reference_npy=_read(args.reference, "reference sample") if args.reference else None,
+                sample=sample,
+                tolerance={
+                    k: v for k, v in (("atol", args.atol), ("rtol", args.rtol)) if v is not None
+                },
+                metrics=metrics,
+                lineage={"source": args.file.name},
+                zones=args.zone,
+            )
     _print_version(info)
     return 0
 
@@ -140,9 +147,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     msub = model.add_subparsers(dest="model_command", required=True)
     hub_flag = hub_flags()
 
-    imp = msub.add_parser(
-        "import", parents=[hub_flag], help="register a model trained elsewhere"
-    )
+    imp = msub.add_parser("import", parents=[hub_flag], help="register a model trained elsewhere")
     imp.add_argument(
         "file",
         type=Path,

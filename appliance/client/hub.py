@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import httpx
 import msgspec
@@ -138,7 +138,7 @@ class HubClient(TrainingApi):
     def upload_model(
         self,
         name: str,
-        onnx_bytes: bytes,
+        model: bytes | IO[bytes],
         *,
         reference_npy: bytes | None = None,
         sample: bytes | None = None,
@@ -147,7 +147,9 @@ class HubClient(TrainingApi):
         zones: list[str] | None = None,
         tolerance: dict[str, float] | None = None,
     ) -> VersionInfo:
-        files: dict[str, Any] = {"model": ("model.onnx", onnx_bytes, "application/octet-stream")}
+        """Register ``model`` (its bytes, or an open file, which is streamed) as the next
+        candidate version of ``name``."""
+        files: dict[str, Any] = {"model": ("model", model, "application/octet-stream")}
         if reference_npy is not None:
             files["reference"] = ("reference.npy", reference_npy, "application/octet-stream")
         if sample is not None:

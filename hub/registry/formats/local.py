@@ -21,21 +21,23 @@ from hub.registry.samples import read_arrays
 
 @dataclass(frozen=True)
 class Upload:
-    data: bytes
+    path: Path
+    """The file to send, streamed: the model, its folder zipped, or its conversion."""
     format: ModelFormat
     converted_here: bool
 
 
 def for_upload(path: Path, sample: bytes | None, work: Path) -> Upload:
-    """The bytes to upload for the model at ``path`` (a file, or an MLflow directory)."""
+    """What to upload for the model at ``path``: a file, or a folder (an MLflow model, or
+    an ONNX model with its external-data weights), zipped into ``work``."""
     if path.is_dir():
         path = Path(shutil.make_archive(str(work / "model"), "zip", path.parent, path.name))
     fmt = detect(path)
     if fmt is ModelFormat.PICKLE or (fmt is ModelFormat.MLFLOW and not _hub_converts(path, work)):
         out = work / "converted.onnx"
         to_onnx(path, out, read_arrays(sample) if sample else None, trust_pickles=True)
-        return Upload(out.read_bytes(), fmt, converted_here=True)
-    return Upload(path.read_bytes(), fmt, converted_here=False)
+        return Upload(out, fmt, converted_here=True)
+    return Upload(path, fmt, converted_here=False)
 
 
 def _hub_converts(archive: Path, work: Path) -> bool:
