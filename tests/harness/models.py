@@ -53,13 +53,16 @@ def make_reference_npy(rows: int = 32, n_features: int = 4, *, seed: int = 0) ->
 BERT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def make_tiny_bert(inputs: int = 3, *, vocab: int = 1000) -> bytes:
+def make_tiny_bert(
+    inputs: int = 3, *, vocab: int = 1000, hidden: int = 32, layers: int = 2
+) -> bytes:
     """A real (if tiny) BERT sequence classifier from ``transformers``, exported to ONNX as a
     customer brings one: int64 ``input_ids``, ``attention_mask`` and ``token_type_ids``
     (the first ``inputs`` of them) with dynamic batch and sequence axes, ``logits`` out.
 
     Built from a config with fixed-seed weights (no download); token type ids must be 0 or
-    1 and token ids below ``vocab``, so random integer probes break it.
+    1 and token ids below ``vocab``, so random integer probes break it. ``hidden`` and
+    ``layers`` size it (the benchmark's is BERT-mini: 256 and 4).
     """
     import torch
     from transformers import BertConfig, BertForSequenceClassification
@@ -67,10 +70,10 @@ def make_tiny_bert(inputs: int = 3, *, vocab: int = 1000) -> bytes:
     torch.manual_seed(0)
     sizes: dict[str, Any] = {
         "vocab_size": vocab,
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "intermediate_size": 64,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": max(2, hidden // 64),
+        "intermediate_size": hidden * 2 if hidden < 64 else hidden * 4,
         "max_position_embeddings": 256,
         "num_labels": 2,
     }

@@ -1,0 +1,36 @@
+"""The benchmarks run in quick mode, so they cannot rot: each starts its real hub and
+agent, measures, and prints every target with PASS or MISS. Whether a target is met is
+for the full run on a quiet machine to say, not for a test (bench/README.md)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def test_the_protocols_benchmark_measures_every_target_in_quick_mode(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_protocols.py"), "--quick", "--json", str(figures)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    verdicts = re.findall(r"^(.+?)\s+[\d.]+\s+(?:<=|>=) [\d.]+\s+(PASS|MISS)$", done.stdout, re.M)
+    assert [what.strip() for what, _ in verdicts] == [
+        "agent/direct ORT throughput, b1 8 clients",
+        "agent/direct ORT throughput, b8 8 clients",
+        "HTTP binary/JSON p50, seq 128 b8",
+        "gRPC/JSON p50, seq 128 b8",
+        "/v2/health/live p99 under load, ms",
+    ]
+    assert figures.stat().st_size > 0
