@@ -34,3 +34,18 @@ def test_the_protocols_benchmark_measures_every_target_in_quick_mode(tmp_path: P
         "/v2/health/live p99 under load, ms",
     ]
     assert figures.stat().st_size > 0
+
+
+def test_the_inference_benchmark_measures_every_target_in_quick_mode(tmp_path: Path) -> None:
+    """Against the raw-ASGI floor and MLServer (from its own venv, built on first use)."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_inference.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=290,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    verdicts = re.findall(
+        r"^(agent .+?)\s+[\d.]+\s+(?:<=|<) ?[\d.]+\s+(PASS|MISS)$", done.stdout, re.M
+    )
+    assert len(verdicts) == 6, done.stdout
