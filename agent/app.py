@@ -24,6 +24,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 
 from agent import v2_codec
 from agent.access import DataPlaneAccess
+from agent.batching import Batchers, parse_policies
 from agent.drift.monitor import DriftMonitor, DriftSettings
 from agent.experiments import ExperimentRouter
 from agent.extensions import EXTENSIONS, repository_index, statistics
@@ -153,11 +154,13 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
         ),
     )
     holder: list[SyncWorker] = []
+    batchers = Batchers(parse_policies(settings.batching))
     lanes = InferenceLanes(
         workers=settings.inference_workers,
         queue=settings.inference_queue,
         timeout_s=settings.inference_timeout_s,
         known=repository.serves,
+        width=batchers.width,
     )
     metrics = AgentMetrics(
         StateSources(
@@ -183,7 +186,9 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
         router,
         access,
         lanes,
-        InferenceCore(repository, metrics, drift, router, frozenset(settings.allow_non_finite)),
+        InferenceCore(
+            repository, metrics, drift, router, frozenset(settings.allow_non_finite), batchers
+        ),
     )
     if start_sync and identity is not None:
         core.sync = SyncWorker(
@@ -393,12 +398,12 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
 
     @get("/v2/models/stats", operation_id="serverStatistics", guards=[keyed])
     async def all_stats() -> dict[str, Any]:
-        return statistics(repository, core.metrics)
+        return statistics(repository, core.metrics, core.inference.batchers)
 
     @get("/v2/models/{name:str}/stats", operation_id="modelStatistics", guards=[keyed])
     async def model_stats(name: str) -> dict[str, Any]:
         """Inferences that succeeded and failed, and time spent (the statistics extension)."""
-        return statistics(repository, core.metrics, name)
+        return statistics(repository, core.metrics, core.inference.batchers, name)
 
     @get(
         "/v2/models/{name:str}/versions/{version:int}/stats",
@@ -406,7 +411,7 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
         guards=[keyed],
     )
     async def version_stats(name: str, version: int) -> dict[str, Any]:
-        return statistics(repository, core.metrics, name, version)
+        return statistics(repository, core.metrics, core.inference.batchers, name, version)
 
     @get("/agent/status", operation_id="agentStatus", guards=[keyed])
     async def status() -> dict[str, object]:

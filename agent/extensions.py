@@ -5,14 +5,16 @@ call them (``get_model_repository_index``, ``get_inference_statistics``) get ans
   has loaded, ``READY``;
 * **statistics** (``GET /v2/models[/{name}[/versions/{v}]]/stats``): per model version,
   inferences that succeeded and failed and the time spent on the successful ones, read
-  off the same counters ``/metrics`` shows. Queue and per-phase times are not measured
-  separately and are reported as zero rather than guessed.
+  off the same counters ``/metrics`` shows; executions are the model's runs, fewer than
+  its inferences when requests are batched (:mod:`agent.batching`). Queue and per-phase
+  times are not measured separately and are reported as zero rather than guessed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from agent.batching import Batchers
 from agent.metrics import AgentMetrics
 from agent.repository import ModelRepository
 
@@ -29,6 +31,7 @@ def repository_index(repository: ModelRepository) -> list[dict[str, str]]:
 def statistics(
     repository: ModelRepository,
     metrics: AgentMetrics,
+    batchers: Batchers,
     name: str | None = None,
     version: int | None = None,
 ) -> dict[str, Any]:
@@ -59,7 +62,7 @@ def statistics(
                 "version": str(ver),
                 "last_inference": metrics.last_inference_ms(model, ver),
                 "inference_count": int(success),
-                "execution_count": int(success),
+                "execution_count": batchers.runs(model, ver, int(success)),
                 "inference_stats": {
                     "success": {"count": int(success), "ns": int(seconds * 1e9)},
                     "fail": {"count": int(failed), "ns": 0},

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from agent import v2_codec
+from agent.batching import Batchers
 from agent.drift.monitor import DriftMonitor
 from agent.experiments import ExperimentRouter
 from agent.metrics import AgentMetrics
@@ -42,6 +43,7 @@ class InferenceCore:
     drift: DriftMonitor | None = None
     router: ExperimentRouter | None = None
     allow_non_finite: frozenset[str] = frozenset()
+    batchers: Batchers = field(default_factory=lambda: Batchers({}))
 
     def run(
         self,
@@ -76,7 +78,7 @@ class InferenceCore:
             raise
         probation = model.probation
         try:
-            results = model.runtime.infer(feed)
+            results = self.batchers.infer(model, feed)
         except Exception as exc:
             if probation is not None:
                 probation.record(False, f"{exc.__class__.__name__}: {exc}")

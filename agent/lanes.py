@@ -29,6 +29,7 @@ T = TypeVar("T")
 @dataclass
 class _Lane:
     executor: ThreadPoolExecutor
+    threads: int
     admitted: int = 0
     """Running plus waiting; changed on the event loop's thread only."""
 
@@ -44,6 +45,9 @@ class InferenceLanes:
     """A request not answered by then gets 504."""
     known: Callable[[str], bool] = lambda _name: True
     """Which names get a lane: models this agent serves (others fail fast, inline)."""
+    width: Callable[[str, int], int] = lambda _name, workers: workers
+    """A model's threads given ``workers``: more for a batched model (:mod:`agent.batching`),
+    whose requests wait on their threads to be gathered."""
     _lanes: dict[str, _Lane] = field(default_factory=dict)
 
     async def run(self, model: str, work: Callable[[], T]) -> T:
@@ -51,10 +55,11 @@ class InferenceLanes:
             return work()  # inline by choice, or an unknown model the work refuses (404)
         lane = self._lanes.get(model)
         if lane is None:
+            threads = self.width(model, self.workers)
             lane = self._lanes[model] = _Lane(
-                ThreadPoolExecutor(self.workers, thread_name_prefix=f"infer-{model[:32]}")
+                ThreadPoolExecutor(threads, thread_name_prefix=f"infer-{model[:32]}"), threads
             )
-        if lane.admitted >= self.workers + self.queue:
+        if lane.admitted >= lane.threads + self.queue:
             raise BusyError(
                 f"model {model!r} has {lane.admitted} requests running or waiting",
                 hint="retry after a moment; add agents or lower the request rate",

@@ -42,6 +42,7 @@ variable                       meaning
 ``APPLIANCE_INFERENCE_THREADS``  intra-op threads per model (0 = runtime decides)
 ``APPLIANCE_MAX_REQUEST_MB``   largest inference request body
 ``APPLIANCE_ALLOW_NON_FINITE`` agent: models (comma-separated) whose inputs may hold NaN/inf
+``APPLIANCE_BATCHING``         agent: dynamic batching, ``name=max_batch:max_delay_ms``,…
 ``APPLIANCE_OPEN_DATA_PLANE``  agent: serve models without inference keys (closed labs only)
 =============================  ==========================================
 """
@@ -193,6 +194,9 @@ class AgentSettings:
     open_data_plane: bool = False
     """Serve models to anyone who reaches the agent, without an inference key: for a closed
     lab network only (the agent says so in its log)."""
+    batching: tuple[str, ...] = ()
+    """Dynamic batching per model, ``name=max_batch:max_delay_ms`` (``agent.batching``);
+    off for every model not named."""
     allow_non_finite: tuple[str, ...] = ()
     """Models whose floating inputs may hold NaN or infinity (a model that reads NaN as
     'missing'); every other model's requests with them are refused with 422."""

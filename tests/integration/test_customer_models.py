@@ -340,3 +340,34 @@ def test_a_model_with_external_weights_is_served_as_onnx_runtime_answers(
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_a_batched_model_answers_each_of_many_clients_as_onnx_runtime_does(
+    engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    """Issue 15, item 4: dynamic batching (APPLIANCE_BATCHING) gathers concurrent requests
+    of a transformer into runs; each client still gets its own rows, through the stock
+    Triton client, and requests of other sequence lengths are not joined with them."""
+    model = make_tiny_bert(3)
+    version = promote(engineer, approver, "bert-batched", model).version
+    agent = start_agent("batch-edge", env={"APPLIANCE_BATCHING": "bert-batched=8:5"})
+    wait_until("the model", lambda: serving_version(agent, "bert-batched") == str(version), 60)
+    direct = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    feeds = [bert_feed(1 + i % 2, 16 if i % 3 else 32, 3, seed=i) for i in range(12)]
+
+    def ask(feed: dict[str, np.ndarray]) -> np.ndarray:
+        client = triton.InferenceServerClient(agent.url.removeprefix("http://"))
+        inputs = []
+        for name, values in feed.items():
+            tensor = triton.InferInput(name, list(values.shape), "INT64")
+            tensor.set_data_from_numpy(values)
+            inputs.append(tensor)
+        return client.infer("bert-batched", inputs).as_numpy("logits")
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, feeds))
+    for feed, answer in zip(feeds, answers, strict=True):
+        np.testing.assert_allclose(answer, direct.run(["logits"], feed)[0], rtol=1e-4, atol=1e-5)
+    stats = httpx.get(f"{agent.url}/v2/models/bert-batched/stats", timeout=10).json()
+    (counts,) = stats["model_stats"]
+    assert counts["inference_count"] == 12 and 1 <= counts["execution_count"] <= 12
