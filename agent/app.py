@@ -154,7 +154,7 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
         ),
     )
     holder: list[SyncWorker] = []
-    batchers = Batchers(parse_policies(settings.batching))
+    batchers = Batchers(parse_policies(settings.batching), settings.inference_workers)
     lanes = InferenceLanes(
         workers=settings.inference_workers,
         queue=settings.inference_queue,

@@ -13,9 +13,10 @@ CPU, where ONNX Runtime already keeps a core busy with one request, batching mos
 the delay (``bench/bench_protocols.py --agent-env APPLIANCE_BATCHING=…`` measures it);
 it pays where a batch costs little more than one request, as on GPUs.
 
-One thread per batched model version runs the batches; the model's inference lane (see
-:mod:`agent.lanes`) is widened to ``max_batch`` threads so that many requests can wait
-on it at once, and the thread ends after a minute without requests.
+As many batches of a model run at once as it has inference workers
+(``APPLIANCE_INFERENCE_WORKERS``), each on a runner thread that ends after a minute
+without requests; the model's inference lane (see :mod:`agent.lanes`) is widened to
+``max_batch`` threads more so that requests can wait on it for a batch.
 """
 
 from __future__ import annotations
@@ -86,13 +87,15 @@ class _Request:
 class Batcher:
     """The batches of one model version (see the module's notes)."""
 
-    def __init__(self, infer: Infer, policy: BatchPolicy, name: str) -> None:
+    def __init__(self, infer: Infer, policy: BatchPolicy, name: str, runners: int = 1) -> None:
         self._infer = infer
         self.policy = policy
         self._name = name
+        self._runners = max(runners, 1)
+        """Batches that run at once (the model's lane workers: one per core it may use)."""
         self._waiting: list[_Request] = []
         self._changed = threading.Condition()
-        self._running = False
+        self._running = 0
         self.runs = 0
         """Batches run so far (each of one or more requests)."""
 
@@ -101,8 +104,8 @@ class Batcher:
         request = _Request(feed, len(next(iter(feed.values()))))
         with self._changed:
             self._waiting.append(request)
-            if not self._running:
-                self._running = True
+            if self._running < self._runners:
+                self._running += 1
                 threading.Thread(
                     target=self._loop, name=f"batch-{self._name[:32]}", daemon=True
                 ).start()
@@ -115,12 +118,13 @@ class Batcher:
 
     def _loop(self) -> None:
         while (batch := self._next_batch()) is not None:
-            self._run(batch)
+            if batch:  # another runner may have taken the requests this one waited for
+                self._run(batch)
 
     def _next_batch(self) -> list[_Request] | None:
         with self._changed:
             if not self._changed.wait_for(lambda: self._waiting, IDLE_S):
-                self._running = False
+                self._running -= 1
                 return None
             opened = time.monotonic()
             shapes = self._waiting[0].shapes()
@@ -165,6 +169,8 @@ class Batchers:
     """The batcher of each batched model version, made on its first request."""
 
     policies: dict[str, BatchPolicy]
+    runners: int = 1
+    """Batches of one model that run at once: the agent's inference workers."""
     _made: dict[tuple[str, int], tuple[object, Batcher | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -178,7 +184,7 @@ class Batchers:
             if made is None or made[0] is not model.runtime:  # a version loaded anew
                 batcher = None
                 if batchable(model.manifest):
-                    batcher = Batcher(model.runtime.infer, policy, model.name)
+                    batcher = Batcher(model.runtime.infer, policy, model.name, self.runners)
                 else:
                     log.warning(
                         "APPLIANCE_BATCHING names %s, whose version %s has an input or "
@@ -198,4 +204,4 @@ class Batchers:
     def width(self, name: str, workers: int) -> int:
         """Threads of a model's inference lane: enough for a full batch to wait at once."""
         policy = self.policies.get(name)
-        return max(workers, policy.max_batch) if policy is not None and workers > 0 else workers
+        return workers + policy.max_batch if policy is not None and workers > 0 else workers

@@ -12,8 +12,9 @@ import contextlib
 import dataclasses
 import logging
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -21,7 +22,9 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from agent.repository import LoadedModel, ModelRepository
-from agent.runtime import load_runtime
+from agent.runtime import ModelRuntime, load_runtime, pick_runtime
+from agent.runtime.onnx import OnnxRuntimeModel
+from agent.runtime.providers import gpu_providers, short_name
 from agent.store import BundleStore
 from agent.updates.trusted import Offer
 from appliance.bundle.format import check_test_vectors, unpack, verify_bundle
@@ -31,6 +34,7 @@ from appliance.errors import (
     BundleFormatError,
     DecryptionError,
     IntegrityError,
+    ModelLoadError,
     StorageError,
     TestVectorError,
 )
@@ -56,6 +60,30 @@ class DeviceKey:
     private: X25519PrivateKey | None
 
 
+def _candidates(
+    folder: Path, manifest: Manifest, policy: InstallPolicy
+) -> list[tuple[str, Callable[[], ModelRuntime]]]:
+    """The runtimes to try, best first: with ``auto``, ONNX Runtime's GPU providers
+    (:mod:`agent.runtime.providers`), then what :func:`pick_runtime` picks, then ONNX
+    Runtime on the CPU; otherwise only the runtime asked for."""
+    chosen = pick_runtime(policy.runtime, manifest)
+    candidates: list[tuple[str, Callable[[], ModelRuntime]]] = []
+    if policy.runtime == "auto":
+        for provider in gpu_providers():
+            candidates.append(
+                (
+                    f"onnxruntime ({short_name(provider)})",
+                    partial(OnnxRuntimeModel, folder, manifest, policy.threads, provider),
+                )
+            )
+    candidates.append((chosen, partial(load_runtime, folder, manifest, chosen, policy.threads)))
+    if policy.runtime == "auto" and chosen != "onnxruntime":
+        candidates.append(
+            ("onnxruntime", partial(load_runtime, folder, manifest, "onnxruntime", policy.threads))
+        )
+    return candidates
+
+
 def load_verified(folder: Path, policy: InstallPolicy, *, check_hashes: bool) -> LoadedModel:
     """Check the files against the manifest, load, warm up on the test vectors.
 
@@ -66,29 +94,31 @@ def load_verified(folder: Path, policy: InstallPolicy, *, check_hashes: bool) ->
     the hub's disk, which the hub would otherwise sign and encrypt as it is.
     """
     manifest: Manifest = verify_bundle(folder, None, check_hashes=check_hashes)
-    runtime = load_runtime(folder, manifest, policy.runtime, policy.threads)
     reference = _reference(folder, manifest)
-    try:
-        checked = check_test_vectors(folder, manifest, runtime.infer)
-    except TestVectorError as exc:
-        if policy.runtime != "auto" or runtime.kind == "onnxruntime":
-            raise
-        # The hub checked this IR on its own CPU; this one's kernels answer differently.
-        log.warning(
-            "%s v%s: OpenVINO fails the test vectors on this CPU (%s); serving it with "
-            "ONNX Runtime",
-            manifest.name,
-            manifest.version,
-            exc,
-        )
-        runtime = load_runtime(folder, manifest, "onnxruntime", policy.threads)
-        checked = check_test_vectors(folder, manifest, runtime.infer)
+    candidates = _candidates(folder, manifest, policy)
+    for index, (name, load) in enumerate(candidates):
+        try:
+            runtime = load()
+            checked = check_test_vectors(folder, manifest, runtime.infer)
+            break
+        except (TestVectorError, ModelLoadError) as exc:
+            if index == len(candidates) - 1:
+                raise
+            # The hub checked the model on its own CPU; this host's kernels may differ.
+            log.warning(
+                "%s v%s: %s fails on this host (%s); trying %s",
+                manifest.name,
+                manifest.version,
+                name,
+                exc,
+                candidates[index + 1][0],
+            )
     log.info(
         "%s v%s verified and passed %d test vectors on %s",
         manifest.name,
         manifest.version,
         checked,
-        runtime.kind,
+        name,
     )
     return LoadedModel(manifest=manifest, runtime=runtime, folder=folder, reference=reference)
 

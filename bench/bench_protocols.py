@@ -201,7 +201,9 @@ class HealthProbe(threading.Thread):
 # -- the run ---------------------------------------------------------------------------
 
 
-def deploy(root: Path, onnx_bytes: bytes) -> tuple[ServiceProcess, ServiceProcess]:
+def deploy(
+    root: Path, onnx_bytes: bytes, env: dict[str, str]
+) -> tuple[ServiceProcess, ServiceProcess]:
     site = bootstrap_site(root)
     hub = hub_process(site.hub_dir, tls=site.tls)
     hub.start()
@@ -218,6 +220,7 @@ def deploy(root: Path, onnx_bytes: bytes) -> tuple[ServiceProcess, ServiceProces
         runtime="onnxruntime",
         open_data_plane=True,
         plain_http=True,
+        env=env,
     )
     agent.start()
     agent.wait_healthy()
@@ -241,7 +244,8 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     hidden, layers = (64, 1) if args.quick else (256, 4)
     log(f"building BERT (hidden {hidden}, {layers} layers) with transformers…")
     onnx_bytes = make_tiny_bert(3, hidden=hidden, layers=layers)
-    hub, agent = deploy(root, onnx_bytes)
+    env = dict(item.split("=", 1) for item in args.agent_env or [])
+    hub, agent = deploy(root, onnx_bytes, env)
     try:
         return _measure(args, onnx_bytes, agent)
     finally:
@@ -281,6 +285,10 @@ def _measure(args: argparse.Namespace, onnx_bytes: bytes, agent: ServiceProcess)
                     result["health_p99_ms"] = float(np.percentile(probe.latencies_ms, 99))
                 figures[f"{name}|{batch}|{clients}"] = result
                 log(f"{name:12} batch {batch} clients {clients}: " + _brief(result))
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", f"/v2/models/{MODEL}/stats")
+    (counts,) = json.loads(conn.getresponse().read())["model_stats"]
+    log(f"agent: {counts['inference_count']} requests in {counts['execution_count']} runs")
     return figures
 
 
@@ -332,6 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny model and few requests")
     parser.add_argument("--requests", type=int, help="rows per target and client count")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
+    parser.add_argument(
+        "--agent-env",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an APPLIANCE_* setting for the agent, e.g. APPLIANCE_BATCHING=bert-mini=8:2 "
+        "(repeatable)",
+    )
     args = parser.parse_args(argv)
     args.requests = args.requests or (48 if args.quick else 2000)
     root = Path(tempfile.mkdtemp(prefix="appliance-bench-protocols-"))

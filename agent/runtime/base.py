@@ -34,7 +34,7 @@ def is_intel_cpu() -> bool:
     return False
 
 
-def pick_runtime(choice: RuntimeChoice, manifest: Manifest) -> str:
+def pick_runtime(choice: RuntimeChoice, manifest: Manifest) -> RuntimeChoice:
     """``auto`` takes OpenVINO when the bundle has IR and the CPU is Intel's."""
     if choice == "openvino" and not manifest.has_openvino_ir:
         raise ModelLoadError(

@@ -81,6 +81,11 @@ REQUIREMENTS: Final[dict[str, tuple[Requirement, ...]]] = {
         Requirement("uvicorn"),
         Requirement("onnxruntime"),
         Requirement("openvino", needed=False, why="ONNX Runtime serves every model without it"),
+        Requirement(
+            "grpc",
+            needed=False,
+            why="no gRPC front: the agent refuses to start unless APPLIANCE_GRPC_PORT=0",
+        ),
     ),
     "worker": (
         Requirement("torch"),

@@ -165,8 +165,15 @@ def _agent_grpc(core: Any, settings: AgentSettings, tls: dict[str, Any]) -> Any:
     """The gRPC front on ``APPLIANCE_GRPC_PORT`` with the HTTPS certificate, if any."""
     if settings.grpc_port <= 0:
         return None
+    try:
+        from agent.grpc_front import serve_grpc
+    except ImportError as exc:
+        raise ConfigError(
+            f"the agent's gRPC front needs grpcio and protobuf ({exc})",
+            hint="pip install 'appliance[agent]', or APPLIANCE_GRPC_PORT=0 to serve HTTP only",
+        ) from exc
     from agent.app import grpc_servicer
-    from agent.grpc_front import serve_grpc
+    from agent.batching import parse_policies
 
     files = None
     if tls:
@@ -176,7 +183,11 @@ def _agent_grpc(core: Any, settings: AgentSettings, tls: dict[str, Any]) -> Any:
         grpc_servicer(core),
         settings.host,
         settings.grpc_port,
-        workers=max(settings.inference_workers, 1) * 2,
+        # enough threads for a batched model's full batch to wait on them (agent.batching)
+        workers=max(
+            [max(settings.inference_workers, 1) * 2]
+            + [p.max_batch for p in parse_policies(settings.batching).values()]
+        ),
         admitted=max(settings.inference_workers, 1) + settings.inference_queue,
         max_message_bytes=settings.max_request_mb * 1024 * 1024,
         tls=files,

@@ -26,7 +26,7 @@ from agent.runtime import load_runtime, pick_runtime
 from agent.store import BundleStore
 from agent.sync import SyncWorker
 from agent.updates.fetchers import FetchLimits, HubFetcher
-from appliance.bundle.format import check_test_vectors
+from appliance.bundle.format import check_test_vectors, verify_bundle
 from appliance.bundle.manifest import Lineage
 from appliance.client.hub import HubClient
 from appliance.errors import HubUnavailableError, ModelLoadError
@@ -368,3 +368,60 @@ def test_auto_falls_back_to_onnx_runtime_when_openvino_fails_the_vectors_on_this
     assert loaded.runtime.kind == "onnxruntime"
     with pytest.raises(TestVectorError):
         load_verified(folder, InstallPolicy(runtime="openvino", threads=1), check_hashes=True)
+
+
+def test_gpu_providers_come_first_tensorrt_before_cuda_and_only_those_offered():
+    from agent.runtime.providers import gpu_providers
+
+    offered = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
+    assert gpu_providers(offered) == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    assert gpu_providers(["CPUExecutionProvider"]) == []
+
+
+def _sealed_tiny(tmp_path):
+    key = init_keypair(tmp_path / "keys")
+    folder = tmp_path / "b"
+    folder.mkdir()
+    prepared = bundler.prepare(folder, make_tiny_onnx(), None)
+    bundler.seal(prepared, name="tiny", version=1, metrics={}, lineage=Lineage(), key=key)
+    return folder
+
+
+def test_auto_tries_a_gpu_provider_first_and_passes_over_one_that_cannot_serve(
+    tmp_path, monkeypatch
+):
+    """Issue 15, item 5: on ``auto`` the GPU providers ONNX Runtime offers are tried first;
+    this CPU build cannot use CUDA (as a GPU host with a broken driver could not), so the
+    agent says so and serves on the next runtime instead of failing the install."""
+    from agent.installer import InstallPolicy, _candidates, load_verified
+
+    folder = _sealed_tiny(tmp_path)
+    monkeypatch.setattr("agent.installer.gpu_providers", lambda: ["CUDAExecutionProvider"])
+    monkeypatch.setattr("agent.runtime.base.is_intel_cpu", lambda: False)
+    policy = InstallPolicy(runtime="auto", threads=1)
+    manifest = verify_bundle(folder, None)
+    assert [name for name, _ in _candidates(folder, manifest, policy)] == [
+        "onnxruntime (cuda)",
+        "onnxruntime",
+    ]
+    loaded = load_verified(folder, policy, check_hashes=True)
+    assert loaded.runtime.kind == "onnxruntime"
+    assert loaded.runtime.provider == "CPUExecutionProvider"  # type: ignore[attr-defined]
+    pinned = InstallPolicy(runtime="onnxruntime", threads=1)
+    assert [name for name, _ in _candidates(folder, manifest, pinned)] == ["onnxruntime"]
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers(),
+    reason="needs the GPU build of ONNX Runtime and an NVIDIA GPU (none on this host)",
+)
+def test_on_a_gpu_host_auto_serves_on_the_gpu_within_the_bundle_tolerance(tmp_path):
+    from agent.installer import InstallPolicy, load_verified
+
+    loaded = load_verified(
+        _sealed_tiny(tmp_path), InstallPolicy(runtime="auto", threads=1), check_hashes=True
+    )
+    assert loaded.runtime.provider in (  # type: ignore[attr-defined]
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+    )

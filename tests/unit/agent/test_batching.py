@@ -92,3 +92,16 @@ def test_batching_settings_parse_per_model():
         "bert": BatchPolicy(8, 0.002),
         "small": BatchPolicy(4, 0.0005),
     }
+
+
+def test_with_two_runners_two_batches_run_at_once():
+    """One runner per inference worker: a second batch need not wait for the first."""
+    both_running = threading.Barrier(2, timeout=30)
+
+    def model(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        both_running.wait()  # a single runner would never get past this
+        return {"y": feed["x"]}
+
+    batcher = Batcher(model, BatchPolicy(max_batch=2, max_delay_s=60), "m", runners=2)
+    answers = _together(batcher, [{"x": np.full((1, 1), i)} for i in range(4)])
+    assert [int(a[0, 0]) for a in answers] == [0, 1, 2, 3]

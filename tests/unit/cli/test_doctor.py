@@ -14,6 +14,7 @@ import pytest
 from appliance.cli.demo.processes import free_port
 from appliance.cli.doctor import (
     FAIL_FREE_BYTES,
+    REQUIREMENTS,
     WARN_FREE_BYTES,
     DoctorOptions,
     Requirement,
@@ -142,3 +143,22 @@ def test_missing_packages_python_and_gpu_by_role() -> None:
     assert check_python((3, 11, 9)).status == "ok"
     assert check_gpu("worker", names=[]).status == "warn"
     assert check_gpu("agent", names=[]).status == "ok"
+
+
+def test_an_agent_without_grpcio_refuses_to_start_and_says_how_to_go_on(monkeypatch) -> None:
+    """Issue 15: a missing grpcio was a traceback at start; now the two ways out are named,
+    and doctor lists grpc among the agent's imports."""
+    import sys
+
+    from appliance.cli.serve import _agent_grpc
+    from appliance.errors import ConfigError
+    from appliance.settings import AgentSettings
+
+    monkeypatch.setitem(sys.modules, "agent.grpc_front", None)  # import fails as if absent
+    with pytest.raises(ConfigError) as refused:
+        _agent_grpc(None, AgentSettings(hub_url="", grpc_port=8702), {})
+    assert "grpcio" in refused.value.message and "APPLIANCE_GRPC_PORT=0" in (
+        refused.value.hint or ""
+    )
+    assert _agent_grpc(None, AgentSettings(hub_url="", grpc_port=0), {}) is None
+    assert "grpc" in [r.module for r in REQUIREMENTS["agent"]]
