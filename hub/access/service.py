@@ -33,6 +33,7 @@ from hub.db import session_scope
 from hub.events import Changes
 from hub.fleet.certificates import SiteCertificates
 from hub.identity.principal import Principal
+from hub.pagination import page_after
 from hub.residency.policy import ResidencyPolicy
 
 PREFIX = "ak_"
@@ -123,10 +124,7 @@ class InferenceKeys:
     def list(self, *, after_id: int = 0, limit: int = 100) -> list[InferenceKeyInfo]:
         with Session(self.engine) as session:
             rows = session.exec(
-                select(InferenceKeyRecord)
-                .where(col(InferenceKeyRecord.id) > after_id)
-                .order_by(col(InferenceKeyRecord.id))
-                .limit(limit)
+                page_after(select(InferenceKeyRecord), col(InferenceKeyRecord.id), after_id, limit)
             ).all()
             return [_info(r) for r in rows]
 

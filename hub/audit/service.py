@@ -50,6 +50,7 @@ from hub.audit.schemas import (
     Outcome,
     make_entry,
 )
+from hub.pagination import page_after
 
 MAX_DETAIL_BYTES: Final = 64 * 1024
 """Largest ``detail`` (as canonical JSON) one entry may carry."""
@@ -296,12 +297,12 @@ class AuditLog:
         """
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidInputError(f"limit must be between 1 and {MAX_PAGE}, not {limit}")
-        query = select(_ENTRIES).where(_ENTRIES.c.seq > after_seq)
+        query = select(_ENTRIES)
         if actor is not None:
             query = query.where(_ENTRIES.c.actor == actor)
         if action is not None:
             query = query.where(_ENTRIES.c.action == action)
-        rows = session.connection().execute(query.order_by(_ENTRIES.c.seq).limit(limit))
+        rows = session.connection().execute(page_after(query, _ENTRIES.c.seq, after_seq, limit))
         return [_entry(row) for row in rows]
 
     def entries(

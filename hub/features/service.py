@@ -56,6 +56,7 @@ from hub.features.records import (
     FeatureViewRecord,
     FeatureViewVersionRecord,
 )
+from hub.pagination import page_after
 from hub.residency.gate import ResidencyGate
 
 log = logging.getLogger(__name__)
@@ -279,10 +280,7 @@ class FeatureStore:
     def list_entities(self, *, after: str = "", limit: int = 100) -> list[EntityInfo]:
         with Session(self.engine) as session:
             rows = session.exec(
-                select(EntityRecord)
-                .where(col(EntityRecord.name) > after)
-                .order_by(col(EntityRecord.name))
-                .limit(limit)
+                page_after(select(EntityRecord), col(EntityRecord.name), after, limit)
             )
             return [_entity_info(r) for r in rows]
 
@@ -290,10 +288,7 @@ class FeatureStore:
         """The latest version of each view, by name."""
         with Session(self.engine) as session:
             views = session.exec(
-                select(FeatureViewRecord)
-                .where(col(FeatureViewRecord.name) > after)
-                .order_by(col(FeatureViewRecord.name))
-                .limit(limit)
+                page_after(select(FeatureViewRecord), col(FeatureViewRecord.name), after, limit)
             ).all()
             out = []
             for view in views:
@@ -311,15 +306,10 @@ class FeatureStore:
     ) -> list[IngestResult]:
         with Session(self.engine) as session:
             record = self._version(session, self._view(session, name), version)
-            rows = session.exec(
-                select(FeatureSnapshotRecord)
-                .where(
-                    FeatureSnapshotRecord.version_id == record.id,
-                    col(FeatureSnapshotRecord.id) > after,
-                )
-                .order_by(col(FeatureSnapshotRecord.id))
-                .limit(limit)
+            query = select(FeatureSnapshotRecord).where(
+                FeatureSnapshotRecord.version_id == record.id
             )
+            rows = session.exec(page_after(query, col(FeatureSnapshotRecord.id), after, limit))
             return [self._ingest_result(name, record.version, r) for r in rows]
 
     def _ingest_result(

@@ -18,6 +18,7 @@ from appliance.wire.fleet import (
 from hub.db import session_scope
 from hub.fleet.standing import AgentStanding
 from hub.identity.principal import Principal
+from hub.pagination import page_after
 from hub.records import AgentRecord, ReportRefusalRecord
 from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
@@ -91,10 +92,7 @@ class FleetService:
     def list_agents(self, *, after_id: int = 0, limit: int = 100) -> list[AgentInfo]:
         with Session(self.engine) as session:
             rows = session.exec(
-                select(AgentRecord)
-                .where(col(AgentRecord.id) > after_id)
-                .order_by(col(AgentRecord.id))
-                .limit(limit)
+                page_after(select(AgentRecord), col(AgentRecord.id), after_id, limit)
             ).all()
             refusals = {
                 r.agent_id: r

@@ -52,6 +52,7 @@ from hub.identity.tokens import (
     verify_agent_token,
     verify_user_token,
 )
+from hub.pagination import page_after
 from hub.records import AgentRecord
 
 USERNAME = re.compile(r"[a-z][a-z0-9._-]{1,63}")
@@ -170,10 +171,7 @@ class IdentityService:
     def list_users(self, *, after_id: int = 0, limit: int = 100) -> list[UserInfo]:
         with Session(self.engine) as session:
             rows = session.exec(
-                select(UserRecord)
-                .where(col(UserRecord.id) > after_id)
-                .order_by(col(UserRecord.id))
-                .limit(limit)
+                page_after(select(UserRecord), col(UserRecord.id), after_id, limit)
             ).all()
             return [_user_info(r, _zone_of(session, r.id)) for r in rows]
 

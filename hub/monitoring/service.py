@@ -29,6 +29,7 @@ from hub.db import session_scope
 from hub.fleet.standing import AgentStanding
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord, DriftReportRecord
 from hub.monitoring.report_checks import DriftBody, checked
+from hub.pagination import page_after
 
 log = logging.getLogger(__name__)
 
@@ -215,12 +216,12 @@ class MonitoringService:
         limit: int = 100,
     ) -> list[DriftReportInfo]:
         with Session(self.engine) as session:
-            query = select(DriftReportRecord).where(col(DriftReportRecord.id) > after_id)
+            query = select(DriftReportRecord)
             if agent_id is not None:
                 query = query.where(DriftReportRecord.agent_id == agent_id)
             if model is not None:
                 query = query.where(DriftReportRecord.model == model)
-            rows = session.exec(query.order_by(col(DriftReportRecord.id)).limit(limit))
+            rows = session.exec(page_after(query, col(DriftReportRecord.id), after_id, limit))
             return [
                 DriftReportInfo(
                     id=r.id or 0,
@@ -243,12 +244,10 @@ class MonitoringService:
         self, *, agent_id: int | None = None, after_id: int = 0, limit: int = 100
     ) -> list[ServingReportInfo]:
         with Session(self.engine) as session:
-            query = select(AgentReportRecord).where(
-                AgentReportRecord.kind == "serving", col(AgentReportRecord.id) > after_id
-            )
+            query = select(AgentReportRecord).where(AgentReportRecord.kind == "serving")
             if agent_id is not None:
                 query = query.where(AgentReportRecord.agent_id == agent_id)
-            rows = session.exec(query.order_by(col(AgentReportRecord.id)).limit(limit))
+            rows = session.exec(page_after(query, col(AgentReportRecord.id), after_id, limit))
             return [
                 ServingReportInfo(
                     id=r.id or 0,

@@ -35,6 +35,7 @@ from hub.db import session_scope
 from hub.events import Changes
 from hub.identity.principal import Principal
 from hub.identity.roles import Permission, roles_with
+from hub.pagination import page_after
 from hub.records import ApprovalRecord, ExposureApprovalRecord, ModelRecord, ModelVersionRecord
 from hub.registry import bundler
 from hub.registry.formats.isolated import as_onnx
@@ -170,10 +171,7 @@ class RegistryService:
     def list_models(self, *, after_name: str = "", limit: int = 100) -> list[ModelSummary]:
         with Session(self.engine) as session:
             models = session.exec(
-                select(ModelRecord)
-                .where(col(ModelRecord.name) > after_name)
-                .order_by(col(ModelRecord.name))
-                .limit(limit)
+                page_after(select(ModelRecord), col(ModelRecord.name), after_name, limit)
             ).all()
             production = {
                 r.model_id: r.version

@@ -55,6 +55,7 @@ from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
 from hub.db import session_scope
 from hub.identity.principal import Principal
+from hub.pagination import page_after
 from hub.records import AgentRecord, PublicationRecord, SealedBundleRecord
 from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
@@ -366,10 +367,7 @@ class UpdateService:
     def publications(self, *, after_id: int = 0, limit: int = 100) -> list[PublicationInfo]:
         with Session(self.engine) as session:
             rows = session.exec(
-                select(PublicationRecord)
-                .where(col(PublicationRecord.id) > after_id)
-                .order_by(col(PublicationRecord.id))
-                .limit(limit)
+                page_after(select(PublicationRecord), col(PublicationRecord.id), after_id, limit)
             )
             return [_info(r) for r in rows]
 
