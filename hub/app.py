@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import msgspec
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
@@ -24,7 +24,7 @@ from hub.audit.controllers import AuditController
 from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler
 from hub.errors_http import appliance_error_handler, error_body
 from hub.experiments.controllers import ExperimentController
-from hub.features.controllers import feature_controller
+from hub.features.controllers import FeatureController, FeatureUploadController
 from hub.features.fastpath import with_fast_online_lookup
 from hub.features.scheduler import start_materialize_scheduler
 from hub.fleet.controllers import AgentController
@@ -33,10 +33,10 @@ from hub.identity.guards import OPEN_PATHS, BearerAuthMiddleware, open_endpoint,
 from hub.identity.roles import Permission
 from hub.metrics import HubMetrics
 from hub.monitoring.controllers import DriftController, ReportsController
-from hub.registry.controllers import model_controller
+from hub.registry.controllers import ModelController, ModelUploadController
 from hub.rollouts.controllers import RolloutController
 from hub.services import HubServices, build_services
-from hub.training.controllers import training_controller
+from hub.training.controllers import TrainingController, TrainingUploadController
 from hub.updates.controllers import TufController, UpdatesController
 
 TIMESTAMP_CHECK_MINUTES = 60.0
@@ -149,10 +149,10 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             signing_key,
             AuthController,
             UserController,
-            model_controller(settings.max_upload_mb * 1024 * 1024),
+            ModelController,
             AgentController,
             AuditController,
-            feature_controller(settings.max_upload_mb * 1024 * 1024),
+            FeatureController,
             TufController,
             UpdatesController,
             ReportsController,
@@ -160,7 +160,18 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             ExperimentController,
             RolloutController,
             InferenceKeyController,
-            training_controller(settings.max_upload_mb * 1024 * 1024),
+            TrainingController,
+            # The endpoints that take files, and only they, take bodies up to the site's
+            # upload limit (every other endpoint: JSON_BODY_LIMIT, set on the app below).
+            Router(
+                "/",
+                route_handlers=[
+                    ModelUploadController,
+                    FeatureUploadController,
+                    TrainingUploadController,
+                ],
+                request_max_body_size=settings.max_upload_mb * 1024 * 1024,
+            ),
             metrics_endpoint,
         ],
         dependencies={

@@ -657,6 +657,29 @@ def test_an_oversized_json_body_is_413(hub: ServiceProcess) -> None:
     assert response.status_code == 413
 
 
+def test_only_the_file_endpoints_take_bodies_past_the_json_limit(
+    hub: ServiceProcess, site: Site
+) -> None:
+    """Issue 17 moved the upload limit from controller factories to a router around the
+    file endpoints: a 2 MiB upload still reaches the registry (and is refused as no model),
+    while a 2 MiB JSON body to the same controller's stage endpoint is 413."""
+    with site.client(hub.url, "alice") as engineer:
+        upload = httpx.post(
+            f"{hub.url}/api/v1/models/big/versions",
+            files={"model": ("m.onnx", b"\0" * (2 << 20))},
+            headers=auth(engineer),
+            timeout=60,
+        )
+        stage = httpx.post(
+            f"{hub.url}/api/v1/models/big/versions/1/stage",
+            content=b'{"stage": "' + b"s" * (2 << 20) + b'"}',
+            headers={**auth(engineer), "content-type": "application/json"},
+            timeout=60,
+        )
+    assert upload.status_code == 400 and "not a loadable ONNX model" in upload.text
+    assert stage.status_code == 413
+
+
 def test_sign_in_is_throttled_per_address(hub: ServiceProcess, site: Site) -> None:
     """Spends 127.0.0.4's budget for a minute; the other tests come from other addresses."""
     url = f"{hub.url}/api/v1/auth/sign-in"
