@@ -22,10 +22,11 @@ from appliance.settings import HubSettings
 from hub.access.controllers import InferenceKeyController
 from hub.audit.controllers import AuditController
 from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler
+from hub.audit.service import AuditReader
 from hub.errors_http import appliance_error_handler, error_body
 from hub.experiments.controllers import ExperimentController
 from hub.features.controllers import FeatureController, FeatureUploadController
-from hub.features.fastpath import with_fast_online_lookup
+from hub.features.fastpath import OnlineLookup, with_fast_online_lookup
 from hub.features.scheduler import start_materialize_scheduler
 from hub.fleet.controllers import AgentController
 from hub.identity.controllers import AuthController, UserController
@@ -61,8 +62,9 @@ def create_asgi(settings: HubSettings) -> ASGIApp:
     """The hub as served: online feature lookups answered in front of the Litestar app."""
     services = build_services(settings)
     app = cast(ASGIApp, create_app(settings, services))  # ASGI types differ only in naming
+    lookup = OnlineLookup(services.identity, services.features, services.engine, services.audit)
     return with_sane_paths(
-        with_fast_online_lookup(app, services), lambda exc: msgspec.json.encode(error_body(exc))
+        with_fast_online_lookup(app, lookup), lambda exc: msgspec.json.encode(error_body(exc))
     )
 
 
@@ -82,7 +84,8 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
         """The public key bundles and audit checkpoints are signed with; pin it out of band."""
         return Response(signing_pem, media_type="application/x-pem-file")
 
-    hub_metrics = HubMetrics(svc)
+    hub_metrics = HubMetrics(svc.engine)
+    audit_reader = AuditReader(svc.engine, svc.audit, svc.key.public)
 
     @get(
         "/metrics",
@@ -179,7 +182,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             "fleet": Provide(lambda: svc.fleet, sync_to_thread=False),
             "identity": Provide(lambda: svc.identity, sync_to_thread=False),
             "enrolment": Provide(lambda: svc.enrolment, sync_to_thread=False),
-            "services": Provide(lambda: svc, sync_to_thread=False),
+            "audit": Provide(lambda: audit_reader, sync_to_thread=False),
             "features": Provide(lambda: svc.features, sync_to_thread=False),
             "updates": Provide(lambda: svc.updates, sync_to_thread=False),
             "monitoring": Provide(lambda: svc.monitoring, sync_to_thread=False),

@@ -11,28 +11,25 @@ monitoring network.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord
 from hub.records import AgentRecord, ModelVersionRecord, PublicationRecord
 from hub.training.records import TrainingJobRecord, TrainingWorkerRecord
 
-if TYPE_CHECKING:
-    from hub.services import HubServices
-
 
 class _HubCollector(Collector):
-    def __init__(self, services: HubServices) -> None:
-        self.services = services
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def collect(self) -> Iterator[Metric]:
-        with Session(self.services.engine) as session:
+        with Session(self.engine) as session:
             agents = GaugeMetricFamily(
                 "appliance_hub_agents",
                 "Enrolled agents by zone and health",
@@ -107,9 +104,11 @@ def training_metrics(session: Session) -> Iterator[Metric]:
 
 
 class HubMetrics:
-    def __init__(self, services: HubServices) -> None:
+    """Read off the hub's records on every scrape."""
+
+    def __init__(self, engine: Engine) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_HubCollector(services))
+        self.registry.register(_HubCollector(engine))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from litestar import Controller, get, post
-from sqlmodel import Session
 
 from hub.audit.chain import VerifyReport
 from hub.audit.schemas import AuditEntry
+from hub.audit.service import AuditReader
 from hub.identity.guards import requires
 from hub.identity.roles import Permission
 from hub.pagination import After, Limit
-from hub.services import HubServices
 
 
 class AuditController(Controller):
@@ -21,20 +20,16 @@ class AuditController(Controller):
     @get("/", operation_id="listAuditEntries", sync_to_thread=True)
     def list_entries(
         self,
-        services: HubServices,
+        audit: AuditReader,
         after: After = 0,
         limit: Limit = 100,
         actor: str | None = None,
         action: str | None = None,
     ) -> list[AuditEntry]:
         """Entries after ``after`` (a seq), oldest first; page on with the last seq seen."""
-        with Session(services.engine) as session:
-            return services.audit.list(
-                session, after_seq=after, limit=limit, actor=actor, action=action
-            )
+        return audit.list(after_seq=after, limit=limit, actor=actor, action=action)
 
     @post("/verify", operation_id="verifyAuditLog", status_code=200, sync_to_thread=True)
-    def verify(self, services: HubServices) -> VerifyReport:
+    def verify(self, audit: AuditReader) -> VerifyReport:
         """Walk the whole chain and check every signed checkpoint; names the first bad entry."""
-        with Session(services.engine) as session:
-            return services.audit.verify(session, services.key.public)
+        return audit.verify()

@@ -15,12 +15,14 @@ import builtins
 import json
 from collections.abc import Callable, Generator, Iterable, Mapping
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlmodel import Session
 
@@ -343,3 +345,30 @@ class AuditLog:
         checkpoints = [*self.checkpoints(session), *extra_checkpoints]
         with closing(self.entries(session)) as entries:
             return verify_chain(entries, checkpoints, public_key)
+
+
+@dataclass(frozen=True)
+class AuditReader:
+    """The log as auditors read it over HTTP, each call in a session of its own."""
+
+    engine: Engine
+    log: AuditLog
+    public_key: Ed25519PublicKey
+    """The hub's signing key, that checkpoints are verified against."""
+
+    def list(
+        self,
+        *,
+        after_seq: int = 0,
+        limit: int = 100,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> builtins.list[AuditEntry]:
+        with Session(self.engine) as session:
+            return self.log.list(
+                session, after_seq=after_seq, limit=limit, actor=actor, action=action
+            )
+
+    def verify(self) -> VerifyReport:
+        with Session(self.engine) as session:
+            return self.log.verify(session, self.public_key)

@@ -13,9 +13,11 @@ Every other request goes to Litestar unchanged.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import anyio
 import msgspec
+from sqlalchemy.engine import Engine
 
 from appliance.asgi import (
     ASGIApp,
@@ -32,11 +34,13 @@ from appliance.errors import (
 )
 from appliance.http_status import status_for
 from appliance.wire.features import OnlineRequest
+from hub.audit.service import AuditLog
 from hub.errors_http import WWW_AUTHENTICATE, audit_refusal, audited, error_body
+from hub.features.service import FeatureStore
 from hub.identity.guards import check_permission, parse_bearer
 from hub.identity.principal import Principal
 from hub.identity.roles import Permission
-from hub.services import HubServices
+from hub.identity.service import IdentityService
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +50,18 @@ MAX_KEYS = 1000
 READ = frozenset({Permission.FEATURES_READ})
 
 
-async def _authenticate(services: HubServices, scope: Scope) -> Principal:
+@dataclass(frozen=True)
+class OnlineLookup:
+    """What the fast path needs of the hub: who is asking, the store, and where refusals
+    are audited (``engine`` and ``audit``, as :func:`hub.errors_http.audit_refusal` takes)."""
+
+    identity: IdentityService
+    features: FeatureStore
+    engine: Engine
+    audit: AuditLog
+
+
+async def _authenticate(services: OnlineLookup, scope: Scope) -> Principal:
     token = parse_bearer(header(scope, b"authorization") or "")
     identity = services.identity
     principal = identity.cached(token)
@@ -56,7 +71,7 @@ async def _authenticate(services: HubServices, scope: Scope) -> Principal:
 
 
 async def _answer(
-    services: HubServices, principal: Principal, scope: Scope, receive: Receive
+    services: OnlineLookup, principal: Principal, scope: Scope, receive: Receive
 ) -> bytes:
     body = await read_body(scope, receive, MAX_BODY)
     try:
@@ -72,7 +87,7 @@ async def _answer(
 
 
 async def _refuse(
-    services: HubServices, scope: Scope, send: Send, exc: ApplianceError, actor: str
+    services: OnlineLookup, scope: Scope, send: Send, exc: ApplianceError, actor: str
 ) -> None:
     status = status_for(exc)
     if audited(exc):
@@ -89,7 +104,7 @@ async def _refuse(
     await respond(send, status, msgspec.json.encode(error_body(exc)), extra)
 
 
-def with_fast_online_lookup(app: ASGIApp, services: HubServices) -> ASGIApp:
+def with_fast_online_lookup(app: ASGIApp, services: OnlineLookup) -> ASGIApp:
     async def fast(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != ONLINE_PATH:
             return await app(scope, receive, send)
