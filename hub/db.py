@@ -1,4 +1,5 @@
-"""The hub's database engine: SQLite by default, PostgreSQL when given a URL."""
+"""The hub's database engine: SQLite by default, PostgreSQL when given a URL (the tables
+are :mod:`hub.tables`')."""
 
 from __future__ import annotations
 
@@ -9,14 +10,9 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine
+from sqlmodel import Session, create_engine
 
 from appliance.fsutil import private_file
-from hub import records  # noqa: F401  (registers the tables on SQLModel.metadata)
-from hub.access import records as access_records  # noqa: F401
-from hub.audit import records as audit_records  # noqa: F401
-from hub.features import records as feature_records  # noqa: F401
-from hub.identity import records as identity_records  # noqa: F401
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -36,10 +32,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
-
-
-def create_schema(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from appliance.settings import HubSettings
 from hub.access.service import InferenceKeys
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
-from hub.db import create_schema, make_engine
+from hub.db import make_engine
 from hub.experiments.service import ExperimentService
 from hub.features.service import FeatureStore
 from hub.fleet.certificates import SiteCertificates
@@ -25,6 +25,7 @@ from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
 from hub.residency.policy import ResidencyPolicy
 from hub.rollouts.service import RolloutService
+from hub.tables import create_schema
 from hub.training.jobs import TrainingJobs
 from hub.training.schedules import RetrainingSchedules
 from hub.updates.repository import UpdateRepository

@@ -49,7 +49,8 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     """A hub engine with the schema created: SQLite in a temp file, or a fresh PostgreSQL schema."""
     from sqlalchemy import text
 
-    from hub.db import create_schema, make_engine
+    from hub.db import make_engine
+    from hub.tables import create_schema
 
     if request.param == "sqlite":
         eng = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")

@@ -1,4 +1,4 @@
-"""The audit log's tables. ``hub.db`` imports this module so ``create_schema`` creates them.
+"""The audit log's tables. ``hub.tables`` imports this module so ``create_schema`` creates them.
 
 ``audit_entries`` is append-only: the hub never updates or deletes a row.
 ``seq`` is its primary key and ``prev_hash`` is unique, so even a bug in the

@@ -30,9 +30,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from appliance.errors import ApplianceError, InvalidInputError
 from hub.training.mlp import Stopped, fit
-from hub.worker.trainers import (
+from hub.worker.context import TrainContext
+from hub.worker.mlp_recipe import (
     MlpParams,
-    TrainContext,
     build_mlp,
     fit_options,
     fit_targets,

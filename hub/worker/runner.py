@@ -33,9 +33,10 @@ from hub.training import export
 from hub.training.evaluation import Task, judge, metrics_for, split
 from hub.training.mlp import Stopped
 from hub.training.tabular import REFERENCE_ROWS, code_version
+from hub.worker.context import TrainContext
 from hub.worker.dataset import Arrays, to_arrays
 from hub.worker.progress import Progress
-from hub.worker.trainers import BUILTIN, TrainContext, resolve
+from hub.worker.trainers import BUILTIN, resolve
 
 DEFAULT_TEST_FRACTION = 0.2
 MAX_BASELINE_BYTES = 4 << 30

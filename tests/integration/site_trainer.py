@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from hub.training.mlp import Stopped
-from hub.worker.trainers import TrainContext
+from hub.worker.context import TrainContext
 
 
 def logistic(ctx: TrainContext) -> Any:

@@ -374,7 +374,8 @@ def test_large_files_are_streamed_not_read_into_memory(tmp_path: Path) -> None:
     import tracemalloc
 
     from appliance.security.keys import init_keypair, keys_dir
-    from hub.db import create_schema, make_engine
+    from hub.db import make_engine
+    from hub.tables import create_schema
 
     hub = tmp_path / "hub"
     engine = make_engine(f"sqlite:///{hub / 'hub.db'}")

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from hub.training.mlp import Stopped
+from hub.worker.context import TrainContext
 from hub.worker.ddp import train_mlp_distributed
-from hub.worker.trainers import TrainContext
 
 pytestmark = pytest.mark.slow
 
