@@ -14,6 +14,7 @@ import pytest
 import torch
 import tritonclient.http as triton
 
+from appliance.bundle.tensors import NUMPY_TO_V2
 from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
 from tests.harness import formats as f
@@ -28,6 +29,17 @@ from tests.harness.models import (
 from tests.harness.site import promote, serving_version, wait_until
 
 pytestmark = pytest.mark.integration
+
+
+def _triton_inputs(module: Any, feed: dict[str, np.ndarray]) -> list[Any]:
+    """``feed`` as ``module``'s (``tritonclient.http`` or ``.grpc``) inputs, set as stock
+    clients set them (binary data by default)."""
+    inputs = []
+    for name, values in feed.items():
+        tensor = module.InferInput(name, list(values.shape), NUMPY_TO_V2[values.dtype])
+        tensor.set_data_from_numpy(values)
+        inputs.append(tensor)
+    return inputs
 
 
 def _wire(feed: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -117,11 +129,7 @@ def test_a_stock_triton_client_with_its_defaults_is_answered_in_binary(
     client = triton.InferenceServerClient(agent.url.removeprefix("http://"))
     assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
     feed = bert_feed(2, 32, 3, seed=7)
-    inputs = []
-    for name, values in feed.items():
-        tensor = triton.InferInput(name, list(values.shape), "INT64")
-        tensor.set_data_from_numpy(values)  # binary_data=True, the default
-        inputs.append(tensor)
+    inputs = _triton_inputs(triton, feed)  # binary_data=True, the default
     direct = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     expected = direct.run(["logits"], feed)[0]
     every = client.infer("bert-triton", inputs)  # no outputs named: all of them in binary
@@ -212,11 +220,7 @@ def test_a_stock_triton_grpc_client_is_answered_as_onnx_runtime_does(
     metadata = client.get_model_metadata("bert-grpc")
     assert [t.name for t in metadata.inputs] == ["input_ids", "attention_mask", "token_type_ids"]
     feed = bert_feed(4, 64, 3, seed=11)
-    inputs = []
-    for name, values in feed.items():
-        tensor = triton_grpc.InferInput(name, list(values.shape), "INT64")
-        tensor.set_data_from_numpy(values)
-        inputs.append(tensor)
+    inputs = _triton_inputs(triton_grpc, feed)
     answer = client.infer("bert-grpc", inputs)
     direct = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(
@@ -260,19 +264,13 @@ def test_scikit_learn_pytorch_and_mlflow_models_are_served_as_the_originals_answ
     client = triton.InferenceServerClient(agent.url.removeprefix("http://"))
     x = f.features(16, seed=9)
     for name in ("forest", "forest-mlflow"):
-        tensor = triton.InferInput("X", list(x.shape), "FP32")
-        tensor.set_data_from_numpy(x)
-        answer = client.infer(name, [tensor])
+        answer = client.infer(name, _triton_inputs(triton, {"X": x}))
         np.testing.assert_array_equal(answer.as_numpy("label"), classifier.predict(x))
         np.testing.assert_allclose(
             answer.as_numpy("probabilities"), classifier.predict_proba(x), atol=1e-5
         )
     feed = f.torch_inputs(16, seed=9)
-    inputs = []
-    for key, values in feed.items():
-        tensor = triton.InferInput(key, list(values.shape), "FP32")
-        tensor.set_data_from_numpy(values)
-        inputs.append(tensor)
+    inputs = _triton_inputs(triton, feed)
     answer = client.infer("heads-export", inputs)
     with torch.no_grad():
         expected = module.eval()(*(torch.from_numpy(v) for v in feed.values()))
@@ -357,11 +355,7 @@ def test_a_batched_model_answers_each_of_many_clients_as_onnx_runtime_does(
 
     def ask(feed: dict[str, np.ndarray]) -> np.ndarray:
         client = triton.InferenceServerClient(agent.url.removeprefix("http://"))
-        inputs = []
-        for name, values in feed.items():
-            tensor = triton.InferInput(name, list(values.shape), "INT64")
-            tensor.set_data_from_numpy(values)
-            inputs.append(tensor)
+        inputs = _triton_inputs(triton, feed)
         return client.infer("bert-batched", inputs).as_numpy("logits")
 
     with ThreadPoolExecutor(8) as pool:
