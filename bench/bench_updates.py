@@ -39,9 +39,9 @@ from tuf.api.metadata import TargetFile
 
 from agent.identity import device_key, load_identity
 from agent.installer import stage
+from agent.offline_install import offline_updates
 from agent.store import BundleStore
 from agent.updates.fetchers import HubFetcher
-from agent.updates.offline_import import offline_updates
 from agent.updates.trusted import TrustedUpdates, pinned_root
 from appliance.client.hub import HubClient
 from appliance.trust.layout import GroupIndex, index_path, model_path

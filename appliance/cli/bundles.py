@@ -24,7 +24,7 @@ def bundle_export(args: argparse.Namespace) -> int:
 
 def bundle_import(args: argparse.Namespace) -> int:
     from agent.installer import InstallPolicy
-    from agent.updates.offline_import import import_bundle
+    from agent.offline_install import import_bundle
 
     settings = config.load(AgentSettings, {"hub_url": "offline:", "data_dir": args.data_dir})
     policy = InstallPolicy(runtime=settings.runtime, threads=settings.inference_threads)

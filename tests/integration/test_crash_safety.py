@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from agent.app import build_core
-from agent.updates.offline_import import import_bundle
+from agent.offline_install import import_bundle
 from appliance.settings import AgentSettings
 from tests.harness.trust import POLICY, enrol_agent, hub_services, release
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.offline_install import OVERRIDES_FILE, import_bundle
 from agent.store import BundleStore
-from agent.updates.offline_import import OVERRIDES_FILE, import_bundle
 from appliance.clock import utcnow
 from appliance.errors import (
     BundleFormatError,
