@@ -201,6 +201,10 @@ class Batchers:
         made = self._made.get((name, version))
         return made[1].runs if made is not None and made[1] is not None else unbatched
 
+    def largest(self) -> int:
+        """The largest batch of any batched model (0 when none is)."""
+        return max((p.max_batch for p in self.policies.values()), default=0)
+
     def width(self, name: str, workers: int) -> int:
         """Threads of a model's inference lane: enough for a full batch to wait at once."""
         policy = self.policies.get(name)

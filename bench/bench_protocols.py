@@ -36,6 +36,7 @@ import grpc
 import msgspec
 import numpy as np
 import onnxruntime as ort
+from lean_client import BenchError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.harness: the model
 
@@ -53,10 +54,6 @@ TARGET_THROUGHPUT = 0.95
 TARGET_WIRE = 0.5
 TARGET_HEALTH_P99_MS = 10.0
 Call = Callable[[int], None]
-
-
-class BenchError(RuntimeError):
-    """Something the benchmark relies on did not work."""
 
 
 def log(message: str) -> None:

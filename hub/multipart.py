@@ -14,8 +14,7 @@ from appliance.errors import InvalidInputError, nested_too_deeply
 Multipart = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)]
 
 
-def upload_bytes(data: dict[str, Any], field: str, *, required: bool) -> bytes | None:
-    """A file part's content; a missing or empty required part is the caller's error."""
+def _file_part(data: dict[str, Any], field: str, *, required: bool) -> UploadFile | None:
     value = data.get(field)
     if value is None:
         if required:
@@ -23,6 +22,14 @@ def upload_bytes(data: dict[str, Any], field: str, *, required: bool) -> bytes |
         return None
     if not isinstance(value, UploadFile):
         raise InvalidInputError(f"{field}: expected a file part, got a text field")
+    return value
+
+
+def upload_bytes(data: dict[str, Any], field: str, *, required: bool) -> bytes | None:
+    """A file part's content; a missing or empty required part is the caller's error."""
+    value = _file_part(data, field, required=required)
+    if value is None:
+        return None
     content = value.file.read()
     if required and not content:
         raise InvalidInputError(f"{field}: the uploaded file is empty")
@@ -32,11 +39,8 @@ def upload_bytes(data: dict[str, Any], field: str, *, required: bool) -> bytes |
 def upload_stream(data: dict[str, Any], field: str) -> IO[bytes]:
     """A required file part as the stream it was spooled to (to disk past a megabyte), for
     parts too large to hold in memory (models)."""
-    value = data.get(field)
-    if value is None:
-        raise InvalidInputError(f"{field}: missing file part {field!r} in the multipart form")
-    if not isinstance(value, UploadFile):
-        raise InvalidInputError(f"{field}: expected a file part, got a text field")
+    value = _file_part(data, field, required=True)
+    assert value is not None
     stream: IO[bytes] = value.file
     if not stream.read(1):
         raise InvalidInputError(f"{field}: the uploaded file is empty")

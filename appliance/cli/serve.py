@@ -173,7 +173,6 @@ def _agent_grpc(core: Any, settings: AgentSettings, tls: dict[str, Any]) -> Any:
             hint="pip install 'appliance[agent]', or APPLIANCE_GRPC_PORT=0 to serve HTTP only",
         ) from exc
     from agent.app import grpc_servicer
-    from agent.batching import parse_policies
 
     files = None
     if tls:
@@ -184,10 +183,7 @@ def _agent_grpc(core: Any, settings: AgentSettings, tls: dict[str, Any]) -> Any:
         settings.host,
         settings.grpc_port,
         # enough threads for a batched model's full batch to wait on them (agent.batching)
-        workers=max(
-            [max(settings.inference_workers, 1) * 2]
-            + [p.max_batch for p in parse_policies(settings.batching).values()]
-        ),
+        workers=max(max(settings.inference_workers, 1) * 2, core.inference.batchers.largest()),
         admitted=max(settings.inference_workers, 1) + settings.inference_queue,
         max_message_bytes=settings.max_request_mb * 1024 * 1024,
         tls=files,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import shutil
@@ -25,7 +26,7 @@ from appliance.errors import (
     PermissionDeniedError,
     StorageError,
 )
-from appliance.fsutil import save_stream, sha256_bytes
+from appliance.fsutil import save_stream
 from appliance.security.keys import KeyPair
 from appliance.wire.fleet import Assignment
 from appliance.wire.registry import ModelDetail, ModelSummary, VersionInfo
@@ -287,12 +288,9 @@ class RegistryService:
         try:
             bundle_dir = work / "bundle"
             bundle_dir.mkdir()
-            upload = work / "upload"
-            if isinstance(model, bytes):
-                upload.write_bytes(model)
-                uploaded = sha256_bytes(model)
-            else:  # a stream (a spooled multipart part): to disk a chunk at a time
-                uploaded, _ = save_stream(model, upload)
+            upload = work / "upload"  # a stream (a spooled part) goes a chunk at a time
+            stream = io.BytesIO(model) if isinstance(model, bytes) else model
+            uploaded, _ = save_stream(stream, upload)
             onnx_path, fmt = as_onnx(upload, sample, work)
             prepared = bundler.prepare(bundle_dir, onnx_path, reference_npy, sample, tolerance_obj)
             received = {"format": fmt.value, "upload_sha256": uploaded}

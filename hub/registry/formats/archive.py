@@ -21,7 +21,9 @@ def extract(archive: Path, folder: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as zipped:
             if sum(i.file_size for i in zipped.infolist()) > EXTRACT_MAX_BYTES:
-                raise UnprocessableInputError("model: the archive unpacks to more than 64 GiB")
+                raise UnprocessableInputError(
+                    f"model: the archive unpacks to more than {EXTRACT_MAX_BYTES >> 30} GiB"
+                )
             zipped.extractall(folder)
     except zipfile.BadZipFile as exc:
         raise InvalidInputError(f"model: a damaged zip archive ({exc})") from exc

@@ -57,7 +57,7 @@ def _mlflow(
         shutil.copyfile(model.file("onnx", "data"), out)
     elif "sklearn" in model.flavours:
         path = model.file("sklearn", "pickled_model")
-        if model.flavours["sklearn"].get("serialization_format") == "skops":
+        if model.skops:
             estimator = sklearn.load_skops(path)
         elif trust_pickles:
             estimator = _unpickle(path)

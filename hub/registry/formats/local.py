@@ -47,6 +47,4 @@ def _hub_converts(archive: Path, work: Path) -> bool:
         for name in zipped.namelist():
             if name.rsplit("/", 1)[-1] == "MLmodel":
                 zipped.extract(name, folder)
-    model = mlflow.read(folder)
-    sklearn = model.flavours.get("sklearn", {})
-    return "onnx" in model.flavours or sklearn.get("serialization_format") == "skops"
+    return not mlflow.read(folder).pickled

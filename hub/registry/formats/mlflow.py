@@ -24,6 +24,17 @@ class MlflowModel:
     columns: int | None = None
     """How many columns a column-based (DataFrame) signature has."""
 
+    @property
+    def skops(self) -> bool:
+        """A sklearn flavour saved with skops: readable without running code from it."""
+        return self.flavours.get("sklearn", {}).get("serialization_format") == "skops"
+
+    @property
+    def pickled(self) -> bool:
+        """Whether converting it means unpickling (its flavour is neither onnx nor
+        skops-saved sklearn): only on the uploader's own machine."""
+        return "onnx" not in self.flavours and not self.skops
+
     def file(self, flavour: str, key: str) -> Path:
         """A flavour's file, refused when it is missing or points outside the directory."""
         name = str(self.flavours[flavour].get(key, ""))

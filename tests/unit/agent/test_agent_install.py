@@ -352,11 +352,7 @@ def test_auto_falls_back_to_onnx_runtime_when_openvino_fails_the_vectors_on_this
     from agent.installer import InstallPolicy, load_verified
     from appliance.errors import TestVectorError
 
-    key = init_keypair(tmp_path / "keys")
-    folder = tmp_path / "b"
-    folder.mkdir()
-    prepared = bundler.prepare(folder, make_tiny_onnx(), None)
-    bundler.seal(prepared, name="tiny", version=1, metrics={}, lineage=Lineage(), key=key)
+    folder = _sealed_tiny(tmp_path)
     real = ov_runtime.run_ir
     monkeypatch.setattr(
         ov_runtime,

@@ -43,6 +43,12 @@ def _torch(module: torch.nn.Module, feed: dict[str, np.ndarray]) -> list[np.ndar
         return [t.numpy() for t in module.eval()(*(torch.from_numpy(v) for v in feed.values()))]
 
 
+def _answers_as(onnx_bytes: bytes, module: torch.nn.Module, feed: dict[str, np.ndarray]) -> None:
+    """The converted graph gives the module's every output on ``feed``."""
+    for got, want in zip(_run(onnx_bytes, feed), _torch(module, feed), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind", ["pipeline", "forest"])
 def test_a_skops_classifier_converts_in_a_child_and_gives_sklearns_probabilities(
     kind: str, tmp_path: Path
@@ -94,8 +100,7 @@ def test_torchscript_is_traced_on_the_samples_and_keeps_a_dynamic_batch(tmp_path
     onnx_bytes, fmt = _as_onnx(f.torchscript_bytes(module), sample.read_bytes(), tmp_path)
     assert fmt is ModelFormat.TORCHSCRIPT
     feed = f.torch_inputs(7, seed=3)
-    for got, want in zip(_run(onnx_bytes, feed), _torch(module, feed), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    _answers_as(onnx_bytes, module, feed)
 
 
 def test_torchscript_without_samples_says_to_give_them(tmp_path: Path) -> None:
@@ -111,8 +116,7 @@ def test_a_torch_export_program_converts_with_its_names_and_dynamic_batch(tmp_pa
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["x", "scale"]
     feed = f.torch_inputs(5, seed=2)
-    for got, want in zip(_run(onnx_bytes, feed), _torch(module, feed), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    _answers_as(onnx_bytes, module, feed)
 
 
 def test_mlflow_onnx_and_skops_flavours_convert_on_the_hub(tmp_path: Path) -> None:
@@ -151,8 +155,7 @@ def test_mlflow_pickle_flavours_are_refused_on_the_hub_and_convert_locally(tmp_p
     source.write_bytes(zipped)
     assert to_onnx(source, out, None, trust_pickles=True) is ModelFormat.MLFLOW
     feed = f.torch_inputs(6, seed=5)
-    for got, want in zip(_run(out.read_bytes(), feed), _torch(module, feed), strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    _answers_as(out.read_bytes(), module, feed)
 
 
 def test_a_zipmap_classifier_serves_its_probabilities_as_a_tensor(tmp_path: Path) -> None:
