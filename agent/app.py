@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +30,7 @@ from agent.drift.monitor import DriftMonitor, DriftSettings
 from agent.experiments import ExperimentRouter
 from agent.extensions import EXTENSIONS, repository_index, statistics
 from agent.fastpath import HEADER_LENGTH, InferFn, header_length, with_fast_inference
+from agent.follower import InstallFollower
 from agent.identity import AgentIdentity, credentials, device_key, enrol, load_identity
 from agent.inference import InferenceCore
 from agent.installer import DeviceKey, InstallPolicy, restore_installed
@@ -76,6 +78,8 @@ class AgentCore:
     inference: InferenceCore
     """The one inference core the HTTP and gRPC fronts share."""
     sync: SyncWorker | None = None
+    follower: InstallFollower | None = None
+    """Set in a serving process of ``--workers N``: it serves what the owner installs."""
 
 
 def hub_client(settings: AgentSettings, identity: AgentIdentity | None) -> HubClient:
@@ -128,20 +132,28 @@ def ensure_enrolled(settings: AgentSettings) -> AgentIdentity:
     return identity
 
 
-def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore:
-    """Recover from an interrupted update, serve what is installed, then start syncing."""
+def build_core(
+    settings: AgentSettings, *, start_sync: bool = True, serving_only: bool = False
+) -> AgentCore:
+    """Recover from an interrupted update, serve what is installed, then start syncing.
+
+    ``serving_only``: a serving process of ``--workers N`` (:mod:`agent.follower`), which
+    serves what the owning process installed and neither syncs, recovers nor tests drift.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     policy = InstallPolicy(runtime=settings.runtime, threads=settings.inference_threads)
     store = BundleStore(settings.data_dir)
     repository = ModelRepository()
+    start_sync = start_sync and not serving_only
     identity = ensure_enrolled(settings) if start_sync else load_identity(settings.data_dir)
     key = device_key(settings.data_dir, identity) if identity else DeviceKey(0, None)
-    with store.install_lock():
-        store.clear_staging()
-        for note in store.recover():
-            log.error("%s", note)
-        for model in restore_installed(store, repository, policy, key):
-            log.info("restored %s v%d from disk", model.name, model.version)
+    if not serving_only:
+        with store.install_lock():
+            store.clear_staging()
+            for note in store.recover():
+                log.error("%s", note)
+            for model in restore_installed(store, repository, policy, key):
+                log.info("restored %s v%d from disk", model.name, model.version)
     outbox = Outbox(settings.data_dir, max_reports=settings.outbox_max_reports)
     drift = DriftMonitor(
         outbox,
@@ -187,9 +199,17 @@ def build_core(settings: AgentSettings, *, start_sync: bool = True) -> AgentCore
         access,
         lanes,
         InferenceCore(
-            repository, metrics, drift, router, frozenset(settings.allow_non_finite), batchers
+            repository,
+            metrics,
+            None if serving_only else drift,
+            router,
+            frozenset(settings.allow_non_finite),
+            batchers,
         ),
     )
+    if serving_only:
+        core.follower = InstallFollower(store, repository, policy, key, access, router)
+        core.follower.follow()
     if start_sync and identity is not None:
         core.sync = SyncWorker(
             settings,
@@ -418,6 +438,7 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
         sync = core.sync.status if core.sync else None
         return {
             "name": core.settings.agent_name,
+            "process": {"role": "serving" if core.follower else "owner", "pid": os.getpid()},
             "zone": core.sync.identity.zone if core.sync else core.settings.zone,
             "group": core.sync.identity.group if core.sync else None,
             "hub_url": core.settings.hub_url,
@@ -484,6 +505,9 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
         # of the garbage collector's scans so collections on the request path stay cheap.
         gc.collect()
         gc.freeze()
+        if core.follower:  # a serving process: the owner tests drift and reports
+            core.follower.start()
+            return
         scheduler.append(
             run_every(
                 core.settings.drift_check_s / 60, check_drift, job_id="drift", name="drift tests"
@@ -502,6 +526,8 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
 
     def stop_sync() -> None:
         core.lanes.close()  # queued requests are dropped; running ones finish
+        if core.follower:
+            core.follower.stop()
         for job in scheduler:
             job.shutdown(wait=True)
         if core.sync:

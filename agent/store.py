@@ -97,9 +97,21 @@ class BundleStore:
     @contextlib.contextmanager
     def install_lock(self) -> Iterator[None]:
         """One installer at a time across processes (the agent and ``bundle import``)."""
+        with self._locked(fcntl.LOCK_EX):
+            yield
+
+    @contextlib.contextmanager
+    def reading_lock(self) -> Iterator[None]:
+        """Read the state and load its bundles while no installer changes them (serving
+        processes, :mod:`agent.follower`); readers do not wait for one another."""
+        with self._locked(fcntl.LOCK_SH):
+            yield
+
+    @contextlib.contextmanager
+    def _locked(self, mode: int) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
         with self.lock_file.open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            fcntl.flock(handle, mode)
             try:
                 yield
             finally:

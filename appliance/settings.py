@@ -188,6 +188,11 @@ class AgentSettings:
     """… and keeps waiting beyond those; more get 429 with ``Retry-After``."""
     inference_timeout_s: float = 30.0
     """A request not answered by then gets 504 (its work finishes in the background)."""
+    serving_processes: int = 1
+    """Processes that answer HTTP on the agent's port (``--workers``): the first also syncs,
+    tests drift, reports and serves gRPC; the others only serve what it installed
+    (:mod:`agent.follower`). More than one pays off for small models, whose requests
+    spend their time in HTTP rather than in the model; each process loads every model."""
     plain_http: bool = False
     """Serve plain HTTP when enrolment brought no certificate (a hub without the site CA):
     for a closed lab only. Otherwise an agent without a certificate refuses to start."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ def _uvicorn(
     *,
     proxies: tuple[str, ...] = (),
     peer_certificates: bool = False,
+    sockets: list[Any] | None = None,
     **tls: Any,
 ) -> None:
     """Serve ``app``; tell systemd ``READY=1`` once the socket listens (``Type=notify``).
@@ -32,7 +34,8 @@ def _uvicorn(
     without any, never: uvicorn's default trusts it from 127.0.0.1, which let anyone on the
     box (or behind a local tunnel) choose the address the rate limit and audit log see.
     With ``peer_certificates``, each request's scope names the client certificate verified
-    in the handshake (:mod:`appliance.peer_tls`).
+    in the handshake (:mod:`appliance.peer_tls`). ``sockets``: listen on these, already
+    bound (``--workers``), instead of binding ``host:port``.
     """
     import uvicorn
 
@@ -61,7 +64,7 @@ def _uvicorn(
         forwarded_allow_ips=",".join(proxies) if proxies else "",
         **tls,
     )
-    NotifyingServer(config).run()
+    NotifyingServer(config).run(sockets=sockets)
 
 
 def hub_serve(args: argparse.Namespace) -> int:
@@ -131,6 +134,7 @@ def _agent_settings(args: argparse.Namespace) -> AgentSettings:
             "hub_ca": args.hub_ca,
             "client_cert": getattr(args, "client_cert", None),
             "client_key": getattr(args, "client_key", None),
+            "serving_processes": getattr(args, "workers", None),
         },
     )
 
@@ -139,23 +143,49 @@ def agent_serve(args: argparse.Namespace) -> int:
     setup_logging()
     settings = _agent_settings(args)
     from agent.app import build_core, create_app
+    from appliance.cli.serving_processes import (
+        ServingProcesses,
+        check_count,
+        inherited_socket,
+        listening_socket,
+    )
 
+    if args.serving_fd is not None:  # one of the owner's serving processes
+        core = build_core(settings, serving_only=True)
+        inherited = [inherited_socket(args.serving_fd)]
+        app = create_app(core)
+        _uvicorn(app, "", 0, peer_certificates=True, sockets=inherited, **_agent_tls(settings))
+        return 0
+    count = check_count(settings.serving_processes)
     core = build_core(settings)
     tls = _agent_tls(settings)
     grpc_server = _agent_grpc(core, settings, tls)
+    sock = listening_socket(settings.host, settings.agent_port) if count > 1 else None
+    serving = ServingProcesses(count - 1, sys.argv[1:], sock) if sock else None
     log.info(
-        "agent %s listening on %s://%s:%d, hub %s",
+        "agent %s listening on %s://%s:%d (%d process%s), hub %s",
         settings.agent_name,
         "https" if tls else "http",
         settings.host,
         settings.agent_port,
+        count,
+        "" if count == 1 else "es",
         settings.hub_url,
     )
     try:
+        if serving is not None:
+            serving.start()
         _uvicorn(
-            create_app(core), settings.host, settings.agent_port, peer_certificates=True, **tls
+            create_app(core),
+            settings.host,
+            settings.agent_port,
+            peer_certificates=True,
+            sockets=None if sock is None else [sock],
+            **tls,
         )
     finally:
+        if serving is not None:
+            serving.stop()
         if grpc_server is not None:
             grpc_server.stop(grace=5).wait()
     return 0
@@ -312,6 +342,13 @@ def add_parsers(
         action="store_true",
         help="serve plain HTTP if enrolment brought no certificate (closed labs only)",
     )
+    aserve.add_argument(
+        "--workers",
+        type=int,
+        help="processes answering HTTP on the port (default 1; APPLIANCE_SERVING_PROCESSES): "
+        "more serve small models faster; each loads every model",
+    )
+    aserve.add_argument("--serving-fd", type=int, help=argparse.SUPPRESS)
     aserve.set_defaults(func=agent_serve)
 
     enrol = agent_sub.add_parser(

@@ -128,6 +128,21 @@ def test_agent_that_is_not_enrolled_says_how_to_enrol(tmp_path):
     assert "not enrolled" in result.stderr and "--enrol-token" in result.stderr
 
 
+def test_agent_serve_refuses_a_worker_count_it_cannot_use(tmp_path):
+    result = appliance(
+        "agent",
+        "serve",
+        "--workers",
+        "0",
+        "--hub",
+        "http://127.0.0.1:9",
+        "--data-dir",
+        str(tmp_path / "agent"),
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--workers 0: must be between 1 and 64" in result.stderr
+
+
 def test_rotating_the_token_key_keeps_the_previous_ones_for_verification(tmp_path):
     data = tmp_path / "hub"
     kids = []
