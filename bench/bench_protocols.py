@@ -99,11 +99,12 @@ def grpc_request(feed: dict[str, np.ndarray]) -> pb.ModelInferRequest:
 
 
 class Http:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, model: str = MODEL) -> None:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.path = f"/v2/models/{model}/infer"
 
     def post(self, body: bytes, headers: dict[str, str]) -> bytes:
-        self.conn.request("POST", f"/v2/models/{MODEL}/infer", body, headers)
+        self.conn.request("POST", self.path, body, headers)
         response = self.conn.getresponse()
         data = response.read()
         if response.status != 200:
@@ -111,8 +112,8 @@ class Http:
         return data
 
 
-def http_json(port: int, bodies: list[bytes]) -> Call:
-    client = Http(port)
+def http_json(port: int, bodies: list[bytes], model: str = MODEL) -> Call:
+    client = Http(port, model)
     headers = {"Content-Type": "application/json"}
     return lambda i: msgspec.json.decode(client.post(bodies[i % len(bodies)], headers)) and None
 
@@ -199,8 +200,9 @@ class HealthProbe(threading.Thread):
 
 
 def deploy(
-    root: Path, onnx_bytes: bytes, env: dict[str, str]
+    root: Path, onnx_bytes: bytes, env: dict[str, str], model: str = MODEL
 ) -> tuple[ServiceProcess, ServiceProcess]:
+    """A real hub and agent on loopback, ``onnx_bytes`` published as ``model`` and served."""
     site = bootstrap_site(root)
     hub = hub_process(site.hub_dir, tls=site.tls)
     hub.start()
@@ -222,14 +224,14 @@ def deploy(
     agent.start()
     agent.wait_healthy()
     with site.client(hub.url, "alice") as engineer, site.client(hub.url, "omar") as approver:
-        info = engineer.upload_model(MODEL, onnx_bytes)
-        engineer.change_stage(MODEL, info.version, "staging")
-        approver.change_stage(MODEL, info.version, "production")
+        info = engineer.upload_model(model, onnx_bytes)
+        engineer.change_stage(model, info.version, "staging")
+        approver.change_stage(model, info.version, "production")
     port = int(agent.url.rsplit(":", 1)[1])
     deadline = time.monotonic() + 180
     while True:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request("GET", f"/v2/models/{MODEL}/ready")
+        conn.request("GET", f"/v2/models/{model}/ready")
         if conn.getresponse().status == 200:
             return hub, agent
         if time.monotonic() > deadline:

@@ -4,6 +4,7 @@ for the full run on a quiet machine to say, not for a test (bench/README.md)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -49,3 +50,20 @@ def test_the_inference_benchmark_measures_every_target_in_quick_mode(tmp_path: P
         r"^(agent .+?)\s+[\d.]+\s+(?:<=|<) ?[\d.]+\s+(PASS|MISS)$", done.stdout, re.M
     )
     assert len(verdicts) == 6, done.stdout
+
+
+def test_the_serving_processes_benchmark_measures_its_target_in_quick_mode(
+    tmp_path: Path,
+) -> None:
+    figures = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_workers.py"), "--quick", "--json", str(figures)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    verdicts = re.findall(r"^(.+?)\s+[\d.]+\s+>= [\d.]+\s+(PASS|MISS)$", done.stdout, re.M)
+    assert [what.strip() for what, _ in verdicts] == ["2 processes / 1, throughput at 16 clients"]
+    rounds = json.loads(figures.read_text())["rounds"]
+    assert sorted(rounds) == ["1", "2"] and all(r[0]["per_s"] > 0 for r in rounds.values())
