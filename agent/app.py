@@ -173,6 +173,8 @@ def build_core(
         timeout_s=settings.inference_timeout_s,
         known=repository.serves,
         width=batchers.width,
+        inline_below_s=settings.inference_inline_ms / 1000,
+        batched=batchers.batched,
     )
     metrics = AgentMetrics(
         StateSources(

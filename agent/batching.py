@@ -205,6 +205,9 @@ class Batchers:
         """The largest batch of any batched model (0 when none is)."""
         return max((p.max_batch for p in self.policies.values()), default=0)
 
+    def batched(self, name: str) -> bool:
+        return name in self.policies
+
     def width(self, name: str, workers: int) -> int:
         """Threads of a model's inference lane: enough for a full batch to wait at once."""
         policy = self.policies.get(name)

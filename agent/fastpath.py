@@ -94,7 +94,7 @@ def with_fast_inference(
             body = await read_body(scope, receive, max_body_bytes)
             subject, length = _subject(scope), header_length(header(scope, HEADER_LENGTH.encode()))
             answer = await lanes.run(
-                route[0], lambda: infer(route[0], route[1], body, subject, length)
+                route[0], lambda: infer(route[0], route[1], body, subject, length), len(body)
             )
         except ConnectionResetError:
             return None

@@ -11,11 +11,20 @@ refused at once with 429 and ``Retry-After`` (:class:`~appliance.errors.BusyErro
 instead of queueing without end, and a slow model cannot hold another model's threads. A
 request still running after ``timeout_s`` is answered 504; its thread finishes the work
 and only then frees its place in the lane, so the bound holds.
+
+Handing a request to a thread and back is not free: under load it cost a small model
+about 170 µs of CPU per request, more than the model itself (``bench/bench_workers.py``).
+So a lane keeps a moving average of the CPU time its requests take (decode, run, encode),
+and while that is under ``inline_below_s`` a request no larger than twice the usual one
+runs on the event loop itself: a probe then waits at most that long per request ahead
+of it. A first request, a larger one, and every request of a slower model go to the
+threads; a batched model's always do, since they wait there for one another.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,8 +39,34 @@ T = TypeVar("T")
 class _Lane:
     executor: ThreadPoolExecutor
     threads: int
+    may_inline: bool = False
     admitted: int = 0
     """Running plus waiting; changed on the event loop's thread only."""
+    cost_s: float | None = None
+    """Moving average of the CPU time one request takes (None: none measured yet) …"""
+    size: float = 0.0
+    """… and of the requests' sizes (bytes)."""
+
+    def cheap(self, size: int, below_s: float) -> bool:
+        """Whether a request of ``size`` bytes should run on the loop."""
+        cost = self.cost_s
+        return self.may_inline and cost is not None and cost < below_s and size <= 2 * self.size
+
+    def measured(self, work: Callable[[], T], size: int) -> T:
+        began = time.thread_time()
+        try:
+            return work()
+        finally:
+            spent = time.thread_time() - began
+            if self.cost_s is None:
+                self.cost_s, self.size = spent, float(size)
+            else:
+                self.cost_s += _WEIGHT * (spent - self.cost_s)
+                self.size += _WEIGHT * (size - self.size)
+
+
+_WEIGHT = 0.05
+"""Of the newest request in the moving averages (about the last 20 count)."""
 
 
 @dataclass
@@ -48,24 +83,36 @@ class InferenceLanes:
     width: Callable[[str, int], int] = lambda _name, workers: workers
     """A model's threads given ``workers``: more for a batched model (:mod:`agent.batching`),
     whose requests wait on their threads to be gathered."""
+    inline_below_s: float = 0.0
+    """Requests of a model that take less CPU than this on average run on the loop (0:
+    never)…"""
+    batched: Callable[[str], bool] = lambda _name: False
+    """… unless the model is batched."""
     _lanes: dict[str, _Lane] = field(default_factory=dict)
 
-    async def run(self, model: str, work: Callable[[], T]) -> T:
+    async def run(self, model: str, work: Callable[[], T], size: int = 0) -> T:
+        """``work`` (a request of ``size`` bytes) in ``model``'s lane, or on the loop."""
         if self.workers <= 0 or not self.known(model):
             return work()  # inline by choice, or an unknown model the work refuses (404)
         lane = self._lanes.get(model)
         if lane is None:
             threads = self.width(model, self.workers)
             lane = self._lanes[model] = _Lane(
-                ThreadPoolExecutor(threads, thread_name_prefix=f"infer-{model[:32]}"), threads
+                ThreadPoolExecutor(threads, thread_name_prefix=f"infer-{model[:32]}"),
+                threads,
+                may_inline=self.inline_below_s > 0 and not self.batched(model),
             )
+        if lane.cheap(size, self.inline_below_s):
+            return lane.measured(work, size)
         if lane.admitted >= lane.threads + self.queue:
             raise BusyError(
                 f"model {model!r} has {lane.admitted} requests running or waiting",
                 hint="retry after a moment; add agents or lower the request rate",
             )
         lane.admitted += 1
-        future = asyncio.get_running_loop().run_in_executor(lane.executor, work)
+        future = asyncio.get_running_loop().run_in_executor(
+            lane.executor, lane.measured, work, size
+        )
         future.add_done_callback(lambda done: self._release(lane, done))
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout_s)

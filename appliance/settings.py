@@ -188,6 +188,10 @@ class AgentSettings:
     """… and keeps waiting beyond those; more get 429 with ``Retry-After``."""
     inference_timeout_s: float = 30.0
     """A request not answered by then gets 504 (its work finishes in the background)."""
+    inference_inline_ms: float = 0.5
+    """A model whose requests take less CPU than this (a moving average) answers requests
+    of its usual size on the event loop, where a thread hand-off would cost more than the
+    model (:mod:`agent.lanes`); probes wait at most about this long per request ahead."""
     serving_processes: int = 1
     """Processes that answer HTTP on the agent's port (``--workers``): the first also syncs,
     tests drift, reports and serves gRPC; the others only serve what it installed

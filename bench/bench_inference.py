@@ -66,7 +66,7 @@ LABELS = {
 # Production default, not the demo's 1 s, so the sync thread polls as it would on site.
 SYNC_INTERVAL_S = AgentSettings(hub_url="", zone="").sync_interval
 
-TARGET_FLOOR_RATIO = 1.2
+TARGET_FLOOR_RATIO = 1.05  # issue 15: at most 1.05x the raw-ASGI floor at batch 1
 TARGET_MLSERVER_RATIO = 1.0
 TARGET_RSS_MB = 300.0
 TARGET_READY_S = 3.0

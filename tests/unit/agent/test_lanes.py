@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 
@@ -87,3 +88,35 @@ def test_no_workers_runs_on_the_event_loop_as_before():
         assert await lanes.run("m", threading.current_thread) is threading.main_thread()
 
     asyncio.run(scenario())
+
+
+def _busy(seconds: float) -> str:
+    """CPU work (not a sleep: the lane measures CPU time); the thread it ran on."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+    return threading.current_thread().name
+
+
+def test_a_cheap_model_answers_requests_of_its_usual_size_on_the_loop():
+    async def scenario() -> list[str]:
+        lanes = InferenceLanes(inline_below_s=0.01)
+        ran = [await lanes.run("tiny", lambda: _busy(0), size=100) for _ in range(3)]
+        ran.append(await lanes.run("tiny", lambda: _busy(0), size=1000))  # 10x the usual
+        return ran
+
+    first, second, third, large = asyncio.run(scenario())
+    loop_thread = threading.current_thread().name
+    assert first.startswith("infer-tiny")  # nothing measured yet: to a thread
+    assert second == third == loop_thread
+    assert large.startswith("infer-tiny")
+
+
+def test_a_model_costlier_than_the_bound_or_batched_stays_off_the_loop():
+    async def scenario(lanes: InferenceLanes, model: str, cost_s: float) -> set[str]:
+        return {await lanes.run(model, lambda: _busy(cost_s), size=100) for _ in range(4)}
+
+    slow = asyncio.run(scenario(InferenceLanes(inline_below_s=0.002), "slow", 0.01))
+    assert all(name.startswith("infer-slow") for name in slow)
+    batched = InferenceLanes(inline_below_s=0.01, batched=lambda name: name == "b")
+    assert all(name.startswith("infer-b") for name in asyncio.run(scenario(batched, "b", 0)))
