@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
-from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import msgspec
@@ -26,6 +25,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from agent import v2_codec
 from agent.access import DataPlaneAccess
 from agent.batching import Batchers, parse_policies
+from agent.core import AgentCore
 from agent.drift.monitor import DriftMonitor, DriftSettings
 from agent.experiments import ExperimentRouter
 from agent.extensions import EXTENSIONS, repository_index, statistics
@@ -37,8 +37,10 @@ from agent.installer import DeviceKey, InstallPolicy, restore_installed
 from agent.lanes import InferenceLanes
 from agent.metrics import AgentMetrics, ServingSummaries, StateSources
 from agent.outbox import Outbox
+from agent.peers import Peers
 from agent.probation import ProbationPolicy
 from agent.repository import LoadedModel, ModelRepository
+from agent.status import agent_status, owner_drifts, owner_reachable, share_of
 from agent.store import BundleStore
 from agent.sync import SyncWorker
 from agent.updates.trusted import cached_experiments, metadata_dir, pinned_root
@@ -61,25 +63,6 @@ class Feedback(msgspec.Struct, forbid_unknown_fields=True):
     """The ``id`` of the inference response."""
     outcome: float
     """1/0 for a rate (converted, correct), or the value of a continuous metric."""
-
-
-@dataclass
-class AgentCore:
-    settings: AgentSettings
-    store: BundleStore
-    repository: ModelRepository
-    policy: InstallPolicy
-    outbox: Outbox
-    drift: DriftMonitor
-    metrics: AgentMetrics
-    router: ExperimentRouter
-    access: DataPlaneAccess
-    lanes: InferenceLanes
-    inference: InferenceCore
-    """The one inference core the HTTP and gRPC fronts share."""
-    sync: SyncWorker | None = None
-    follower: InstallFollower | None = None
-    """Set in a serving process of ``--workers N``: it serves what the owner installs."""
 
 
 def hub_client(settings: AgentSettings, identity: AgentIdentity | None) -> HubClient:
@@ -176,15 +159,29 @@ def build_core(
         inline_below_s=settings.inference_inline_ms / 1000,
         batched=batchers.batched,
     )
-    metrics = AgentMetrics(
-        StateSources(
+    peers = None
+    if serving_only or settings.serving_processes > 1:
+        peers = Peers(settings.data_dir / "processes", "serving" if serving_only else "owner")
+        if not serving_only:
+            peers.clear()
+    if serving_only and peers is not None:  # the owner knows these
+        sources = StateSources(
+            repository,
+            outbox,
+            drift,
+            partial(owner_reachable, peers),
+            lanes.admitted,
+            drift_results=partial(owner_drifts, peers),
+        )
+    else:
+        sources = StateSources(
             repository,
             outbox,
             drift,
             lambda: bool(holder and holder[0].status.hub_reachable),
             lanes.admitted,
         )
-    )
+    metrics = AgentMetrics(sources, peers)
     router = ExperimentRouter()
     router.update(cached_experiments(settings.data_dir))  # so cohorts hold with the hub away
     access = DataPlaneAccess(open_access=settings.open_data_plane)
@@ -209,6 +206,7 @@ def build_core(
             batchers,
         ),
     )
+    core.peers = peers
     if serving_only:
         core.follower = InstallFollower(store, repository, policy, key, access, router)
         core.follower.follow()
@@ -437,38 +435,7 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
 
     @get("/agent/status", operation_id="agentStatus", guards=[keyed])
     async def status() -> dict[str, object]:
-        sync = core.sync.status if core.sync else None
-        return {
-            "name": core.settings.agent_name,
-            "process": {"role": "serving" if core.follower else "owner", "pid": os.getpid()},
-            "zone": core.sync.identity.zone if core.sync else core.settings.zone,
-            "group": core.sync.identity.group if core.sync else None,
-            "hub_url": core.settings.hub_url,
-            "hub_reachable": sync.hub_reachable if sync else False,
-            "last_error": sync.last_error if sync else None,
-            "update_error": sync.update_error if sync else None,
-            "problems": dict(sync.problems) if sync else {},
-            "outbox": {
-                "depth": core.outbox.depth(),
-                "dropped": core.outbox.dropped(),
-                "refused": core.outbox.dead_letter_count(),
-                "refused_latest": core.outbox.dead_letters(limit=5),
-            },
-            "drift": core.drift.status(),
-            "experiments": dict(
-                zip(("remembered_ids", "remembered_bytes"), core.router.remembered(), strict=True)
-            ),
-            "models": [
-                {
-                    "name": m.name,
-                    "version": m.version,
-                    "runtime": m.runtime.kind,
-                    "loaded_at": m.loaded_at,
-                    "on_probation": m.probation is not None and m.probation.verdict() is None,
-                }
-                for m in repository.all()
-            ],
-        }
+        return agent_status(core)
 
     @get(
         "/metrics",
@@ -507,8 +474,19 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
         # of the garbage collector's scans so collections on the request path stay cheap.
         gc.collect()
         gc.freeze()
+        if core.peers:
+            core.peers.start(partial(share_of, core))
         if core.follower:  # a serving process: the owner tests drift and reports
             core.follower.start()
+            scheduler.append(  # outcomes of experiment requests answered here
+                run_every(
+                    core.settings.drift_check_s / 60,
+                    core.router.flush,
+                    core.outbox,
+                    job_id="ab",
+                    name="A/B outcomes",
+                )
+            )
             return
         scheduler.append(
             run_every(
@@ -530,6 +508,8 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
         core.lanes.close()  # queued requests are dropped; running ones finish
         if core.follower:
             core.follower.stop()
+        if core.peers:
+            core.peers.stop()
         for job in scheduler:
             job.shutdown(wait=True)
         if core.sync:

@@ -3,7 +3,8 @@
 Counters and latency histograms are updated on the request path through
 per-(model, version, variant) children cached on first use; everything else
 (installed versions, hub reachability, outbox depth, drift p-values) is read
-when Prometheus scrapes, so it costs requests nothing.
+when Prometheus scrapes, so it costs requests nothing. With ``--workers N`` the
+counters shown are every process's (:mod:`agent.peers`), added up at scrape time.
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from agent.drift.monitor import DriftMonitor
 from agent.outbox import Outbox
+from agent.peers import Peers, SampleKey
 from agent.repository import LoadedModel, ModelRepository
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -33,6 +40,13 @@ class StateSources:
     hub_reachable: Callable[[], bool]
     admitted: Callable[[str], int] = lambda _model: 0
     """Inference requests running or waiting, per model (:mod:`agent.lanes`)."""
+    drift_results: Callable[[], dict[tuple[str, int], tuple[bool, list[float]]]] | None = None
+    """(drifted, p-values) per model version; default: ``drift``'s latest."""
+
+    def drifts(self) -> dict[tuple[str, int], tuple[bool, list[float]]]:
+        if self.drift_results is not None:
+            return self.drift_results()
+        return {k: (r.drifted, r.p_values) for k, r in self.drift.latest().items()}
 
 
 class _StateCollector(Collector):
@@ -82,30 +96,68 @@ class _StateCollector(Collector):
             "1 if the last drift test found drift",
             labels=["model", "version"],
         )
-        for (name, ver), result in s.drift.latest().items():
-            drifted.add_metric([name, str(ver)], 1.0 if result.drifted else 0.0)
-            for feature, p in enumerate(result.p_values):
+        for (name, ver), (found, values) in s.drifts().items():
+            drifted.add_metric([name, str(ver)], 1.0 if found else 0.0)
+            for feature, p in enumerate(values):
                 p_values.add_metric([name, str(ver), str(feature)], p)
         yield p_values
         yield drifted
 
 
+_REQUESTS = (
+    "appliance_agent_requests",
+    "Inference requests by outcome (ok, rejected: bad input, error: the model failed)",
+)
+_LATENCY = (
+    "appliance_agent_request_seconds",
+    "Inference latency inside the agent (decode, run, encode)",
+)
+_KEPT = ("appliance_agent_requests_total", "appliance_agent_request_seconds_bucket")
+_SUM = "appliance_agent_request_seconds_sum"
+
+
+class _CountersCollector(Collector):
+    """The request counters and latency histograms: this process's and its peers'."""
+
+    def __init__(self, metrics: AgentMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            *_REQUESTS, labels=["model", "version", "variant", "outcome"]
+        )
+        latency = HistogramMetricFamily(*_LATENCY, labels=["model", "version", "variant"])
+        buckets: dict[tuple[str, str, str], list[tuple[str, float]]] = {}
+        sums: dict[tuple[str, str, str], float] = {}
+        for (sample, model, version, variant, extra), value in sorted(
+            self.metrics.samples().items()
+        ):
+            if sample == _KEPT[0]:
+                requests.add_metric([model, version, variant, extra], value)
+            elif sample == _KEPT[1]:
+                buckets.setdefault((model, version, variant), []).append((extra, value))
+            elif sample == _SUM:
+                sums[model, version, variant] = value
+        yield requests
+        for labels, bounds in buckets.items():
+            bounds.sort(key=lambda b: float(b[0]))
+            latency.add_metric(list(labels), bounds, sums.get(labels, 0.0))
+        yield latency
+
+
 class AgentMetrics:
-    def __init__(self, sources: StateSources) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, sources: StateSources, peers: Peers | None = None) -> None:
+        self.peers = peers
+        """The other processes of a ``--workers N`` agent, whose counts add to these."""
+        own = CollectorRegistry()  # this process's live counters; shown summed with peers'
         self._requests = Counter(
-            "appliance_agent_requests",
-            "Inference requests by outcome (ok, rejected: bad input, error: the model failed)",
-            ["model", "version", "variant", "outcome"],
-            registry=self.registry,
+            *_REQUESTS, ["model", "version", "variant", "outcome"], registry=own
         )
         self._latency = Histogram(
-            "appliance_agent_request_seconds",
-            "Inference latency inside the agent (decode, run, encode)",
-            ["model", "version", "variant"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            *_LATENCY, ["model", "version", "variant"], buckets=LATENCY_BUCKETS, registry=own
         )
+        self.registry = CollectorRegistry()
+        self.registry.register(_CountersCollector(self))
         self.registry.register(_StateCollector(sources))
         self._children: dict[tuple[str, int, str, str], tuple[Any, Any]] = {}
         self._last: dict[tuple[str, int], float] = {}
@@ -124,16 +176,22 @@ class AgentMetrics:
 
     def last_inference_ms(self, model: str, version: int) -> int:
         """When this version last answered, in ms since the epoch (0: never)."""
-        return int(self._last.get((model, version), 0.0) * 1000)
+        last = self._last.get((model, version), 0.0)
+        for share in self.peers.others() if self.peers else ():
+            last = max([last, *(t for m, v, t in share.last if (m, v) == (model, version))])
+        return int(last * 1000)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def samples(self) -> dict[tuple[str, ...], float]:
-        """Cumulative counter and histogram values, keyed by sample name and labels."""
-        found: dict[tuple[str, ...], float] = {}
+    def own_samples(self) -> dict[SampleKey, float]:
+        """This process's cumulative request counts, latency buckets and sums, keyed by
+        sample name and labels."""
+        found: dict[SampleKey, float] = {}
         for family in (*self._requests.collect(), *self._latency.collect()):
             for sample in family.samples:
+                if sample.name not in _KEPT and sample.name != _SUM:
+                    continue
                 labels = sample.labels
                 key = (
                     sample.name,
@@ -143,6 +201,17 @@ class AgentMetrics:
                     labels.get("outcome", labels.get("le", "")),
                 )
                 found[key] = sample.value
+        return found
+
+    def own_last(self) -> list[tuple[str, int, float]]:
+        return [(m, v, t) for (m, v), t in sorted(self._last.items())]
+
+    def samples(self) -> dict[SampleKey, float]:
+        """The agent's cumulative counts: this process's and its peers'."""
+        found = self.own_samples()
+        for share in self.peers.others() if self.peers else ():
+            for key, value in share.samples:
+                found[key] = found.get(key, 0.0) + value
         return found
 
 
@@ -156,12 +225,13 @@ class ServingSummaries:
 
     def __init__(self, metrics: AgentMetrics) -> None:
         self.metrics = metrics
-        self._last: dict[tuple[str, ...], float] = {}
+        self._last: dict[SampleKey, float] = {}
         self._since = time.time()
 
     def take(self) -> list[dict[str, Any]]:
         now, current = time.time(), self.metrics.samples()
-        delta = {k: v - self._last.get(k, 0.0) for k, v in current.items()}
+        # never below 0: a peer's last second of counts can be lost when it crashes
+        delta = {k: max(0.0, v - self._last.get(k, 0.0)) for k, v in current.items()}
         self._last, started, self._since = current, self._since, now
         summaries: dict[tuple[str, str, str], dict[str, Any]] = {}
         for (sample, model, version, variant, extra), value in delta.items():

@@ -32,8 +32,9 @@ from lean_client import v2_request
 from litestar import MediaType, Response
 
 from agent import v2_codec
-from agent.app import AgentCore, build_core
+from agent.app import build_core
 from agent.app import create_app as create_agent
+from agent.core import AgentCore
 from appliance.settings import AgentSettings
 
 

@@ -161,7 +161,10 @@ def agent_serve(args: argparse.Namespace) -> int:
     tls = _agent_tls(settings)
     grpc_server = _agent_grpc(core, settings, tls)
     sock = listening_socket(settings.host, settings.agent_port) if count > 1 else None
-    serving = ServingProcesses(count - 1, sys.argv[1:], sock) if sock else None
+    serving = None
+    if sock is not None:
+        retire = core.peers.retire if core.peers else (lambda _pid: None)
+        serving = ServingProcesses(count - 1, sys.argv[1:], sock, on_exit=retire)
     log.info(
         "agent %s listening on %s://%s:%d (%d process%s), hub %s",
         settings.agent_name,

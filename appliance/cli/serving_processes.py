@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from appliance.errors import ConfigError
 
@@ -70,8 +71,16 @@ def inherited_socket(fd: int) -> socket.socket:
 class ServingProcesses:
     """The owner's serving processes: started, restarted when they exit, stopped."""
 
-    def __init__(self, count: int, argv: list[str], sock: socket.socket) -> None:
+    def __init__(
+        self,
+        count: int,
+        argv: list[str],
+        sock: socket.socket,
+        on_exit: Callable[[int], None] = lambda _pid: None,
+    ) -> None:
         self.count = count
+        self.on_exit = on_exit
+        """Told each exited process's pid (its counts are folded into the agent's)."""
         self.sock = sock
         fd = sock.fileno()
         self.command = [sys.executable, "-m", "appliance", *argv, SERVING_FD_FLAG, str(fd)]
@@ -119,8 +128,15 @@ class ServingProcesses:
                     delay[slot],
                 )
                 self._processes[slot] = None
+                self._exited(process.pid)
                 due[slot] = now + delay[slot]
                 delay[slot] = min(delay[slot] * 2, _BACKOFF_S[1])
+
+    def _exited(self, pid: int) -> None:
+        try:
+            self.on_exit(pid)
+        except Exception:  # its counts are lost, not the supervision
+            log.exception("could not fold the counts of serving process %d", pid)
 
     def stop(self, grace_s: float = 10.0) -> None:
         self._stopping.set()

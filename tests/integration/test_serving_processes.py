@@ -4,15 +4,19 @@ leave when the owner is gone."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
+from agent.identity import load_identity
 from appliance.cli.demo.load import v2_body
 from appliance.cli.demo.processes import ServiceProcess
 from tests.harness.site import MODEL, publish, wait_until
@@ -90,3 +94,67 @@ def test_a_serving_process_that_dies_comes_back_and_all_leave_with_the_owner(
 
     os.kill(again["owner"], signal.SIGKILL)  # as a crash would: no time to stop the others
     wait_until("the serving process leaves too", lambda: _gone(again["serving"]))
+
+
+def _own_counts(data_dir: Path) -> dict[str, float]:
+    """Requests each process counted itself, by role (what it shares, agent.peers)."""
+    counts: dict[str, float] = {}
+    for path in (data_dir / "processes").glob("*.json"):
+        share = json.loads(path.read_text())
+        counts[share["role"]] = sum(
+            value for key, value in share["samples"] if key[0] == "appliance_agent_requests_total"
+        )
+    return counts
+
+
+def _total_requests(url: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text  # a fresh connection: either process
+    found = re.findall(rf'^appliance_agent_requests_total{{model="{MODEL}",.*}} (\S+)$', text, re.M)
+    return sum(float(x) for x in found)
+
+
+def test_every_process_counts_toward_the_agents_metrics_statistics_and_reports(
+    engineer, approver, admin, start_agent, workdir
+):
+    version = publish(engineer, approver).version
+    agent = start_agent("workers-c", env={**TWO, "APPLIANCE_SERVING_REPORT_S": "0.5"})
+    wait_until("both processes serve", _both_serve(agent, version))
+    rows = np.random.default_rng(1).normal(size=(2, 4))
+    sent = 0
+
+    def both_answered() -> bool:
+        nonlocal sent
+        for _ in range(10):
+            with httpx.Client(timeout=5) as client:
+                answer = client.post(f"{agent.url}/v2/models/{MODEL}/infer", json=v2_body(rows))
+            assert answer.status_code == 200, answer.text
+            sent += 1
+        counts = _own_counts(workdir / "workers-c")
+        return counts.get("owner", 0) > 0 and counts.get("serving", 0) > 0
+
+    wait_until("requests answered by both processes", both_answered)
+    wait_until(
+        "every process's requests in /metrics, whichever answers",
+        lambda: all(_total_requests(agent.url) == sent for _ in range(10)),
+    )
+    for _ in range(4):
+        stats = httpx.get(f"{agent.url}/v2/models/{MODEL}/stats", timeout=5).json()
+        assert stats["model_stats"][0]["inference_count"] == sent
+    serving = next(s for s in _statuses(agent) if s["process"]["role"] == "serving")
+    assert serving["hub_reachable"] is True and serving["zone"] == "ae-dxb"
+
+    agent_id = load_identity(workdir / "workers-c").agent_id
+    wait_until(
+        "the hub hears of every request",
+        lambda: (
+            sum(r["summary"]["requests"] for r in admin.serving_reports(agent_id=agent_id)) == sent
+        ),
+    )
+
+
+def _statuses(agent: ServiceProcess) -> list[dict[str, Any]]:
+    found = []
+    for _ in range(20):
+        with httpx.Client(timeout=5) as client:
+            found.append(client.get(f"{agent.url}/agent/status").json())
+    return found
