@@ -40,6 +40,7 @@ from agent.outbox import Outbox
 from agent.peers import Peers
 from agent.probation import ProbationPolicy
 from agent.repository import LoadedModel, ModelRepository
+from agent.request_ledger import LEDGER_FILE, SharedLedger
 from agent.status import agent_status, owner_drifts, owner_reachable, share_of
 from agent.store import BundleStore
 from agent.sync import SyncWorker
@@ -182,7 +183,8 @@ def build_core(
             lanes.admitted,
         )
     metrics = AgentMetrics(sources, peers)
-    router = ExperimentRouter()
+    # feedback may reach another process than the one that answered (--workers)
+    router = ExperimentRouter(SharedLedger(peers.folder / LEDGER_FILE) if peers else None)
     router.update(cached_experiments(settings.data_dir))  # so cohorts hold with the hub away
     access = DataPlaneAccess(open_access=settings.open_data_plane)
     access.reload(metadata_dir(settings.data_dir))  # the keys hold with the hub away too

@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from agent.cohorts import CohortPicker
 from agent.outbox import Outbox
+from agent.request_ledger import MemoryLedger, RequestLedger
 from appliance.errors import NotFoundError, UnprocessableInputError
 from appliance.outcomes import OutcomeRule
 from appliance.trust.layout import ExperimentSpec
-
-MAX_REMEMBERED = 100_000
-"""Request ids kept for feedback; the oldest are forgotten first …"""
-MAX_REMEMBERED_BYTES = 16 << 20
-"""… and at most this much memory for them (the v2 codec refuses ids over 128 characters)."""
-_ENTRY_BYTES = 200
-"""What one remembered id costs besides its characters (dict slot, tuple, strings)."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +40,10 @@ class _Live:
 
 
 class ExperimentRouter:
-    def __init__(self) -> None:
+    def __init__(self, ledger: RequestLedger | None = None) -> None:
         self._by_model: dict[str, _Live] = {}
-        self._requests: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self._held_bytes = 0
+        self.ledger: RequestLedger = ledger or MemoryLedger()
+        """Which variant answered each request id (shared by ``--workers`` processes)."""
         self._sums: dict[tuple[str, str], list[float]] = {}
         self._lock = threading.Lock()
 
@@ -66,11 +59,8 @@ class ExperimentRouter:
                 OutcomeRule.of(spec.metric, spec.outcome_min, spec.outcome_max),
             )
         self._by_model = live
-        running = {e.name for e in live.values()}
-        with self._lock:  # a stopped experiment's request ids are forgotten, memory freed
-            for request_id, (experiment, _variant) in list(self._requests.items()):
-                if experiment not in running:
-                    self._forget(request_id)
+        # a stopped experiment's request ids are forgotten, memory freed
+        self.ledger.keep_only({e.name for e in live.values()})
 
     def route(self, model: str, subject: str | None) -> Routing | None:
         live = self._by_model.get(model)
@@ -82,24 +72,11 @@ class ExperimentRouter:
         )
 
     def remember(self, request_id: str, routing: Routing) -> None:
-        with self._lock:
-            if request_id in self._requests:
-                self._forget(request_id)
-            self._requests[request_id] = (routing.experiment, routing.variant)
-            self._held_bytes += _cost(request_id)
-            while self._requests and (
-                len(self._requests) > MAX_REMEMBERED or self._held_bytes > MAX_REMEMBERED_BYTES
-            ):
-                self._forget(next(iter(self._requests)))
+        self.ledger.remember(request_id, (routing.experiment, routing.variant))
 
     def remembered(self) -> tuple[int, int]:
         """(request ids kept for feedback, bytes they are counted at)."""
-        with self._lock:
-            return len(self._requests), self._held_bytes
-
-    def _forget(self, request_id: str) -> None:
-        if self._requests.pop(request_id, None) is not None:
-            self._held_bytes -= _cost(request_id)
+        return self.ledger.size()
 
     def feedback(self, request_id: str, outcome: float) -> tuple[str, str]:
         """Count an outcome for the variant that answered ``request_id`` (once).
@@ -108,15 +85,15 @@ class ExperimentRouter:
         ``rate``, a finite number within its bounds for a ``mean`` (422 otherwise; the id
         stays).
         """
-        with self._lock:
-            known = self._requests.get(request_id)
-            if known is None:
-                raise NotFoundError(
-                    f"no experiment request {request_id!r} on this agent",
-                    hint="feedback must reach the agent that answered, with the id it returned",
-                )
+        known = self.ledger.look_up(request_id)
+        if known is not None:
             self._check_outcome(known[0], outcome)  # a refused outcome keeps the id
-            self._forget(request_id)
+        if known is None or not self.ledger.take(request_id):  # taken: counted already
+            raise NotFoundError(
+                f"no experiment request {request_id!r} on this agent",
+                hint="feedback must reach the agent that answered, with the id it returned",
+            )
+        with self._lock:
             sums = self._sums.setdefault(known, [0, 0.0, 0.0])
             sums[0] += 1
             sums[1] += outcome
@@ -152,7 +129,3 @@ class ExperimentRouter:
         refusal = rule.refusal(outcome)
         if refusal:
             raise UnprocessableInputError(f"{refusal} (experiment {experiment!r})")
-
-
-def _cost(request_id: str) -> int:
-    return len(request_id.encode()) + _ENTRY_BYTES

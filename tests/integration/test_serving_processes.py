@@ -19,7 +19,7 @@ import pytest
 from agent.identity import load_identity
 from appliance.cli.demo.load import v2_body
 from appliance.cli.demo.processes import ServiceProcess
-from tests.harness.site import MODEL, publish, wait_until
+from tests.harness.site import MODEL, publish, stage_candidate, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +158,61 @@ def _statuses(agent: ServiceProcess) -> list[dict[str, Any]]:
         with httpx.Client(timeout=5) as client:
             found.append(client.get(f"{agent.url}/agent/status").json())
     return found
+
+
+def test_feedback_counts_once_whichever_process_answered_or_hears_it(
+    engineer, approver, start_agent
+):
+    control = publish(engineer, approver).version
+    candidate = stage_candidate(engineer, approver)
+    agent = start_agent("workers-d", env={**TWO, "APPLIANCE_DRIFT_CHECK_S": "0.5"})
+    wait_until("both processes serve", _both_serve(agent, control))
+    engineer.create_experiment(
+        {
+            "name": "workers-ab",
+            "model": MODEL,
+            "zone": "ae-dxb",
+            "variants": [
+                {"name": "control", "version": control, "weight": 0.5},
+                {"name": "candidate", "version": candidate, "weight": 0.5},
+            ],
+            "min_samples": 1000,
+        }
+    )
+    rows = np.ones((1, 4))
+
+    def infer(subject: str) -> dict[str, Any]:
+        with httpx.Client(timeout=5) as client:  # a fresh connection: either process
+            answer = client.post(
+                f"{agent.url}/v2/models/{MODEL}/infer",
+                json=v2_body(rows),
+                headers={"x-subject-id": subject},
+            )
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def routed_everywhere() -> bool:  # both processes loaded the candidate and route to it
+        return all("parameters" in infer(f"probe-{i}") for i in range(20))
+
+    wait_until("the experiment in both processes", routed_everywhere)
+    told = []
+    for i in range(60):
+        answer = infer(f"user-{i}")
+        with httpx.Client(timeout=5) as client:  # another fresh connection
+            feedback = client.post(
+                f"{agent.url}/v2/models/{MODEL}/feedback",
+                json={"id": answer["id"], "outcome": 1.0},
+            )
+        assert feedback.status_code == 200, feedback.text
+        told.append(answer["id"])
+    for _ in range(4):  # once, whichever process hears it again
+        with httpx.Client(timeout=5) as client:
+            again = client.post(
+                f"{agent.url}/v2/models/{MODEL}/feedback", json={"id": told[0], "outcome": 1.0}
+            )
+        assert again.status_code == 404
+    wait_until(
+        "every outcome at the hub",
+        lambda: sum(v["count"] for v in engineer.experiment("workers-ab")["variants"]) == 60,
+    )
+    engineer.stop_experiment("workers-ab")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.experiments import MAX_REMEMBERED_BYTES, ExperimentRouter
+from agent.experiments import ExperimentRouter
+from agent.request_ledger import MAX_REMEMBERED_BYTES
 from appliance.errors import NotFoundError, UnprocessableInputError
 from appliance.trust.layout import ExperimentSpec, VariantSpec
 
@@ -64,3 +65,31 @@ def test_a_mean_experiment_takes_outcomes_within_the_bounds_its_creator_set():
         with pytest.raises(UnprocessableInputError, match="within 0 … 500"):
             router.feedback("r1", bad)
     assert router.feedback("r1", 499.0) == ("ab", routing.variant)
+
+
+def test_processes_sharing_a_ledger_count_feedback_once_wherever_it_arrives(tmp_path, monkeypatch):
+    """--workers N: feedback may reach another process than the one that answered."""
+    from agent import request_ledger
+    from agent.request_ledger import SharedLedger
+
+    path = tmp_path / "requests.sqlite"
+    answering, told = ExperimentRouter(SharedLedger(path)), ExperimentRouter(SharedLedger(path))
+    for router in (answering, told):
+        router.update(_spec())
+    routing = answering.route("m", "subject")
+    assert routing is not None
+    answering.remember("r1", routing)
+    with pytest.raises(UnprocessableInputError):
+        told.feedback("r1", 0.5)  # refused: the id stays
+    assert told.feedback("r1", 1.0) == ("ab", routing.variant)
+    for router in (answering, told):
+        with pytest.raises(NotFoundError):
+            router.feedback("r1", 1.0)  # once, across processes
+    monkeypatch.setattr(request_ledger, "MAX_REMEMBERED", 10)
+    monkeypatch.setattr(request_ledger, "_PRUNE_EVERY", 5)
+    for i in range(40):
+        answering.remember(f"id-{i}", routing)
+    kept, held = told.remembered()
+    assert 10 <= kept < 40 and held > 0
+    told.update({})  # the experiment stopped
+    assert answering.remembered()[0] == 0
