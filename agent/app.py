@@ -27,6 +27,7 @@ from agent.access import DataPlaneAccess
 from agent.batching import Batchers, parse_policies
 from agent.core import AgentCore
 from agent.drift.monitor import DriftMonitor, DriftSettings
+from agent.drift.spool import RowSpool, take_spooled
 from agent.experiments import ExperimentRouter
 from agent.extensions import EXTENSIONS, repository_index, statistics
 from agent.fastpath import HEADER_LENGTH, InferFn, header_length, with_fast_inference
@@ -202,7 +203,7 @@ def build_core(
         InferenceCore(
             repository,
             metrics,
-            None if serving_only else drift,
+            RowSpool(peers.folder, settings.drift_window_rows) if peers and serving_only else drift,
             router,
             frozenset(settings.allow_non_finite),
             batchers,
@@ -454,6 +455,8 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
 
     def check_drift() -> None:
         core.drift.watch(repository.all() + repository.extras())
+        if core.peers:  # the rows the serving processes saw
+            take_spooled(core.peers.folder, core.drift)
         core.drift.check()
         core.router.flush(core.outbox)
 
@@ -480,6 +483,10 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
             core.peers.start(partial(share_of, core))
         if core.follower:  # a serving process: the owner tests drift and reports
             core.follower.start()
+            if isinstance(core.inference.drift, RowSpool):  # rows for the owner's drift tests
+                scheduler.append(
+                    run_every(1 / 60, core.inference.drift.flush, job_id="rows", name="drift rows")
+                )
             scheduler.append(  # outcomes of experiment requests answered here
                 run_every(
                     core.settings.drift_check_s / 60,

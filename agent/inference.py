@@ -17,7 +17,7 @@ import numpy as np
 
 from agent import v2_codec
 from agent.batching import Batchers
-from agent.drift.monitor import DriftMonitor
+from agent.drift.monitor import RowRecorder
 from agent.experiments import ExperimentRouter
 from agent.metrics import AgentMetrics
 from agent.repository import LoadedModel, ModelRepository
@@ -40,7 +40,7 @@ class Inferred:
 class InferenceCore:
     repository: ModelRepository
     metrics: AgentMetrics | None = None
-    drift: DriftMonitor | None = None
+    drift: RowRecorder | None = None
     router: ExperimentRouter | None = None
     allow_non_finite: frozenset[str] = frozenset()
     batchers: Batchers = field(default_factory=lambda: Batchers({}))

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,6 +28,13 @@ from agent.outbox import Outbox
 from agent.repository import LoadedModel
 
 log = logging.getLogger(__name__)
+
+
+class RowRecorder(Protocol):
+    """Where the request path puts a served batch's rows: a drift monitor, or (in a
+    serving process of ``--workers N``) the spool to the owner's (:mod:`.spool`)."""
+
+    def record(self, model: LoadedModel, feed: dict[str, np.ndarray]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -97,15 +104,18 @@ class DriftMonitor:
         A version not watched yet (just swapped in) is skipped until the background
         job has set up its window.
         """
-        watch = self._watches.get((model.name, model.version))
-        if watch is None:
-            return
-        batch = next(iter(feed.values()))
-        if batch.ndim == 2 and batch.shape[1] == watch.window.features:
-            if batch.dtype.kind == "f":  # a model opted in to NaN: such rows test nothing
-                batch = batch[np.isfinite(batch).all(axis=1)]
-            if len(batch):
-                watch.window.add(batch)
+        self.add_rows(model.name, model.version, next(iter(feed.values())))
+
+    def add_rows(self, name: str, version: int, batch: np.ndarray) -> int:
+        """Keep ``batch``'s rows if the version is watched and they fit; rows kept."""
+        watch = self._watches.get((name, version))
+        if watch is None or batch.ndim != 2 or batch.shape[1] != watch.window.features:
+            return 0
+        if batch.dtype.kind == "f":  # a model opted in to NaN: such rows test nothing
+            batch = batch[np.isfinite(batch).all(axis=1)]
+        if len(batch):
+            watch.window.add(batch)
+        return len(batch)
 
     def check(self, *, force: bool = False) -> list[dict[str, Any]]:
         """Test every due window; queue and return the reports."""
@@ -161,7 +171,6 @@ class DriftMonitor:
     def latest(self) -> dict[tuple[str, int], DriftResult]:
         """The last result per model version (for metrics)."""
         return {k: w.last for k, w in list(self._watches.items()) if w and w.last}
-
 
 
 def _id(model: LoadedModel) -> tuple[str, int]:

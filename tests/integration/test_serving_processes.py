@@ -216,3 +216,22 @@ def test_feedback_counts_once_whichever_process_answered_or_hears_it(
         lambda: sum(v["count"] for v in engineer.experiment("workers-ab")["variants"]) == 60,
     )
     engineer.stop_experiment("workers-ab")
+
+
+def test_the_owners_drift_window_holds_the_rows_every_process_answered(
+    engineer, approver, start_agent
+):
+    version = publish(engineer, approver).version
+    agent = start_agent("workers-e", env={**TWO, "APPLIANCE_DRIFT_CHECK_S": "0.5"})
+    wait_until("both processes serve", _both_serve(agent, version))
+    key = f"{MODEL}/{version}"
+    wait_until("the drift watch", lambda: key in _statuses(agent)[0]["drift"])
+    rows = np.random.default_rng(2).normal(size=(10, 4))
+    for _ in range(12):
+        with httpx.Client(timeout=5) as client:  # a fresh connection: either process
+            answer = client.post(f"{agent.url}/v2/models/{MODEL}/infer", json=v2_body(rows))
+        assert answer.status_code == 200, answer.text
+    wait_until(
+        "all 120 rows in the owner's window",
+        lambda: {s["drift"][key]["rows"] for s in _statuses(agent)} == {120},
+    )
