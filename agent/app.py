@@ -229,6 +229,7 @@ def build_core(
             outbox=outbox,
             router=router,
             access=access,
+            elsewhere=peers.requests if peers else None,
         )
         holder.append(core.sync)
     return core

@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 
 from agent.drift.monitor import DriftMonitor
 from agent.outbox import Outbox
-from agent.peers import Peers, SampleKey
+from agent.peers import REQUESTS, Peers, SampleKey
 from agent.repository import LoadedModel, ModelRepository
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -112,7 +112,7 @@ _LATENCY = (
     "appliance_agent_request_seconds",
     "Inference latency inside the agent (decode, run, encode)",
 )
-_KEPT = ("appliance_agent_requests_total", "appliance_agent_request_seconds_bucket")
+_KEPT = (REQUESTS, "appliance_agent_request_seconds_bucket")
 _SUM = "appliance_agent_request_seconds_sum"
 
 

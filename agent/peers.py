@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SampleKey = tuple[str, str, str, str, str]
 """(sample name, model, version, variant, outcome or bucket bound)."""
 RETIRED = "retired"
+REQUESTS = "appliance_agent_requests_total"
 PUBLISH_S = 1.0
 
 
@@ -89,6 +90,18 @@ class Peers:
             if share is not None:
                 shares.append(share)
         return shares
+
+    def requests(self, model: str, version: int) -> tuple[float, float]:
+        """(successes, failures) of a model version in the other processes so far."""
+        ok = failed = 0.0
+        for share in self.others():
+            for (sample, name, ver, _variant, outcome), value in share.samples:
+                if sample == REQUESTS and (name, ver) == (model, str(version)):
+                    if outcome == "ok":
+                        ok += value
+                    elif outcome == "error":
+                        failed += value
+        return ok, failed
 
     def owner(self) -> Share | None:
         return next((s for s in self.others() if s.role == "owner"), None)

@@ -14,6 +14,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -87,8 +88,11 @@ class SyncWorker:
         outbox: Outbox | None = None,
         router: ExperimentRouter | None = None,
         access: DataPlaneAccess | None = None,
+        elsewhere: Callable[[str, int], tuple[float, float]] | None = None,
     ) -> None:
         self.settings = settings
+        self.elsewhere = elsewhere
+        """(successes, failures) of a model version in the other processes (--workers)."""
         self.client = client
         self.store = store
         self.repository = repository
@@ -320,7 +324,11 @@ class SyncWorker:
             self.repository.swap(model)
             log.info("now serving %s v%d on %s", model.name, model.version, model.runtime.kind)
             return
-        probation = Probation(self.probation_policy)
+        counted = self.elsewhere
+        probation = Probation(
+            self.probation_policy,
+            elsewhere=(lambda: counted(*_key(model))) if counted else lambda: (0.0, 0.0),
+        )
         self.store.begin(model.name, model.version, sha)
         on_trial = dataclasses.replace(model, target_sha256=sha, probation=probation)
         self.repository.swap(on_trial)

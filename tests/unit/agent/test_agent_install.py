@@ -421,3 +421,27 @@ def test_on_a_gpu_host_auto_serves_on_the_gpu_within_the_bundle_tolerance(tmp_pa
         "TensorrtExecutionProvider",
         "CUDAExecutionProvider",
     )
+
+
+def test_failures_in_serving_processes_roll_the_version_back_too(site, tmp_path):
+    """--workers N: the owner runs the probation, but the serving processes answer most
+    requests; their failures of the version on trial count (agent.peers)."""
+    from agent.peers import Peers, Share
+
+    _root, services, agent = site
+    owner = Peers(tmp_path / "processes", "owner", pid=1)
+    owner.clear()
+    agent.worker.elsewhere = owner.requests
+    serving = Peers(tmp_path / "processes", "serving", pid=2)
+    key = ("appliance_agent_requests_total", "tiny", "2", "")
+    release(services, 2.0)
+    agent.worker.run_once()
+    assert agent.version() == 2
+    serving.publish(Share(pid=2, role="serving", samples=[((*key, "ok"), 1.0)]))
+    agent.worker.check_probations()
+    assert agent.version() == 2  # one success elsewhere: still on trial
+    failed = [((*key, "ok"), 1.0), ((*key, "error"), 2.0)]
+    serving.publish(Share(pid=2, role="serving", samples=failed))
+    agent.worker.check_probations()
+    assert agent.version() == 1 and agent.store.current() == {"tiny": 1}
+    assert "2 of its first 3 requests failed" in agent.worker._heartbeat().detail

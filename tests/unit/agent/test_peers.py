@@ -33,3 +33,28 @@ def test_an_exited_process_counts_on_and_totals_never_go_back(tmp_path):
     assert not (tmp_path / "11.json").exists()
     owner.clear()  # a new run of the agent counts from zero
     assert owner.others() == []
+
+
+def test_probation_counts_the_serving_processes_requests_of_the_version():
+    from agent.probation import Probation, ProbationPolicy
+
+    counted = [(5.0, 1.0)]  # the version answered before its probation began (an A/B extra)
+    probation = Probation(ProbationPolicy(requests=20), elsewhere=lambda: counted[-1])
+    probation.record(True)
+    counted.append((5.0 + 18, 1.0))
+    assert probation.verdict() is None  # 19 of 20
+    counted.append((5.0 + 19, 1.0))
+    assert probation.verdict() == "pass"
+    failing = Probation(ProbationPolicy(max_failures=2), elsewhere=lambda: counted[-1])
+    counted.append((counted[-1][0] + 3, 3.0))  # two failures elsewhere since it began
+    assert failing.verdict() == "fail" and failing.summary().startswith("2 of its first 5")
+
+
+def test_a_process_counts_a_versions_successes_and_failures_elsewhere(tmp_path):
+    owner = Peers(tmp_path, "owner", pid=10)
+    owner.clear()
+    fail = ("appliance_agent_requests_total", "m", "1", "", "error")
+    other = ("appliance_agent_requests_total", "m", "2", "", "ok")
+    samples = [(KEY, 4.0), (fail, 1.0), (other, 9.0)]
+    Peers(tmp_path, "serving", pid=11).publish(Share(pid=11, role="serving", samples=samples))
+    assert owner.requests("m", 1) == (4.0, 1.0) and owner.requests("m", 3) == (0.0, 0.0)
