@@ -136,6 +136,15 @@ def external_data_zip(onnx_bytes: bytes, weights: str = "weights/params.bin") ->
     """``onnx_bytes`` with its weights moved to the external-data file ``weights`` (how
     models past protobuf's 2 GB are kept), zipped as ``model/``; a ``weights`` outside the
     folder (``../x``) is written as an attacker would."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path, data in external_data_files(onnx_bytes, weights, "net.onnx").items():
+            archive.writestr(f"model/{path}", data)
+    return buffer.getvalue()
+
+
+def external_data_files(onnx_bytes: bytes, weights: str, graph: str) -> dict[str, bytes]:
+    """The graph (as ``graph``) and its weights (as ``weights``), by path."""
     import onnx
     from onnx.external_data_helper import convert_model_to_external_data
 
@@ -155,8 +164,4 @@ def external_data_zip(onnx_bytes: bytes, weights: str = "weights/params.bin") ->
         tensor.data_location = onnx.TensorProto.EXTERNAL
         data += raw
         offset += len(raw)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("model/net.onnx", model.SerializeToString())
-        archive.writestr(f"model/{weights}", data)
-    return buffer.getvalue()
+    return {graph: model.SerializeToString(), weights: data}

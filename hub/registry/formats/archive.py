@@ -33,13 +33,6 @@ def onnx_with_external_data(archive: Path, work: Path) -> Path:
     """The one ``.onnx`` file in ``archive`` with the weights it keeps beside it, written
     as ``work/onnx/model.onnx`` and ``model.onnx.data``; every weight file must lie
     inside the archive."""
-    import onnx
-    from onnx.external_data_helper import (
-        ExternalDataInfo,
-        load_external_data_for_model,
-        uses_external_data,
-    )
-
     unpacked = work / "unpacked"
     extract(archive, unpacked)
     models = sorted(unpacked.rglob("*.onnx"))
@@ -47,11 +40,25 @@ def onnx_with_external_data(archive: Path, work: Path) -> Path:
         raise UnprocessableInputError(
             f"model: an archive of an ONNX model holds one .onnx file, this one {len(models)}"
         )
-    base = models[0].parent.resolve()
+    return normalised(models[0], work)
+
+
+def normalised(path: Path, work: Path) -> Path:
+    """The unpacked ONNX model at ``path`` with any weights it keeps in files beside it
+    (each must lie in its folder), written as ``work/onnx/model.onnx`` and
+    ``model.onnx.data``, as bundles hold them."""
+    import onnx
+    from onnx.external_data_helper import (
+        ExternalDataInfo,
+        load_external_data_for_model,
+        uses_external_data,
+    )
+
+    base = path.parent.resolve()
     try:
-        model = onnx.load(str(models[0]), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends
-        raise InvalidInputError(f"model: {models[0].name} is not an ONNX model ({exc})") from exc
+        raise InvalidInputError(f"model: {path.name} is not an ONNX model ({exc})") from exc
     tensors = [t for t in _tensors(model.graph) if uses_external_data(t)]
     for tensor in tensors:
         location = ExternalDataInfo(tensor).location

@@ -53,9 +53,9 @@ def _mlflow(
     dynamic = {s.name: [i for i, d in enumerate(s.shape) if d == -1] for s in model.inputs}
     if sample is None and model.inputs:
         sample = derived_inputs(model.inputs, 1, 0)
-    if "onnx" in model.flavours:
-        shutil.copyfile(model.file("onnx", "data"), out)
-    elif "sklearn" in model.flavours:
+    if "onnx" in model.flavours:  # the hub reads it as ONNX (hub.registry.formats.isolated)
+        raise UnprocessableInputError("model: an MLflow onnx flavour is not converted here")
+    if "sklearn" in model.flavours:
         path = model.file("sklearn", "pickled_model")
         if model.skops:
             estimator = sklearn.load_skops(path)

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from appliance.errors import UnprocessableInputError
-from hub.registry.formats.archive import onnx_with_external_data
+from hub.registry.formats import mlflow
+from hub.registry.formats.archive import extract, normalised, onnx_with_external_data
 from hub.registry.formats.detect import ModelFormat, detect
 
 CONVERT_TIMEOUT_S = 900.0
@@ -26,6 +27,11 @@ def as_onnx(upload: Path, sample: bytes | None, work: Path) -> tuple[Path, Model
         return upload, fmt
     if fmt is ModelFormat.ONNX_ARCHIVE:
         return onnx_with_external_data(upload, work), fmt
+    if fmt is ModelFormat.MLFLOW:
+        extract(upload, work / "unpacked")
+        model = mlflow.read(work / "unpacked")
+        if "onnx" in model.flavours:  # ONNX already, weights beside it or not: no code runs
+            return normalised(model.file("onnx", "data"), work), fmt
     out = work / "converted.onnx"
     command = [sys.executable, "-m", "hub.registry.formats.child", str(upload), str(out)]
     if sample is not None:

@@ -215,6 +215,24 @@ def test_external_weights_outside_the_archive_are_refused(weights, says, tmp_pat
         _as_onnx(f.external_data_zip(make_tiny_onnx(), weights), None, tmp_path)
 
 
+def test_an_mlflow_onnx_model_keeps_its_external_weights(tmp_path) -> None:
+    """mlflow.onnx.save_model(save_as_external_data=True) keeps the weights beside
+    model.onnx; the hub copied model.onnx alone, so the model could not load."""
+    plain = make_tiny_bert(3)
+    files = f.external_data_files(plain, "model.onnx.weights", "model.onnx")
+    zipped = f.mlflow_zip("onnx", files, f.tensor_signature(("input_ids", "int64", [-1, -1])))
+    converted, fmt = _as_onnx(zipped, None, _mk(tmp_path / "work"))
+    assert fmt is ModelFormat.MLFLOW and len(converted) < len(plain) // 4
+    folder = _mk(tmp_path / "bundle")
+    bundler.prepare(folder, tmp_path / "work" / "onnx" / "model.onnx", None)
+    feed = bert_feed(2, 16, 3)
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(session.run(None, feed)[0], _run(plain, feed)[0])
+    outside = f.mlflow_zip("onnx", f.external_data_files(plain, "../w.bin", "model.onnx"), [])
+    with pytest.raises(UnprocessableInputError, match="does not hold beside the model"):
+        _as_onnx(outside, None, _mk(tmp_path / "outside"))
+
+
 def test_an_archive_of_two_onnx_models_is_422(tmp_path: Path) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
