@@ -67,3 +67,19 @@ def test_the_serving_processes_benchmark_measures_its_target_in_quick_mode(
     assert [what.strip() for what, _ in verdicts] == ["2 processes / 1, throughput at 16 clients"]
     rounds = json.loads(figures.read_text())["rounds"]
     assert sorted(rounds) == ["1", "2"] and all(r[0]["per_s"] > 0 for r in rounds.values())
+
+
+def test_the_upload_benchmark_measures_its_target_in_quick_mode(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "bench_upload.py"), "--quick", "--json", str(figures)],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    verdicts = re.findall(r"^(.+?)\s+[\d.]+\s+<= [\d.]+\s+(PASS|MISS)$", done.stdout, re.M)
+    assert [what.strip() for what, _ in verdicts] == ["refused upload: peak growth / its size"]
+    uploads = json.loads(figures.read_text())["uploads"]
+    assert uploads["ONNX model"]["answer"] == "accepted"
+    assert uploads["no model"]["answer"].startswith("400")
