@@ -60,7 +60,9 @@ def _scope(path: str, body: bytes) -> dict[str, Any]:
     }
 
 
-async def _lifespan(app: ASGIApp, kind: str) -> None:
+async def _lifespan(app: ASGIApp, kind: str) -> asyncio.Future[Any]:
+    """Start ``app``'s lifespan; the task runs until cancelled (which shuts the app down:
+    cancel it only when done with the app)."""
     sent: list[Message] = []
     messages = [{"type": f"lifespan.{kind}"}]
 
@@ -76,7 +78,7 @@ async def _lifespan(app: ASGIApp, kind: str) -> None:
     task = asyncio.ensure_future(app({"type": "lifespan", "state": {}}, receive, send))
     while not sent:
         await asyncio.sleep(0)
-    task.cancel()
+    return task
 
 
 async def _call(app: ASGIApp, path: str, body: bytes) -> bytes:
@@ -155,13 +157,17 @@ def _handler_parts(core: AgentCore, model: str, body: bytes, session: Any) -> No
 
 
 async def run(data_dir: Path, model: str, n: int, top: int) -> None:
-    settings = AgentSettings(hub_url="http://127.0.0.1:9", zone="ae-dxb", data_dir=data_dir)
+    settings = AgentSettings(
+        hub_url="http://127.0.0.1:9", zone="ae-dxb", data_dir=data_dir, open_data_plane=True
+    )
     core = build_core(settings, start_sync=False)
     agent_app = cast(ASGIApp, create_agent(core))
     loaded = core.repository.get(model)
-    onnx = next((data_dir / "bundles" / model / str(loaded.version)).glob("*.onnx"))
+    onnx = data_dir.parent / "model.onnx"  # bench_inference's copy: bundles are sealed
+    if not onnx.exists():
+        raise SystemExit(f"{onnx} is missing: give the data dir bench_inference --keep left")
     floor_app = create_floor(str(onnx), model, str(loaded.version))
-    await _lifespan(agent_app, "startup")
+    lifespan = await _lifespan(agent_app, "startup")
     _handler_parts(
         core, model, v2_request(np.ones((1, 30), dtype=np.float32)), make_session(str(onnx))
     )
@@ -186,6 +192,7 @@ async def run(data_dir: Path, model: str, n: int, top: int) -> None:
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(top)
     print(f"\ncProfile of {n} batch-1 requests through the agent's app (own time first):")
     print(text.getvalue())
+    lifespan.cancel()
 
 
 def main() -> None:
