@@ -23,15 +23,15 @@ from hub.access.controllers import InferenceKeyController
 from hub.audit.controllers import AuditController
 from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler
 from hub.audit.service import AuditReader
+from hub.auth.guards import OPEN_PATHS, BearerAuthMiddleware, open_endpoint, requires
+from hub.auth.roles import Permission
 from hub.errors_http import appliance_error_handler, error_body
 from hub.experiments.controllers import ExperimentController
 from hub.features.controllers import FeatureController, FeatureUploadController
 from hub.features.fastpath import OnlineLookup, with_fast_online_lookup
 from hub.features.scheduler import start_materialize_scheduler
-from hub.fleet.controllers import AgentController
+from hub.fleet.controllers import AgentController, BundleController
 from hub.identity.controllers import AuthController, UserController
-from hub.identity.guards import OPEN_PATHS, BearerAuthMiddleware, open_endpoint, requires
-from hub.identity.roles import Permission
 from hub.metrics import HubMetrics
 from hub.monitoring.controllers import DriftController, ReportsController
 from hub.registry.controllers import ModelController, ModelUploadController
@@ -154,6 +154,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
             UserController,
             ModelController,
             AgentController,
+            BundleController,
             AuditController,
             FeatureController,
             TufController,

@@ -8,8 +8,8 @@ from litestar import Controller, Request, get, post
 
 from appliance.wire.fleet import InferenceKeyInfo, NewInferenceKey
 from hub.access.service import InferenceKeys
-from hub.identity.guards import principal_of, requires
-from hub.identity.roles import Permission as P
+from hub.auth.guards import principal_of, requires
+from hub.auth.roles import Permission as P
 from hub.pagination import After, Limit
 
 

@@ -29,10 +29,10 @@ from appliance.trust.layout import KeyGrant, check_name
 from appliance.wire.fleet import InferenceKeyInfo, NewInferenceKey
 from hub.access.records import InferenceKeyRecord
 from hub.audit.service import AuditLog
+from hub.auth.principal import Principal
 from hub.db import session_scope
 from hub.events import Changes
 from hub.fleet.certificates import SiteCertificates
-from hub.identity.principal import Principal
 from hub.pagination import page_after
 from hub.residency.policy import ResidencyPolicy
 

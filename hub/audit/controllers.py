@@ -7,8 +7,8 @@ from litestar import Controller, get, post
 from hub.audit.chain import VerifyReport
 from hub.audit.schemas import AuditEntry
 from hub.audit.service import AuditReader
-from hub.identity.guards import requires
-from hub.identity.roles import Permission
+from hub.auth.guards import requires
+from hub.auth.roles import Permission
 from hub.pagination import After, Limit
 
 

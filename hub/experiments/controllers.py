@@ -7,9 +7,9 @@ from typing import Any
 from litestar import Controller, Request, get, post
 
 from appliance.wire.releases import ExperimentInfo
+from hub.auth.guards import principal_of, requires
+from hub.auth.roles import Permission as P
 from hub.experiments.service import ExperimentService, NewExperiment
-from hub.identity.guards import principal_of, requires
-from hub.identity.roles import Permission as P
 
 
 class ExperimentController(Controller):

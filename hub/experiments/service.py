@@ -28,11 +28,11 @@ from appliance.trust.layout import ExperimentSpec, VariantSpec
 from appliance.wire.fleet import AbSummary
 from appliance.wire.releases import ExperimentInfo, VariantResult
 from hub.audit.service import AuditLog
+from hub.auth.principal import Principal
 from hub.db import session_scope
 from hub.events import Changes
 from hub.experiments.records import ExperimentRecord
 from hub.experiments.stats import VariantSummary, decide
-from hub.identity.principal import Principal
 from hub.monitoring.records import AgentReportRecord
 from hub.registry.service import RegistryService
 

@@ -22,10 +22,10 @@ from appliance.wire.features import (
     OnlineRequest,
     OnlineResponse,
 )
+from hub.auth.guards import principal_of, requires
+from hub.auth.roles import Permission
 from hub.features.service import FeatureStore
 from hub.identity.controllers import client_address
-from hub.identity.guards import principal_of, requires
-from hub.identity.roles import Permission
 from hub.multipart import Multipart, filename, text, upload_bytes
 from hub.pagination import After, Limit, RecordId
 

@@ -35,11 +35,11 @@ from appliance.errors import (
 from appliance.http_status import status_for
 from appliance.wire.features import OnlineRequest
 from hub.audit.service import AuditLog
+from hub.auth.guards import check_permission, parse_bearer
+from hub.auth.principal import Principal
+from hub.auth.roles import Permission
 from hub.errors_http import WWW_AUTHENTICATE, audit_refusal, audited, error_body
 from hub.features.service import FeatureStore
-from hub.identity.guards import check_permission, parse_bearer
-from hub.identity.principal import Principal
-from hub.identity.roles import Permission
 from hub.identity.service import IdentityService
 
 log = logging.getLogger(__name__)

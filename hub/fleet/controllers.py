@@ -1,4 +1,5 @@
-"""HTTP endpoints for agents: enrolment, heartbeat, what to run, revocation."""
+"""HTTP endpoints for agents: enrolment, heartbeat, what to run, revocation, and the
+bundle download (a registry path, guarded by what the fleet assigns)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.response import File
 
 from appliance.wire.fleet import AgentAssignments, AgentInfo, EnrolmentRequest, Heartbeat
+from hub.auth.guards import open_endpoint, principal_of, requires
+from hub.auth.roles import Permission
 from hub.fleet.enrolment import EnrolmentService, EnrolmentTokenInfo
 from hub.fleet.service import FleetService, check_agent_scope
 from hub.identity.controllers import client_address
-from hub.identity.guards import open_endpoint, principal_of, requires
-from hub.identity.roles import Permission
 from hub.pagination import After, Limit
+from hub.registry.service import RegistryService
 
 P = Permission
 
@@ -100,3 +103,34 @@ class AgentController(Controller):
     ) -> AgentAssignments:
         check_agent_scope(principal_of(request), agent_id)
         return fleet.assignments(agent_id)
+
+
+class BundleController(Controller):
+    """A model version's plain bundle: for people who may read models, and for an agent
+    only when the fleet assigns it that version where residency allows."""
+
+    path = "/api/v1/models"
+    tags = ["models"]
+
+    @get(
+        "/{name:str}/versions/{version:int}/bundle",
+        operation_id="downloadModelBundle",
+        guards=[requires(P.MODELS_READ, P.AGENT_SELF)],
+        sync_to_thread=True,
+    )
+    def download_bundle(
+        self,
+        name: str,
+        version: int,
+        registry: RegistryService,
+        fleet: FleetService,
+        request: Request[Any, Any, Any],
+    ) -> File:
+        fleet.check_bundle_access(principal_of(request), name, version, client_address(request))
+        path, info = registry.bundle_file(name, version)
+        return File(
+            path=path,
+            filename=f"{name}-{version}.bundle.tar",
+            media_type="application/x-tar",
+            headers={"X-Bundle-SHA256": info.bundle_sha256},
+        )

@@ -24,11 +24,11 @@ from appliance.security.sealing import load_public_pem
 from appliance.trust.layout import check_name
 from appliance.wire.fleet import AgentInfo, EnrolmentRequest
 from hub.audit.service import AuditLog
+from hub.auth.principal import Principal
 from hub.db import session_scope
 from hub.events import Changes
 from hub.fleet.certificates import SiteCertificates
 from hub.fleet.service import agent_info
-from hub.identity.principal import Principal
 from hub.identity.records import EnrolmentTokenRecord
 from hub.identity.service import sha256_hex
 from hub.records import AgentRecord

@@ -15,9 +15,9 @@ from appliance.wire.fleet import (
     InstalledModel,
     RefusedAssignment,
 )
+from hub.auth.principal import Principal
 from hub.db import session_scope
 from hub.fleet.standing import AgentStanding
-from hub.identity.principal import Principal
 from hub.pagination import page_after
 from hub.records import AgentRecord, ReportRefusalRecord
 from hub.registry.service import RegistryService

@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get, post
 
-from hub.identity.guards import open_endpoint, principal_of, requires
-from hub.identity.roles import Permission
+from hub.auth.guards import open_endpoint, principal_of, requires
+from hub.auth.roles import Permission
 from hub.identity.service import IdentityService, TokenPair, UserInfo
 from hub.pagination import After, Limit
 

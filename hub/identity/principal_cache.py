@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from hub.identity.principal import Principal
+from hub.auth.principal import Principal
 
 DEFAULT_TTL_S = 2.0
 MAX_ENTRIES = 10_000

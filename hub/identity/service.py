@@ -27,6 +27,8 @@ from appliance.errors import (
 from appliance.fsutil import sha256_bytes
 from appliance.security.agent_tokens import AGENT_KID_PREFIX
 from hub.audit.service import AuditLog
+from hub.auth.principal import Principal
+from hub.auth.roles import AGENT_PERMISSIONS, ROLES, permissions_for
 from hub.db import session_scope
 from hub.identity.backoff import SignInBackoff
 from hub.identity.passwords import (
@@ -35,7 +37,6 @@ from hub.identity.passwords import (
     hash_password,
     verify_password,
 )
-from hub.identity.principal import Principal
 from hub.identity.principal_cache import PrincipalCache
 from hub.identity.records import (
     AccountZoneRecord,
@@ -43,7 +44,6 @@ from hub.identity.records import (
     RevokedTokenRecord,
     UserRecord,
 )
-from hub.identity.roles import AGENT_PERMISSIONS, ROLES, permissions_for
 from hub.identity.tokens import (
     JwtKeyring,
     TokenSettings,

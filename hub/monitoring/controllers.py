@@ -8,9 +8,9 @@ from litestar import Controller, Request, get, post
 
 from appliance.wire.fleet import AgentReport, ReportsAccepted
 from appliance.wire.releases import DriftAlertInfo, DriftReportInfo, ServingReportInfo
+from hub.auth.guards import principal_of, requires
+from hub.auth.roles import Permission as P
 from hub.fleet.service import check_agent_scope
-from hub.identity.guards import principal_of, requires
-from hub.identity.roles import Permission as P
 from hub.monitoring.service import MonitoringService
 from hub.pagination import After, Limit, RecordId
 

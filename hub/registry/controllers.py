@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.response import File
 
 from appliance.wire.registry import ModelDetail, ModelSummary, StageChange, VersionInfo
-from hub.fleet.service import FleetService
-from hub.identity.controllers import client_address
-from hub.identity.guards import principal_of, requires
-from hub.identity.roles import Permission
+from hub.auth.guards import principal_of, requires
+from hub.auth.roles import Permission
 from hub.multipart import Multipart, json_object, upload_bytes, upload_stream
 from hub.pagination import Limit
 from hub.registry.service import RegistryService
@@ -82,29 +79,6 @@ class ModelController(Controller):
         """Let a staging version take live traffic before production (rollout rings, A/B
         variants) once approvers other than its author meet the site's approval count."""
         return registry.approve_exposure(name, version, by=principal_of(request))
-
-    @get(
-        "/{name:str}/versions/{version:int}/bundle",
-        operation_id="downloadModelBundle",
-        guards=[requires(P.MODELS_READ, P.AGENT_SELF)],
-        sync_to_thread=True,
-    )
-    def download_bundle(
-        self,
-        name: str,
-        version: int,
-        registry: RegistryService,
-        fleet: FleetService,
-        request: Request[Any, Any, Any],
-    ) -> File:
-        fleet.check_bundle_access(principal_of(request), name, version, client_address(request))
-        path, info = registry.bundle_file(name, version)
-        return File(
-            path=path,
-            filename=f"{name}-{version}.bundle.tar",
-            media_type="application/x-tar",
-            headers={"X-Bundle-SHA256": info.bundle_sha256},
-        )
 
 
 class ModelUploadController(Controller):

@@ -32,10 +32,10 @@ from appliance.wire.fleet import Assignment
 from appliance.wire.registry import ModelDetail, ModelSummary, VersionInfo
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
+from hub.auth.principal import Principal
+from hub.auth.roles import Permission, roles_with
 from hub.db import session_scope
 from hub.events import Changes
-from hub.identity.principal import Principal
-from hub.identity.roles import Permission, roles_with
 from hub.pagination import page_after
 from hub.records import ApprovalRecord, ExposureApprovalRecord, ModelRecord, ModelVersionRecord
 from hub.registry import bundler

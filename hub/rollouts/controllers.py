@@ -7,8 +7,8 @@ from typing import Any
 from litestar import Controller, Request, get, post
 
 from appliance.wire.releases import RolloutInfo
-from hub.identity.guards import principal_of, requires
-from hub.identity.roles import Permission as P
+from hub.auth.guards import principal_of, requires
+from hub.auth.roles import Permission as P
 from hub.rollouts.service import NewRollout, RolloutService
 
 

@@ -50,10 +50,10 @@ from appliance.errors import (
 from appliance.wire.releases import RolloutInfo
 from hub.audit.schemas import Outcome
 from hub.audit.service import AuditLog
+from hub.auth.principal import Principal
+from hub.auth.roles import permissions_for
 from hub.db import session_scope
 from hub.events import Changes
-from hub.identity.principal import Principal
-from hub.identity.roles import permissions_for
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord
 from hub.records import AgentRecord
 from hub.registry.service import RegistryService

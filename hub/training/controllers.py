@@ -31,9 +31,9 @@ from appliance.wire.training import (
     ScheduleSpec,
     WorkerInfo,
 )
+from hub.auth.guards import principal_of, requires
+from hub.auth.roles import Permission as P
 from hub.features.controllers import PARQUET_MEDIA_TYPE
-from hub.identity.guards import principal_of, requires
-from hub.identity.roles import Permission as P
 from hub.multipart import Multipart, json_object, upload_bytes
 from hub.pagination import After, Limit
 from hub.registry.service import RegistryService

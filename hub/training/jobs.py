@@ -34,9 +34,9 @@ from appliance.wire.training import (
     LogLine,
 )
 from hub.audit.service import AuditLog
+from hub.auth.principal import Principal
 from hub.db import session_scope
 from hub.features.service import FeatureStore, TrainingSet, parse_view_ref
-from hub.identity.principal import Principal
 from hub.registry.service import RegistryService, check_model_name
 from hub.residency.policy import ResidencyPolicy
 from hub.training.records import TrainingJobRecord, TrainingLogRecord

@@ -12,9 +12,9 @@ from litestar import Controller, Request, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.response import File
 
+from hub.auth.guards import principal_of, requires
+from hub.auth.roles import Permission as P
 from hub.identity.controllers import client_address
-from hub.identity.guards import principal_of, requires
-from hub.identity.roles import Permission as P
 from hub.pagination import After, Limit
 from hub.updates.service import PublicationInfo, UpdateService
 

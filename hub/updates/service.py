@@ -53,8 +53,8 @@ from appliance.trust.offline import METADATA_PREFIX, TARGETS_PREFIX, UpdateHeade
 from appliance.wire.fleet import Assignment
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
+from hub.auth.principal import Principal
 from hub.db import session_scope
-from hub.identity.principal import Principal
 from hub.pagination import page_after
 from hub.records import AgentRecord, PublicationRecord, SealedBundleRecord
 from hub.registry.service import RegistryService

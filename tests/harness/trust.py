@@ -28,8 +28,8 @@ from appliance.security.sealing import init_encryption_key
 from appliance.security.sealing import public_pem as x25519_pem
 from appliance.settings import HubSettings
 from appliance.wire.fleet import EnrolmentRequest
-from hub.identity.principal import Principal
-from hub.identity.roles import AGENT_PERMISSIONS, permissions_for
+from hub.auth.principal import Principal
+from hub.auth.roles import AGENT_PERMISSIONS, permissions_for
 from hub.services import HubServices, build_services
 from tests.harness.models import make_reference_npy, make_tiny_onnx
 

@@ -156,8 +156,8 @@ def keys(workdir: Path) -> Path:
 
 def test_every_route_declares_a_guard_and_only_the_known_ones_are_open(tmp_path: Path) -> None:
     from hub.app import create_app
-    from hub.identity.guards import GUARD_ATTRIBUTE, OPEN_PATHS
-    from hub.identity.roles import Permission
+    from hub.auth.guards import GUARD_ATTRIBUTE, OPEN_PATHS
+    from hub.auth.roles import Permission
 
     app = create_app(HubSettings(data_dir=tmp_path / "hub"))
     try:

@@ -14,8 +14,8 @@ from appliance.security.tls import init_ca, new_signing_request
 from appliance.wire.fleet import NewInferenceKey
 from hub.access.service import InferenceKeys
 from hub.audit.service import AuditLog
+from hub.auth.principal import Principal
 from hub.fleet.certificates import SiteCertificates
-from hub.identity.principal import Principal
 from hub.residency.policy import ResidencyPolicy
 
 ADMIN = Principal(kind="user", id=1, name="admin", roles=frozenset(), permissions=frozenset())

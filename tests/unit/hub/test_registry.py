@@ -23,8 +23,8 @@ from appliance.fsutil import sha256_file
 from appliance.security.keys import init_keypair
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
-from hub.identity.principal import Principal
-from hub.identity.roles import permissions_for
+from hub.auth.principal import Principal
+from hub.auth.roles import permissions_for
 from hub.registry import bundler
 from hub.registry.service import RegistryService
 from hub.registry.serving_policy import approvals_met

@@ -29,12 +29,12 @@ from appliance.security.agent_tokens import issue_agent_token
 from appliance.security.keys import KeyPair, public_pem
 from appliance.wire.fleet import EnrolmentRequest
 from hub.audit.service import AuditLog
+from hub.auth.principal import Principal
+from hub.auth.roles import AGENT_PERMISSIONS, Permission
 from hub.db import session_scope
 from hub.fleet.enrolment import EnrolmentService
 from hub.identity.backoff import SignInBackoff
-from hub.identity.principal import Principal
 from hub.identity.records import EnrolmentTokenRecord, UserRecord
-from hub.identity.roles import AGENT_PERMISSIONS, Permission
 from hub.identity.service import IdentityService
 from hub.identity.tokens import (
     JwtKeyring,

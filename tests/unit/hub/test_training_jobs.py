@@ -35,9 +35,9 @@ from appliance.wire.training import (
 )
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
+from hub.auth.principal import Principal
+from hub.auth.roles import permissions_for
 from hub.features.service import FeatureStore
-from hub.identity.principal import Principal
-from hub.identity.roles import permissions_for
 from hub.metrics import training_metrics
 from hub.monitoring.service import DriftAlertOpened
 from hub.registry.service import RegistryService

@@ -8,7 +8,7 @@ self-signed token. Every handler declares the permission it needs with
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from litestar.connection import ASGIConnection
@@ -17,9 +17,8 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.types import Guard
 
 from appliance.errors import AuthenticationError, PermissionDeniedError
-from hub.identity.principal import Principal
-from hub.identity.roles import Permission, roles_with
-from hub.identity.service import IdentityService
+from hub.auth.principal import Principal
+from hub.auth.roles import Permission, roles_with
 
 OPEN_PATHS = (
     "/health",
@@ -57,11 +56,17 @@ def check_permission(principal: Principal, permissions: frozenset[Permission]) -
         )
 
 
+class Authenticator(Protocol):
+    """What the middleware needs of the identity service (``app.state.identity``)."""
+
+    def authenticate(self, token: str) -> Principal: ...
+
+
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        identity: IdentityService = connection.app.state.identity
+        identity: Authenticator = connection.app.state.identity
         token = bearer_token(connection)
         principal = await anyio.to_thread.run_sync(identity.authenticate, token)
         return AuthenticationResult(user=principal, auth=token)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from hub.identity.roles import Permission
+from hub.auth.roles import Permission
 
 
 @dataclass(frozen=True)
