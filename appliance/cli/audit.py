@@ -31,7 +31,7 @@ def hub_database(data_dir: Path | None) -> Iterator[Session]:
     """One transaction on the hub's own database, read where the hub reads it; never created."""
     from sqlalchemy.exc import DBAPIError
 
-    from hub.db import make_engine, session_scope
+    from hub.db import make_engine, session_scope  # lazy: the hub extra, absent on agent boxes
 
     settings = config.load(HubSettings, {"data_dir": data_dir})
     url = settings.resolved_database_url
@@ -55,6 +55,7 @@ def hub_database(data_dir: Path | None) -> Iterator[Session]:
 
 
 def audit_export(args: argparse.Namespace) -> int:
+    # lazy: the hub extra, absent on agent boxes
     from hub.audit import AuditLog, checkpoints_path, export_log
 
     data_dir = config.load(HubSettings, {"data_dir": args.data_dir}).data_dir
@@ -75,7 +76,7 @@ def audit_export(args: argparse.Namespace) -> int:
 
 
 def audit_verify(args: argparse.Namespace) -> int:
-    from hub.audit import (
+    from hub.audit import (  # lazy: the hub extra, absent on agent boxes
         AuditFormatError,
         AuditLog,
         VerifyReport,

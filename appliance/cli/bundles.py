@@ -23,8 +23,8 @@ def bundle_export(args: argparse.Namespace) -> int:
 
 
 def bundle_import(args: argparse.Namespace) -> int:
-    from agent.installer import InstallPolicy
-    from agent.offline_install import import_bundle
+    from agent.installer import InstallPolicy  # lazy: the agent extra, absent on hubs
+    from agent.offline_install import import_bundle  # lazy: the agent extra, absent on hubs
 
     settings = config.load(AgentSettings, {"hub_url": "offline:", "data_dir": args.data_dir})
     policy = InstallPolicy(runtime=settings.runtime, threads=settings.inference_threads)

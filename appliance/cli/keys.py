@@ -23,7 +23,7 @@ def keys_init(args: argparse.Namespace) -> int:
 
 
 def keys_rotate_token_key(args: argparse.Namespace) -> int:
-    from hub.identity.tokens import JwtKeyring
+    from hub.identity.tokens import JwtKeyring  # lazy: the hub extra, absent on agent boxes
 
     data_dir = config.load(HubSettings, {"data_dir": args.data_dir}).data_dir
     keyring = JwtKeyring(keys_dir(data_dir) / "jwt")
@@ -36,6 +36,7 @@ def keys_rotate_token_key(args: argparse.Namespace) -> int:
 
 
 def root_create(args: argparse.Namespace) -> int:
+    # lazy: the hub extra, absent on agent boxes
     from hub.updates.repository import new_root_key, public_key
 
     pair = new_root_key(args.out, args.name)
@@ -47,6 +48,7 @@ def root_create(args: argparse.Namespace) -> int:
 
 
 def root_rotate(args: argparse.Namespace) -> int:
+    # lazy: the hub extra, absent on agent boxes
     from hub.updates.repository import UpdateRepository, load_private
 
     data_dir = config.load(HubSettings, {"data_dir": args.data_dir}).data_dir

@@ -39,6 +39,7 @@ def _model_upload(path: Path, sample: bytes | None, work: Path) -> Path:
     if not path.exists():
         raise ConfigError(f"cannot read model {path}: no such file or directory")
     try:
+        # lazy: the hub extra, absent on agent boxes
         from hub.registry.formats.local import for_upload
     except ImportError:  # a machine with the CLI alone: the hub converts what it can
         return path
@@ -125,6 +126,7 @@ def model_expose(args: argparse.Namespace) -> int:
 
 
 def model_train(args: argparse.Namespace) -> int:
+    # lazy: the hub extra, absent on agent boxes
     from hub.training.tabular import TabularParams, train_tabular
 
     with console.status("training the built-in tabular classifier…"):

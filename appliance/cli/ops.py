@@ -35,7 +35,7 @@ def _mib(n: int) -> str:
 
 
 def hub_backup(args: argparse.Namespace) -> int:
-    from hub.backup import backup_hub
+    from hub.backup import backup_hub  # lazy: the hub extra, absent on agent boxes
 
     settings = config.load(
         HubSettings, {"data_dir": args.data_dir, "database_url": args.database_url}
@@ -57,7 +57,7 @@ def hub_backup(args: argparse.Namespace) -> int:
 
 
 def hub_restore(args: argparse.Namespace) -> int:
-    from hub.backup import restore_hub
+    from hub.backup import restore_hub  # lazy: the hub extra, absent on agent boxes
 
     result = restore_hub(args.archive, args.data_dir, database_url=args.database_url)
     manifest = result.manifest

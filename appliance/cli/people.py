@@ -48,7 +48,7 @@ def logout(_args: argparse.Namespace) -> int:
 def users_create(args: argparse.Namespace) -> int:
     password = _password(args, confirm=True)
     if args.data_dir is not None:  # bootstrap on the hub's own box, no hub process needed
-        from hub.services import build_services
+        from hub.services import build_services  # lazy: the hub extra, absent on agent boxes
 
         services = build_services(config.load(HubSettings, {"data_dir": args.data_dir}))
         info = services.identity.create_user(

@@ -26,8 +26,8 @@ COLUMNS = ("at", "actor", "flow", "data_zones", "to_zone", "rule", "outcome", "t
 def residency_report(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from hub.audit import AuditLog
-    from hub.residency.gate import ACTION
+    from hub.audit import AuditLog  # lazy: the hub extra, absent on agent boxes
+    from hub.residency.gate import ACTION  # lazy: the hub extra, absent on agent boxes
 
     rows: list[dict[str, str]] = []
     with hub_database(args.data_dir) as session:

@@ -100,7 +100,7 @@ def hub_serve(args: argparse.Namespace) -> int:
                 require_client_cert=settings.require_client_cert,
             )
         )
-    from hub.app import create_asgi
+    from hub.app import create_asgi  # lazy: the hub extra, absent on agent boxes
 
     app = create_asgi(settings)
     scheme = "https" if tls else "http"
@@ -142,7 +142,7 @@ def _agent_settings(args: argparse.Namespace) -> AgentSettings:
 def agent_serve(args: argparse.Namespace) -> int:
     setup_logging()
     settings = _agent_settings(args)
-    from agent.app import build_core, create_app
+    from agent.app import build_core, create_app  # lazy: the agent extra, absent on hubs
     from appliance.cli.serving_processes import (
         ServingProcesses,
         check_count,
@@ -199,13 +199,13 @@ def _agent_grpc(core: Any, settings: AgentSettings, tls: dict[str, Any]) -> Any:
     if settings.grpc_port <= 0:
         return None
     try:
-        from agent.grpc_front import serve_grpc
+        from agent.grpc_front import serve_grpc  # lazy: the agent extra, absent on hubs
     except ImportError as exc:
         raise ConfigError(
             f"the agent's gRPC front needs grpcio and protobuf ({exc})",
             hint="pip install 'appliance[agent]', or APPLIANCE_GRPC_PORT=0 to serve HTTP only",
         ) from exc
-    from agent.app import grpc_servicer
+    from agent.app import grpc_servicer  # lazy: the agent extra, absent on hubs
 
     files = None
     if tls:
@@ -227,7 +227,7 @@ def _agent_tls(settings: AgentSettings) -> dict[str, Any]:
     """HTTPS with the certificate the site CA issued at enrolment; plain HTTP only when the
     operator said so (``--plain-http``), never by accident. With the site CA known
     (``--hub-ca``), clients may present a client certificate from it instead of a key."""
-    from agent.identity import tls_certificate, tls_key
+    from agent.identity import tls_certificate, tls_key  # lazy: the agent extra, absent on hubs
     from appliance.security.tls import server_tls_options
 
     certificate = tls_certificate(settings.data_dir)
@@ -250,7 +250,7 @@ def _agent_tls(settings: AgentSettings) -> dict[str, Any]:
 
 def agent_enrol(args: argparse.Namespace) -> int:
     settings = _agent_settings(args)
-    from agent.app import ensure_enrolled
+    from agent.app import ensure_enrolled  # lazy: the agent extra, absent on hubs
 
     identity = ensure_enrolled(settings)
     console.print(

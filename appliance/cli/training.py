@@ -151,7 +151,7 @@ def _check_identity(given: str | None, account: str, what: str) -> None:
 
 
 def worker_run(args: argparse.Namespace) -> int:
-    from hub.worker.loop import Worker, WorkerSettings
+    from hub.worker.loop import Worker, WorkerSettings  # lazy: the hub extra, absent on agent boxes
 
     setup_logging()
     with user_client(args) as hub:

@@ -15,7 +15,7 @@ from appliance.errors import ConfigError
 
 def run_tui(args: argparse.Namespace) -> int:
     try:
-        from tui import ConsoleApp, HubConnector
+        from tui import ConsoleApp, HubConnector  # lazy: the console's extra (textual)
     except ImportError as exc:
         raise ConfigError(
             f"the console needs Textual: {exc}", hint="pip install 'appliance[tui]'"

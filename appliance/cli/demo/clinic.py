@@ -125,7 +125,7 @@ def held_out(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """
     from sklearn.datasets import load_breast_cancer
 
-    from hub.training.evaluation import split
+    from hub.training.evaluation import split  # lazy: the hub extra, absent on agent boxes
 
     data = load_breast_cancer()
     _, test = split(data.target, TEST_FRACTION, seed, stratify=True)

@@ -73,7 +73,7 @@ class Site:
 
 def bootstrap_site(root: Path, *, tls: bool = True) -> Site:
     """Create the CA and hub certificate (if ``tls``) and the people, before the hub starts."""
-    from hub.services import build_services
+    from hub.services import build_services  # lazy: the hub extra, absent on agent boxes
 
     hub_dir = root / "hub"
     certs: tuple[Path, Path, Path] | None = None
