@@ -19,9 +19,11 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from hub.fleet.records import AgentRecord
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord
-from hub.records import AgentRecord, ModelVersionRecord, PublicationRecord
+from hub.registry.records import ModelVersionRecord
 from hub.training.records import TrainingJobRecord, TrainingWorkerRecord
+from hub.updates.records import PublicationRecord
 
 
 class _HubCollector(Collector):

@@ -7,15 +7,17 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from hub import records  # noqa: F401  (the registry, fleet and updates tables)
 from hub.access import records as access_records  # noqa: F401
 from hub.audit import records as audit_records  # noqa: F401
 from hub.experiments import records as experiment_records  # noqa: F401
 from hub.features import records as feature_records  # noqa: F401
+from hub.fleet import records as fleet_records  # noqa: F401
 from hub.identity import records as identity_records  # noqa: F401
 from hub.monitoring import records as monitoring_records  # noqa: F401
+from hub.registry import records as registry_records  # noqa: F401
 from hub.rollouts import records as rollout_records  # noqa: F401
 from hub.training import records as training_records  # noqa: F401
+from hub.updates import records as update_records  # noqa: F401
 
 
 def create_schema(engine: Engine) -> None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, DateTime, Text
 from sqlmodel import Field, SQLModel
 
-from hub.records import _utc_column
+from hub.columns import utc_column
 
 
 class InferenceKeyRecord(SQLModel, table=True):
@@ -26,7 +26,7 @@ class InferenceKeyRecord(SQLModel, table=True):
     models: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     """Models the key may call; empty: every model of the group."""
     created_by: str = Field(max_length=128)
-    created_at: datetime = _utc_column()
+    created_at: datetime = utc_column()
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     revoked_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)

@@ -72,6 +72,11 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=token)
 
 
+def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """Where the request came from (for the audit log and residency checks)."""
+    return connection.client.host if connection.client else None
+
+
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     user = connection.scope.get("user")
     if not isinstance(user, Principal):

@@ -22,10 +22,9 @@ from appliance.wire.features import (
     OnlineRequest,
     OnlineResponse,
 )
-from hub.auth.guards import principal_of, requires
+from hub.auth.guards import client_address, principal_of, requires
 from hub.auth.roles import Permission
 from hub.features.service import FeatureStore
-from hub.identity.controllers import client_address
 from hub.multipart import Multipart, filename, text, upload_bytes
 from hub.pagination import After, Limit, RecordId
 

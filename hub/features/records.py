@@ -8,11 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from appliance.clock import utcnow
-
-
-def _utc_column() -> Any:
-    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+from hub.columns import utc_column
 
 
 def _tz_column() -> Any:
@@ -26,7 +22,7 @@ class EntityRecord(SQLModel, table=True):
     name: str = Field(unique=True, index=True, max_length=64)
     join_keys: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
     description: str = ""
-    created_at: datetime = _utc_column()
+    created_at: datetime = utc_column()
     created_by: str = Field(default="system", max_length=128)
 
 
@@ -37,7 +33,7 @@ class FeatureViewRecord(SQLModel, table=True):
     name: str = Field(unique=True, index=True, max_length=64)
     last_version: int = 0
     """Highest version handed out; versions are monotonic and never reused."""
-    created_at: datetime = _utc_column()
+    created_at: datetime = utc_column()
 
 
 class FeatureViewVersionRecord(SQLModel, table=True):
@@ -51,7 +47,7 @@ class FeatureViewVersionRecord(SQLModel, table=True):
     """The view's definition with its entity's join keys, exactly as validated."""
     definition_sha256: str = Field(max_length=64)
     zone: str = Field(index=True, max_length=64)
-    created_at: datetime = _utc_column()
+    created_at: datetime = utc_column()
     created_by: str = Field(default="system", max_length=128)
 
 
@@ -69,5 +65,5 @@ class FeatureSnapshotRecord(SQLModel, table=True):
     min_event_time: datetime = _tz_column()
     max_event_time: datetime = _tz_column()
     source: str = Field(default="", max_length=256)
-    created_at: datetime = _utc_column()
+    created_at: datetime = utc_column()
     created_by: str = Field(default="system", max_length=128)

@@ -10,11 +10,10 @@ from litestar import Controller, Request, get, post
 from litestar.response import File
 
 from appliance.wire.fleet import AgentAssignments, AgentInfo, EnrolmentRequest, Heartbeat
-from hub.auth.guards import open_endpoint, principal_of, requires
+from hub.auth.guards import client_address, open_endpoint, principal_of, requires
 from hub.auth.roles import Permission
 from hub.fleet.enrolment import EnrolmentService, EnrolmentTokenInfo
 from hub.fleet.service import FleetService, check_agent_scope
-from hub.identity.controllers import client_address
 from hub.pagination import After, Limit
 from hub.registry.service import RegistryService
 

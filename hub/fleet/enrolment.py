@@ -25,13 +25,12 @@ from appliance.trust.layout import check_name
 from appliance.wire.fleet import AgentInfo, EnrolmentRequest
 from hub.audit.service import AuditLog
 from hub.auth.principal import Principal
+from hub.auth.secrets import sha256_hex
 from hub.db import session_scope
 from hub.events import Changes
 from hub.fleet.certificates import SiteCertificates
+from hub.fleet.records import AgentRecord, EnrolmentTokenRecord
 from hub.fleet.service import agent_info
-from hub.identity.records import EnrolmentTokenRecord
-from hub.identity.service import sha256_hex
-from hub.records import AgentRecord
 from hub.registry.service import check_model_name
 from hub.residency.policy import ResidencyPolicy
 

@@ -17,9 +17,9 @@ from appliance.wire.fleet import (
 )
 from hub.auth.principal import Principal
 from hub.db import session_scope
+from hub.fleet.records import AgentRecord, ReportRefusalRecord
 from hub.fleet.standing import AgentStanding
 from hub.pagination import page_after
-from hub.records import AgentRecord, ReportRefusalRecord
 from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from appliance.clock import as_utc, utcnow
-from hub.records import AgentRecord, ReportRefusalRecord
+from hub.fleet.records import AgentRecord, ReportRefusalRecord
 
 REASON_CHARS = 500
 

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get, post
 
-from hub.auth.guards import open_endpoint, principal_of, requires
+from hub.auth.guards import client_address, open_endpoint, principal_of, requires
 from hub.auth.roles import Permission
 from hub.identity.service import IdentityService, TokenPair, UserInfo
 from hub.pagination import After, Limit
@@ -42,10 +42,6 @@ class Me(msgspec.Struct):
     permissions: list[str]
     zone: str | None = None
     """The zone the account is bound to (agents: their own); ``None``: the hub's."""
-
-
-def client_address(request: Request[Any, Any, Any]) -> str | None:
-    return request.client.host if request.client else None
 
 
 class AuthController(Controller):

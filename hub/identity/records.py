@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, DateTime
 from sqlmodel import Field, SQLModel
 
-from hub.records import _utc_column
+from hub.columns import utc_column
 
 
 class UserRecord(SQLModel, table=True):
@@ -18,7 +18,7 @@ class UserRecord(SQLModel, table=True):
     password_hash: str
     roles: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     disabled: bool = False
-    created_at: datetime = _utc_column()
+    created_at: datetime = utc_column()
 
 
 class AccountZoneRecord(SQLModel, table=True):
@@ -51,19 +51,3 @@ class RevokedTokenRecord(SQLModel, table=True):
 
     jti: str = Field(primary_key=True, max_length=64)
     expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-
-
-class EnrolmentTokenRecord(SQLModel, table=True):
-    __tablename__ = "enrolment_tokens"
-
-    id: int | None = Field(default=None, primary_key=True)
-    token_sha256: str = Field(unique=True, index=True, max_length=64)
-    zone: str = Field(max_length=64)
-    group: str = Field(max_length=64)
-    created_by: str = Field(max_length=128)
-    created_at: datetime = _utc_column()
-    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    used_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
-    )
-    used_by_agent_id: int | None = None

@@ -24,12 +24,13 @@ from appliance.errors import (
     NotFoundError,
     RateLimitedError,
 )
-from appliance.fsutil import sha256_bytes
 from appliance.security.agent_tokens import AGENT_KID_PREFIX
 from hub.audit.service import AuditLog
 from hub.auth.principal import Principal
 from hub.auth.roles import AGENT_PERMISSIONS, ROLES, permissions_for
+from hub.auth.secrets import sha256_hex
 from hub.db import session_scope
+from hub.fleet.records import AgentRecord
 from hub.identity.backoff import SignInBackoff
 from hub.identity.passwords import (
     DUMMY_HASH,
@@ -53,14 +54,8 @@ from hub.identity.tokens import (
     verify_user_token,
 )
 from hub.pagination import page_after
-from hub.records import AgentRecord
 
 USERNAME = re.compile(r"[a-z][a-z0-9._-]{1,63}")
-
-
-def sha256_hex(secret: str) -> str:
-    """What the hub stores of a bearer secret (refresh or enrolment token)."""
-    return sha256_bytes(secret.encode())
 
 
 class TokenPair(msgspec.Struct, kw_only=True):

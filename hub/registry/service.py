@@ -37,9 +37,14 @@ from hub.auth.roles import Permission, roles_with
 from hub.db import session_scope
 from hub.events import Changes
 from hub.pagination import page_after
-from hub.records import ApprovalRecord, ExposureApprovalRecord, ModelRecord, ModelVersionRecord
 from hub.registry import bundler
 from hub.registry.formats.isolated import as_onnx
+from hub.registry.records import (
+    ApprovalRecord,
+    ExposureApprovalRecord,
+    ModelRecord,
+    ModelVersionRecord,
+)
 from hub.registry.serving_policy import ServingPolicy, approvals_met, exposure_approvers
 from hub.registry.stages import check_transition
 from hub.residency.policy import ResidencyPolicy

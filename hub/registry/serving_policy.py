@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from appliance.errors import ApprovalRequiredError, NotFoundError
-from hub.records import ExposureApprovalRecord, ModelRecord, ModelVersionRecord
+from hub.registry.records import ExposureApprovalRecord, ModelRecord, ModelVersionRecord
 
 
 def counted(approvers: Iterable[str], author: str) -> int:

@@ -54,8 +54,8 @@ from hub.auth.principal import Principal
 from hub.auth.roles import permissions_for
 from hub.db import session_scope
 from hub.events import Changes
+from hub.fleet.records import AgentRecord
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord
-from hub.records import AgentRecord
 from hub.registry.service import RegistryService
 from hub.rollouts.records import RolloutRecord
 

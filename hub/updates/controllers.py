@@ -12,9 +12,8 @@ from litestar import Controller, Request, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.response import File
 
-from hub.auth.guards import principal_of, requires
+from hub.auth.guards import client_address, principal_of, requires
 from hub.auth.roles import Permission as P
-from hub.identity.controllers import client_address
 from hub.pagination import After, Limit
 from hub.updates.service import PublicationInfo, UpdateService
 

@@ -55,10 +55,11 @@ from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
 from hub.auth.principal import Principal
 from hub.db import session_scope
+from hub.fleet.records import AgentRecord
 from hub.pagination import page_after
-from hub.records import AgentRecord, PublicationRecord, SealedBundleRecord
 from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
+from hub.updates.records import PublicationRecord, SealedBundleRecord
 from hub.updates.repository import GroupTargets, Publication, UpdateRepository
 
 

@@ -27,7 +27,7 @@ from hub.audit import (
 )
 from hub.audit.scheduler import JOB_ID
 from hub.db import session_scope
-from hub.records import ModelRecord
+from hub.registry.records import ModelRecord
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from appliance.clock import utcnow
+from hub.fleet.records import AgentRecord, ReportRefusalRecord
 from hub.fleet.service import agent_info
 from hub.fleet.standing import AgentStanding
-from hub.records import AgentRecord, ReportRefusalRecord
 
 STANDING = AgentStanding(stale_after_s=900, refusal_window_s=3600)
 

@@ -8,8 +8,8 @@ from sqlmodel import Session
 from appliance.security.keys import init_keypair
 from appliance.wire.fleet import AgentReport
 from hub.audit.service import AuditLog
+from hub.fleet.records import ReportRefusalRecord
 from hub.monitoring.service import DriftAlertOpened, MonitoringService
-from hub.records import ReportRefusalRecord
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from appliance.errors import ConfigError, InvalidInputError, ResidencyRefusedErr
 from appliance.security.keys import KeyPair
 from hub.audit.service import AuditLog
 from hub.db import session_scope
-from hub.records import ModelRecord
+from hub.registry.records import ModelRecord
 from hub.residency.gate import ACTION, ResidencyGate
 from hub.residency.policy import ResidencyPolicy
 

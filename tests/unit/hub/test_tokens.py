@@ -33,8 +33,9 @@ from hub.auth.principal import Principal
 from hub.auth.roles import AGENT_PERMISSIONS, Permission
 from hub.db import session_scope
 from hub.fleet.enrolment import EnrolmentService
+from hub.fleet.records import EnrolmentTokenRecord
 from hub.identity.backoff import SignInBackoff
-from hub.identity.records import EnrolmentTokenRecord, UserRecord
+from hub.identity.records import UserRecord
 from hub.identity.service import IdentityService
 from hub.identity.tokens import (
     JwtKeyring,

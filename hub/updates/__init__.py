@@ -1,0 +1,1 @@
+"""Signed updates: the TUF repository the hub publishes and agents verify."""
