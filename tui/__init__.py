@@ -5,7 +5,7 @@ pane per area: fleet, models, audit, training, rollouts & A/B, drift; the list,
 follow, switch, table and chart pieces they share), ``dialogs/`` (confirmations,
 forms, an agent's details, a download with its progress), ``hub.py`` (the calls
 the console makes, and signing in), ``records.py`` (typed views of the hub's dict
-answers), ``format*.py`` (pure formatting of hub records).
+answers), ``format/`` (pure formatting of hub records).
 """
 
 from tui.app import ConsoleApp

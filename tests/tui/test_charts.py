@@ -8,9 +8,9 @@ from textual_plotext.plot import Plot
 
 from tests.tui.fixed_hub import FixedHub
 from tests.tui.fixed_records import WORKERS
-from tui import format_drift as fd
-from tui import format_releases as fr
-from tui import format_training as ft
+from tui.format import drift as fd
+from tui.format import releases as fr
+from tui.format import training as ft
 from tui.records import DriftReport, Experiment, appended, convert, read_after
 from tui.widgets import plots
 from tui.widgets.chart import Chart, Drawing, SafePlot

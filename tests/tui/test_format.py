@@ -8,9 +8,9 @@ import msgspec
 import pytest
 
 from tests.tui.fixed_hub import MODELS
-from tui import format as fmt
 from tui.dialogs.export import destination
 from tui.dialogs.form import percentages
+from tui.format import common as fmt
 from tui.records import read_tail
 
 

@@ -13,7 +13,7 @@ from textual import work
 from appliance.errors import ApplianceError
 from appliance.wire.fleet import AgentInfo
 from tui.dialogs.info import InfoDialog
-from tui.format_agent import agent_details
+from tui.format.agent import agent_details
 from tui.hub import HubApi, describe
 from tui.records import DriftReport, ServingReport, convert, read_tail
 

@@ -17,7 +17,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
-from tui import format as fmt
+from tui.format import common as fmt
 from tui.hub import HubApi
 from tui.widgets.pane import HubPane
 

@@ -15,7 +15,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Static
 
-from tui import format_drift as fd
+from tui.format import drift as fd
 from tui.records import DriftAlert, DriftReport, convert
 from tui.widgets import plots
 from tui.widgets.chart import Chart

@@ -15,8 +15,8 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.widgets import Static
 
-from tui import format as fmt
-from tui import format_releases as fr
+from tui.format import common as fmt
+from tui.format import releases as fr
 from tui.messages import ActionDone, ActionFailed
 from tui.records import Experiment, convert
 from tui.widgets import plots

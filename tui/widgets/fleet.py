@@ -15,7 +15,6 @@ from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import RowKey
 
 from appliance.wire.fleet import AgentInfo
-from tui import format as fmt
 from tui.dialogs import (
     AgentDialog,
     DownloadDialog,
@@ -25,6 +24,7 @@ from tui.dialogs import (
     ExportRequest,
     InfoDialog,
 )
+from tui.format import common as fmt
 from tui.messages import ActionDone
 from tui.widgets.pane import HubPane
 from tui.widgets.table import selected_key

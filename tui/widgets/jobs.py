@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.widgets import Log, Static
 
 from appliance.wire.training import TERMINAL_STATES, JobInfo, LogLine
-from tui import format_training as ft
+from tui.format import training as ft
 from tui.messages import ActionDone, ActionFailed
 from tui.widgets.follow import FollowPane
 from tui.widgets.table import Cell

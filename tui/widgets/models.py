@@ -21,9 +21,9 @@ from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowKey
 
 from appliance.wire.registry import VersionInfo
-from tui import format as fmt
-from tui import format_releases as fr
 from tui.dialogs import RolloutDialog
+from tui.format import common as fmt
+from tui.format import releases as fr
 from tui.messages import ActionDone, ActionFailed, Reveal
 from tui.records import Rollout, convert
 from tui.widgets.pane import HubPane

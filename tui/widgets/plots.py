@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 from textual_plotext.plot import Plot
 
-from tui.format_drift import PSeries
-from tui.format_releases import Bar
-from tui.format_training import GpuSeries
+from tui.format.drift import PSeries
+from tui.format.releases import Bar
+from tui.format.training import GpuSeries
 from tui.widgets.chart import Drawing
 
 LINE = "braille"

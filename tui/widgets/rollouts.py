@@ -13,7 +13,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.widgets import Static
 
-from tui import format_releases as fr
+from tui.format import releases as fr
 from tui.records import Rollout, convert
 from tui.widgets.listing import ListPane
 from tui.widgets.table import Cell

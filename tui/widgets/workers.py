@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from textual.app import ComposeResult
 
 from appliance.wire.training import WorkerInfo
-from tui import format_training as ft
+from tui.format import training as ft
 from tui.widgets import plots
 from tui.widgets.chart import Chart
 from tui.widgets.listing import ListPane

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from rich.text import Text
 
 from appliance.wire.training import GpuSample, JobInfo, LogLine, WorkerInfo
-from tui import format as fmt
+from tui.format import common as fmt
 
 JOB_STYLE = {
     "queued": "cyan",

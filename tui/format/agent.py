@@ -10,7 +10,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
 from appliance.wire.fleet import AgentInfo, InstalledModel
-from tui import format as fmt
+from tui.format import common as fmt
 from tui.records import DriftReport, ServingReport
 
 R = TypeVar("R")

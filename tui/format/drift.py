@@ -8,7 +8,7 @@ from datetime import datetime
 
 from rich.text import Text
 
-from tui import format as fmt
+from tui.format import common as fmt
 from tui.records import DriftAlert, DriftReport
 
 ALERT_COLUMNS = ("alert", "state", "agent", "model", "ver", "windows", "opened (UTC)", "closed")

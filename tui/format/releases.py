@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from tui import format as fmt
+from tui.format import common as fmt
 from tui.records import Experiment, Rollout, Variant
 
 ROLLOUT_STYLE = {
