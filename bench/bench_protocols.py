@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +34,7 @@ import grpc
 import msgspec
 import numpy as np
 import onnxruntime as ort
+from bench_run import add_agent_env, agent_env, run, target_line
 from lean_client import BenchError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.harness: the model
@@ -44,7 +43,6 @@ from agent.grpc_v2 import open_inference_grpc_pb2 as pb
 from agent.grpc_v2 import open_inference_grpc_pb2_grpc as pb_grpc
 from appliance.cli.demo.processes import ServiceProcess, agent_process, hub_process
 from appliance.cli.demo.site import bootstrap_site
-from appliance.errors import ApplianceError
 from tests.harness.models import bert_feed, make_tiny_bert
 
 MODEL = "bert-mini"
@@ -243,7 +241,7 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     hidden, layers = (64, 1) if args.quick else (256, 4)
     log(f"building BERT (hidden {hidden}, {layers} layers) with transformers…")
     onnx_bytes = make_tiny_bert(3, hidden=hidden, layers=layers)
-    env = dict(item.split("=", 1) for item in args.agent_env or [])
+    env = agent_env(args)
     hub, agent = deploy(root, onnx_bytes, env)
     try:
         return _measure(args, onnx_bytes, agent)
@@ -328,9 +326,7 @@ def render(figures: dict[str, Any]) -> str:
         )
     out.append("(req/s counts rows: requests per second times the batch)")
     out.append("")
-    for what, value, op, target in targets(figures):
-        met = value >= target if op == ">=" else value <= target
-        out.append(f"{what:<46}{value:>8.3f}  {op} {target:<5g} {'PASS' if met else 'MISS'}")
+    out += [target_line(*line) for line in targets(figures)]
     return "\n".join(out)
 
 
@@ -339,27 +335,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny model and few requests")
     parser.add_argument("--requests", type=int, help="rows per target and client count")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
-    parser.add_argument(
-        "--agent-env",
-        action="append",
-        metavar="KEY=VALUE",
-        help="an APPLIANCE_* setting for the agent, e.g. APPLIANCE_BATCHING=bert-mini=8:2 "
-        "(repeatable)",
-    )
+    add_agent_env(parser, "APPLIANCE_BATCHING=bert-mini=8:2")
     args = parser.parse_args(argv)
     args.requests = args.requests or (48 if args.quick else 2000)
-    root = Path(tempfile.mkdtemp(prefix="appliance-bench-protocols-"))
-    try:
-        figures = measure(args, root)
-    except (BenchError, ApplianceError, OSError, grpc.RpcError) as exc:
-        print(f"benchmark broke: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print(render(figures))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
-    return 0
+    return run(
+        "appliance-bench-protocols-",
+        lambda root: measure(args, root),
+        render,
+        args.json,
+        broken=(grpc.RpcError,),
+    )
 
 
 def _check(port: int, feed: dict[str, np.ndarray], expected: np.ndarray) -> None:

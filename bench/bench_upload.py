@@ -19,21 +19,18 @@ the hub's owner, for ``clear_refs``). Exit status 0 when every measurement was t
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lean_client import BenchError
+from bench_run import run, target_line
 from servers import rss_mb
 
 from appliance.cli.demo.processes import ServiceProcess, hub_process
 from appliance.cli.demo.site import bootstrap_site
-from appliance.errors import ApplianceError, HubRejectedError
+from appliance.errors import HubRejectedError
 
 TARGET_SHARE = 0.10
 
@@ -120,10 +117,7 @@ def render(figures: dict[str, Any]) -> str:
     junk = figures["uploads"]["no model"]
     share = junk["peak_growth_mb"] / junk["file_mb"]
     out.append("")
-    out.append(
-        f"{'refused upload: peak growth / its size':<46}{share:>8.3f}  <= {TARGET_SHARE:<5g} "
-        f"{'PASS' if share <= TARGET_SHARE else 'MISS'}"
-    )
+    out.append(target_line("refused upload: peak growth / its size", share, "<=", TARGET_SHARE))
     return "\n".join(out)
 
 
@@ -137,18 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.access("/proc/self/clear_refs", os.W_OK):
         print("benchmark broke: /proc/<pid>/clear_refs is not writable here", file=sys.stderr)
         return 1
-    root = Path(tempfile.mkdtemp(prefix="appliance-bench-upload-"))
-    try:
-        figures = measure(args, root)
-    except (BenchError, ApplianceError, OSError) as exc:
-        print(f"benchmark broke: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print(render(figures))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
-    return 0
+    return run("appliance-bench-upload-", lambda root: measure(args, root), render, args.json)
 
 
 if __name__ == "__main__":

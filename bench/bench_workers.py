@@ -24,11 +24,9 @@ import json
 import multiprocessing
 import os
 import selectors
-import shutil
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -36,13 +34,13 @@ from typing import Any
 
 import numpy as np
 from bench_protocols import deploy, log
+from bench_run import add_agent_env, agent_env, run, target_line
 from lean_client import BenchError, v2_request
 from servers import process_cpu_s
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.harness: the model
 
 from appliance.cli.demo.processes import ServiceProcess
-from appliance.errors import ApplianceError
 from tests.harness.models import make_tiny_onnx
 
 MODEL = "small"
@@ -186,7 +184,7 @@ def start(agent: ServiceProcess, processes: int) -> ServiceProcess:
 
 
 def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    env = dict(item.split("=", 1) for item in args.agent_env or [])
+    env = agent_env(args)
     hub, agent = deploy(root, make_tiny_onnx(FEATURES), env, MODEL)
     agent.stop()
     port = int(agent.url.rsplit(":", 1)[1])
@@ -244,8 +242,7 @@ def render(figures: dict[str, Any]) -> str:
     ratio = best["2"] / best["1"]
     out.append("")
     out.append(
-        f"{'2 processes / 1, throughput at 16 clients':<46}{ratio:>8.3f}  >= "
-        f"{TARGET_SPEED_UP:<5g} {'PASS' if ratio >= TARGET_SPEED_UP else 'MISS'}"
+        target_line("2 processes / 1, throughput at 16 clients", ratio, ">=", TARGET_SPEED_UP)
     )
     return "\n".join(out)
 
@@ -256,28 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="alternating rounds (default 3)")
     parser.add_argument("--requests", type=int, help="requests per round (default 20000)")
     parser.add_argument("--json", type=Path, help="also write every figure as JSON here")
-    parser.add_argument(
-        "--agent-env",
-        action="append",
-        metavar="KEY=VALUE",
-        help="an APPLIANCE_* setting for the agent, e.g. APPLIANCE_INFERENCE_WORKERS=0 "
-        "(repeatable)",
-    )
+    add_agent_env(parser, "APPLIANCE_INFERENCE_WORKERS=0")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.requests = args.requests or (640 if args.quick else 20000)
-    root = Path(tempfile.mkdtemp(prefix="appliance-bench-workers-"))
-    try:
-        figures = measure(args, root)
-    except (BenchError, ApplianceError, OSError) as exc:
-        print(f"benchmark broke: {exc.__class__.__name__}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    print(render(figures))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
-    return 0
+    return run("appliance-bench-workers-", lambda root: measure(args, root), render, args.json)
 
 
 if __name__ == "__main__":
