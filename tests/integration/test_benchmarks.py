@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,24 +18,30 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def test_the_protocols_benchmark_measures_every_target_in_quick_mode(tmp_path: Path) -> None:
+def _quick(script: str, tmp_path: Path) -> tuple[list[str], Any]:
+    """Run ``script --quick``: the names on its target lines and the JSON figures."""
     figures = tmp_path / "figures.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH / "bench_protocols.py"), "--quick", "--json", str(figures)],
+        [sys.executable, str(BENCH / script), "--quick", "--json", str(figures)],
         capture_output=True,
         text=True,
         timeout=280,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     verdicts = re.findall(r"^(.+?)\s+[\d.]+\s+(?:<=|>=) [\d.]+\s+(PASS|MISS)$", done.stdout, re.M)
-    assert [what.strip() for what, _ in verdicts] == [
+    return [what.strip() for what, _ in verdicts], json.loads(figures.read_text())
+
+
+def test_the_protocols_benchmark_measures_every_target_in_quick_mode(tmp_path: Path) -> None:
+    targets, figures = _quick("bench_protocols.py", tmp_path)
+    assert targets == [
         "agent/direct ORT throughput, b1 8 clients",
         "agent/direct ORT throughput, b8 8 clients",
         "HTTP binary/JSON p50, seq 128 b8",
         "gRPC/JSON p50, seq 128 b8",
         "/v2/health/live p99 under load, ms",
     ]
-    assert figures.stat().st_size > 0
+    assert figures
 
 
 def test_the_inference_benchmark_measures_every_target_in_quick_mode(tmp_path: Path) -> None:
@@ -55,31 +62,14 @@ def test_the_inference_benchmark_measures_every_target_in_quick_mode(tmp_path: P
 def test_the_serving_processes_benchmark_measures_its_target_in_quick_mode(
     tmp_path: Path,
 ) -> None:
-    figures = tmp_path / "figures.json"
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "bench_workers.py"), "--quick", "--json", str(figures)],
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    verdicts = re.findall(r"^(.+?)\s+[\d.]+\s+>= [\d.]+\s+(PASS|MISS)$", done.stdout, re.M)
-    assert [what.strip() for what, _ in verdicts] == ["2 processes / 1, throughput at 16 clients"]
-    rounds = json.loads(figures.read_text())["rounds"]
+    targets, figures = _quick("bench_workers.py", tmp_path)
+    assert targets == ["2 processes / 1, throughput at 16 clients"]
+    rounds = figures["rounds"]
     assert sorted(rounds) == ["1", "2"] and all(r[0]["per_s"] > 0 for r in rounds.values())
 
 
 def test_the_upload_benchmark_measures_its_target_in_quick_mode(tmp_path: Path) -> None:
-    figures = tmp_path / "figures.json"
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "bench_upload.py"), "--quick", "--json", str(figures)],
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    verdicts = re.findall(r"^(.+?)\s+[\d.]+\s+<= [\d.]+\s+(PASS|MISS)$", done.stdout, re.M)
-    assert [what.strip() for what, _ in verdicts] == ["refused upload: peak growth / its size"]
-    uploads = json.loads(figures.read_text())["uploads"]
-    assert uploads["ONNX model"]["answer"] == "accepted"
-    assert uploads["no model"]["answer"].startswith("400")
+    targets, figures = _quick("bench_upload.py", tmp_path)
+    assert targets == ["refused upload: peak growth / its size"]
+    assert figures["uploads"]["ONNX model"]["answer"] == "accepted"
+    assert figures["uploads"]["no model"]["answer"].startswith("400")
