@@ -8,13 +8,11 @@ codes of :mod:`appliance.http_status`; 413 when a body is over the limit.
 
 from __future__ import annotations
 
-import gc
 import logging
 from functools import partial
 from typing import Any, cast
 
 import msgspec
-from apscheduler.schedulers.background import BackgroundScheduler
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException
@@ -27,7 +25,7 @@ from agent.access import DataPlaneAccess
 from agent.batching import Batchers, parse_policies
 from agent.core import AgentCore
 from agent.drift.monitor import DriftMonitor, DriftSettings
-from agent.drift.spool import RowSpool, take_spooled
+from agent.drift.spool import RowSpool
 from agent.experiments import ExperimentRouter
 from agent.extensions import EXTENSIONS, repository_index, statistics
 from agent.fastpath import HEADER_LENGTH, InferFn, header_length, with_fast_inference
@@ -36,13 +34,14 @@ from agent.identity import AgentIdentity, credentials, device_key, enrol, load_i
 from agent.inference import InferenceCore
 from agent.installer import DeviceKey, InstallPolicy, restore_installed
 from agent.lanes import InferenceLanes
-from agent.metrics import AgentMetrics, ServingSummaries, StateSources
+from agent.lifecycle import Lifecycle
+from agent.metrics import AgentMetrics, StateSources
 from agent.outbox import Outbox
 from agent.peers import Peers
 from agent.probation import ProbationPolicy
 from agent.repository import LoadedModel, ModelRepository
 from agent.request_ledger import LEDGER_FILE, SharedLedger
-from agent.status import agent_status, owner_drifts, owner_reachable, share_of
+from agent.status import agent_status, owner_drifts, owner_reachable
 from agent.store import BundleStore
 from agent.sync import SyncWorker
 from agent.updates.trusted import cached_experiments, metadata_dir, pinned_root
@@ -51,7 +50,6 @@ from appliance.asgi import ASGIApp, Scope, client_certificate_sha256, with_sane_
 from appliance.client.hub import HubClient
 from appliance.errors import ApplianceError, ConfigError, nested_too_deeply
 from appliance.http_status import status_for
-from appliance.scheduling import run_every
 from appliance.security.tls import client_ssl_context
 from appliance.settings import AgentSettings
 
@@ -450,20 +448,6 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
     async def metrics() -> Response[bytes]:
         return Response(core.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    scheduler: list[BackgroundScheduler] = []
-
-    serving = ServingSummaries(core.metrics)
-
-    def check_drift() -> None:
-        core.drift.watch(repository.all() + repository.extras())
-        if core.peers:  # the rows the serving processes saw
-            take_spooled(core.peers.folder, core.drift)
-        core.drift.check()
-        core.router.flush(core.outbox)
-
-    def summarise_serving() -> None:
-        serving.flush(core.outbox)
-
     @post(
         "/v2/models/{name:str}/feedback",
         operation_id="modelFeedback",
@@ -475,56 +459,7 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
         experiment, variant = core.router.feedback(data.id, data.outcome)
         return {"id": data.id, "experiment": experiment, "variant": variant}
 
-    def start_sync() -> None:
-        # Everything imported and loaded so far lives as long as the process: keep it out
-        # of the garbage collector's scans so collections on the request path stay cheap.
-        gc.collect()
-        gc.freeze()
-        if core.peers:
-            core.peers.start(partial(share_of, core))
-        if core.follower:  # a serving process: the owner tests drift and reports
-            core.follower.start()
-            if isinstance(core.inference.drift, RowSpool):  # rows for the owner's drift tests
-                scheduler.append(
-                    run_every(1 / 60, core.inference.drift.flush, job_id="rows", name="drift rows")
-                )
-            scheduler.append(  # outcomes of experiment requests answered here
-                run_every(
-                    core.settings.drift_check_s / 60,
-                    core.router.flush,
-                    core.outbox,
-                    job_id="ab",
-                    name="A/B outcomes",
-                )
-            )
-            return
-        scheduler.append(
-            run_every(
-                core.settings.drift_check_s / 60, check_drift, job_id="drift", name="drift tests"
-            )
-        )
-        scheduler.append(
-            run_every(
-                core.settings.serving_report_s / 60,
-                summarise_serving,
-                job_id="serving",
-                name="serving summaries",
-            )
-        )
-        if core.sync:
-            core.sync.start()
-
-    def stop_sync() -> None:
-        core.lanes.close()  # queued requests are dropped; running ones finish
-        if core.follower:
-            core.follower.stop()
-        if core.peers:
-            core.peers.stop()
-        for job in scheduler:
-            job.shutdown(wait=True)
-        if core.sync:
-            core.sync.stop()
-        core.outbox.close()
+    lifecycle = Lifecycle(core)
 
     return Litestar(
         route_handlers=[
@@ -551,8 +486,8 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
             RecursionError: lambda request, _exc: _appliance_error(request, nested_too_deeply()),
         },
         request_max_body_size=core.settings.max_request_mb * 1024 * 1024,
-        on_startup=[start_sync],
-        on_shutdown=[stop_sync],
+        on_startup=[lifecycle.start],
+        on_shutdown=[lifecycle.stop],
         openapi_config=OpenAPIConfig(
             title="Appliance agent (Open Inference Protocol v2)",
             version=__version__,
