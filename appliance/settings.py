@@ -44,6 +44,8 @@ variable                       meaning
 ``APPLIANCE_ALLOW_NON_FINITE`` agent: models (comma-separated) whose inputs may hold NaN/inf
 ``APPLIANCE_BATCHING``         agent: dynamic batching, ``name=max_batch:max_delay_ms``,…
 ``APPLIANCE_OPEN_DATA_PLANE``  agent: serve models without inference keys (closed labs only)
+``APPLIANCE_SERVING_PROCESSES`` agent: processes answering its port (``--workers``, default 1)
+``APPLIANCE_INFERENCE_INLINE_MS`` agent: requests cheaper than this run on the event loop
 =============================  ==========================================
 """
 

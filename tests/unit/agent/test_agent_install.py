@@ -445,3 +445,27 @@ def test_failures_in_serving_processes_roll_the_version_back_too(site, tmp_path)
     agent.worker.check_probations()
     assert agent.version() == 1 and agent.store.current() == {"tiny": 1}
     assert "2 of its first 3 requests failed" in agent.worker._heartbeat().detail
+
+
+def test_a_serving_process_follows_the_owners_install_probation_and_rollback(site):
+    """--workers N: a serving process loads what the owner installed, from the same
+    verified slots; the version on probation while the owner serves it, then back."""
+    from agent.access import DataPlaneAccess
+    from agent.experiments import ExperimentRouter
+    from agent.follower import InstallFollower
+
+    _root, services, agent = site
+    mirror = ModelRepository()
+    follower = InstallFollower(
+        agent.store, mirror, POLICY, agent.key, DataPlaneAccess(), ExperimentRouter()
+    )
+    assert follower.follow() and mirror.get("tiny").version == 1
+    assert not follower.follow()  # nothing changed: nothing read
+    release(services, 2.0)
+    agent.worker.run_once()
+    assert follower.follow() and mirror.get("tiny").version == 2  # on probation, as the owner
+    on_trial = agent.repository.get("tiny")
+    agent.repository.swap(dataclasses.replace(on_trial, runtime=CrashingRuntime()))
+    agent.requests(2)
+    agent.worker.check_probations()  # rolled back
+    assert follower.follow() and mirror.get("tiny").version == 1
