@@ -16,12 +16,10 @@ from litestar.response import Response
 from appliance import __version__
 from appliance.asgi import ASGIApp, with_sane_paths
 from appliance.errors import ApplianceError, nested_too_deeply
-from appliance.scheduling import run_every
 from appliance.security.keys import public_pem
 from appliance.settings import HubSettings
 from hub.access.controllers import InferenceKeyController
 from hub.audit.controllers import AuditController
-from hub.audit.scheduler import run_checkpoint, start_checkpoint_scheduler
 from hub.audit.service import AuditReader
 from hub.auth.guards import OPEN_PATHS, BearerAuthMiddleware, open_endpoint, requires
 from hub.auth.roles import Permission
@@ -29,9 +27,9 @@ from hub.errors_http import appliance_error_handler, error_body
 from hub.experiments.controllers import ExperimentController
 from hub.features.controllers import FeatureController, FeatureUploadController
 from hub.features.fastpath import OnlineLookup, with_fast_online_lookup
-from hub.features.scheduler import start_materialize_scheduler
 from hub.fleet.controllers import AgentController, BundleController
 from hub.identity.controllers import AuthController, UserController
+from hub.lifecycle import HubLifecycle
 from hub.metrics import HubMetrics
 from hub.monitoring.controllers import DriftController, ReportsController
 from hub.registry.controllers import ModelController, ModelUploadController
@@ -40,8 +38,6 @@ from hub.services import HubServices, build_services
 from hub.training.controllers import TrainingController, TrainingUploadController
 from hub.updates.controllers import TufController, UpdatesController
 
-TIMESTAMP_CHECK_MINUTES = 60.0
-"""How often the hub checks whether its TUF metadata needs re-signing."""
 JSON_BODY_LIMIT = 1 << 20
 """Every endpoint takes at most 1 MiB, except model uploads (their own, larger limit)."""
 THROTTLED_PATHS = frozenset(
@@ -71,7 +67,6 @@ def create_asgi(settings: HubSettings) -> ASGIApp:
 def create_app(settings: HubSettings, services: HubServices | None = None) -> Litestar:
     svc = services or build_services(settings)
     signing_pem = public_pem(svc.key.public).decode()
-    scheduler: list[Any] = []
 
     @get(
         "/api/v1/keys/signing",
@@ -99,52 +94,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
         """Prometheus text format: fleet health, drift alerts, publications, audit."""
         return Response(hub_metrics.render(), media_type="text/plain; version=0.0.4")
 
-    def start() -> None:
-        scheduler.append(start_checkpoint_scheduler(svc.engine, svc.audit, svc.checkpoint_minutes))
-        scheduler.append(
-            run_every(
-                TIMESTAMP_CHECK_MINUTES,
-                svc.updates.refresh,
-                job_id="tuf-refresh",
-                name="re-sign TUF metadata before it expires",
-            )
-        )
-        scheduler.append(
-            run_every(
-                settings.rollout_check_s / 60,
-                svc.rollouts.evaluate,
-                job_id="rollout-gates",
-                name="judge rollout rings",
-            )
-        )
-        scheduler.append(
-            run_every(
-                settings.rollout_check_s / 60,
-                svc.experiments.expire,
-                job_id="experiment-expiry",
-                name="stop experiments that ran their longest",
-            )
-        )
-        scheduler.append(
-            run_every(
-                settings.training_lease_s / 2 / 60,
-                svc.training.requeue_expired,
-                job_id="training-leases",
-                name="requeue training jobs of lost workers",
-            )
-        )
-        svc.schedules.start()
-        features_job = start_materialize_scheduler(svc.features, svc.features_materialize_minutes)
-        if features_job is not None:
-            scheduler.append(features_job)
-
-    def stop() -> None:
-        for job in scheduler:
-            job.shutdown(wait=True)
-        svc.schedules.stop()
-        run_checkpoint(svc.engine, svc.audit)  # sign the head on the way out
-        svc.engine.dispose()
-
+    lifecycle = HubLifecycle(settings, svc)
     auth = DefineMiddleware(BearerAuthMiddleware, exclude=[f"^{path}$" for path in OPEN_PATHS])
     return Litestar(
         route_handlers=[
@@ -209,8 +159,8 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
         },
         request_max_body_size=JSON_BODY_LIMIT,
         openapi_config=OpenAPIConfig(title="Appliance hub", version=__version__, path="/schema"),
-        on_startup=[start],
-        on_shutdown=[stop],
+        on_startup=[lifecycle.start],
+        on_shutdown=[lifecycle.stop],
         state=State({"identity": svc.identity, "services": svc}),
         logging_config=None,
     )
