@@ -9,6 +9,7 @@ codes of :mod:`appliance.http_status`; 413 when a body is over the limit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any, cast
 
@@ -17,6 +18,7 @@ from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 
@@ -316,8 +318,36 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
     The two infer routes are answered by the fast path in front (:mod:`agent.fastpath`);
     they are declared here too, so that the document describes them and a request the fast
     path passes on is still answered the same way."""
-    repository = core.repository
+    keyed = _keyed(core)
+    lifecycle = Lifecycle(core)
+    return Litestar(
+        route_handlers=[
+            *_protocol_routes(core, keyed),
+            *_infer_routes(infer, keyed),
+            *_agent_routes(core, keyed),
+        ],
+        exception_handlers={
+            ApplianceError: _appliance_error,
+            HTTPException: _http_error,
+            RecursionError: lambda request, _exc: _appliance_error(request, nested_too_deeply()),
+        },
+        request_max_body_size=core.settings.max_request_mb * 1024 * 1024,
+        on_startup=[lifecycle.start],
+        on_shutdown=[lifecycle.stop],
+        openapi_config=OpenAPIConfig(
+            title="Appliance agent (Open Inference Protocol v2)",
+            version=__version__,
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        logging_config=None,
+    )
 
+
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
+
+
+def _keyed(core: AgentCore) -> Guard:
     def keyed(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
         """An inference key for this model (any model, for status and metrics)."""
         core.access.check(
@@ -325,6 +355,14 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
             connection.path_params.get("name"),
             client_certificate_sha256(cast(Scope, connection.scope)),
         )
+
+    return keyed
+
+
+def _protocol_routes(core: AgentCore, keyed: Guard) -> list[HTTPRouteHandler]:
+    """The Open Inference Protocol's metadata and health, and its repository and
+    statistics extensions."""
+    repository = core.repository
 
     @get("/v2", operation_id="serverMetadata")
     async def server_metadata() -> dict[str, object]:
@@ -367,6 +405,46 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
     async def version_ready(name: str, version: int) -> dict[str, object]:
         repository.get(name, version)
         return {"name": name, "version": str(version), "ready": True}
+
+    @post("/v2/repository/index", operation_id="repositoryIndex", status_code=200, guards=[keyed])
+    async def index() -> list[dict[str, str]]:
+        """Every model version this agent has loaded (the model repository extension)."""
+        return repository_index(repository)
+
+    @get("/v2/models/stats", operation_id="serverStatistics", guards=[keyed])
+    async def all_stats() -> dict[str, Any]:
+        return statistics(repository, core.metrics, core.inference.batchers)
+
+    @get("/v2/models/{name:str}/stats", operation_id="modelStatistics", guards=[keyed])
+    async def model_stats(name: str) -> dict[str, Any]:
+        """Inferences that succeeded and failed, and time spent (the statistics extension)."""
+        return statistics(repository, core.metrics, core.inference.batchers, name)
+
+    @get(
+        "/v2/models/{name:str}/versions/{version:int}/stats",
+        operation_id="modelVersionStatistics",
+        guards=[keyed],
+    )
+    async def version_stats(name: str, version: int) -> dict[str, Any]:
+        return statistics(repository, core.metrics, core.inference.batchers, name, version)
+
+    return [
+        server_metadata,
+        live,
+        ready,
+        model_metadata,
+        model_ready,
+        version_metadata,
+        version_ready,
+        index,
+        all_stats,
+        model_stats,
+        version_stats,
+    ]
+
+
+def _infer_routes(infer: InferFn, keyed: Guard) -> list[HTTPRouteHandler]:
+    """The two infer routes, as Litestar would answer them (the fast path answers first)."""
 
     async def infer_here(
         name: str, version: int | None, request: Request[Any, Any, Any]
@@ -413,27 +491,11 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
         """Run this version of the model, whatever experiment is running."""
         return await infer_here(name, version, request)
 
-    @post("/v2/repository/index", operation_id="repositoryIndex", status_code=200, guards=[keyed])
-    async def index() -> list[dict[str, str]]:
-        """Every model version this agent has loaded (the model repository extension)."""
-        return repository_index(repository)
+    return [model_infer, model_version_infer]
 
-    @get("/v2/models/stats", operation_id="serverStatistics", guards=[keyed])
-    async def all_stats() -> dict[str, Any]:
-        return statistics(repository, core.metrics, core.inference.batchers)
 
-    @get("/v2/models/{name:str}/stats", operation_id="modelStatistics", guards=[keyed])
-    async def model_stats(name: str) -> dict[str, Any]:
-        """Inferences that succeeded and failed, and time spent (the statistics extension)."""
-        return statistics(repository, core.metrics, core.inference.batchers, name)
-
-    @get(
-        "/v2/models/{name:str}/versions/{version:int}/stats",
-        operation_id="modelVersionStatistics",
-        guards=[keyed],
-    )
-    async def version_stats(name: str, version: int) -> dict[str, Any]:
-        return statistics(repository, core.metrics, core.inference.batchers, name, version)
+def _agent_routes(core: AgentCore, keyed: Guard) -> list[HTTPRouteHandler]:
+    """The agent's own: its status, Prometheus metrics, and A/B feedback."""
 
     @get("/agent/status", operation_id="agentStatus", guards=[keyed])
     async def status() -> dict[str, object]:
@@ -459,40 +521,4 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
         experiment, variant = core.router.feedback(data.id, data.outcome)
         return {"id": data.id, "experiment": experiment, "variant": variant}
 
-    lifecycle = Lifecycle(core)
-
-    return Litestar(
-        route_handlers=[
-            server_metadata,
-            live,
-            ready,
-            model_metadata,
-            model_ready,
-            version_metadata,
-            version_ready,
-            status,
-            metrics,
-            feedback,
-            model_infer,
-            model_version_infer,
-            index,
-            all_stats,
-            model_stats,
-            version_stats,
-        ],
-        exception_handlers={
-            ApplianceError: _appliance_error,
-            HTTPException: _http_error,
-            RecursionError: lambda request, _exc: _appliance_error(request, nested_too_deeply()),
-        },
-        request_max_body_size=core.settings.max_request_mb * 1024 * 1024,
-        on_startup=[lifecycle.start],
-        on_shutdown=[lifecycle.stop],
-        openapi_config=OpenAPIConfig(
-            title="Appliance agent (Open Inference Protocol v2)",
-            version=__version__,
-            path="/schema",
-            render_plugins=[JsonRenderPlugin()],
-        ),
-        logging_config=None,
-    )
+    return [status, metrics, feedback]
