@@ -143,11 +143,11 @@ def build_core(
     drift = DriftMonitor(
         outbox,
         DriftSettings(
-            window_rows=settings.drift_window_rows,
-            min_rows=min(200, settings.drift_window_rows),
-            every_requests=settings.drift_every_requests,
-            interval_s=settings.drift_interval_s,
-            p_value=settings.drift_p_value,
+            window_rows=settings.drift.window_rows,
+            min_rows=min(200, settings.drift.window_rows),
+            every_requests=settings.drift.every_requests,
+            interval_s=settings.drift.interval_s,
+            p_value=settings.drift.p_value,
         ),
     )
     holder: list[SyncWorker] = []
@@ -203,7 +203,7 @@ def build_core(
         InferenceCore(
             repository,
             metrics,
-            RowSpool(peers.folder, settings.drift_window_rows) if peers and serving_only else drift,
+            RowSpool(peers.folder, settings.drift.window_rows) if peers and serving_only else drift,
             router,
             frozenset(settings.allow_non_finite),
             batchers,

@@ -40,9 +40,9 @@ class Lifecycle:
             if isinstance(core.inference.drift, RowSpool):  # rows for the owner's drift tests
                 self._every(1.0, core.inference.drift.flush, "rows", "drift rows")
             # outcomes of experiment requests answered here
-            self._every(core.settings.drift_check_s, self._flush_outcomes, "ab", "A/B outcomes")
+            self._every(core.settings.drift.check_s, self._flush_outcomes, "ab", "A/B outcomes")
             return
-        self._every(core.settings.drift_check_s, self.check_drift, "drift", "drift tests")
+        self._every(core.settings.drift.check_s, self.check_drift, "drift", "drift tests")
         self._every(
             core.settings.serving_report_s, self.summarise_serving, "serving", "serving summaries"
         )

@@ -141,6 +141,22 @@ class HubSettings:
 
 
 @dataclass(frozen=True)
+class DriftSettings:
+    """An agent's drift tests; each field is ``APPLIANCE_DRIFT_<FIELD>``."""
+
+    window_rows: int = 1000
+    """Recent inputs kept per model version for drift tests (in memory, never sent)."""
+    every_requests: int = 1000
+    """Test for drift after this many new rows …"""
+    interval_s: float = 300.0
+    """… or this long after the last test."""
+    check_s: float = 5.0
+    """How often the agent looks for windows due a test (cheap when none is)."""
+    p_value: float = 0.05
+    """Significance of a drift test (per-feature tests corrected for multiplicity)."""
+
+
+@dataclass(frozen=True)
 class AgentSettings:
     """How an agent runs."""
 
@@ -213,18 +229,10 @@ class AgentSettings:
     'missing'); every other model's requests with them are refused with 422."""
     labels: tuple[str, ...] = ()
     """Free-form ``key=value`` labels reported to the hub."""
-    drift_window_rows: int = 1000
-    """Recent inputs kept per model version for drift tests (in memory, never sent)."""
-    drift_every_requests: int = 1000
-    """Test for drift after this many new rows …"""
-    drift_interval_s: float = 300.0
-    """… or this long after the last test."""
-    drift_check_s: float = 5.0
-    """How often the agent looks for windows due a test (cheap when none is)."""
+    drift: DriftSettings = field(default_factory=lambda: DriftSettings())
+    """Drift tests (``APPLIANCE_DRIFT_*``)."""
     serving_report_s: float = 60.0
     """How often request counts, errors and latency (p95) per model version go to the hub."""
-    drift_p_value: float = 0.05
-    """Significance of a drift test (per-feature tests corrected for multiplicity)."""
     outbox_max_reports: int = 10_000
     """Reports kept for the hub while it is unreachable; the oldest go first when full."""
 
@@ -262,15 +270,28 @@ def load(
     ``None`` in ``overrides`` means "flag not given".
     """
     env = os.environ if environ is None else environ
+    return _load(cls, overrides or {}, env, "")
+
+
+def _load(
+    cls: Callable[..., T], overrides: Mapping[str, Any], env: Mapping[str, str], at: str
+) -> T:
+    """``cls``'s fields from ``overrides`` and ``APPLIANCE_<at><FIELD>``; a field that is
+    itself one of these setting objects (a concern, as ``drift``) is read the same way
+    under ``<at><field>_``."""
     values: dict[str, Any] = {}
     for f in fields(cast(Any, cls)):
-        given = (overrides or {}).get(f.name)
+        concern = _CONCERNS.get(str(f.type))
+        if concern is not None:
+            values[f.name] = _load(concern, {}, env, f"{at}{f.name}_")
+            continue
+        given = overrides.get(f.name)
         if given is not None:
             values[f.name] = given
             continue
-        raw = env.get(PREFIX + f.name.upper())
+        raw = env.get(PREFIX + (at + f.name).upper())
         if raw is not None and raw != "":
-            values[f.name] = _convert(f.name, raw, f.type)
+            values[f.name] = _convert(at + f.name, raw, f.type)
     try:
         return cls(**values)
     except TypeError as exc:
@@ -279,6 +300,10 @@ def load(
             f"missing setting(s): {', '.join(missing) or exc}",
             hint="pass the flag or set " + ", ".join(PREFIX + m.upper() for m in missing),
         ) from exc
+
+
+_CONCERNS: dict[str, Callable[..., Any]] = {"DriftSettings": DriftSettings}
+"""Setting objects nested in others, by the name their fields are annotated with."""
 
 
 def _required(f: Any) -> bool:

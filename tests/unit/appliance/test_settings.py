@@ -105,6 +105,7 @@ def test_trusted_root_and_probation_variables_are_typed():
         ("APPLIANCE_AGENT_PORT", "eighty"),
         ("APPLIANCE_INFERENCE_THREADS", "1.5"),
         ("APPLIANCE_SYNC_INTERVAL", "soon"),
+        ("APPLIANCE_DRIFT_P_VALUE", "small"),
     ],
 )
 def test_bad_number_names_the_variable(variable, value):
@@ -140,3 +141,17 @@ def test_missing_required_agent_settings_give_hint():
 def test_required_settings_may_come_from_flags():
     agent = load(AgentSettings, overrides={"hub_url": "http://h:1", "zone": "z"}, environ={})
     assert (agent.hub_url, agent.zone) == ("http://h:1", "z")
+
+
+def test_a_concerns_settings_are_one_object_with_the_same_variables():
+    """Issue 17: drift's settings are AgentSettings.drift; the variables keep their names."""
+    settings = load(
+        AgentSettings,
+        environ={
+            **AGENT_ENV,
+            "APPLIANCE_DRIFT_WINDOW_ROWS": "250",
+            "APPLIANCE_DRIFT_CHECK_S": "0.5",
+        },
+    )
+    assert (settings.drift.window_rows, settings.drift.check_s) == (250, 0.5)
+    assert settings.drift.p_value == 0.05  # the default where nothing is said
