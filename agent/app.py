@@ -126,7 +126,7 @@ def build_core(
     serves what the owning process installed and neither syncs, recovers nor tests drift.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    policy = InstallPolicy(runtime=settings.runtime, threads=settings.inference_threads)
+    policy = InstallPolicy(runtime=settings.runtime, threads=settings.inference.threads)
     store = BundleStore(settings.data_dir)
     repository = ModelRepository()
     start_sync = start_sync and not serving_only
@@ -151,14 +151,14 @@ def build_core(
         ),
     )
     holder: list[SyncWorker] = []
-    batchers = Batchers(parse_policies(settings.batching), settings.inference_workers)
+    batchers = Batchers(parse_policies(settings.batching), settings.inference.workers)
     lanes = InferenceLanes(
-        workers=settings.inference_workers,
-        queue=settings.inference_queue,
-        timeout_s=settings.inference_timeout_s,
+        workers=settings.inference.workers,
+        queue=settings.inference.queue,
+        timeout_s=settings.inference.timeout_s,
         known=repository.serves,
         width=batchers.width,
-        inline_below_s=settings.inference_inline_ms / 1000,
+        inline_below_s=settings.inference.inline_ms / 1000,
         batched=batchers.batched,
     )
     peers = None

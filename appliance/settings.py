@@ -141,6 +141,25 @@ class HubSettings:
 
 
 @dataclass(frozen=True)
+class InferenceSettings:
+    """How an agent runs requests; each field is ``APPLIANCE_INFERENCE_<FIELD>``."""
+
+    threads: int = 1
+    """Intra-op threads per model; 1 suits small boxes and batch-1 latency."""
+    workers: int = 2
+    """Requests one model runs at once, off the event loop (0: on it, as before: lowest
+    latency for a tiny model, but health probes wait behind inference) …"""
+    queue: int = 32
+    """… and keeps waiting beyond those; more get 429 with ``Retry-After``."""
+    timeout_s: float = 30.0
+    """A request not answered by then gets 504 (its work finishes in the background)."""
+    inline_ms: float = 0.5
+    """A model whose requests take less CPU than this (a moving average) answers requests
+    of its usual size on the event loop, where a thread hand-off would cost more than the
+    model (:mod:`agent.lanes`); probes wait at most about this long per request ahead."""
+
+
+@dataclass(frozen=True)
 class DriftSettings:
     """An agent's drift tests; each field is ``APPLIANCE_DRIFT_<FIELD>``."""
 
@@ -195,21 +214,10 @@ class AgentSettings:
     """A new model version is kept once this many of its first requests succeed …"""
     probation_seconds: float = 30.0
     """… or this long has passed without ``2`` failures; otherwise it is rolled back."""
-    inference_threads: int = 1
-    """Intra-op threads per model; 1 suits small boxes and batch-1 latency."""
     max_request_mb: int = 16
     """Largest inference request body, in MiB (larger ones get 413)."""
-    inference_workers: int = 2
-    """Requests one model runs at once, off the event loop (0: on it, as before: lowest
-    latency for a tiny model, but health probes wait behind inference) …"""
-    inference_queue: int = 32
-    """… and keeps waiting beyond those; more get 429 with ``Retry-After``."""
-    inference_timeout_s: float = 30.0
-    """A request not answered by then gets 504 (its work finishes in the background)."""
-    inference_inline_ms: float = 0.5
-    """A model whose requests take less CPU than this (a moving average) answers requests
-    of its usual size on the event loop, where a thread hand-off would cost more than the
-    model (:mod:`agent.lanes`); probes wait at most about this long per request ahead."""
+    inference: InferenceSettings = field(default_factory=lambda: InferenceSettings())
+    """How requests run (``APPLIANCE_INFERENCE_*``)."""
     serving_processes: int = 1
     """Processes that answer HTTP on the agent's port (``--workers``): the first also syncs,
     tests drift, reports and serves gRPC; the others only serve what it installed
@@ -302,7 +310,10 @@ def _load(
         ) from exc
 
 
-_CONCERNS: dict[str, Callable[..., Any]] = {"DriftSettings": DriftSettings}
+_CONCERNS: dict[str, Callable[..., Any]] = {
+    "DriftSettings": DriftSettings,
+    "InferenceSettings": InferenceSettings,
+}
 """Setting objects nested in others, by the name their fields are annotated with."""
 
 

@@ -27,7 +27,7 @@ def bundle_import(args: argparse.Namespace) -> int:
     from agent.offline_install import import_bundle  # lazy: the agent extra, absent on hubs
 
     settings = config.load(AgentSettings, {"hub_url": "offline:", "data_dir": args.data_dir})
-    policy = InstallPolicy(runtime=settings.runtime, threads=settings.inference_threads)
+    policy = InstallPolicy(runtime=settings.runtime, threads=settings.inference.threads)
     result = import_bundle(args.bundle, settings.data_dir, policy, allow_stale=args.allow_stale)
     for name, version in result.installed:
         console.print(f"installed {name} v{version} (verified through TUF, tested)")

@@ -216,8 +216,8 @@ def _agent_grpc(core: Any, settings: AgentSettings, tls: dict[str, Any]) -> Any:
         settings.host,
         settings.grpc_port,
         # enough threads for a batched model's full batch to wait on them (agent.batching)
-        workers=max(max(settings.inference_workers, 1) * 2, core.inference.batchers.largest()),
-        admitted=max(settings.inference_workers, 1) + settings.inference_queue,
+        workers=max(max(settings.inference.workers, 1) * 2, core.inference.batchers.largest()),
+        admitted=max(settings.inference.workers, 1) + settings.inference.queue,
         max_message_bytes=settings.max_request_mb * 1024 * 1024,
         tls=files,
     )
