@@ -166,23 +166,20 @@ def build_core(
         peers = Peers(settings.data_dir / "processes", "serving" if serving_only else "owner")
         if not serving_only:
             peers.clear()
-    if serving_only and peers is not None:  # the owner knows these
-        sources = StateSources(
-            repository,
-            outbox,
-            drift,
-            partial(owner_reachable, peers),
-            lanes.admitted,
-            drift_results=partial(owner_drifts, peers),
-        )
-    else:
-        sources = StateSources(
-            repository,
-            outbox,
-            drift,
-            lambda: bool(holder and holder[0].status.hub_reachable),
-            lanes.admitted,
-        )
+    owner = peers if serving_only else None  # a serving process: the owner knows these
+    reachable: Callable[[], bool] = (
+        partial(owner_reachable, owner)
+        if owner
+        else lambda: bool(holder and holder[0].status.hub_reachable)
+    )
+    sources = StateSources(
+        repository,
+        outbox,
+        drift,
+        reachable,
+        lanes.admitted,
+        drift_results=partial(owner_drifts, owner) if owner else None,
+    )
     metrics = AgentMetrics(sources, peers)
     # feedback may reach another process than the one that answered (--workers)
     router = ExperimentRouter(SharedLedger(peers.folder / LEDGER_FILE) if peers else None)

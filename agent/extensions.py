@@ -39,14 +39,14 @@ def statistics(
     ``repository.get``) for a model or version this agent does not serve."""
     if name is not None:
         repository.get(name, version)
-    samples = metrics.samples()
+    totals = metrics.totals()
     stats = []
     for model, ver in sorted(repository.loaded()):
         if (name is not None and model != name) or (version is not None and ver != version):
             continue
         success = failed = 0.0
         seconds = 0.0
-        for (sample, m, v, _variant, outcome), value in samples.items():
+        for (sample, m, v, _variant, outcome), value in totals.samples.items():
             if (m, v) != (model, str(ver)):
                 continue
             if sample == "appliance_agent_requests_total":
@@ -60,7 +60,7 @@ def statistics(
             {
                 "name": model,
                 "version": str(ver),
-                "last_inference": metrics.last_inference_ms(model, ver),
+                "last_inference": int(totals.last.get((model, ver), 0.0) * 1000),
                 "inference_count": int(success),
                 "execution_count": batchers.runs(model, ver, int(success)),
                 "inference_stats": {

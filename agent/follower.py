@@ -24,12 +24,12 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from agent.access import DataPlaneAccess
 from agent.experiments import ExperimentRouter
-from agent.installer import DeviceKey, InstallPolicy, load_slot
+from agent.installer import DeviceKey, InstallPolicy, fallbacks, load_slot
 from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore, Slots
 from agent.updates.trusted import cached_experiments, metadata_dir
@@ -39,16 +39,6 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0
 """How often a serving process looks for the owner's changes."""
-
-
-def serving_order(slots: Slots) -> Iterable[int]:
-    """The versions to try for a model's default, best first: the one on probation
-    (the owner serves it), the current one, the previous one."""
-    seen: set[int] = set()
-    for version in (slots.pending, slots.current, slots.previous):
-        if version is not None and version not in seen:
-            seen.add(version)
-            yield version
 
 
 class InstallFollower:
@@ -135,7 +125,8 @@ class InstallFollower:
             serving: int | None = self.repository.get(name).version
         except ApplianceError:
             serving = None
-        for version in serving_order(slots):
+        # the one on probation (the owner serves it), the current one, the previous one
+        for version in fallbacks(slots.pending, slots.current, slots.previous):
             if version == serving:
                 return
             try:

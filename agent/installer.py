@@ -252,7 +252,7 @@ def restore_installed(
     """At start-up, serve the last good bundle of each model, re-verified from disk."""
     loaded: list[LoadedModel] = []
     for name, slots in store.state().models.items():
-        for candidate in _fallbacks(slots.current, slots.previous):
+        for candidate in fallbacks(slots.current, slots.previous):
             try:
                 model = load_slot(store.path(name, candidate), key, store, policy)
             except (ApplianceError, OSError) as exc:
@@ -273,8 +273,10 @@ def restore_installed(
     return loaded
 
 
-def _fallbacks(current: int | None, previous: int | None) -> Iterable[int]:
-    if current is not None:
-        yield current
-    if previous is not None and previous != current:
-        yield previous
+def fallbacks(*versions: int | None) -> Iterable[int]:
+    """``versions`` to try in turn, best first, each once (``None``: no such slot)."""
+    seen: set[int] = set()
+    for version in versions:
+        if version is not None and version not in seen:
+            seen.add(version)
+            yield version

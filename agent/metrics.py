@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 
 from agent.drift.monitor import DriftMonitor
 from agent.outbox import Outbox
-from agent.peers import REQUESTS, Peers, SampleKey
+from agent.peers import REQUESTS, Peers, SampleKey, Totals
 from agent.repository import LoadedModel, ModelRepository
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -112,8 +112,10 @@ _LATENCY = (
     "appliance_agent_request_seconds",
     "Inference latency inside the agent (decode, run, encode)",
 )
-_KEPT = (REQUESTS, "appliance_agent_request_seconds_bucket")
+_BUCKET = "appliance_agent_request_seconds_bucket"
 _SUM = "appliance_agent_request_seconds_sum"
+_KEPT = (REQUESTS, _BUCKET, _SUM)
+"""The samples a process shares and adds up (not ``_created``, nor ``_count``)."""
 
 
 class _CountersCollector(Collector):
@@ -132,9 +134,9 @@ class _CountersCollector(Collector):
         for (sample, model, version, variant, extra), value in sorted(
             self.metrics.samples().items()
         ):
-            if sample == _KEPT[0]:
+            if sample == REQUESTS:
                 requests.add_metric([model, version, variant, extra], value)
-            elif sample == _KEPT[1]:
+            elif sample == _BUCKET:
                 buckets.setdefault((model, version, variant), []).append((extra, value))
             elif sample == _SUM:
                 sums[model, version, variant] = value
@@ -174,13 +176,6 @@ class AgentMetrics:
             pair[1].observe(seconds)
             self._last[model.name, model.version] = time.time()
 
-    def last_inference_ms(self, model: str, version: int) -> int:
-        """When this version last answered, in ms since the epoch (0: never)."""
-        last = self._last.get((model, version), 0.0)
-        for share in self.peers.others() if self.peers else ():
-            last = max([last, *(t for m, v, t in share.last if (m, v) == (model, version))])
-        return int(last * 1000)
-
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -190,7 +185,7 @@ class AgentMetrics:
         found: dict[SampleKey, float] = {}
         for family in (*self._requests.collect(), *self._latency.collect()):
             for sample in family.samples:
-                if sample.name not in _KEPT and sample.name != _SUM:
+                if sample.name not in _KEPT:
                     continue
                 labels = sample.labels
                 key = (
@@ -206,13 +201,15 @@ class AgentMetrics:
     def own_last(self) -> list[tuple[str, int, float]]:
         return [(m, v, t) for (m, v), t in sorted(self._last.items())]
 
+    def totals(self) -> Totals:
+        """The agent's cumulative counts and last inferences: this process's and its
+        peers' (their files read once)."""
+        totals = Totals().add(self.own_samples().items(), self.own_last())
+        return totals.add_shares(self.peers.others() if self.peers else ())
+
     def samples(self) -> dict[SampleKey, float]:
         """The agent's cumulative counts: this process's and its peers'."""
-        found = self.own_samples()
-        for share in self.peers.others() if self.peers else ():
-            for key, value in share.samples:
-                found[key] = found.get(key, 0.0) + value
-        return found
+        return self.totals().samples
 
 
 class ServingSummaries:

@@ -21,7 +21,8 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,29 @@ class Share(msgspec.Struct, forbid_unknown_fields=False):
     hub_reachable: bool = False
     drift: list[tuple[str, int, bool, list[float]]] = []
     """The owner's last drift results: (model, version, drifted, p-values)."""
+
+
+@dataclass
+class Totals:
+    """Counts added up over processes: samples summed, last inferences the latest."""
+
+    samples: dict[SampleKey, float] = field(default_factory=dict)
+    last: dict[tuple[str, int], float] = field(default_factory=dict)
+    """(model, version) → when it last answered, s since the epoch."""
+
+    def add(
+        self, samples: Iterable[tuple[SampleKey, float]], last: Iterable[tuple[str, int, float]]
+    ) -> Totals:
+        for key, value in samples:
+            self.samples[key] = self.samples.get(key, 0.0) + value
+        for model, version, when in last:
+            self.last[model, version] = max(when, self.last.get((model, version), 0.0))
+        return self
+
+    def add_shares(self, shares: Iterable[Share]) -> Totals:
+        for share in shares:
+            self.add(share.samples, share.last)
+        return self
 
 
 class Peers:
@@ -113,17 +137,12 @@ class Peers:
         if gone is None:
             return
         retired = _read(self.folder / f"{RETIRED}.json") or Share(pid=0, role=RETIRED)
-        samples = dict(retired.samples)
-        for key, value in gone.samples:
-            samples[key] = samples.get(key, 0.0) + value
-        last = {(m, v): t for m, v, t in retired.last}
-        for m, v, t in gone.last:
-            last[m, v] = max(t, last.get((m, v), 0.0))
+        totals = Totals().add_shares([retired, gone])
         summed = Share(
             pid=0,
             role=RETIRED,
-            samples=sorted(samples.items()),
-            last=[(m, v, t) for (m, v), t in sorted(last.items())],
+            samples=sorted(totals.samples.items()),
+            last=[(m, v, t) for (m, v), t in sorted(totals.last.items())],
         )
         self._write(RETIRED, msgspec.json.encode(summed))
         path.unlink(missing_ok=True)
