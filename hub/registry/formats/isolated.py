@@ -27,11 +27,14 @@ def as_onnx(upload: Path, sample: bytes | None, work: Path) -> tuple[Path, Model
         return upload, fmt
     if fmt is ModelFormat.ONNX_ARCHIVE:
         return onnx_with_external_data(upload, work), fmt
-    if fmt is ModelFormat.MLFLOW:
+    if (
+        fmt is ModelFormat.MLFLOW
+        and "onnx" in mlflow.read_archive(upload, work / "mlmodel").flavours
+    ):
+        # ONNX already, weights beside it or not: no code runs, and no converter process
         extract(upload, work / "unpacked")
         model = mlflow.read(work / "unpacked")
-        if "onnx" in model.flavours:  # ONNX already, weights beside it or not: no code runs
-            return normalised(model.file("onnx", "data"), work), fmt
+        return normalised(model.file("onnx", "data"), work), fmt
     out = work / "converted.onnx"
     command = [sys.executable, "-m", "hub.registry.formats.child", str(upload), str(out)]
     if sample is not None:

@@ -9,7 +9,6 @@ machine, where the file is its owner's to trust; the hub then sees ONNX only.
 from __future__ import annotations
 
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +41,4 @@ def for_upload(path: Path, sample: bytes | None, work: Path) -> Upload:
 
 def _hub_converts(archive: Path, work: Path) -> bool:
     """Whether the hub reads this MLflow model itself (no pickle in the way)."""
-    folder = work / "mlmodel"
-    with zipfile.ZipFile(archive) as zipped:
-        for name in zipped.namelist():
-            if name.rsplit("/", 1)[-1] == "MLmodel":
-                zipped.extract(name, folder)
-    return not mlflow.read(folder).pickled
+    return not mlflow.read_archive(archive, work / "mlmodel").pickled

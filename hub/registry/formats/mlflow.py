@@ -4,6 +4,7 @@ signature, which names a converted model's inputs and gives its probe inputs."""
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,16 @@ def find_root(folder: Path) -> Path:
     if not found:
         raise UnprocessableInputError("model: no MLmodel file at the top of the archive")
     return found[0]
+
+
+def read_archive(archive: Path, folder: Path) -> MlflowModel:
+    """The flavours and signature of the zipped MLflow model ``archive``, unpacking only
+    its ``MLmodel`` file (into ``folder``): enough to decide how to convert it."""
+    with zipfile.ZipFile(archive) as zipped:
+        for name in zipped.namelist():
+            if name.rsplit("/", 1)[-1] == "MLmodel":
+                zipped.extract(name, folder)
+    return read(folder)
 
 
 def read(folder: Path) -> MlflowModel:
