@@ -71,9 +71,107 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "appliance"
 
 
+def env_name(variable: str) -> dict[str, str]:
+    """Field metadata: read this field from ``APPLIANCE_<variable>``, the name it had before it
+    moved into its concern, so installed env files keep working."""
+    return {"env": variable}
+
+
+@dataclass(frozen=True)
+class HubTlsSettings:
+    """The hub's HTTPS (``APPLIANCE_TLS_CERT``, ``_TLS_KEY``, ``_CLIENT_CA``,
+    ``_REQUIRE_CLIENT_CERT``)."""
+
+    cert: Path | None = None
+    """Serve HTTPS with this certificate (from the site CA) …"""
+    key: Path | None = None
+    """… and this key."""
+    client_ca: Path | None = field(default=None, metadata=env_name("CLIENT_CA"))
+    """Check client certificates against this CA (mutual TLS) …"""
+    require_client_cert: bool = field(default=False, metadata=env_name("REQUIRE_CLIENT_CERT"))
+    """… and refuse clients without one (then the console needs a certificate too)."""
+
+
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """What putting a version in front of customers takes and how long it may take."""
+
+    approvals_required: int = field(default=1, metadata=env_name("APPROVALS_REQUIRED"))
+    """Distinct approvers needed to put a version in production (the author never alone)."""
+    max_soak_s: float = field(default=7 * 24 * 3600.0, metadata=env_name("MAX_SOAK_S"))
+    """The longest soak a rollout ring may have: a staging version serves no longer than this
+    per ring without reaching production."""
+    rollout_check_s: float = field(default=10.0, metadata=env_name("ROLLOUT_CHECK_S"))
+    """How often rollout rings that have soaked are judged against their gates."""
+    max_experiment_days: float = field(default=90.0, metadata=env_name("MAX_EXPERIMENT_DAYS"))
+    """The longest an A/B experiment runs: its variants then leave agents and it stops."""
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    """What the hub publishes to agents (``APPLIANCE_ENCRYPT_MODELS``, ``_OFFLINE_DAYS``,
+    ``_OFFLINE_MAX_DAYS``)."""
+
+    encrypt: bool = field(default=True, metadata=env_name("ENCRYPT_MODELS"))
+    """Encrypt model targets to each agent's own key (AES-256-GCM, X25519-wrapped), so a
+    copied file opens nowhere else."""
+    offline_days: int = field(default=30, metadata=env_name("OFFLINE_DAYS"))
+    """How long an exported offline update bundle stays valid by default …"""
+    offline_max_days: int = field(default=30, metadata=env_name("OFFLINE_MAX_DAYS"))
+    """… and the longest an export may ask for: a longer validity would defeat the freeze
+    protection of timestamps."""
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """How the hub enrols agents and judges what they report."""
+
+    site_ca: Path | None = field(default=None, metadata=env_name("SITE_CA"))
+    """The site CA's folder (``ca.crt``, ``ca.key``): enrolling agents get an HTTPS
+    certificate from it. Default: ``data_dir/ca`` when it is there."""
+    stale_s: float = field(default=900.0, metadata=env_name("AGENT_STALE_S"))
+    """An agent with no heartbeat for this long is shown ``stale``, whatever it last said."""
+    refused_reports_window_s: float = field(
+        default=3600.0, metadata=env_name("REFUSED_REPORTS_WINDOW_S")
+    )
+    """An agent some of whose reports the hub refused is shown ``degraded`` for this long
+    after the last refusal, whatever it says (the refused readings are lost to drift,
+    serving and A/B figures)."""
+    drift_alert_windows: int = field(default=3, metadata=env_name("DRIFT_ALERT_WINDOWS"))
+    """Drifted windows in a row (one agent, model, version) that open a drift alert."""
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Who may knock how often, and whose word on a client's address is believed."""
+
+    sign_in_per_minute: int = field(default=30, metadata=env_name("SIGN_IN_PER_MINUTE"))
+    """Sign-ins, token refreshes and enrolments one client address may make per minute."""
+    trusted_proxies: tuple[str, ...] = field(default=(), metadata=env_name("TRUSTED_PROXIES"))
+    """Reverse proxies whose ``X-Forwarded-For`` names the client; by default none is
+    believed, so a client cannot choose the address that rate limits and the audit see."""
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """The hub's periodic work."""
+
+    audit_checkpoint_minutes: float = field(
+        default=5.0, metadata=env_name("AUDIT_CHECKPOINT_MINUTES")
+    )
+    """How often the head of the audit chain is signed (0: never, for tests)."""
+    features_materialize_minutes: float = field(
+        default=10.0, metadata=env_name("FEATURES_MATERIALIZE_MINUTES")
+    )
+    """How often views already in the online store are refreshed; 0 turns it off."""
+    training_lease_s: float = field(default=60.0, metadata=env_name("TRAINING_LEASE_S"))
+    """How long a worker holds a training job without a heartbeat before it is requeued."""
+
+
 @dataclass(frozen=True)
 class HubSettings:
-    """How the hub runs."""
+    """How the hub runs: where it keeps things and where it listens, then one object per
+    concern. A concern's fields keep the variables they had before they moved."""
 
     data_dir: Path = field(default_factory=lambda: default_data_dir() / "hub")
     """Keys, the SQLite file (by default) and the artifact store."""
@@ -89,51 +187,12 @@ class HubSettings:
     """The hub's own zone: the only one known when there is no residency policy file."""
     residency_policy: Path | None = None
     """TOML policy of zones and flows; default ``data_dir/residency.toml`` if present."""
-    approvals_required: int = 1
-    """Distinct approvers needed to put a version in production (the author never alone)."""
-    audit_checkpoint_minutes: float = 5.0
-    """How often the head of the audit chain is signed."""
-    features_materialize_minutes: float = 10.0
-    """How often views already in the online store are refreshed; 0 turns it off."""
-    tls_cert: Path | None = None
-    """Serve HTTPS with this certificate (from the site CA) …"""
-    tls_key: Path | None = None
-    """… and this key."""
-    client_ca: Path | None = None
-    """Check client certificates against this CA (mutual TLS) …"""
-    require_client_cert: bool = False
-    """… and refuse clients without one (then the console needs a certificate too)."""
-    encrypt_models: bool = True
-    """Encrypt model targets to each agent's own key, so a copied file opens nowhere else."""
-    offline_days: int = 30
-    """How long an exported offline update bundle stays valid …"""
-    offline_max_days: int = 30
-    """… and the longest an export may ask for."""
-    max_soak_s: float = 7 * 24 * 3600.0
-    """The longest soak a rollout ring may have: a staging version serves no longer than this
-    per ring without reaching production."""
-    max_experiment_days: float = 90.0
-    """The longest an A/B experiment runs: its variants then leave agents and it stops."""
-    rollout_check_s: float = 10.0
-    """How often rollout rings that have soaked are judged against their gates."""
-    drift_alert_windows: int = 3
-    """Drifted windows in a row (one agent, model, version) that open a drift alert."""
-    training_lease_s: float = 60.0
-    """How long a worker holds a training job without a heartbeat before it is requeued."""
-    sign_in_per_minute: int = 30
-    """Sign-ins, token refreshes and enrolments one client address may make per minute."""
-    agent_stale_s: float = 900.0
-    """An agent with no heartbeat for this long is shown ``stale``, whatever it last said."""
-    refused_reports_window_s: float = 3600.0
-    """An agent some of whose reports the hub refused is shown ``degraded`` for this long
-    after the last refusal, whatever it says (the refused readings are lost to drift,
-    serving and A/B figures)."""
-    site_ca: Path | None = None
-    """The site CA's folder (``ca.crt``, ``ca.key``): enrolling agents get an HTTPS
-    certificate from it. Default: ``data_dir/ca`` when it is there."""
-    trusted_proxies: tuple[str, ...] = ()
-    """Reverse proxies whose ``X-Forwarded-For`` names the client; by default none is
-    believed, so a client cannot choose the address that rate limits and the audit see."""
+    tls: HubTlsSettings = field(default_factory=lambda: HubTlsSettings())
+    releases: ReleaseSettings = field(default_factory=lambda: ReleaseSettings())
+    updates: UpdateSettings = field(default_factory=lambda: UpdateSettings())
+    fleet: FleetSettings = field(default_factory=lambda: FleetSettings())
+    access: AccessSettings = field(default_factory=lambda: AccessSettings())
+    schedule: ScheduleSettings = field(default_factory=lambda: ScheduleSettings())
 
     @property
     def resolved_database_url(self) -> str:
@@ -245,7 +304,7 @@ class AgentSettings:
     """Reports kept for the hub while it is unreachable; the oldest go first when full."""
 
 
-def _convert(name: str, raw: str, target: Any) -> Any:
+def _convert(variable: str, raw: str, target: Any) -> Any:
     try:
         if target in (bool, "bool"):
             if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
@@ -264,7 +323,7 @@ def _convert(name: str, raw: str, target: Any) -> Any:
                 raise ValueError(f"must be one of {', '.join(RUNTIME_CHOICES)}")
             return raw
     except ValueError as exc:
-        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is invalid: {exc}") from exc
+        raise ConfigError(f"{variable}={raw!r} is invalid: {exc}") from exc
     return raw
 
 
@@ -275,44 +334,60 @@ def load(
 ) -> T:
     """Build ``cls`` from flags (``overrides``), then ``APPLIANCE_*`` variables, then defaults.
 
-    ``None`` in ``overrides`` means "flag not given".
+    ``None`` in ``overrides`` means "flag not given"; a concern's flags are a mapping under
+    its name (``{"tls": {"cert": path}}``).
     """
     env = os.environ if environ is None else environ
     return _load(cls, overrides or {}, env, "")
 
 
+def variable(f: Any, at: str = "") -> str:
+    """The environment variable a settings field is read from."""
+    return PREFIX + str(f.metadata.get("env", at + f.name)).upper()
+
+
 def _load(
     cls: Callable[..., T], overrides: Mapping[str, Any], env: Mapping[str, str], at: str
 ) -> T:
-    """``cls``'s fields from ``overrides`` and ``APPLIANCE_<at><FIELD>``; a field that is
-    itself one of these setting objects (a concern, as ``drift``) is read the same way
-    under ``<at><field>_``."""
+    """``cls``'s fields from ``overrides`` and ``APPLIANCE_<at><FIELD>`` (or the field's own
+    variable); a field that is itself one of these setting objects (a concern, as ``drift``)
+    is read the same way under ``<at><field>_``."""
     values: dict[str, Any] = {}
     for f in fields(cast(Any, cls)):
+        given = overrides.get(f.name)
         concern = _CONCERNS.get(str(f.type))
         if concern is not None:
-            values[f.name] = _load(concern, {}, env, f"{at}{f.name}_")
+            values[f.name] = _load(concern, given or {}, env, f"{at}{f.name}_")
             continue
-        given = overrides.get(f.name)
         if given is not None:
             values[f.name] = given
             continue
-        raw = env.get(PREFIX + (at + f.name).upper())
+        name = variable(f, at)
+        raw = env.get(name)
         if raw is not None and raw != "":
-            values[f.name] = _convert(at + f.name, raw, f.type)
+            values[f.name] = _convert(name, raw, f.type)
     try:
         return cls(**values)
     except TypeError as exc:
-        missing = [f.name for f in fields(cast(Any, cls)) if f.name not in values and _required(f)]
+        missing = [f for f in fields(cast(Any, cls)) if f.name not in values and _required(f)]
         raise ConfigError(
-            f"missing setting(s): {', '.join(missing) or exc}",
-            hint="pass the flag or set " + ", ".join(PREFIX + m.upper() for m in missing),
+            f"missing setting(s): {', '.join(f.name for f in missing) or exc}",
+            hint="pass the flag or set " + ", ".join(variable(f, at) for f in missing),
         ) from exc
 
 
 _CONCERNS: dict[str, Callable[..., Any]] = {
-    "DriftSettings": DriftSettings,
-    "InferenceSettings": InferenceSettings,
+    cls.__name__: cls
+    for cls in (
+        HubTlsSettings,
+        ReleaseSettings,
+        UpdateSettings,
+        FleetSettings,
+        AccessSettings,
+        ScheduleSettings,
+        DriftSettings,
+        InferenceSettings,
+    )
 }
 """Setting objects nested in others, by the name their fields are annotated with."""
 

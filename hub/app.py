@@ -145,7 +145,7 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
         },
         middleware=[
             RateLimitConfig(
-                rate_limit=("minute", settings.sign_in_per_minute),
+                rate_limit=("minute", settings.access.sign_in_per_minute),
                 check_throttle_handler=_throttled,
             ).middleware,
             auth,

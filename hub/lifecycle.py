@@ -37,16 +37,19 @@ class HubLifecycle:
             "re-sign TUF metadata before it expires",
         )
         self._every(
-            settings.rollout_check_s, svc.rollouts.evaluate, "rollout-gates", "judge rollout rings"
+            settings.releases.rollout_check_s,
+            svc.rollouts.evaluate,
+            "rollout-gates",
+            "judge rollout rings",
         )
         self._every(
-            settings.rollout_check_s,
+            settings.releases.rollout_check_s,
             svc.experiments.expire,
             "experiment-expiry",
             "stop experiments that ran their longest",
         )
         self._every(
-            settings.training_lease_s / 2,
+            settings.schedule.training_lease_s / 2,
             svc.training.requeue_expired,
             "training-leases",
             "requeue training jobs of lost workers",

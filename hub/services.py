@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.engine import Engine
 
@@ -29,7 +29,7 @@ from hub.tables import create_schema
 from hub.training.jobs import TrainingJobs
 from hub.training.schedules import RetrainingSchedules
 from hub.updates.repository import UpdateRepository
-from hub.updates.service import UpdateService, UpdateSettings
+from hub.updates.service import UpdateService
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def build_services(settings: HubSettings) -> HubServices:
         key,
         audit=audit,
         policy=policy,
-        approvals_required=settings.approvals_required,
+        approvals_required=settings.releases.approvals_required,
     )
     gate = ResidencyGate(engine, policy, audit)
     identity = IdentityService(
@@ -93,18 +93,19 @@ def build_services(settings: HubSettings) -> HubServices:
         gate,
         audit,
         keys_dir(settings.data_dir) / "bundles",
-        UpdateSettings(
-            encrypt=settings.encrypt_models,
-            offline_days=settings.offline_days,
-            offline_max_days=max(settings.offline_max_days, settings.offline_days),
+        replace(
+            settings.updates,
+            offline_max_days=max(settings.updates.offline_max_days, settings.updates.offline_days),
         ),
     )
-    site_certificates = SiteCertificates.for_hub(settings.site_ca, settings.data_dir)
+    site_certificates = SiteCertificates.for_hub(settings.fleet.site_ca, settings.data_dir)
     enrolment = EnrolmentService(engine, policy, audit, certificates=site_certificates)
-    experiments = ExperimentService(engine, registry, audit, max_days=settings.max_experiment_days)
+    experiments = ExperimentService(
+        engine, registry, audit, max_days=settings.releases.max_experiment_days
+    )
     updates.experiment_source = experiments.running_for
     experiments.changes.subscribe(updates.on_change)
-    rollouts = RolloutService(engine, registry, audit, max_soak_s=settings.max_soak_s)
+    rollouts = RolloutService(engine, registry, audit, max_soak_s=settings.releases.max_soak_s)
     updates.pin_source = rollouts.pins_for
     updates.standby_source = rollouts.standby_for
     rollouts.changes.subscribe(updates.on_change)
@@ -120,14 +121,14 @@ def build_services(settings: HubSettings) -> HubServices:
         engine, settings.data_dir / "features", audit=audit, gate=gate, home_zone=settings.zone
     )
     standing = AgentStanding(
-        stale_after_s=settings.agent_stale_s,
-        refusal_window_s=settings.refused_reports_window_s,
+        stale_after_s=settings.fleet.stale_s,
+        refusal_window_s=settings.fleet.refused_reports_window_s,
     )
     monitoring = MonitoringService(
-        engine, audit, alert_windows=settings.drift_alert_windows, standing=standing
+        engine, audit, alert_windows=settings.fleet.drift_alert_windows, standing=standing
     )
     training = TrainingJobs(
-        engine, features, registry, policy, audit, lease_s=settings.training_lease_s
+        engine, features, registry, policy, audit, lease_s=settings.schedule.training_lease_s
     )
     schedules = RetrainingSchedules(engine, training, audit)
     monitoring.on_alert(schedules.on_drift_alert)
@@ -142,14 +143,14 @@ def build_services(settings: HubSettings) -> HubServices:
             engine,
             registry,
             gate,
-            sealed_only=settings.encrypt_models,
+            sealed_only=settings.updates.encrypt,
             standing=standing,
         ),
         identity=identity,
         enrolment=enrolment,
-        checkpoint_minutes=settings.audit_checkpoint_minutes,
+        checkpoint_minutes=settings.schedule.audit_checkpoint_minutes,
         features=features,
-        features_materialize_minutes=settings.features_materialize_minutes,
+        features_materialize_minutes=settings.schedule.features_materialize_minutes,
         updates=updates,
         monitoring=monitoring,
         experiments=experiments,

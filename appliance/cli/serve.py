@@ -77,27 +77,29 @@ def hub_serve(args: argparse.Namespace) -> int:
             "hub_port": args.port,
             "database_url": args.database_url,
             "residency_policy": args.residency_policy,
-            "approvals_required": args.approvals_required,
-            "tls_cert": args.tls_cert,
-            "tls_key": args.tls_key,
-            "client_ca": args.client_ca,
-            "require_client_cert": True if args.require_client_cert else None,
+            "releases": {"approvals_required": args.approvals_required},
+            "tls": {
+                "cert": args.tls_cert,
+                "key": args.tls_key,
+                "client_ca": args.client_ca,
+                "require_client_cert": True if args.require_client_cert else None,
+            },
         },
     )
     tls: dict[str, Any] = {}
-    if settings.tls_cert or settings.tls_key:
+    if settings.tls.cert or settings.tls.key:
         from appliance.security.tls import server_tls_options
 
-        if not (settings.tls_cert and settings.tls_key):
+        if not (settings.tls.cert and settings.tls.key):
             from appliance.errors import ConfigError
 
             raise ConfigError("HTTPS needs both --tls-cert and --tls-key")
         tls = dict(
             server_tls_options(
-                settings.tls_cert,
-                settings.tls_key,
-                client_ca=settings.client_ca,
-                require_client_cert=settings.require_client_cert,
+                settings.tls.cert,
+                settings.tls.key,
+                client_ca=settings.tls.client_ca,
+                require_client_cert=settings.tls.require_client_cert,
             )
         )
     from hub.app import create_asgi  # lazy: the hub extra, absent on agent boxes
@@ -111,7 +113,7 @@ def hub_serve(args: argparse.Namespace) -> int:
         settings.hub_port,
         settings.data_dir,
     )
-    _uvicorn(app, settings.host, settings.hub_port, proxies=settings.trusted_proxies, **tls)
+    _uvicorn(app, settings.host, settings.hub_port, proxies=settings.access.trusted_proxies, **tls)
     return 0
 
 

@@ -242,7 +242,8 @@ def _add_bytes(tar: tarfile.TarFile, member: str, data: bytes) -> None:
 
 def _outside_files(settings: HubSettings, data_dir: Path) -> tuple[Path, ...]:
     """Files the settings point at outside the data directory, which the backup leaves out."""
-    named = (settings.tls_cert, settings.tls_key, settings.client_ca, settings.residency_policy)
+    tls = settings.tls
+    named = (tls.cert, tls.key, tls.client_ca, settings.residency_policy)
     return tuple(
         path
         for path in named

@@ -33,6 +33,7 @@ from appliance.errors import (
 )
 from appliance.fsutil import atomic_write_bytes
 from appliance.security.sealing import encrypt_file, load_public_pem, new_data_key, wrap_key
+from appliance.settings import UpdateSettings
 from appliance.trust.layout import (
     AgentKeys,
     Encryption,
@@ -61,16 +62,6 @@ from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
 from hub.updates.records import PublicationRecord, SealedBundleRecord
 from hub.updates.repository import GroupTargets, Publication, UpdateRepository
-
-
-@dataclass(frozen=True)
-class UpdateSettings:
-    encrypt: bool = True
-    """Encrypt model targets to each agent's key (AES-256-GCM, X25519-wrapped)."""
-    offline_days: int = 30
-    """How long an exported offline bundle stays valid by default …"""
-    offline_max_days: int = 30
-    """… and at most: a longer validity would defeat the freeze protection of timestamps."""
 
 
 @dataclass(frozen=True)

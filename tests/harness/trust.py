@@ -26,7 +26,7 @@ from appliance.fsutil import atomic_write_bytes
 from appliance.security.keys import init_keypair, keys_dir, public_pem
 from appliance.security.sealing import init_encryption_key
 from appliance.security.sealing import public_pem as x25519_pem
-from appliance.settings import HubSettings
+from appliance.settings import HubSettings, ScheduleSettings
 from appliance.wire.fleet import EnrolmentRequest
 from hub.auth.principal import Principal
 from hub.auth.roles import AGENT_PERMISSIONS, permissions_for
@@ -68,10 +68,9 @@ def model_bytes(scale: float) -> bytes:
     return bytes(model.SerializeToString())
 
 
-def hub_services(data_dir: Path, **overrides: object) -> HubServices:
-    return build_services(
-        HubSettings(data_dir=data_dir, audit_checkpoint_minutes=0, **overrides)  # type: ignore[arg-type]
-    )
+def hub_services(data_dir: Path) -> HubServices:
+    never = ScheduleSettings(audit_checkpoint_minutes=0)
+    return build_services(HubSettings(data_dir=data_dir, schedule=never))
 
 
 def release(services: HubServices, version_scale: float, name: str = "tiny") -> int:

@@ -155,3 +155,52 @@ def test_a_concerns_settings_are_one_object_with_the_same_variables():
     )
     assert (settings.drift.window_rows, settings.drift.check_s) == (250, 0.5)
     assert settings.drift.p_value == 0.05  # the default where nothing is said
+
+
+def test_the_hubs_concerns_read_the_variables_installed_env_files_already_set():
+    """Issue 17: HubSettings is one object per concern, and every variable an installed
+    hub.env may hold still reaches the same setting."""
+    hub = load(
+        HubSettings,
+        environ={
+            "APPLIANCE_TLS_CERT": "/etc/appliance/hub.crt",
+            "APPLIANCE_TLS_KEY": "/etc/appliance/hub.key",
+            "APPLIANCE_CLIENT_CA": "/etc/appliance/ca.crt",
+            "APPLIANCE_REQUIRE_CLIENT_CERT": "yes",
+            "APPLIANCE_APPROVALS_REQUIRED": "2",
+            "APPLIANCE_MAX_SOAK_S": "60",
+            "APPLIANCE_ENCRYPT_MODELS": "false",
+            "APPLIANCE_OFFLINE_DAYS": "7",
+            "APPLIANCE_SITE_CA": "/etc/appliance/ca",
+            "APPLIANCE_AGENT_STALE_S": "30",
+            "APPLIANCE_TRUSTED_PROXIES": "10.0.0.1, 10.0.0.2",
+            "APPLIANCE_SIGN_IN_PER_MINUTE": "5",
+            "APPLIANCE_TRAINING_LEASE_S": "9",
+        },
+    )
+    assert hub.tls.cert == Path("/etc/appliance/hub.crt")
+    assert hub.tls.key == Path("/etc/appliance/hub.key")
+    assert (hub.tls.client_ca, hub.tls.require_client_cert) == (Path("/etc/appliance/ca.crt"), True)
+    assert (hub.releases.approvals_required, hub.releases.max_soak_s) == (2, 60.0)
+    assert (hub.updates.encrypt, hub.updates.offline_days) == (False, 7)
+    assert (hub.fleet.site_ca, hub.fleet.stale_s) == (Path("/etc/appliance/ca"), 30.0)
+    assert hub.access.trusted_proxies == ("10.0.0.1", "10.0.0.2")
+    assert hub.access.sign_in_per_minute == 5
+    assert hub.schedule.training_lease_s == 9.0
+    assert hub.schedule.audit_checkpoint_minutes == 5.0  # the default where nothing is said
+
+
+def test_a_concerns_flags_override_its_variables():
+    hub = load(
+        HubSettings,
+        overrides={"tls": {"cert": Path("/flag.crt"), "key": None}, "releases": {}},
+        environ={"APPLIANCE_TLS_CERT": "/env.crt", "APPLIANCE_TLS_KEY": "/env.key"},
+    )
+    assert (hub.tls.cert, hub.tls.key) == (Path("/flag.crt"), Path("/env.key"))
+
+
+def test_a_bad_value_in_a_concern_names_the_variable_that_holds_it():
+    with pytest.raises(ConfigError, match="APPLIANCE_APPROVALS_REQUIRED='two'"):
+        load(HubSettings, environ={"APPLIANCE_APPROVALS_REQUIRED": "two"})
+    with pytest.raises(ConfigError, match="APPLIANCE_REQUIRE_CLIENT_CERT"):
+        load(HubSettings, environ={"APPLIANCE_REQUIRE_CLIENT_CERT": "maybe"})
