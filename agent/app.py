@@ -70,9 +70,11 @@ class Feedback(msgspec.Struct, forbid_unknown_fields=True):
 def hub_client(settings: AgentSettings, identity: AgentIdentity | None) -> HubClient:
     verify = (
         client_ssl_context(
-            settings.hub_ca, client_cert=settings.client_cert, client_key=settings.client_key
+            settings.link.hub_ca,
+            client_cert=settings.link.client_cert,
+            client_key=settings.link.client_key,
         )
-        if settings.hub_ca
+        if settings.link.hub_ca
         else True
     )
     creds = credentials(settings.data_dir, identity) if identity else None
@@ -83,22 +85,22 @@ def ensure_enrolled(settings: AgentSettings) -> AgentIdentity:
     """This agent's identity; enrol first if a token was given and it has none yet."""
     identity = load_identity(settings.data_dir)
     if identity is None:
-        if not settings.enrol_token:
+        if not settings.link.enrol_token:
             raise ConfigError(
                 f"agent in {settings.data_dir} is not enrolled with a hub",
                 hint="ask an admin for a token ('appliance agent token --zone Z') and start "
                 "with --enrol-token TOKEN, or run 'appliance agent enrol'",
             )
-        pinned = settings.trusted_root.read_bytes() if settings.trusted_root else None
+        pinned = settings.link.trusted_root.read_bytes() if settings.link.trusted_root else None
         with hub_client(settings, None) as client:
             identity = enrol(
                 client,
                 settings.data_dir,
-                token=settings.enrol_token,
+                token=settings.link.enrol_token,
                 name=settings.agent_name,
                 runtime=settings.runtime,
                 labels=dict(label.split("=", 1) for label in settings.labels if "=" in label),
-                url=f"{'http' if settings.plain_http else 'https'}://"
+                url=f"{'http' if settings.serving.plain_http else 'https'}://"
                 f"{settings.host}:{settings.agent_port}",
                 trusted_root=pinned,
             )
@@ -139,7 +141,7 @@ def build_core(
                 log.error("%s", note)
             for model in restore_installed(store, repository, policy, key):
                 log.info("restored %s v%d from disk", model.name, model.version)
-    outbox = Outbox(settings.data_dir, max_reports=settings.outbox_max_reports)
+    outbox = Outbox(settings.data_dir, max_reports=settings.link.outbox_max_reports)
     drift = DriftMonitor(
         outbox,
         DriftSettings(
@@ -151,7 +153,7 @@ def build_core(
         ),
     )
     holder: list[SyncWorker] = []
-    batchers = Batchers(parse_policies(settings.batching), settings.inference.workers)
+    batchers = Batchers(parse_policies(settings.serving.batching), settings.inference.workers)
     lanes = InferenceLanes(
         workers=settings.inference.workers,
         queue=settings.inference.queue,
@@ -162,7 +164,7 @@ def build_core(
         batched=batchers.batched,
     )
     peers = None
-    if serving_only or settings.serving_processes > 1:
+    if serving_only or settings.serving.processes > 1:
         peers = Peers(settings.data_dir / "processes", "serving" if serving_only else "owner")
         if not serving_only:
             peers.clear()
@@ -184,7 +186,7 @@ def build_core(
     # feedback may reach another process than the one that answered (--workers)
     router = ExperimentRouter(SharedLedger(peers.folder / LEDGER_FILE) if peers else None)
     router.update(cached_experiments(settings.data_dir))  # so cohorts hold with the hub away
-    access = DataPlaneAccess(open_access=settings.open_data_plane)
+    access = DataPlaneAccess(open_access=settings.serving.open_data_plane)
     access.reload(metadata_dir(settings.data_dir))  # the keys hold with the hub away too
     core = AgentCore(
         settings,
@@ -202,7 +204,7 @@ def build_core(
             metrics,
             RowSpool(peers.folder, settings.drift.window_rows) if peers and serving_only else drift,
             router,
-            frozenset(settings.allow_non_finite),
+            frozenset(settings.serving.allow_non_finite),
             batchers,
         ),
     )
@@ -221,7 +223,7 @@ def build_core(
             key=key,
             root=pinned_root(settings.data_dir),
             probation=ProbationPolicy(
-                requests=settings.probation_requests, seconds=settings.probation_seconds
+                requests=settings.probation.requests, seconds=settings.probation.seconds
             ),
             outbox=outbox,
             router=router,
@@ -292,7 +294,7 @@ def http_inference(core: InferenceCore) -> InferFn:
 
 def create_app(core: AgentCore) -> ASGIApp:
     """The agent's ASGI app: the inference fast path in front of the Litestar app."""
-    limit = core.settings.max_request_mb * 1024 * 1024
+    limit = core.settings.serving.max_request_mb * 1024 * 1024
     infer = http_inference(core.inference)
     litestar_app = cast(ASGIApp, create_litestar_app(core, infer))  # ASGI types: naming only
     return with_sane_paths(
@@ -328,7 +330,7 @@ def create_litestar_app(core: AgentCore, infer: InferFn) -> Litestar:
             HTTPException: _http_error,
             RecursionError: lambda request, _exc: _appliance_error(request, nested_too_deeply()),
         },
-        request_max_body_size=core.settings.max_request_mb * 1024 * 1024,
+        request_max_body_size=core.settings.serving.max_request_mb * 1024 * 1024,
         on_startup=[lifecycle.start],
         on_shutdown=[lifecycle.stop],
         openapi_config=OpenAPIConfig(

@@ -44,7 +44,7 @@ class Lifecycle:
             return
         self._every(core.settings.drift.check_s, self.check_drift, "drift", "drift tests")
         self._every(
-            core.settings.serving_report_s, self.summarise_serving, "serving", "serving summaries"
+            core.settings.serving.report_s, self.summarise_serving, "serving", "serving summaries"
         )
         if core.sync:
             core.sync.start()

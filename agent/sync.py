@@ -135,11 +135,11 @@ class SyncWorker:
                 self.check_probations()
                 if time.monotonic() >= next_sync:
                     self.run_once()
-                    next_sync = time.monotonic() + self.settings.sync_interval
+                    next_sync = time.monotonic() + self.settings.link.sync_interval
             except Exception:  # a bug must not end syncing for the life of the process
                 log.exception("sync round failed; trying again next round")
-                next_sync = time.monotonic() + self.settings.sync_interval
-            self._stop.wait(1.0 if self._on_probation else self.settings.sync_interval)
+                next_sync = time.monotonic() + self.settings.link.sync_interval
+            self._stop.wait(1.0 if self._on_probation else self.settings.link.sync_interval)
 
     # -- one round ----------------------------------------------------------------------
 

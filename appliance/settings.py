@@ -235,73 +235,103 @@ class DriftSettings:
 
 
 @dataclass(frozen=True)
+class HubLinkSettings:
+    """How an agent reaches the hub, proves who it is and knows it is talking to its hub."""
+
+    enrol_token: str | None = field(default=None, metadata=env_name("ENROL_TOKEN"))
+    """One-time token from an admin, used on first start if the agent is not enrolled."""
+    hub_ca: Path | None = field(default=None, metadata=env_name("HUB_CA"))
+    """The site CA certificate that the hub's TLS certificate must chain to."""
+    client_cert: Path | None = field(default=None, metadata=env_name("CLIENT_CERT"))
+    """This agent's certificate from the site CA, for hubs that require mutual TLS …"""
+    client_key: Path | None = field(default=None, metadata=env_name("CLIENT_KEY"))
+    """… and its private key."""
+    trusted_root: Path | None = field(default=None, metadata=env_name("TRUSTED_ROOT"))
+    """TUF root metadata to pin at enrolment; default: the hub's, fetched over the pinned CA."""
+    sync_interval: float = field(default=10.0, metadata=env_name("SYNC_INTERVAL"))
+    """Seconds between polls of the hub for the models this agent should run."""
+    outbox_max_reports: int = field(default=10_000, metadata=env_name("OUTBOX_MAX_REPORTS"))
+    """Reports kept for the hub while it is unreachable; the oldest go first when full."""
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Who may ask an agent for predictions, and what it accepts and reports."""
+
+    processes: int = 1
+    """Processes that answer HTTP on the agent's port (``--workers``,
+    ``APPLIANCE_SERVING_PROCESSES``): the first also syncs, tests drift, reports and serves
+    gRPC; the others only serve what it installed (:mod:`agent.follower`). More than one pays
+    off for small models, whose requests spend their time in HTTP rather than in the model;
+    each process loads every model."""
+    report_s: float = 60.0
+    """How often request counts, errors and latency (p95) per model version go to the hub
+    (``APPLIANCE_SERVING_REPORT_S``)."""
+    max_request_mb: int = field(default=16, metadata=env_name("MAX_REQUEST_MB"))
+    """Largest inference request body, in MiB (larger ones get 413)."""
+    plain_http: bool = field(default=False, metadata=env_name("PLAIN_HTTP"))
+    """Serve plain HTTP when enrolment brought no certificate (a hub without the site CA):
+    for a closed lab only. Otherwise an agent without a certificate refuses to start."""
+    open_data_plane: bool = field(default=False, metadata=env_name("OPEN_DATA_PLANE"))
+    """Serve models to anyone who reaches the agent, without an inference key: for a closed
+    lab network only (the agent says so in its log)."""
+    batching: tuple[str, ...] = field(default=(), metadata=env_name("BATCHING"))
+    """Dynamic batching per model, ``name=max_batch:max_delay_ms`` (``agent.batching``);
+    off for every model not named."""
+    allow_non_finite: tuple[str, ...] = field(default=(), metadata=env_name("ALLOW_NON_FINITE"))
+    """Models whose floating inputs may hold NaN or infinity (a model that reads NaN as
+    'missing'); every other model's requests with them are refused with 422."""
+
+
+@dataclass(frozen=True)
+class GrpcSettings:
+    """The Open Inference Protocol over gRPC (``APPLIANCE_GRPC_<FIELD>``)."""
+
+    port: int = 8702
+    """Same TLS and inference keys as HTTP; 0 turns gRPC off."""
+    client_certs: bool = False
+    """Make every gRPC client present a client certificate from the site CA (mutual TLS).
+    gRPC's server cannot ask for one optionally as HTTPS does: off, gRPC clients use
+    inference keys; on, certificates the hub issued (and keys as well, over mutual TLS)."""
+
+
+@dataclass(frozen=True)
+class ProbationSettings:
+    """How a newly installed version earns its place (``APPLIANCE_PROBATION_<FIELD>``)."""
+
+    requests: int = 20
+    """A new model version is kept once this many of its first requests succeed …"""
+    seconds: float = 30.0
+    """… or this long has passed without ``2`` failures; otherwise it is rolled back."""
+
+
+@dataclass(frozen=True)
 class AgentSettings:
-    """How an agent runs."""
+    """How an agent runs: who it is, where it keeps things and listens, then one object
+    per concern. A concern's fields keep the variables they had before they moved."""
 
     hub_url: str
     """Base URL of the hub, e.g. ``https://hub.example:8700``."""
     zone: str = ""
     """Residency zone: set by the enrolment token; if given here it must match."""
-    enrol_token: str | None = None
-    """One-time token from an admin, used on first start if the agent is not enrolled."""
-    hub_ca: Path | None = None
-    """The site CA certificate that the hub's TLS certificate must chain to."""
-    client_cert: Path | None = None
-    """This agent's certificate from the site CA, for hubs that require mutual TLS …"""
-    client_key: Path | None = None
-    """… and its private key."""
     data_dir: Path = field(default_factory=lambda: default_data_dir() / "agent")
     """Installed bundles and the agent's own state."""
     agent_name: str = field(default_factory=socket.gethostname)
     """Name the agent registers under; unique per hub."""
     host: str = "127.0.0.1"
     agent_port: int = 8701
-    grpc_port: int = 8702
-    """Port of the Open Inference Protocol over gRPC (same TLS and inference keys as
-    HTTP); 0 turns gRPC off."""
-    grpc_client_certs: bool = False
-    """Make every gRPC client present a client certificate from the site CA (mutual TLS).
-    gRPC's server cannot ask for one optionally as HTTPS does: off, gRPC clients use
-    inference keys; on, certificates the hub issued (and keys as well, over mutual TLS)."""
     runtime: RuntimeChoice = "auto"
     """``auto`` picks OpenVINO when IR is present on an Intel CPU, else ONNX Runtime."""
-    sync_interval: float = 10.0
-    """Seconds between polls of the hub for the models this agent should run."""
-    trusted_root: Path | None = None
-    """TUF root metadata to pin at enrolment; default: the hub's, fetched over the pinned CA."""
-    probation_requests: int = 20
-    """A new model version is kept once this many of its first requests succeed …"""
-    probation_seconds: float = 30.0
-    """… or this long has passed without ``2`` failures; otherwise it is rolled back."""
-    max_request_mb: int = 16
-    """Largest inference request body, in MiB (larger ones get 413)."""
-    inference: InferenceSettings = field(default_factory=lambda: InferenceSettings())
-    """How requests run (``APPLIANCE_INFERENCE_*``)."""
-    serving_processes: int = 1
-    """Processes that answer HTTP on the agent's port (``--workers``): the first also syncs,
-    tests drift, reports and serves gRPC; the others only serve what it installed
-    (:mod:`agent.follower`). More than one pays off for small models, whose requests
-    spend their time in HTTP rather than in the model; each process loads every model."""
-    plain_http: bool = False
-    """Serve plain HTTP when enrolment brought no certificate (a hub without the site CA):
-    for a closed lab only. Otherwise an agent without a certificate refuses to start."""
-    open_data_plane: bool = False
-    """Serve models to anyone who reaches the agent, without an inference key: for a closed
-    lab network only (the agent says so in its log)."""
-    batching: tuple[str, ...] = ()
-    """Dynamic batching per model, ``name=max_batch:max_delay_ms`` (``agent.batching``);
-    off for every model not named."""
-    allow_non_finite: tuple[str, ...] = ()
-    """Models whose floating inputs may hold NaN or infinity (a model that reads NaN as
-    'missing'); every other model's requests with them are refused with 422."""
     labels: tuple[str, ...] = ()
     """Free-form ``key=value`` labels reported to the hub."""
+    link: HubLinkSettings = field(default_factory=lambda: HubLinkSettings())
+    serving: ServingSettings = field(default_factory=lambda: ServingSettings())
+    grpc: GrpcSettings = field(default_factory=lambda: GrpcSettings())
+    probation: ProbationSettings = field(default_factory=lambda: ProbationSettings())
+    inference: InferenceSettings = field(default_factory=lambda: InferenceSettings())
+    """How requests run (``APPLIANCE_INFERENCE_*``)."""
     drift: DriftSettings = field(default_factory=lambda: DriftSettings())
     """Drift tests (``APPLIANCE_DRIFT_*``)."""
-    serving_report_s: float = 60.0
-    """How often request counts, errors and latency (p95) per model version go to the hub."""
-    outbox_max_reports: int = 10_000
-    """Reports kept for the hub while it is unreachable; the oldest go first when full."""
 
 
 def _convert(variable: str, raw: str, target: Any) -> Any:
@@ -385,6 +415,10 @@ _CONCERNS: dict[str, Callable[..., Any]] = {
         FleetSettings,
         AccessSettings,
         ScheduleSettings,
+        HubLinkSettings,
+        ServingSettings,
+        GrpcSettings,
+        ProbationSettings,
         DriftSettings,
         InferenceSettings,
     )

@@ -50,7 +50,7 @@ from servers import (
 from appliance.cli.demo.processes import ServiceProcess, agent_process, free_port, hub_process
 from appliance.cli.demo.site import Site, bootstrap_site
 from appliance.errors import ApplianceError
-from appliance.settings import AgentSettings
+from appliance.settings import HubLinkSettings
 
 MODEL = "breast-cancer"
 AGENT = "bench-agent"
@@ -64,7 +64,7 @@ LABELS = {
     "mlserver": "MLServer",
 }
 # Production default, not the demo's 1 s, so the sync thread polls as it would on site.
-SYNC_INTERVAL_S = AgentSettings(hub_url="", zone="").sync_interval
+SYNC_INTERVAL_S = HubLinkSettings().sync_interval
 
 TARGET_FLOOR_RATIO = 1.05  # issue 15: at most 1.05x the raw-ASGI floor at batch 1
 TARGET_MLSERVER_RATIO = 1.0

@@ -35,7 +35,7 @@ from agent import v2_codec
 from agent.app import build_core
 from agent.app import create_app as create_agent
 from agent.core import AgentCore
-from appliance.settings import AgentSettings
+from appliance.settings import AgentSettings, ServingSettings
 
 
 def _scope(path: str, body: bytes) -> dict[str, Any]:
@@ -158,7 +158,10 @@ def _handler_parts(core: AgentCore, model: str, body: bytes, session: Any) -> No
 
 async def run(data_dir: Path, model: str, n: int, top: int) -> None:
     settings = AgentSettings(
-        hub_url="http://127.0.0.1:9", zone="ae-dxb", data_dir=data_dir, open_data_plane=True
+        hub_url="http://127.0.0.1:9",
+        zone="ae-dxb",
+        data_dir=data_dir,
+        serving=ServingSettings(open_data_plane=True),
     )
     core = build_core(settings, start_sync=False)
     agent_app = cast(ASGIApp, create_agent(core))

@@ -128,15 +128,19 @@ def _agent_settings(args: argparse.Namespace) -> AgentSettings:
             "host": getattr(args, "host", None),
             "agent_port": getattr(args, "port", None),
             "runtime": args.runtime,
-            "sync_interval": getattr(args, "sync_interval", None),
-            "trusted_root": getattr(args, "trusted_root", None),
             "labels": tuple(args.label) if args.label else None,
-            "enrol_token": getattr(args, "enrol_token", None),
-            "plain_http": True if getattr(args, "plain_http", False) else None,
-            "hub_ca": args.hub_ca,
-            "client_cert": getattr(args, "client_cert", None),
-            "client_key": getattr(args, "client_key", None),
-            "serving_processes": getattr(args, "workers", None),
+            "link": {
+                "sync_interval": getattr(args, "sync_interval", None),
+                "trusted_root": getattr(args, "trusted_root", None),
+                "enrol_token": getattr(args, "enrol_token", None),
+                "hub_ca": args.hub_ca,
+                "client_cert": getattr(args, "client_cert", None),
+                "client_key": getattr(args, "client_key", None),
+            },
+            "serving": {
+                "plain_http": True if getattr(args, "plain_http", False) else None,
+                "processes": getattr(args, "workers", None),
+            },
         },
     )
 
@@ -158,7 +162,7 @@ def agent_serve(args: argparse.Namespace) -> int:
         app = create_app(core)
         _uvicorn(app, "", 0, peer_certificates=True, sockets=inherited, **_agent_tls(settings))
         return 0
-    count = check_count(settings.serving_processes)
+    count = check_count(settings.serving.processes)
     core = build_core(settings)
     tls = _agent_tls(settings)
     grpc_server = _agent_grpc(core, settings, tls)
@@ -198,7 +202,7 @@ def agent_serve(args: argparse.Namespace) -> int:
 
 def _agent_grpc(core: Any, settings: AgentSettings, tls: dict[str, Any]) -> Any:
     """The gRPC front on ``APPLIANCE_GRPC_PORT`` with the HTTPS certificate, if any."""
-    if settings.grpc_port <= 0:
+    if settings.grpc.port <= 0:
         return None
     try:
         from agent.grpc_front import serve_grpc  # lazy: the agent extra, absent on hubs
@@ -211,16 +215,16 @@ def _agent_grpc(core: Any, settings: AgentSettings, tls: dict[str, Any]) -> Any:
 
     files = None
     if tls:
-        ca = settings.hub_ca if settings.grpc_client_certs else None
+        ca = settings.link.hub_ca if settings.grpc.client_certs else None
         files = (Path(tls["ssl_certfile"]), Path(tls["ssl_keyfile"]), ca)
     return serve_grpc(
         grpc_servicer(core),
         settings.host,
-        settings.grpc_port,
+        settings.grpc.port,
         # enough threads for a batched model's full batch to wait on them (agent.batching)
         workers=max(max(settings.inference.workers, 1) * 2, core.inference.batchers.largest()),
         admitted=max(settings.inference.workers, 1) + settings.inference.queue,
-        max_message_bytes=settings.max_request_mb * 1024 * 1024,
+        max_message_bytes=settings.serving.max_request_mb * 1024 * 1024,
         tls=files,
     )
 
@@ -235,9 +239,11 @@ def _agent_tls(settings: AgentSettings) -> dict[str, Any]:
     certificate = tls_certificate(settings.data_dir)
     if certificate.exists():
         return dict(
-            server_tls_options(certificate, tls_key(settings.data_dir), client_ca=settings.hub_ca)
+            server_tls_options(
+                certificate, tls_key(settings.data_dir), client_ca=settings.link.hub_ca
+            )
         )
-    if settings.plain_http:
+    if settings.serving.plain_http:
         log.warning(
             "serving plain HTTP (APPLIANCE_PLAIN_HTTP): inference keys and answers cross the "
             "network in the clear"

@@ -80,9 +80,9 @@ def test_agent_settings_from_environment():
     assert agent.hub_url == "http://hub:8700"
     assert agent.zone == "ae-dxb"
     assert agent.runtime == "openvino"
-    assert agent.sync_interval == 2.5
+    assert agent.link.sync_interval == 2.5
     assert agent.labels == ("rack=a", "gpu=no")
-    assert agent.trusted_root is None
+    assert agent.link.trusted_root is None
 
 
 def test_trusted_root_and_probation_variables_are_typed():
@@ -95,8 +95,8 @@ def test_trusted_root_and_probation_variables_are_typed():
             "APPLIANCE_PROBATION_REQUESTS": "7",
         },
     )
-    assert agent.trusted_root == Path("/etc/appliance/root.json")
-    assert (agent.probation_seconds, agent.probation_requests) == (12.5, 7)
+    assert agent.link.trusted_root == Path("/etc/appliance/root.json")
+    assert (agent.probation.seconds, agent.probation.requests) == (12.5, 7)
 
 
 @pytest.mark.parametrize(
@@ -204,3 +204,30 @@ def test_a_bad_value_in_a_concern_names_the_variable_that_holds_it():
         load(HubSettings, environ={"APPLIANCE_APPROVALS_REQUIRED": "two"})
     with pytest.raises(ConfigError, match="APPLIANCE_REQUIRE_CLIENT_CERT"):
         load(HubSettings, environ={"APPLIANCE_REQUIRE_CLIENT_CERT": "maybe"})
+
+
+def test_the_agents_concerns_read_the_variables_installed_env_files_already_set():
+    """Issue 17: AgentSettings is one object per concern; agent.env files keep working."""
+    agent = load(
+        AgentSettings,
+        environ={
+            **AGENT_ENV,
+            "APPLIANCE_HUB_CA": "/etc/appliance/ca.crt",
+            "APPLIANCE_ENROL_TOKEN": "tok",
+            "APPLIANCE_OUTBOX_MAX_REPORTS": "50",
+            "APPLIANCE_SERVING_PROCESSES": "3",
+            "APPLIANCE_SERVING_REPORT_S": "5",
+            "APPLIANCE_OPEN_DATA_PLANE": "true",
+            "APPLIANCE_BATCHING": "iris=8:2",
+            "APPLIANCE_MAX_REQUEST_MB": "4",
+            "APPLIANCE_GRPC_PORT": "0",
+            "APPLIANCE_GRPC_CLIENT_CERTS": "yes",
+        },
+    )
+    assert agent.link.hub_ca == Path("/etc/appliance/ca.crt")
+    assert (agent.link.enrol_token, agent.link.outbox_max_reports) == ("tok", 50)
+    assert (agent.serving.processes, agent.serving.report_s) == (3, 5.0)
+    assert agent.serving.open_data_plane is True
+    assert (agent.serving.batching, agent.serving.max_request_mb) == (("iris=8:2",), 4)
+    assert (agent.grpc.port, agent.grpc.client_certs) == (0, True)
+    assert agent.serving.plain_http is False  # the default where nothing is said

@@ -152,13 +152,13 @@ def test_an_agent_without_grpcio_refuses_to_start_and_says_how_to_go_on(monkeypa
 
     from appliance.cli.serve import _agent_grpc
     from appliance.errors import ConfigError
-    from appliance.settings import AgentSettings
+    from appliance.settings import AgentSettings, GrpcSettings
 
     monkeypatch.setitem(sys.modules, "agent.grpc_front", None)  # import fails as if absent
     with pytest.raises(ConfigError) as refused:
-        _agent_grpc(None, AgentSettings(hub_url="", grpc_port=8702), {})
+        _agent_grpc(None, AgentSettings(hub_url="", grpc=GrpcSettings(port=8702)), {})
     assert "grpcio" in refused.value.message and "APPLIANCE_GRPC_PORT=0" in (
         refused.value.hint or ""
     )
-    assert _agent_grpc(None, AgentSettings(hub_url="", grpc_port=0), {}) is None
+    assert _agent_grpc(None, AgentSettings(hub_url="", grpc=GrpcSettings(port=0)), {}) is None
     assert "grpc" in [r.module for r in REQUIREMENTS["agent"]]
