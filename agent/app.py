@@ -135,39 +135,13 @@ def build_core(
     identity = ensure_enrolled(settings) if start_sync else load_identity(settings.data_dir)
     key = device_key(settings.data_dir, identity) if identity else DeviceKey(0, None)
     if not serving_only:
-        with store.install_lock():
-            store.clear_staging()
-            for note in store.recover():
-                log.error("%s", note)
-            for model in restore_installed(store, repository, policy, key):
-                log.info("restored %s v%d from disk", model.name, model.version)
+        _recover(store, repository, policy, key)
     outbox = Outbox(settings.data_dir, max_reports=settings.link.outbox_max_reports)
-    drift = DriftMonitor(
-        outbox,
-        DriftSettings(
-            window_rows=settings.drift.window_rows,
-            min_rows=min(200, settings.drift.window_rows),
-            every_requests=settings.drift.every_requests,
-            interval_s=settings.drift.interval_s,
-            p_value=settings.drift.p_value,
-        ),
-    )
+    drift = _drift_monitor(settings, outbox)
     holder: list[SyncWorker] = []
     batchers = Batchers(parse_policies(settings.serving.batching), settings.inference.workers)
-    lanes = InferenceLanes(
-        workers=settings.inference.workers,
-        queue=settings.inference.queue,
-        timeout_s=settings.inference.timeout_s,
-        known=repository.serves,
-        width=batchers.width,
-        inline_below_s=settings.inference.inline_ms / 1000,
-        batched=batchers.batched,
-    )
-    peers = None
-    if serving_only or settings.serving.processes > 1:
-        peers = Peers(settings.data_dir / "processes", "serving" if serving_only else "owner")
-        if not serving_only:
-            peers.clear()
+    lanes = _lanes(settings, repository, batchers)
+    peers = _peers(settings, serving_only)
     owner = peers if serving_only else None  # a serving process: the owner knows these
     reachable: Callable[[], bool] = (
         partial(owner_reachable, owner)
@@ -213,25 +187,80 @@ def build_core(
         core.follower = InstallFollower(store, repository, policy, key, access, router)
         core.follower.follow()
     if start_sync and identity is not None:
-        core.sync = SyncWorker(
-            settings,
-            hub_client(settings, identity),
-            store,
-            repository,
-            policy,
-            identity,
-            key=key,
-            root=pinned_root(settings.data_dir),
-            probation=ProbationPolicy(
-                requests=settings.probation.requests, seconds=settings.probation.seconds
-            ),
-            outbox=outbox,
-            router=router,
-            access=access,
-            elsewhere=peers.requests if peers else None,
-        )
+        core.sync = _sync_worker(core, identity, key)
         holder.append(core.sync)
     return core
+
+
+def _recover(
+    store: BundleStore, repository: ModelRepository, policy: InstallPolicy, key: DeviceKey
+) -> None:
+    """Finish or undo an update a crash interrupted, then load what is installed."""
+    with store.install_lock():
+        store.clear_staging()
+        for note in store.recover():
+            log.error("%s", note)
+        for model in restore_installed(store, repository, policy, key):
+            log.info("restored %s v%d from disk", model.name, model.version)
+
+
+def _drift_monitor(settings: AgentSettings, outbox: Outbox) -> DriftMonitor:
+    return DriftMonitor(
+        outbox,
+        DriftSettings(
+            window_rows=settings.drift.window_rows,
+            min_rows=min(200, settings.drift.window_rows),
+            every_requests=settings.drift.every_requests,
+            interval_s=settings.drift.interval_s,
+            p_value=settings.drift.p_value,
+        ),
+    )
+
+
+def _lanes(
+    settings: AgentSettings, repository: ModelRepository, batchers: Batchers
+) -> InferenceLanes:
+    return InferenceLanes(
+        workers=settings.inference.workers,
+        queue=settings.inference.queue,
+        timeout_s=settings.inference.timeout_s,
+        known=repository.serves,
+        width=batchers.width,
+        inline_below_s=settings.inference.inline_ms / 1000,
+        batched=batchers.batched,
+    )
+
+
+def _peers(settings: AgentSettings, serving_only: bool) -> Peers | None:
+    """The processes answering this agent's port, when there are several (``--workers``);
+    the owner starts from an empty folder."""
+    if not serving_only and settings.serving.processes <= 1:
+        return None
+    peers = Peers(settings.data_dir / "processes", "serving" if serving_only else "owner")
+    if not serving_only:
+        peers.clear()
+    return peers
+
+
+def _sync_worker(core: AgentCore, identity: AgentIdentity, key: DeviceKey) -> SyncWorker:
+    settings = core.settings
+    return SyncWorker(
+        settings,
+        hub_client(settings, identity),
+        core.store,
+        core.repository,
+        core.policy,
+        identity,
+        key=key,
+        root=pinned_root(settings.data_dir),
+        probation=ProbationPolicy(
+            requests=settings.probation.requests, seconds=settings.probation.seconds
+        ),
+        outbox=core.outbox,
+        router=core.router,
+        access=core.access,
+        elsewhere=core.peers.requests if core.peers else None,
+    )
 
 
 def _error(status: int, message: str) -> Response[bytes]:
