@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -237,136 +238,52 @@ def _score(
     return result
 
 
+@dataclass
+class _Fleet:
+    """The running site that the demo's steps share."""
+
+    site: Site
+    hub: ServiceProcess
+    admin: HubClient
+    engineer: HubClient
+    """alice, who trains and stages."""
+    approver: HubClient
+    """omar, who approves what alice staged."""
+    agents: list[ServiceProcess] = field(default_factory=list)
+    inference_key: str = ""
+    plane: dict[str, Any] = field(default_factory=dict)
+    """How the clinic's apps call agents: HTTPS and their key."""
+
+    def close(self) -> None:
+        for client in (self.admin, self.engineer, self.approver):
+            client.close()
+
+
+@dataclass
+class _Served:
+    """The first two versions, and what the agents served of them."""
+
+    v1: VersionInfo
+    v2: VersionInfo
+    scored: dict[str, LoadResult]
+    swaps: dict[str, LoadResult]
+    features: np.ndarray
+    labels: np.ndarray
+
+
 def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
     root = _fresh_dir(data_dir)
     console.print(f"[bold]Appliance demo[/] in {root}")
     processes: list[ServiceProcess] = []
     started = time.monotonic()
     try:
-        with step("site CA and hub certificate created; users bootstrapped"):
-            site = bootstrap_site(root)
-        with step("hub started (HTTPS from the site CA)"):
-            hub_proc = hub_process(site.hub_dir, tls=site.tls)
-            hub_proc.env["APPLIANCE_ROLLOUT_CHECK_S"] = "1"  # judge canary rings every second
-            hub_proc.env["APPLIANCE_SITE_CA"] = str(site.root / "ca")  # signs agents' HTTPS
-            processes.append(hub_proc)
-            hub_proc.start()
-            hub_proc.wait_healthy()
-        admin = site.client(hub_proc.url, "admin")
-        engineer = site.client(hub_proc.url, "alice")
-        approver = site.client(hub_proc.url, "omar")
-        enrolled = f"{len(AGENTS)} agents enrolled with one-time tokens (zone {ZONE})"
-        with step(f"{enrolled}, CA and TUF root pinned"):
-            agents = [
-                agent_process(
-                    name,
-                    root / name,
-                    hub_proc.url,
-                    site.trusted_root,
-                    enrol_token=admin.create_enrolment_token(ZONE)["token"],
-                    hub_ca=site.ca_file,
-                    env=DEMO_DRIFT,
-                )
-                for name in AGENTS
-            ]
-            for agent in agents:
-                processes.append(agent)
-                agent.start()
-            for agent in agents:
-                agent.wait_healthy()
-        with step("admin issued the clinic's apps a key for the agents (checked offline)"):
-            issued = admin.create_inference_key(
-                NewInferenceKey(name="clinic-app", zone=ZONE, models=[MODEL], days=30)
-            )
-            inference_key = issued.key or ""
-            plane: dict[str, Any] = {  # how the clinic's apps call agents: HTTPS, their key
-                "headers": {"authorization": f"Bearer {inference_key}"},
-                "verify": agents[0].verify,
-            }
-        with step("alice defined feature views (scans, diagnoses) and ingested 569 patients"):
-            load_clinic(engineer, ZONE)
-        with step("training worker gpu01 started (a 'worker' account; this box: CPU)"):
-            worker = worker_process(
-                "gpu01",
-                site.session_file(hub_proc.url, "gpu01", root / "gpu01.session.json"),
-                hub_proc.url,
-                root / "logs",
-                zone=ZONE,
-                hub_ca=site.ca_file,
-            )
-            processes.append(worker)
-            worker.start()
-        with step("gpu01 trained v1 from the feature store (job 1: point-in-time join, gate)"):
-            v1 = _finished(engineer, engineer.submit_training(_spec(0, [32, 16])).id)
-            features, labels = held_out(seed=0)
-        with step(f"alice staged {MODEL} v{v1.version}; omar approved it; hub signed TUF metadata"):
-            _promote(engineer, approver, v1.version)
-        with step("both agents verified v1 via TUF, decrypted it with their own keys, tested it"):
-            for agent in agents:
-                _wait_serving(agent, "1", plane)
-        scored: dict[str, LoadResult] = {}
-        with step(f"scored the {len(features)} held-out rows on each agent over HTTP"):
-            for agent in agents:
-                scored[agent.name] = _score(agent, features, labels, plane)
-        loads = [LoadThread(a.url, MODEL, features, labels, **plane) for a in agents]
-        for load in loads:
-            load.start()
-        with step("gpu01 trained v2 while both agents keep serving; it passed the gate vs v1"):
-            v2 = _finished(engineer, engineer.submit_training(_spec(0, [64, 32])).id)
-            engineer.create_schedule(
-                ScheduleSpec(name="retrain-on-drift", job=_spec(0, [48, 24]), on_drift=True)
-            )
-        with step(f"v{v2.version} staged and approved; agents swapped under live traffic"):
-            _promote(engineer, approver, v2.version)
-            for agent in agents:
-                _wait_serving(agent, "2", plane)
-            time.sleep(0.5)
-        swaps = {agent.name: load.stop() for agent, load in zip(agents, loads, strict=True)}
-        shifted = f"{agents[0].name} sees shifted inputs (a sensor reads high)"
-        with step(f"{shifted}; only statistics leave the box; the hub raises a drift alert"):
-            alert = _drift_until_alert(agents[0], admin, features, plane)
-        console.print(
-            f"  drift alert: {MODEL} v{alert['version']} on agent {alert['agent_id']}, "
-            f"{alert['windows']} drifted windows in a row"
-        )
-        with step("the drift alert queued a retraining job; gpu01 trained v3 from it"):
-            retrain = _retrained_on_drift(engineer)
-            v3 = _finished(engineer, retrain.id)
-        console.print(f"  job {retrain.id}: {retrain.reason}")
-        with step("omar rolls v3 out as a canary: ring 1 (half the agents), then all"):
-            engineer.change_stage(MODEL, v3.version, "staging")
-            rollout = _canary(approver, v3.version, agents, plane)
-        console.print(
-            "  rollout: "
-            + " → ".join(f"{s['action']} (ring {s['ring']})" for s in rollout["steps"])
-        )
-        with step(
-            f"alice re-stages v{v2.version} and omar approves it for live traffic; alice runs "
-            f"an A/B test, v{v3.version} against v{v2.version}, sticky by customer"
-        ):
-            engineer.change_stage(MODEL, v2.version, "staging")
-            approver.approve_exposure(MODEL, v2.version)
-            result = _ab_test(engineer, agents, v3.version, v2.version, features, labels, plane)
-        rates = ", ".join(
-            f"{v['name']} v{v['version']}: {v['mean']:.1%} correct of {v['count']}"
-            for v in result["variants"]
-        )
-        console.print(f"  verdict: {result['verdict']} ({result['detail']}); {rates}")
-        fleet = admin.list_agents()
-        audit = admin.verify_audit()
-        for client in (admin, engineer, approver):
-            client.close()
-        ok = _summary(v1, v2, scored, swaps, [a.name for a in agents], time.monotonic() - started)
-        if any(a.health != "ok" for a in fleet):
-            console.print("[red]an agent reported trouble to the hub[/]")
-            ok = False
-        console.print(
-            f"audit log: {'[green]verified[/]' if audit['ok'] else '[red]BROKEN[/]'}, "
-            f"{audit['entries_checked']} hash-chained entries"
-        )
-        ok = ok and bool(audit["ok"])
+        fleet = _start_fleet(root, processes)
+        _start_training(root, fleet, processes)
+        served = _serve_two_versions(fleet)
+        _drift_canary_and_ab(fleet, served)
+        ok = _report(fleet, served, time.monotonic() - started)
         if serve and ok:
-            _serve_forever(hub_proc, agents, site, inference_key)
+            _serve_forever(fleet.hub, fleet.agents, fleet.site, fleet.inference_key)
         return 0 if ok else 1
     except ApplianceError as exc:
         console.print(f"[bold red]✗ demo failed:[/] {exc}")
@@ -377,6 +294,158 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
     finally:
         for proc in reversed(processes):
             proc.stop()
+
+
+def _started(processes: list[ServiceProcess], proc: ServiceProcess) -> ServiceProcess:
+    """``proc`` started, and kept in ``processes`` so the demo stops it at the end."""
+    processes.append(proc)
+    proc.start()
+    return proc
+
+
+def _start_fleet(root: Path, processes: list[ServiceProcess]) -> _Fleet:
+    """The site CA, the hub, its people, two enrolled agents and the clinic's key."""
+    with step("site CA and hub certificate created; users bootstrapped"):
+        site = bootstrap_site(root)
+    with step("hub started (HTTPS from the site CA)"):
+        hub_proc = hub_process(site.hub_dir, tls=site.tls)
+        hub_proc.env["APPLIANCE_ROLLOUT_CHECK_S"] = "1"  # judge canary rings every second
+        hub_proc.env["APPLIANCE_SITE_CA"] = str(site.root / "ca")  # signs agents' HTTPS
+        _started(processes, hub_proc).wait_healthy()
+    fleet = _Fleet(
+        site,
+        hub_proc,
+        site.client(hub_proc.url, "admin"),
+        site.client(hub_proc.url, "alice"),
+        site.client(hub_proc.url, "omar"),
+    )
+    enrolled = f"{len(AGENTS)} agents enrolled with one-time tokens (zone {ZONE})"
+    with step(f"{enrolled}, CA and TUF root pinned"):
+        fleet.agents = [
+            agent_process(
+                name,
+                root / name,
+                hub_proc.url,
+                site.trusted_root,
+                enrol_token=fleet.admin.create_enrolment_token(ZONE)["token"],
+                hub_ca=site.ca_file,
+                env=DEMO_DRIFT,
+            )
+            for name in AGENTS
+        ]
+        for agent in fleet.agents:
+            _started(processes, agent)
+        for agent in fleet.agents:
+            agent.wait_healthy()
+    with step("admin issued the clinic's apps a key for the agents (checked offline)"):
+        issued = fleet.admin.create_inference_key(
+            NewInferenceKey(name="clinic-app", zone=ZONE, models=[MODEL], days=30)
+        )
+        fleet.inference_key = issued.key or ""
+        fleet.plane = {
+            "headers": {"authorization": f"Bearer {fleet.inference_key}"},
+            "verify": fleet.agents[0].verify,
+        }
+    return fleet
+
+
+def _start_training(root: Path, fleet: _Fleet, processes: list[ServiceProcess]) -> None:
+    """The clinic's feature views, and a training worker to learn from them."""
+    with step("alice defined feature views (scans, diagnoses) and ingested 569 patients"):
+        load_clinic(fleet.engineer, ZONE)
+    with step("training worker gpu01 started (a 'worker' account; this box: CPU)"):
+        hub_url = fleet.hub.url
+        session = fleet.site.session_file(hub_url, "gpu01", root / "gpu01.session.json")
+        worker = worker_process(
+            "gpu01", session, hub_url, root / "logs", zone=ZONE, hub_ca=fleet.site.ca_file
+        )
+        _started(processes, worker)
+
+
+def _serve_two_versions(fleet: _Fleet) -> _Served:
+    """v1 trained, approved and scored on every agent; v2 swapped in under live traffic."""
+    engineer, approver, agents, plane = fleet.engineer, fleet.approver, fleet.agents, fleet.plane
+    with step("gpu01 trained v1 from the feature store (job 1: point-in-time join, gate)"):
+        v1 = _finished(engineer, engineer.submit_training(_spec(0, [32, 16])).id)
+        features, labels = held_out(seed=0)
+    with step(f"alice staged {MODEL} v{v1.version}; omar approved it; hub signed TUF metadata"):
+        _promote(engineer, approver, v1.version)
+    with step("both agents verified v1 via TUF, decrypted it with their own keys, tested it"):
+        for agent in agents:
+            _wait_serving(agent, "1", plane)
+    scored: dict[str, LoadResult] = {}
+    with step(f"scored the {len(features)} held-out rows on each agent over HTTP"):
+        for agent in agents:
+            scored[agent.name] = _score(agent, features, labels, plane)
+    loads = [LoadThread(a.url, MODEL, features, labels, **plane) for a in agents]
+    for load in loads:
+        load.start()
+    with step("gpu01 trained v2 while both agents keep serving; it passed the gate vs v1"):
+        v2 = _finished(engineer, engineer.submit_training(_spec(0, [64, 32])).id)
+        engineer.create_schedule(
+            ScheduleSpec(name="retrain-on-drift", job=_spec(0, [48, 24]), on_drift=True)
+        )
+    with step(f"v{v2.version} staged and approved; agents swapped under live traffic"):
+        _promote(engineer, approver, v2.version)
+        for agent in agents:
+            _wait_serving(agent, "2", plane)
+        time.sleep(0.5)
+    swaps = {agent.name: load.stop() for agent, load in zip(agents, loads, strict=True)}
+    return _Served(v1, v2, scored, swaps, features, labels)
+
+
+def _drift_canary_and_ab(fleet: _Fleet, served: _Served) -> None:
+    """Drift on one agent retrains v3; v3 rolls out ring by ring, then meets v2 in an A/B."""
+    engineer, approver, agents, plane = fleet.engineer, fleet.approver, fleet.agents, fleet.plane
+    shifted = f"{agents[0].name} sees shifted inputs (a sensor reads high)"
+    with step(f"{shifted}; only statistics leave the box; the hub raises a drift alert"):
+        alert = _drift_until_alert(agents[0], fleet.admin, served.features, plane)
+    console.print(
+        f"  drift alert: {MODEL} v{alert['version']} on agent {alert['agent_id']}, "
+        f"{alert['windows']} drifted windows in a row"
+    )
+    with step("the drift alert queued a retraining job; gpu01 trained v3 from it"):
+        retrain = _retrained_on_drift(engineer)
+        v3 = _finished(engineer, retrain.id)
+    console.print(f"  job {retrain.id}: {retrain.reason}")
+    with step("omar rolls v3 out as a canary: ring 1 (half the agents), then all"):
+        engineer.change_stage(MODEL, v3.version, "staging")
+        rollout = _canary(approver, v3.version, agents, plane)
+    console.print(
+        "  rollout: " + " → ".join(f"{s['action']} (ring {s['ring']})" for s in rollout["steps"])
+    )
+    v2 = served.v2
+    with step(
+        f"alice re-stages v{v2.version} and omar approves it for live traffic; alice runs "
+        f"an A/B test, v{v3.version} against v{v2.version}, sticky by customer"
+    ):
+        engineer.change_stage(MODEL, v2.version, "staging")
+        approver.approve_exposure(MODEL, v2.version)
+        result = _ab_test(
+            engineer, agents, v3.version, v2.version, served.features, served.labels, plane
+        )
+    rates = ", ".join(
+        f"{v['name']} v{v['version']}: {v['mean']:.1%} correct of {v['count']}"
+        for v in result["variants"]
+    )
+    console.print(f"  verdict: {result['verdict']} ({result['detail']}); {rates}")
+
+
+def _report(fleet: _Fleet, served: _Served, elapsed: float) -> bool:
+    """The summary tables, the fleet's health and the audit chain; whether all passed."""
+    reported = fleet.admin.list_agents()
+    audit = fleet.admin.verify_audit()
+    fleet.close()
+    names = [a.name for a in fleet.agents]
+    ok = _summary(served.v1, served.v2, served.scored, served.swaps, names, elapsed)
+    if any(a.health != "ok" for a in reported):
+        console.print("[red]an agent reported trouble to the hub[/]")
+        ok = False
+    console.print(
+        f"audit log: {'[green]verified[/]' if audit['ok'] else '[red]BROKEN[/]'}, "
+        f"{audit['entries_checked']} hash-chained entries"
+    )
+    return ok and bool(audit["ok"])
 
 
 def _summary(
