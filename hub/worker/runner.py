@@ -28,9 +28,10 @@ from appliance.bundle.manifest import ONNX_FILE
 from appliance.client.hub import HubClient
 from appliance.errors import BundleError, InvalidInputError
 from appliance.security.keys import load_public_key
+from appliance.wire.features import SnapshotRef
 from appliance.wire.training import JobInfo, JobSpec
 from hub.training import export
-from hub.training.evaluation import Task, judge, metrics_for, split
+from hub.training.evaluation import GateVerdict, Task, judge, metrics_for, split
 from hub.training.mlp import Stopped
 from hub.training.tabular import REFERENCE_ROWS, code_version
 from hub.worker.context import TrainContext
@@ -116,6 +117,19 @@ def _baseline(
         )
 
 
+@dataclass
+class _TrainingSet:
+    """The job's rows from the hub, split into training and held-out rows."""
+
+    parquet: bytes
+    snapshots: list[SnapshotRef]
+    arrays: Arrays
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
 def run_job(
     hub: HubClient,
     job: JobInfo,
@@ -130,28 +144,15 @@ def run_job(
     task, trainer = resolve(spec.trainer)
     if spec.trainer not in BUILTIN:
         processes = 1
-    progress.update(0.0, "reading the training set from the hub")
-    parquet, snapshots = hub.training_dataset(job.id)
-    table = pq.read_table(io.BytesIO(parquet))
-    arrays = to_arrays(table, spec.features, spec.label, task)
-    progress.log(
-        f"training set: {table.num_rows} label events, {len(arrays.feature_names)} features, "
-        f"{arrays.dropped} events without every feature left out"
-    )
-    fraction = float(spec.params.get("test_fraction", DEFAULT_TEST_FRACTION))
-    seed = int(spec.params.get("seed", 0))
-    train_idx, test_idx = split(arrays.labels, fraction, seed, stratify=task == "classification")
-    x_train, y_train = arrays.features[train_idx], arrays.labels[train_idx]
-    x_test, y_test = arrays.features[test_idx], arrays.labels[test_idx]
-
+    rows = _training_set(hub, job, spec, task, progress)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="appliance-train-") as train_dir:
         ctx = TrainContext(
-            features=x_train,
-            labels=y_train,
-            feature_names=arrays.feature_names,
+            features=rows.x_train,
+            labels=rows.y_train,
+            feature_names=rows.arrays.feature_names,
             task=task,
-            classes=arrays.classes,
+            classes=rows.arrays.classes,
             params=spec.params,
             device=device,
             report=lambda f, m: progress.update(0.05 + 0.85 * f, m),
@@ -163,69 +164,109 @@ def run_job(
     train_seconds = time.perf_counter() - started
     if progress.stop.is_set():
         raise Stopped("stopped after training")
-    onnx_bytes = trained if isinstance(trained, bytes) else _export(trained, task, x_train)
+    onnx_bytes = trained if isinstance(trained, bytes) else _export(trained, task, rows.x_train)
     progress.update(0.92, "evaluating on the held-out rows")
-    outputs = _check_outputs(task, export.onnx_predict(onnx_bytes, x_test), arrays)
-    metrics = metrics_for(task, outputs, y_test)
-    notes: list[str] = []
-    ov_diff = export.openvino_max_abs_diff(onnx_bytes, x_test)
-    if ov_diff is not None:
-        metrics["openvino_max_abs_diff"] = ov_diff
-        if ov_diff > OPENVINO_TOLERANCE:
-            notes.append(f"OpenVINO answers differ from ONNX Runtime by up to {ov_diff:.3g}")
-
-    with tempfile.TemporaryDirectory(prefix="appliance-job-") as tmp:
-        version, baseline_out, why = _baseline(hub, job, x_test, Path(tmp))
-    production = None
-    if baseline_out is not None:
-        production = metrics_for(task, _check_outputs(task, baseline_out, arrays), y_test)
-        metrics.update({f"production_{k}": v for k, v in production.items()})
-    if why:
-        notes.append(why)
-    verdict = judge(task, spec.gate, metrics, production, version)
+    metrics, notes, verdict = _evaluate(hub, job, spec, task, rows, onnx_bytes)
     metrics.update(
         {
-            "train_rows": float(len(y_train)),
-            "test_rows": float(len(y_test)),
+            "train_rows": float(len(rows.y_train)),
+            "test_rows": float(len(rows.y_test)),
             "train_seconds": train_seconds,
         }
     )
     for note in notes:
         progress.log(note)
     progress.log(verdict.summary)
-
     reference = io.BytesIO()
-    np.save(reference, x_train[:REFERENCE_ROWS], allow_pickle=False)
-    lineage = {
-        "trainer": spec.trainer,
-        "code_version": code_version(),
-        "hyperparameters": {**spec.params, "device": device, "processes": processes},
-        "dataset": f"training-job:{job.id}",
-        "dataset_sha256": hashlib.sha256(parquet).hexdigest(),
-        "training_job": job.id,
-        "feature_views": list(spec.features),
-        "label_view": spec.label_view,
-        "snapshots": [s.snapshot_sha256 for s in snapshots],
-        "classes": arrays.classes,
-        "worker": worker,
-        "device": device_name(device),
-        "gate": {
-            "passed": verdict.passed,
-            "summary": verdict.summary,
-            "reasons": verdict.reasons,
-            "compared_with": verdict.compared_with,
-            "notes": notes,
-        },
-    }
+    np.save(reference, rows.x_train[:REFERENCE_ROWS], allow_pickle=False)
+    hyperparameters = {**spec.params, "device": device, "processes": processes}
     return Outcome(
         verdict="passed" if verdict.passed else "rejected",
         metrics=metrics,
-        lineage=lineage,
+        lineage={
+            "trainer": spec.trainer,
+            "code_version": code_version(),
+            "hyperparameters": hyperparameters,
+            **_data_lineage(job, spec, rows),
+            "worker": worker,
+            "device": device_name(device),
+            "gate": {
+                "passed": verdict.passed,
+                "summary": verdict.summary,
+                "reasons": verdict.reasons,
+                "compared_with": verdict.compared_with,
+                "notes": notes,
+            },
+        },
         onnx_bytes=onnx_bytes if verdict.passed else None,
         reference_npy=reference.getvalue() if verdict.passed else None,
         summary=verdict.summary,
         notes=notes,
     )
+
+
+def _training_set(
+    hub: HubClient, job: JobInfo, spec: JobSpec, task: Task, progress: Progress
+) -> _TrainingSet:
+    """The job's point-in-time rows from the hub, split (seeded; stratified for
+    classification) into training and held-out rows."""
+    progress.update(0.0, "reading the training set from the hub")
+    parquet, snapshots = hub.training_dataset(job.id)
+    table = pq.read_table(io.BytesIO(parquet))
+    arrays = to_arrays(table, spec.features, spec.label, task)
+    progress.log(
+        f"training set: {table.num_rows} label events, {len(arrays.feature_names)} features, "
+        f"{arrays.dropped} events without every feature left out"
+    )
+    fraction = float(spec.params.get("test_fraction", DEFAULT_TEST_FRACTION))
+    seed = int(spec.params.get("seed", 0))
+    train_idx, test_idx = split(arrays.labels, fraction, seed, stratify=task == "classification")
+    return _TrainingSet(
+        parquet,
+        snapshots,
+        arrays,
+        arrays.features[train_idx],
+        arrays.labels[train_idx],
+        arrays.features[test_idx],
+        arrays.labels[test_idx],
+    )
+
+
+def _evaluate(
+    hub: HubClient, job: JobInfo, spec: JobSpec, task: Task, rows: _TrainingSet, onnx: bytes
+) -> tuple[dict[str, float], list[str], GateVerdict]:
+    """The model's metrics on the held-out rows (ONNX Runtime, and OpenVINO's agreement),
+    production's on the same rows, the notes on either, and the gate's verdict."""
+    outputs = _check_outputs(task, export.onnx_predict(onnx, rows.x_test), rows.arrays)
+    metrics = metrics_for(task, outputs, rows.y_test)
+    notes: list[str] = []
+    ov_diff = export.openvino_max_abs_diff(onnx, rows.x_test)
+    if ov_diff is not None:
+        metrics["openvino_max_abs_diff"] = ov_diff
+        if ov_diff > OPENVINO_TOLERANCE:
+            notes.append(f"OpenVINO answers differ from ONNX Runtime by up to {ov_diff:.3g}")
+    with tempfile.TemporaryDirectory(prefix="appliance-job-") as tmp:
+        version, baseline_out, why = _baseline(hub, job, rows.x_test, Path(tmp))
+    production = None
+    if baseline_out is not None:
+        production = metrics_for(task, _check_outputs(task, baseline_out, rows.arrays), rows.y_test)
+        metrics.update({f"production_{k}": v for k, v in production.items()})
+    if why:
+        notes.append(why)
+    return metrics, notes, judge(task, spec.gate, metrics, production, version)
+
+
+def _data_lineage(job: JobInfo, spec: JobSpec, rows: _TrainingSet) -> dict[str, Any]:
+    """What the model learnt from: the exact training set and the feature snapshots."""
+    return {
+        "dataset": f"training-job:{job.id}",
+        "dataset_sha256": hashlib.sha256(rows.parquet).hexdigest(),
+        "training_job": job.id,
+        "feature_views": list(spec.features),
+        "label_view": spec.label_view,
+        "snapshots": [s.snapshot_sha256 for s in rows.snapshots],
+        "classes": rows.arrays.classes,
+    }
 
 
 def device_name(device: str) -> str:
