@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 import msgspec
 from litestar import Litestar, Request, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.handlers import HTTPRouteHandler
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.response import Response
+from litestar.types import ControllerRouterHandler
 
 from appliance import __version__
 from appliance.asgi import ASGIApp, with_sane_paths
@@ -66,83 +69,11 @@ def create_asgi(settings: HubSettings) -> ASGIApp:
 
 def create_app(settings: HubSettings, services: HubServices | None = None) -> Litestar:
     svc = services or build_services(settings)
-    signing_pem = public_pem(svc.key.public).decode()
-
-    @get(
-        "/api/v1/keys/signing",
-        operation_id="signingKey",
-        tags=["keys"],
-        guards=[requires(*Permission)],
-        media_type="application/x-pem-file",
-    )
-    async def signing_key() -> Response[str]:
-        """The public key bundles and audit checkpoints are signed with; pin it out of band."""
-        return Response(signing_pem, media_type="application/x-pem-file")
-
-    hub_metrics = HubMetrics(svc.engine)
-    audit_reader = AuditReader(svc.engine, svc.audit, svc.key.public)
-
-    @get(
-        "/metrics",
-        operation_id="metrics",
-        tags=["health"],
-        guards=[open_endpoint],
-        media_type="text/plain; version=0.0.4",
-        sync_to_thread=True,
-    )
-    def metrics_endpoint() -> Response[bytes]:
-        """Prometheus text format: fleet health, drift alerts, publications, audit."""
-        return Response(hub_metrics.render(), media_type="text/plain; version=0.0.4")
-
     lifecycle = HubLifecycle(settings, svc)
     auth = DefineMiddleware(BearerAuthMiddleware, exclude=[f"^{path}$" for path in OPEN_PATHS])
     return Litestar(
-        route_handlers=[
-            health,
-            signing_key,
-            AuthController,
-            UserController,
-            ModelController,
-            AgentController,
-            BundleController,
-            AuditController,
-            FeatureController,
-            TufController,
-            UpdatesController,
-            ReportsController,
-            DriftController,
-            ExperimentController,
-            RolloutController,
-            InferenceKeyController,
-            TrainingController,
-            # The endpoints that take files, and only they, take bodies up to the site's
-            # upload limit (every other endpoint: JSON_BODY_LIMIT, set on the app below).
-            Router(
-                "/",
-                route_handlers=[
-                    ModelUploadController,
-                    FeatureUploadController,
-                    TrainingUploadController,
-                ],
-                request_max_body_size=settings.max_upload_mb * 1024 * 1024,
-            ),
-            metrics_endpoint,
-        ],
-        dependencies={
-            "registry": Provide(lambda: svc.registry, sync_to_thread=False),
-            "fleet": Provide(lambda: svc.fleet, sync_to_thread=False),
-            "identity": Provide(lambda: svc.identity, sync_to_thread=False),
-            "enrolment": Provide(lambda: svc.enrolment, sync_to_thread=False),
-            "audit": Provide(lambda: audit_reader, sync_to_thread=False),
-            "features": Provide(lambda: svc.features, sync_to_thread=False),
-            "updates": Provide(lambda: svc.updates, sync_to_thread=False),
-            "monitoring": Provide(lambda: svc.monitoring, sync_to_thread=False),
-            "experiments": Provide(lambda: svc.experiments, sync_to_thread=False),
-            "rollouts": Provide(lambda: svc.rollouts, sync_to_thread=False),
-            "training": Provide(lambda: svc.training, sync_to_thread=False),
-            "schedules": Provide(lambda: svc.schedules, sync_to_thread=False),
-            "inference_keys": Provide(lambda: svc.inference_keys, sync_to_thread=False),
-        },
+        route_handlers=[health, *_key_and_metrics_routes(svc), *_controllers(settings)],
+        dependencies=_dependencies(svc),
         middleware=[
             RateLimitConfig(
                 rate_limit=("minute", settings.access.sign_in_per_minute),
@@ -164,3 +95,96 @@ def create_app(settings: HubSettings, services: HubServices | None = None) -> Li
         state=State({"identity": svc.identity, "services": svc}),
         logging_config=None,
     )
+
+
+def _controllers(settings: HubSettings) -> list[ControllerRouterHandler]:
+    """Each domain's controllers; those that take files under the site's upload limit."""
+    return [
+        AuthController,
+        UserController,
+        ModelController,
+        AgentController,
+        BundleController,
+        AuditController,
+        FeatureController,
+        TufController,
+        UpdatesController,
+        ReportsController,
+        DriftController,
+        ExperimentController,
+        RolloutController,
+        InferenceKeyController,
+        TrainingController,
+        # The endpoints that take files, and only they, take bodies up to the site's
+        # upload limit (every other endpoint: JSON_BODY_LIMIT, set on the app).
+        Router(
+            "/",
+            route_handlers=[
+                ModelUploadController,
+                FeatureUploadController,
+                TrainingUploadController,
+            ],
+            request_max_body_size=settings.max_upload_mb * 1024 * 1024,
+        ),
+    ]
+
+
+def _key_and_metrics_routes(svc: HubServices) -> list[HTTPRouteHandler]:
+    """The hub's signing key, for those signed in, and its Prometheus metrics."""
+    signing_pem = public_pem(svc.key.public).decode()
+    hub_metrics = HubMetrics(svc.engine)
+
+    @get(
+        "/api/v1/keys/signing",
+        operation_id="signingKey",
+        tags=["keys"],
+        guards=[requires(*Permission)],
+        media_type="application/x-pem-file",
+    )
+    async def signing_key() -> Response[str]:
+        """The public key bundles and audit checkpoints are signed with; pin it out of band."""
+        return Response(signing_pem, media_type="application/x-pem-file")
+
+    @get(
+        "/metrics",
+        operation_id="metrics",
+        tags=["health"],
+        guards=[open_endpoint],
+        media_type="text/plain; version=0.0.4",
+        sync_to_thread=True,
+    )
+    def metrics_endpoint() -> Response[bytes]:
+        """Prometheus text format: fleet health, drift alerts, publications, audit."""
+        return Response(hub_metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return [signing_key, metrics_endpoint]
+
+
+def _dependencies(svc: HubServices) -> dict[str, Provide]:
+    """The services controllers name as parameters, by name."""
+    audit_reader = AuditReader(svc.engine, svc.audit, svc.key.public)
+    provided: dict[str, object] = {
+        "registry": svc.registry,
+        "fleet": svc.fleet,
+        "identity": svc.identity,
+        "enrolment": svc.enrolment,
+        "audit": audit_reader,
+        "features": svc.features,
+        "updates": svc.updates,
+        "monitoring": svc.monitoring,
+        "experiments": svc.experiments,
+        "rollouts": svc.rollouts,
+        "training": svc.training,
+        "schedules": svc.schedules,
+        "inference_keys": svc.inference_keys,
+    }
+    return {
+        name: Provide(_constant(value), sync_to_thread=False) for name, value in provided.items()
+    }
+
+
+def _constant(value: object) -> Callable[[], object]:
+    def provide() -> object:
+        return value
+
+    return provide
