@@ -334,6 +334,7 @@ def create_app(core: AgentCore) -> ASGIApp:
 
 def grpc_servicer(core: AgentCore) -> Any:
     """The gRPC front (:mod:`agent.grpc_front`) over the same inference core as HTTP."""
+    # lazy: grpcio takes 0.25 s; not loaded when gRPC is off
     from agent.grpc_front import InferenceServicer
 
     return InferenceServicer(core.repository, core.inference, core.access, _PLATFORMS)

@@ -54,7 +54,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast, get_args
 
@@ -427,6 +427,4 @@ _CONCERNS: dict[str, Callable[..., Any]] = {
 
 
 def _required(f: Any) -> bool:
-    from dataclasses import MISSING
-
     return bool(f.default is MISSING and f.default_factory is MISSING)

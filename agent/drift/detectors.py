@@ -57,6 +57,7 @@ class AlibiDetector:
     """KSDrift, ChiSquareDrift or TabularDrift from alibi-detect, by feature type."""
 
     def __init__(self, reference: np.ndarray, *, p_value: float = 0.05) -> None:
+        # lazy: alibi-detect takes 3.8 s and a licence; only drift tests
         from alibi_detect.cd import ChiSquareDrift, KSDrift, TabularDrift
 
         reference = np.asarray(reference, dtype=np.float32)

@@ -51,9 +51,11 @@ def load_runtime(
 ) -> ModelRuntime:
     kind = pick_runtime(choice, manifest)
     if kind == "openvino":
+        # lazy: each runtime loads only where a model asks for it
         from agent.runtime.openvino import OpenVINOModel
 
         return OpenVINOModel(folder, manifest, threads)
+    # lazy: each runtime loads only where a model asks for it
     from agent.runtime.onnx import OnnxRuntimeModel
 
     return OnnxRuntimeModel(folder, manifest, threads)

@@ -17,7 +17,7 @@ CPU = "CPUExecutionProvider"
 def gpu_providers(available: list[str] | None = None) -> list[str]:
     """The GPU providers this ONNX Runtime offers, best first."""
     if available is None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: onnxruntime: only where a GPU is looked for
 
         available = list(ort.get_available_providers())
     return [p for p in GPU_PROVIDERS if p in available]

@@ -23,7 +23,7 @@ def convert_onnx(folder: Path) -> None:
     conversion fails, does not put it back: every warning the process logged afterwards
     was lost. The root logger is restored here, whatever happens.
     """
-    import openvino as ov
+    import openvino as ov  # lazy: openvino: the hub and agent extras, 0.15 s to import
 
     root = logging.getLogger()
     level, filters, handlers = root.level, list(root.filters), list(root.handlers)
@@ -41,7 +41,7 @@ def compile_ir(folder: Path, threads: int = 0) -> Any:
     f32 on every CPU: on bf16-capable ones (AVX512_BF16, AMX) OpenVINO would pick bf16 by
     itself, and answers would drift from the tested ONNX model's (~1e-2).
     """
-    import openvino as ov
+    import openvino as ov  # lazy: openvino: the hub and agent extras, 0.15 s to import
 
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
     if threads > 0:

@@ -29,7 +29,7 @@ EXIT_TAMPERED = 3
 @contextmanager
 def hub_database(data_dir: Path | None) -> Iterator[Session]:
     """One transaction on the hub's own database, read where the hub reads it; never created."""
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import DBAPIError  # lazy: the hub extra, absent on agent boxes
 
     from hub.db import make_engine, session_scope  # lazy: the hub extra, absent on agent boxes
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from appliance.client.hub import HubClient
 from appliance.security.credentials import UserCredentials, default_session_file
+from appliance.security.tls import client_ssl_context
 
 DEFAULT_HUB = "http://127.0.0.1:8700"
 
@@ -56,7 +57,6 @@ def hub_ca(args: argparse.Namespace) -> Path | None:
 def verify_for(ca: Path | None) -> Any:
     if ca is None:
         return True
-    from appliance.security.tls import client_ssl_context
 
     return client_ssl_context(ca)
 

@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Final, Literal, get_args
 
 import httpx
+from cryptography import x509
 
 from appliance import __version__
 from appliance.clock import utcnow
 from appliance.errors import ConfigError
+from appliance.security.tls import client_ssl_context
 
 Status = Literal["ok", "warn", "fail", "skip"]
 Role = Literal["hub", "agent", "worker"]
@@ -359,7 +361,6 @@ def check_hub(
 def _verify(ca: Path | None) -> ssl.SSLContext | bool:
     if ca is None:
         return True
-    from appliance.security.tls import client_ssl_context
 
     return client_ssl_context(ca)
 
@@ -405,7 +406,7 @@ def check_skew(date_header: str | None, local: datetime) -> CheckResult:
 def gpu_names() -> list[str]:
     """The NVIDIA GPUs that nvidia-ml-py sees; empty without the driver or the package."""
     try:
-        import pynvml
+        import pynvml  # lazy: nvidia-ml-py: the worker extra
 
         pynvml.nvmlInit()
     except Exception:  # ImportError, or NVMLError when there is no driver
@@ -447,7 +448,7 @@ def check_gpu(role: str, names: Sequence[str] | None = None) -> CheckResult:
 
 def _torch_has_cuda() -> bool:
     try:
-        import torch
+        import torch  # lazy: torch takes 1 s; only a worker's checks need it
 
         return bool(torch.cuda.is_available())
     except Exception:
@@ -463,8 +464,6 @@ def check_certificates(data_dir: Path, now: datetime) -> list[CheckResult]:
 
 
 def check_certificate(path: Path, now: datetime) -> CheckResult:
-    from cryptography import x509
-
     name = f"certificate {path.parent.name}/{path.name}"
     is_ca = path.parent.name == "ca"
     renew = (

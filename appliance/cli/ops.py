@@ -12,9 +12,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from rich.table import Table
+from rich.text import Text
+
 from appliance import settings as config
+from appliance.cli.doctor import DoctorOptions, run_checks
 from appliance.cli.output import console
 from appliance.errors import ConfigError
+from appliance.security.credentials import default_session_file
 from appliance.settings import HubSettings, default_data_dir
 
 if TYPE_CHECKING:
@@ -76,11 +81,6 @@ def hub_restore(args: argparse.Namespace) -> int:
 
 
 def doctor(args: argparse.Namespace) -> int:
-    from rich.table import Table
-    from rich.text import Text
-
-    from appliance.cli.doctor import run_checks
-
     options = _doctor_options(args)
     results = run_checks(options)
     table = Table(title=f"appliance doctor ({options.role})", title_justify="left")
@@ -101,9 +101,6 @@ def doctor(args: argparse.Namespace) -> int:
 
 
 def _doctor_options(args: argparse.Namespace) -> DoctorOptions:
-    from appliance.cli.doctor import DoctorOptions
-    from appliance.security.credentials import default_session_file
-
     data_dir: Path | None = args.data_dir
     if data_dir is None and args.role != "worker":
         env = os.environ.get("APPLIANCE_DATA_DIR")

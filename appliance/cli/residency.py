@@ -15,6 +15,8 @@ import io
 from collections import Counter
 from pathlib import Path
 
+from rich.table import Table
+
 from appliance.cli.audit import hub_database
 from appliance.cli.output import console
 from appliance.clock import iso_utc
@@ -24,8 +26,6 @@ COLUMNS = ("at", "actor", "flow", "data_zones", "to_zone", "rule", "outcome", "t
 
 
 def residency_report(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from hub.audit import AuditLog  # lazy: the hub extra, absent on agent boxes
     from hub.residency.gate import ACTION  # lazy: the hub extra, absent on agent boxes
 

@@ -13,6 +13,7 @@ from appliance.cli.connect import hub_flags, user_client
 from appliance.cli.output import console, setup_logging
 from appliance.errors import ConfigError
 from appliance.sd_notify import notify
+from appliance.security.tls import server_tls_options
 from appliance.settings import RUNTIME_CHOICES, AgentSettings, HubSettings
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ def _uvicorn(
     in the handshake (:mod:`appliance.peer_tls`). ``sockets``: listen on these, already
     bound (``--workers``), instead of binding ``host:port``.
     """
-    import uvicorn
+    import uvicorn  # lazy: uvicorn: the hub and agent extras
 
+    # lazy: uvicorn underneath: the hub and agent extras
     from appliance.peer_tls import PeerCertificateProtocol
 
     class NotifyingServer(uvicorn.Server):
@@ -88,11 +90,7 @@ def hub_serve(args: argparse.Namespace) -> int:
     )
     tls: dict[str, Any] = {}
     if settings.tls.cert or settings.tls.key:
-        from appliance.security.tls import server_tls_options
-
         if not (settings.tls.cert and settings.tls.key):
-            from appliance.errors import ConfigError
-
             raise ConfigError("HTTPS needs both --tls-cert and --tls-key")
         tls = dict(
             server_tls_options(
@@ -234,7 +232,6 @@ def _agent_tls(settings: AgentSettings) -> dict[str, Any]:
     operator said so (``--plain-http``), never by accident. With the site CA known
     (``--hub-ca``), clients may present a client certificate from it instead of a key."""
     from agent.identity import tls_certificate, tls_key  # lazy: the agent extra, absent on hubs
-    from appliance.security.tls import server_tls_options
 
     certificate = tls_certificate(settings.data_dir)
     if certificate.exists():

@@ -13,6 +13,7 @@ from appliance.scheduling import run_every
 from hub.audit.errors import AuditTamperedError
 from hub.audit.schemas import Checkpoint
 from hub.audit.service import AuditLog
+from hub.db import session_scope
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,6 @@ JOB_ID: Final = "audit-checkpoint"
 
 def run_checkpoint(engine: Engine, audit_log: AuditLog) -> Checkpoint | None:
     """One checkpoint in its own transaction; a broken chain is logged, never signed over."""
-    from hub.db import session_scope  # hub.db imports hub.audit.records: not at module level
 
     try:
         with session_scope(engine) as session:

@@ -20,13 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
 from appliance.errors import ConfigError
 from appliance.security.keys import load_public_key
 from hub.audit.chain import VerifyReport
 from hub.audit.records import HEAD_ROW_ID
 from hub.audit.schemas import GENESIS_HASH
+from hub.audit.service import AuditLog
 from hub.backup.errors import BackupError
 from hub.backup.manifest import AuditHead, DatabaseKind
+from hub.db import make_engine, session_scope
 
 SQLITE_PREFIX: Final = "sqlite:///"
 _PG_HINT: Final = (
@@ -123,7 +129,6 @@ def _libpq(url: str) -> tuple[str, dict[str, str]]:
     The password goes in ``PGPASSWORD`` rather than on the command line, where
     ``ps`` would show it to every user of the machine.
     """
-    from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     env = {"PGPASSWORD": parsed.password} if parsed.password else {}
@@ -152,10 +157,6 @@ def _run(args: list[str], env: dict[str, str], what: str) -> None:
 
 def postgres_head(url: str) -> AuditHead:
     """The audit head, read before ``pg_dump`` starts: the dump holds at least this entry."""
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
-
-    from hub.db import make_engine
 
     engine = make_engine(url)
     try:
@@ -179,10 +180,6 @@ def dump_postgres(url: str, dest: Path) -> None:
 
 def require_empty_postgres(url: str) -> None:
     """Refuse a target database that has tables: a restore must not merge into records."""
-    from sqlalchemy import inspect
-    from sqlalchemy.exc import DBAPIError
-
-    from hub.db import make_engine
 
     engine = make_engine(url)
     try:
@@ -233,8 +230,6 @@ class AuditCheck:
 
 def verify_audit(url: str, public_key: Path, head: AuditHead) -> AuditCheck:
     """Verify the whole chain and its checkpoints, as ``appliance audit verify`` does."""
-    from hub.audit.service import AuditLog
-    from hub.db import make_engine, session_scope
 
     key = load_public_key(public_key)
     engine = make_engine(url)

@@ -162,7 +162,7 @@ def read_table(data: pa.Table | Any | Path | bytes, *, name: str = "") -> pa.Tab
             if data[:4] == PARQUET_MAGIC:
                 return pq.read_table(io.BytesIO(data))
             return pa_csv.read_csv(io.BytesIO(data), convert_options=CSV_OPTIONS)
-        import pandas as pd
+        import pandas as pd  # lazy: pandas takes 0.3 s; only a DataFrame given as input needs it
 
         if isinstance(data, pd.DataFrame):
             return pa.Table.from_pandas(data, preserve_index=False)

@@ -109,7 +109,7 @@ def _place(model: bytes | Path, folder: Path) -> None:
 
 
 def _session(folder: Path) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: onnxruntime takes 0.1 s; only checking a model needs it
 
     try:
         return ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])

@@ -15,7 +15,7 @@ PREDICTION = "prediction"
 
 def export_onnx(module: Any, n_features: int, output_name: str) -> bytes:
     """ONNX (opset 17) of ``module`` with a dynamic batch, via the TorchScript exporter."""
-    import torch
+    import torch  # lazy: torch takes 1 s; only training needs it
 
     module = module.eval().cpu()
     buffer = io.BytesIO()
@@ -34,7 +34,7 @@ def export_onnx(module: Any, n_features: int, output_name: str) -> bytes:
 
 def onnx_predict(onnx_bytes: bytes, features: np.ndarray) -> np.ndarray:
     """The model's first output for ``features`` under ONNX Runtime (what agents serve)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: onnxruntime takes 0.1 s; only evaluation needs it
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
@@ -45,7 +45,7 @@ def onnx_predict(onnx_bytes: bytes, features: np.ndarray) -> np.ndarray:
 def openvino_max_abs_diff(onnx_bytes: bytes, features: np.ndarray) -> float | None:
     """Largest difference between OpenVINO's and ONNX Runtime's outputs; None without OpenVINO."""
     try:
-        import openvino as ov
+        import openvino as ov  # lazy: openvino takes 0.15 s; only evaluation needs it
     except ImportError:
         return None
     core = ov.Core()

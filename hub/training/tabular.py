@@ -72,9 +72,9 @@ def code_version() -> str:
 
 
 def train_tabular(params: TabularParams, device: str = "cpu") -> TrainingResult:
-    import torch
+    import torch  # lazy: torch takes 1 s; only training needs it
 
-    from hub.training.mlp import StandardisedMLP, WithSoftmax, fit
+    from hub.training.mlp import StandardisedMLP, WithSoftmax, fit  # lazy: imports torch
 
     torch.manual_seed(params.seed)
     data = DATASETS[params.dataset]()

@@ -13,6 +13,7 @@ writes the progress and the trained weights; the worker turns the progress into
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -184,7 +185,6 @@ def _die_with_torchrun() -> bool:
     """
     if not sys.platform.startswith("linux"):
         return True
-    import ctypes
 
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))

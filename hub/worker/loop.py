@@ -45,7 +45,7 @@ class WorkerSettings:
 def pick_device(requested: str) -> str:
     if requested != "auto":
         return requested
-    import torch
+    import torch  # lazy: torch takes 1 s; only a worker that trains needs it
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -61,7 +61,7 @@ def pick_processes(requested: int, device: str) -> int:
                 f"--processes {requested} needs --device cuda (every visible GPU), not {device}"
             )
         return requested or 1
-    import torch
+    import torch  # lazy: torch takes 1 s; only a worker that trains needs it
 
     gpus = torch.cuda.device_count()
     if requested > gpus:

@@ -41,7 +41,7 @@ class MlpParams:
 def resolved_precision(requested: str, device: str) -> str:
     if requested != "auto":
         return requested
-    import torch
+    import torch  # lazy: torch takes 1 s; only training needs it
 
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         return "bf16"
@@ -50,7 +50,7 @@ def resolved_precision(requested: str, device: str) -> str:
 
 def build_mlp(ctx: TrainContext, params: MlpParams) -> Any:
     """The untrained module for ``ctx``: standardisation inside, softmax or rescaling out."""
-    from hub.training.mlp import Rescaled, StandardisedMLP, WithSoftmax
+    from hub.training.mlp import Rescaled, StandardisedMLP, WithSoftmax  # lazy: imports torch
 
     mean, std = ctx.features.mean(axis=0), ctx.features.std(axis=0)
     if ctx.task == "classification":

@@ -272,6 +272,6 @@ def _data_lineage(job: JobInfo, spec: JobSpec, rows: _TrainingSet) -> dict[str, 
 def device_name(device: str) -> str:
     if not device.startswith("cuda"):
         return "cpu"
-    import torch
+    import torch  # lazy: torch takes 1 s; only a CUDA device's name needs it
 
     return torch.cuda.get_device_name(torch.device(device))

@@ -22,7 +22,7 @@ class GpuTelemetry:
         self._handles: list[Any] = []
         self.note = ""
         try:
-            import pynvml
+            import pynvml  # lazy: nvidia-ml-py: absent or without a driver on CPU boxes
 
             pynvml.nvmlInit()
             count = pynvml.nvmlDeviceGetCount()

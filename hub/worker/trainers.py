@@ -39,16 +39,16 @@ def train_mlp(ctx: TrainContext) -> Any:
     With ``ctx.processes`` above 1 the same training runs under torchrun (DDP).
     """
     if ctx.processes > 1:
-        from hub.worker.ddp import train_mlp_distributed  # torch.distributed: only when asked
+        from hub.worker.ddp import train_mlp_distributed  # lazy: torch.distributed: only when asked
 
         if ctx.work_dir is not None:
             return train_mlp_distributed(ctx, ctx.processes, ctx.work_dir)
         with tempfile.TemporaryDirectory(prefix="appliance-ddp-") as tmp:
             return train_mlp_distributed(ctx, ctx.processes, Path(tmp))
 
-    import torch
+    import torch  # lazy: torch takes 1 s; only training needs it
 
-    from hub.training.mlp import fit
+    from hub.training.mlp import fit  # lazy: imports torch
 
     params = MlpParams.parse(ctx.params)
     torch.manual_seed(params.seed)

@@ -71,6 +71,7 @@ def _parquet(table: pa.Table) -> bytes:
 
 def load_clinic(hub: HubClient, zone: str) -> tuple[int, int]:
     """Define both views and ingest the data; return (scan rows, diagnosis rows)."""
+    # lazy: scikit-learn takes 1.1 s; only the demo's data needs it
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer()
@@ -123,6 +124,7 @@ def held_out(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
     The worker's label events come ordered by time, then patient id: the data's own order.
     """
+    # lazy: scikit-learn takes 1.1 s; only the demo's data needs it
     from sklearn.datasets import load_breast_cancer
 
     from hub.training.evaluation import split  # lazy: the hub extra, absent on agent boxes

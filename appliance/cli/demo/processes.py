@@ -21,6 +21,7 @@ from typing import IO, TypeVar
 import httpx
 
 from appliance.errors import ApplianceError
+from appliance.security.tls import client_ssl_context
 
 T = TypeVar("T")
 
@@ -119,7 +120,6 @@ class ServiceProcess:
     def verify(self) -> ssl.SSLContext | bool:
         if self.ca_file is None:
             return True
-        from appliance.security.tls import client_ssl_context
 
         return client_ssl_context(self.ca_file)
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance import settings as config
+from appliance.cli.connect import verify_for
 from appliance.client.hub import HubClient
 from appliance.security.credentials import UserCredentials
+from appliance.security.tls import init_ca, issue_server_cert
 from appliance.settings import HubSettings
 
 ROLES = {
@@ -48,14 +50,10 @@ class Site:
 
     def client(self, hub_url: str, username: str) -> HubClient:
         """A client signed in as ``username``."""
-        from appliance.cli.connect import verify_for
-
         credentials = self.sign_in(hub_url, username)
         return HubClient(hub_url, credentials=credentials, verify=verify_for(self.ca_file))
 
     def sign_in(self, hub_url: str, username: str) -> UserCredentials:
-        from appliance.cli.connect import verify_for
-
         with HubClient(hub_url, verify=verify_for(self.ca_file)) as anonymous:
             tokens = anonymous.sign_in(username, self.passwords[username])
         return UserCredentials(
@@ -78,8 +76,6 @@ def bootstrap_site(root: Path, *, tls: bool = True) -> Site:
     hub_dir = root / "hub"
     certs: tuple[Path, Path, Path] | None = None
     if tls:
-        from appliance.security.tls import init_ca, issue_server_cert
-
         ca = init_ca(root / "ca")
         files = issue_server_cert(
             ca, hub_dir / "tls", "hub", dns_names=("localhost",), ip_addresses=("127.0.0.1",)

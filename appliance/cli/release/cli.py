@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from appliance.cli.release.build import KINDS, BuildOptions, build
 from appliance.cli.release.verify import main as verify_main
 from appliance.errors import ApplianceError, ConfigError
@@ -29,7 +31,6 @@ def _log(text: str) -> None:
 
 def load_signing_key(path: Path) -> KeyPair:
     """The release key: an Ed25519 PKCS#8 PEM that only its owner can read."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     private = read_private_pem(path, "release signing key")
     if not isinstance(private, Ed25519PrivateKey):

@@ -82,10 +82,10 @@ def _unpickle(path: Path) -> Any:
     """Only on the uploader's own machine: runs the code the pickle holds."""
     try:
         if zipfile.is_zipfile(path):
-            import torch
+            import torch  # lazy: torch takes 1 s; only a pickled torch model needs it
 
             return torch.load(str(path), map_location="cpu", weights_only=False)
-        import joblib
+        import joblib  # lazy: only pickled uploads, on the uploader's machine
 
         return joblib.load(path)
     except Exception as exc:
@@ -102,7 +102,7 @@ def _unpickled_to_onnx(
     if hasattr(obj, "fit") and hasattr(obj, "predict"):
         out.write_bytes(sklearn.to_onnx(obj, columns))
         return
-    import torch
+    import torch  # lazy: torch takes 1 s; only a pickled torch model needs it
 
     if isinstance(obj, torch.nn.Module):
         pytorch.module_to_onnx(obj.eval(), sample, out, dynamic)

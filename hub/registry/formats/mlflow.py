@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from appliance.bundle.manifest import TensorSpec
 from appliance.bundle.tensors import NUMPY_TO_V2
@@ -66,7 +67,6 @@ def read_archive(archive: Path, folder: Path) -> MlflowModel:
 
 
 def read(folder: Path) -> MlflowModel:
-    import yaml
 
     root = find_root(folder)
     try:

@@ -17,7 +17,7 @@ OPSET = 17
 
 
 def load_torchscript(path: Path) -> Any:
-    import torch
+    import torch  # lazy: torch takes 1 s; only PyTorch uploads need it
 
     try:
         return torch.jit.load(str(path), map_location="cpu").eval()  # type: ignore[no-untyped-call]
@@ -34,7 +34,7 @@ def module_to_onnx(
     """Trace ``module`` on ``example`` (its forward's arguments in order, by input name);
     ``dynamic`` names each input's dynamic axes (default: the first), and outputs take a
     dynamic first axis."""
-    import torch
+    import torch  # lazy: torch takes 1 s; only PyTorch uploads need it
 
     if not example:
         raise UnprocessableInputError(
@@ -74,7 +74,7 @@ def module_to_onnx(
 
 def exported_to_onnx(path: Path, out: Path) -> None:
     """Convert a saved ``torch.export`` program, keeping its input names and dynamic axes."""
-    import torch
+    import torch  # lazy: torch takes 1 s; only PyTorch uploads need it
 
     try:
         program = torch.export.load(str(path))

@@ -15,7 +15,7 @@ TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
 def load_skops(path: Path) -> Any:
     """The estimator in a skops file, refused when it holds a type outside
     :data:`TRUSTED_MODULES` (skops would otherwise need to be told to trust it)."""
-    import skops.io
+    import skops.io  # lazy: skops takes 2.5 s; only skops uploads need it
 
     try:
         untrusted = skops.io.get_untrusted_types(file=path)
@@ -36,6 +36,7 @@ def load_skops(path: Path) -> Any:
 def to_onnx(estimator: Any, n_features: int | None = None) -> bytes:
     """An ONNX graph with one FP32 input ``X`` of ``[batch, n_features]``; a classifier's
     probabilities come out as a ``[batch, classes]`` tensor, not a sequence of maps."""
+    # lazy: skl2onnx takes 1.3 s; only sklearn uploads need it
     from skl2onnx import to_onnx as convert
     from skl2onnx.common.data_types import FloatTensorType
 
