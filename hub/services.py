@@ -85,38 +85,15 @@ def build_services(settings: HubSettings) -> HubServices:
         audit,
         zones=tuple(policy.zones),
     )
-    updates = UpdateService(
-        engine,
-        registry,
-        artifacts,
-        UpdateRepository(settings.data_dir / "tuf", keys_dir(settings.data_dir) / "tuf"),
-        gate,
-        audit,
-        keys_dir(settings.data_dir) / "bundles",
-        replace(
-            settings.updates,
-            offline_max_days=max(settings.updates.offline_max_days, settings.updates.offline_days),
-        ),
-    )
     site_certificates = SiteCertificates.for_hub(settings.fleet.site_ca, settings.data_dir)
     enrolment = EnrolmentService(engine, policy, audit, certificates=site_certificates)
     experiments = ExperimentService(
         engine, registry, audit, max_days=settings.releases.max_experiment_days
     )
-    updates.experiment_source = experiments.running_for
-    experiments.changes.subscribe(updates.on_change)
     rollouts = RolloutService(engine, registry, audit, max_soak_s=settings.releases.max_soak_s)
-    updates.pin_source = rollouts.pins_for
-    updates.standby_source = rollouts.standby_for
-    rollouts.changes.subscribe(updates.on_change)
     inference_keys = InferenceKeys(engine, audit, policy, site_certificates)
-    updates.key_source = inference_keys.grants_for
-    inference_keys.changes.subscribe(updates.on_change)
-    registry.changes.subscribe(updates.on_change)
-    enrolment.changes.subscribe(updates.on_change)
-    # Publish only once every source is wired: a first publication without them would
-    # drop running experiments, rollout pins and inference keys from agents' metadata.
-    updates.initialise()
+    updates = _updates(settings, engine, registry, artifacts, gate, audit)
+    _publish_from(updates, registry, enrolment, experiments, rollouts, inference_keys)
     features = FeatureStore(
         engine, settings.data_dir / "features", audit=audit, gate=gate, home_zone=settings.zone
     )
@@ -159,3 +136,49 @@ def build_services(settings: HubSettings) -> HubServices:
         schedules=schedules,
         inference_keys=inference_keys,
     )
+
+
+def _updates(
+    settings: HubSettings,
+    engine: Engine,
+    registry: RegistryService,
+    artifacts: ArtifactStore,
+    gate: ResidencyGate,
+    audit: AuditLog,
+) -> UpdateService:
+    keys = keys_dir(settings.data_dir)
+    return UpdateService(
+        engine,
+        registry,
+        artifacts,
+        UpdateRepository(settings.data_dir / "tuf", keys / "tuf"),
+        gate,
+        audit,
+        keys / "bundles",
+        replace(
+            settings.updates,
+            offline_max_days=max(settings.updates.offline_max_days, settings.updates.offline_days),
+        ),
+    )
+
+
+def _publish_from(
+    updates: UpdateService,
+    registry: RegistryService,
+    enrolment: EnrolmentService,
+    experiments: ExperimentService,
+    rollouts: RolloutService,
+    inference_keys: InferenceKeys,
+) -> None:
+    """What agents are sent follows every change that alters it; then the first publication.
+
+    Publish only once every source is wired: a first publication without them would drop
+    running experiments, rollout pins and inference keys from agents' metadata.
+    """
+    updates.experiment_source = experiments.running_for
+    updates.pin_source = rollouts.pins_for
+    updates.standby_source = rollouts.standby_for
+    updates.key_source = inference_keys.grants_for
+    for source in (experiments, rollouts, inference_keys, registry, enrolment):
+        source.changes.subscribe(updates.on_change)
+    updates.initialise()
