@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.css.query import NoMatches
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
@@ -192,10 +193,25 @@ async def signed_in(pilot: Pilot[Any], hub: LiveHub, username: str) -> MainScree
     """Sign in as one of the site's people and wait for the main screen to be up."""
     await sign_in(pilot, username, hub.site.passwords[username])
     app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.sub_title)
+    await until(pilot, lambda: f"user:{username}" in header_text(app))
     screen = app.screen
     assert isinstance(screen, MainScreen)
     return screen
+
+
+def header_text(app: ConsoleApp) -> str:
+    """What the main screen's header shows now ("" before it is up).
+
+    Waiting on this rather than on ``screen.sub_title`` waits for what the user sees: the
+    header's own watcher has then run, so a test that leaves here leaves no update queued
+    against a header being torn down (Textual's watcher then raised NoMatches(HeaderTitle)).
+    """
+    if not isinstance(app.screen, MainScreen):
+        return ""
+    try:
+        return str(app.screen.query_one("HeaderTitle").render())
+    except NoMatches:
+        return ""
 
 
 def notifications(app: ConsoleApp) -> str:

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 
 from appliance.cli.demo.processes import free_port
-from tests.tui.conftest import LiveHub, sign_in, text_of, until
+from tests.tui.conftest import LiveHub, header_text, sign_in, text_of, until
 from tui import ConsoleApp, HubConnector
-from tui.screens import MainScreen, SignInScreen
+from tui.screens import SignInScreen
 
 pytestmark = pytest.mark.anyio
 
@@ -20,8 +20,8 @@ async def test_good_password_opens_the_console(
     app = console()
     async with app.run_test(size=(80, 24)) as pilot:
         await sign_in(pilot, "admin", live_hub.site.passwords["admin"])
-        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.sub_title)
-        assert "user:admin (admin)" in str(app.screen.sub_title)
+        shown = await until(pilot, lambda: header_text(app))
+        assert "user:admin (admin)" in shown
 
 
 async def test_wrong_password_is_refused_in_the_screen(
