@@ -18,6 +18,7 @@ variable                       meaning
 ``APPLIANCE_HUB_URL``          where agents find the hub
 ``APPLIANCE_ZONE``             residency zone (the hub's own, or an agent's check)
 ``APPLIANCE_RESIDENCY_POLICY`` hub: TOML file of zones and allowed flows
+``APPLIANCE_BACKUP_DIR``       hub: where the backup before a schema migration goes
 ``APPLIANCE_APPROVALS_REQUIRED`` hub: distinct approvers for production (1 or 2)
 ``APPLIANCE_TLS_CERT``/``_KEY`` hub: serve HTTPS with this certificate and key
 ``APPLIANCE_HUB_CA``           agent/CLI: the site CA that the hub's certificate must chain to
@@ -187,6 +188,9 @@ class HubSettings:
     """The hub's own zone: the only one known when there is no residency policy file."""
     residency_policy: Path | None = None
     """TOML policy of zones and flows; default ``data_dir/residency.toml`` if present."""
+    backup_dir: Path | None = None
+    """Where the backup taken before a schema migration goes; default: beside the data
+    directory, ``<data_dir>-backups`` (never inside it: a backup of itself)."""
     tls: HubTlsSettings = field(default_factory=lambda: HubTlsSettings())
     releases: ReleaseSettings = field(default_factory=lambda: ReleaseSettings())
     updates: UpdateSettings = field(default_factory=lambda: UpdateSettings())
@@ -197,6 +201,10 @@ class HubSettings:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'hub.db'}"
+
+    @property
+    def resolved_backup_dir(self) -> Path:
+        return self.backup_dir or self.data_dir.with_name(f"{self.data_dir.name}-backups")
 
 
 @dataclass(frozen=True)

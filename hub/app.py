@@ -57,9 +57,10 @@ def _throttled(request: Request[Any, Any, Any]) -> bool:
     return request.url.path in THROTTLED_PATHS
 
 
-def create_asgi(settings: HubSettings) -> ASGIApp:
-    """The hub as served: online feature lookups answered in front of the Litestar app."""
-    services = build_services(settings)
+def create_asgi(settings: HubSettings, *, migrate: bool = False) -> ASGIApp:
+    """The hub as served: online feature lookups answered in front of the Litestar app;
+    ``migrate``: bring a database behind the code's schema up to it (after a backup)."""
+    services = build_services(settings, migrate=migrate)
     app = cast(ASGIApp, create_app(settings, services))  # ASGI types differ only in naming
     lookup = OnlineLookup(services.identity, services.features, services.engine, services.audit)
     return with_sane_paths(

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 
 from sqlalchemy.engine import Engine
 
 from appliance.security.keys import KeyPair, init_keypair, keys_dir
 from appliance.settings import HubSettings
+from hub import schema
 from hub.access.service import InferenceKeys
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
+from hub.backup import backup_before_migrating
 from hub.db import make_engine
 from hub.experiments.service import ExperimentService
 from hub.features.service import FeatureStore
@@ -25,7 +28,6 @@ from hub.registry.service import RegistryService
 from hub.residency.gate import ResidencyGate
 from hub.residency.policy import ResidencyPolicy
 from hub.rollouts.service import RolloutService
-from hub.tables import create_schema
 from hub.training.jobs import TrainingJobs
 from hub.training.schedules import RetrainingSchedules
 from hub.updates.repository import UpdateRepository
@@ -61,10 +63,13 @@ def load_policy(settings: HubSettings) -> ResidencyPolicy:
     return ResidencyPolicy.single_zone(settings.zone)
 
 
-def build_services(settings: HubSettings) -> HubServices:
+def build_services(settings: HubSettings, *, migrate: bool = False) -> HubServices:
+    """Every service over one database, which must be at the code's schema revision: an
+    empty one is created; one behind is refused unless ``migrate``, which backs the hub up
+    first (:mod:`hub.schema`)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.resolved_database_url)
-    create_schema(engine)
+    schema.prepare(engine, migrate=migrate, backup=partial(backup_before_migrating, settings))
     key = init_keypair(keys_dir(settings.data_dir))
     audit = AuditLog(key)
     policy = load_policy(settings)

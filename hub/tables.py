@@ -1,11 +1,8 @@
 """Every table of the hub, in one place: each domain's ``records`` module registers its
-tables on ``SQLModel.metadata`` when imported, and :func:`create_schema` creates them
-all. ``hub.db`` (engines and sessions) knows no domain."""
+tables on ``SQLModel.metadata`` when imported. :mod:`hub.schema` creates and migrates them
+(Alembic); ``hub.db`` (engines and sessions) knows no domain."""
 
 from __future__ import annotations
-
-from sqlalchemy.engine import Engine
-from sqlmodel import SQLModel
 
 from hub.access import records as access_records  # noqa: F401
 from hub.audit import records as audit_records  # noqa: F401
@@ -18,7 +15,3 @@ from hub.registry import records as registry_records  # noqa: F401
 from hub.rollouts import records as rollout_records  # noqa: F401
 from hub.training import records as training_records  # noqa: F401
 from hub.updates import records as update_records  # noqa: F401
-
-
-def create_schema(engine: Engine) -> None:
-    SQLModel.metadata.create_all(engine)

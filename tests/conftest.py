@@ -50,11 +50,11 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     from sqlalchemy import text
 
     from hub.db import make_engine
-    from hub.tables import create_schema
+    from hub.schema import prepare
 
     if request.param == "sqlite":
         eng = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-        create_schema(eng)
+        prepare(eng)
         try:
             yield eng
         finally:
@@ -70,7 +70,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     eng = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
     try:
-        create_schema(eng)
+        prepare(eng)
         yield eng
     finally:
         eng.dispose()

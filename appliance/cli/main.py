@@ -18,6 +18,7 @@ from appliance.cli import (
     ops,
     people,
     residency,
+    schema,
     serve,
     training,
     tui,
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve.add_parsers(sub, data_dir)
     ops.add_parsers(sub, data_dir)
+    schema.add_parsers(sub, data_dir)
     keys.add_parsers(sub, data_dir)
     ca.add_parsers(sub, data_dir)
     people.add_parsers(sub, data_dir)

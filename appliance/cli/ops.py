@@ -115,7 +115,7 @@ def _doctor_options(args: argparse.Namespace) -> DoctorOptions:
     )
 
 
-def _hub_group(
+def hub_group(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     """The subcommands of ``appliance hub``, which :mod:`appliance.cli.serve` creates."""
@@ -129,7 +129,7 @@ def _hub_group(
 def add_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], data_dir: argparse.ArgumentParser
 ) -> None:
-    hub_sub = _hub_group(sub)
+    hub_sub = hub_group(sub)
     backup = hub_sub.add_parser(
         "backup",
         parents=[data_dir],

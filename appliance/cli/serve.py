@@ -79,6 +79,7 @@ def hub_serve(args: argparse.Namespace) -> int:
             "hub_port": args.port,
             "database_url": args.database_url,
             "residency_policy": args.residency_policy,
+            "backup_dir": args.backup_dir,
             "releases": {"approvals_required": args.approvals_required},
             "tls": {
                 "cert": args.tls_cert,
@@ -102,7 +103,7 @@ def hub_serve(args: argparse.Namespace) -> int:
         )
     from hub.app import create_asgi  # lazy: the hub extra, absent on agent boxes
 
-    app = create_asgi(settings)
+    app = create_asgi(settings, migrate=args.migrate)
     scheme = "https" if tls else "http"
     log.info(
         "hub listening on %s://%s:%d (data in %s)",
@@ -314,6 +315,15 @@ def add_parsers(
         "--require-client-cert",
         action="store_true",
         help="refuse TLS clients without a certificate from --client-ca",
+    )
+    serve.add_argument(
+        "--migrate",
+        action="store_true",
+        help="upgrade a database behind this release's schema (after a backup to "
+        "--backup-dir) instead of refusing to start",
+    )
+    serve.add_argument(
+        "--backup-dir", type=_path, help="where that backup goes (default <data-dir>-backups)"
     )
     serve.set_defaults(func=hub_serve)
 

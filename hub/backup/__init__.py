@@ -11,7 +11,7 @@ verifies the restored audit chain. The archive format is in
 
 from __future__ import annotations
 
-from hub.backup.create import BackupResult, backup_hub
+from hub.backup.create import BackupResult, backup_before_migrating, backup_hub
 from hub.backup.database import AuditCheck
 from hub.backup.errors import BackupError, BackupFormatError, BackupIntegrityError
 from hub.backup.manifest import AuditHead, FileEntry, Manifest
@@ -27,6 +27,7 @@ __all__ = [
     "FileEntry",
     "Manifest",
     "RestoreResult",
+    "backup_before_migrating",
     "backup_hub",
     "read_manifest",
     "restore_hub",

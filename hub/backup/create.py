@@ -12,6 +12,7 @@ not look like a rollback to them.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import socket
@@ -53,6 +54,8 @@ _SQLITE_FILES: Final = frozenset({"hub.db", "hub.db-wal", "hub.db-shm", "hub.db-
 _IN_FLIGHT: Final = frozenset({"artifacts/tmp"})
 """Folders of half-made uploads; kept as empty folders."""
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class BackupResult:
@@ -82,6 +85,16 @@ def backup_hub(settings: HubSettings, out: Path, *, overwrite: bool = False) -> 
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return BackupResult(out, manifest, vanished, _outside_files(settings, data_dir))
+
+
+def backup_before_migrating(settings: HubSettings) -> Path:
+    """A backup of the hub in its backup folder, named for the time, before its schema
+    changes; the migration waits for it and does not start when it fails."""
+    folder = settings.resolved_backup_dir
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out = folder / f"before-migration-{utcnow().strftime('%Y%m%dT%H%M%SZ')}.tar"
+    log.warning("the hub database is behind this release: backing it up to %s first", out)
+    return backup_hub(settings, out).archive
 
 
 def _check_source(data_dir: Path) -> Path:

@@ -375,11 +375,11 @@ def test_large_files_are_streamed_not_read_into_memory(tmp_path: Path) -> None:
 
     from appliance.security.keys import init_keypair, keys_dir
     from hub.db import make_engine
-    from hub.tables import create_schema
+    from hub.schema import prepare
 
     hub = tmp_path / "hub"
     engine = make_engine(f"sqlite:///{hub / 'hub.db'}")
-    create_schema(engine)
+    prepare(engine)
     engine.dispose()
     init_keypair(keys_dir(hub))
     big = hub / "artifacts" / "sha256" / "ab" / ("ab" + "0" * 62)

@@ -1,0 +1,81 @@
+"""Issue 16: a hub database made by release 0.1.0 (the last before migrations, filled by
+the demo: tests/fixtures/hub-0.1.0-demo) upgrades in place with ``appliance hub db
+upgrade``, keeps every record and still verifies its audit chain; the hub then starts on
+it. A database from a newer release is refused with the reason, not a traceback."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tarfile
+from pathlib import Path
+
+from appliance.cli.demo.processes import hub_process
+from tests.harness.cli import appliance
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "hub-0.1.0-demo"
+
+
+def _counts(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as connection:
+        names = [
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'alembic_version'"
+            )
+        ]
+        return {n: connection.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
+
+
+def _hub_copy(tmp_path: Path) -> Path:
+    data_dir = tmp_path / "hub"
+    shutil.copytree(FIXTURE, data_dir, ignore=shutil.ignore_patterns("README.md"))
+    return data_dir
+
+
+def test_a_demo_filled_hub_from_the_release_before_migrations_upgrades_intact(
+    tmp_path: Path,
+) -> None:
+    data_dir = _hub_copy(tmp_path)
+    before = _counts(data_dir / "hub.db")
+    assert before["model_versions"] == 3 and before["audit_entries"] == 76  # the fixture
+
+    upgraded = appliance("hub", "db", "upgrade", "--data-dir", str(data_dir))
+
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "made before migrations" in upgraded.stdout
+    backups = list((tmp_path / "hub-backups").glob("before-migration-*.tar"))
+    assert len(backups) == 1 and tarfile.is_tarfile(backups[0])  # taken before the upgrade
+    assert _counts(data_dir / "hub.db") == before  # every record of every table
+    with sqlite3.connect(data_dir / "hub.db") as connection:
+        stages = connection.execute("SELECT version, stage FROM model_versions ORDER BY 1")
+        assert stages.fetchall() == [(1, "archived"), (2, "staging"), (3, "production")]
+    current = appliance("hub", "db", "current", "--data-dir", str(data_dir))
+    assert current.returncode == 0 and "made before migrations" not in current.stdout
+    check = appliance("hub", "db", "check", "--data-dir", str(data_dir))
+    assert check.returncode == 0, check.stdout
+    verified = appliance("audit", "verify", "--data-dir", str(data_dir))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    hub = hub_process(data_dir)
+    hub.start()
+    try:
+        hub.wait_healthy()
+    finally:
+        hub.stop()
+    assert _counts(data_dir / "hub.db")["model_versions"] == 3
+
+
+def test_a_hub_on_a_database_from_a_newer_release_refuses_to_start_and_says_why(
+    tmp_path: Path,
+) -> None:
+    data_dir = _hub_copy(tmp_path)
+    assert appliance("hub", "db", "upgrade", "--data-dir", str(data_dir)).returncode == 0
+    with sqlite3.connect(data_dir / "hub.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+
+    served = appliance("hub", "serve", "--data-dir", str(data_dir), "--port", "0")
+
+    assert served.returncode != 0
+    assert "9999" in served.stderr and "newer release" in served.stderr
+    assert "Traceback" not in served.stderr
