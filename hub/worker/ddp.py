@@ -13,7 +13,6 @@ writes the progress and the trained weights; the worker turns the progress into
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
+from appliance.children import die_with_parent
 from appliance.errors import ApplianceError, InvalidInputError
 from hub.training.mlp import Stopped, fit
 from hub.worker.context import TrainContext
@@ -185,9 +185,7 @@ def _die_with_torchrun() -> bool:
     """
     if not sys.platform.startswith("linux"):
         return True
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    die_with_parent(signal.SIGKILL)
     try:  # torchrun may have died before prctl: then the parent is a reaper, not torchrun
         parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
     except OSError:

@@ -6,6 +6,7 @@ real commands a user would run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,13 +14,14 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
 
 import httpx
 
+from appliance.children import dying_with
 from appliance.errors import ApplianceError
 from appliance.security.tls import client_ssl_context
 
@@ -92,7 +94,8 @@ class ServiceProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C in a terminal reaches the demo, which stops it
+            preexec_fn=dying_with(os.getpid()),  # and it stops when the demo dies, however
         )
 
     def wait_healthy(self, timeout: float = 60.0, *, accept: tuple[int, ...] = (200,)) -> float:
@@ -130,28 +133,42 @@ class ServiceProcess:
             return ""
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            self._close_log()
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout)
+        self.send_signal(signal.SIGTERM)
+        if self.process is not None:
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
         self._close_log()
 
     def kill(self) -> None:
         """Stop abruptly, as a power cut would."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+        self.send_signal(signal.SIGKILL)
+        if self.process is not None:
             self.process.wait()
         self._close_log()
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the service and the processes it started, if it still runs."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                os.killpg(self.process.pid, sig)
 
     def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def stop_all(processes: Iterable[ServiceProcess], timeout: float = 10.0) -> None:
+    """Stop every one together: all are told at once, and all get ``timeout`` in total
+    before the rest are killed (one by one they would take up to ``timeout`` each)."""
+    running = list(processes)
+    for proc in running:
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in running:
+        proc.stop(max(deadline - time.monotonic(), 0.1))
 
 
 def hub_process(

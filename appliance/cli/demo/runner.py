@@ -35,6 +35,7 @@ from appliance.cli.demo.processes import (
     agent_process,
     hub_process,
     serving_version,
+    stop_all,
     wait_for,
     worker_process,
 )
@@ -276,6 +277,9 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
     console.print(f"[bold]Appliance demo[/] in {root}")
     processes: list[ServiceProcess] = []
     started = time.monotonic()
+    # What a supervisor, 'timeout' or a closed terminal sends stops the demo as Ctrl-C does:
+    # the services it started stop with it (and die with it if it is killed outright).
+    handlers = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         fleet = _start_fleet(root, processes)
         _start_training(root, fleet, processes)
@@ -292,8 +296,9 @@ def run_demo(data_dir: Path | None, *, serve: bool = False) -> int:
             console.print(proc.log_tail(), highlight=False, markup=False)
         return 1
     finally:
-        for proc in reversed(processes):
-            proc.stop()
+        stop_all(reversed(processes))
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 def _started(processes: list[ServiceProcess], proc: ServiceProcess) -> ServiceProcess:
@@ -534,7 +539,6 @@ def _serve_forever(
     console.print(
         f"  sign in: appliance login --hub {hub.url} --hub-ca {site.ca_file} --username alice"
     )
-    signal.signal(signal.SIGTERM, _interrupt)  # 'kill' stops the services too, as Ctrl-C does
     try:
         while all(p.process is not None and p.process.poll() is None for p in [hub, *agents]):
             time.sleep(1)

@@ -1,0 +1,79 @@
+"""Issue 16: ``appliance demo`` leaves no process behind, whatever stops it: SIGTERM (a
+supervisor, ``timeout``, a CI runner), SIGINT, SIGHUP (a closed terminal), and SIGKILL,
+after which it runs no clean-up and the kernel stops its children (PR_SET_PDEATHSIG).
+
+Its hub and agents run in sessions of their own, so a signal sent to the demo's process
+alone, as these tests send it, reaches them only through the demo."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+DEADLINE_S = 60.0
+"""How long a condition may take on a loaded box; the tests wait for conditions, not time."""
+
+
+def _started_by(marker: str, not_pid: int) -> set[int]:
+    """Processes whose command line names ``marker`` (the demo's data directory)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == not_pid:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def _wait(check, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {DEADLINE_S:.0f} s: {what}")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name
+)
+def test_the_demo_leaves_no_process_behind(tmp_path: Path, sig: signal.Signals) -> None:
+    data_dir = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "demo", "--data-dir", str(data_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # like a service of its own; the test signals its pid alone
+    )
+    marker = str(data_dir)
+    try:
+        # the hub and both agents are up: three processes started for this data directory
+        _wait(lambda: len(_started_by(marker, demo.pid)) >= 3, "the hub and two agents")
+
+        demo.send_signal(sig)
+
+        _wait(lambda: demo.poll() is not None, "the demo to exit")
+        _wait(lambda: not _started_by(marker, demo.pid), "every process it started to end")
+    finally:
+        for pid in _started_by(marker, demo.pid):  # only if the test failed
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if demo.poll() is None:
+            demo.kill()
+        demo.wait()
+    if sig is not signal.SIGKILL:
+        assert demo.returncode == 130  # stopped as asked, not crashed
+        assert b"Traceback" not in (demo.stderr.read() if demo.stderr else b"")
