@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from appliance.children import dying_with
 from appliance.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,12 @@ class ServingProcesses:
     def _spawn(self, slot: int) -> None:
         # systemd hears READY=1 from the owner alone
         env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
-        process = subprocess.Popen(self.command, pass_fds=(self.sock.fileno(),), env=env)
+        process = subprocess.Popen(
+            self.command,
+            pass_fds=(self.sock.fileno(),),
+            env=env,
+            preexec_fn=dying_with(os.getpid()),  # a SIGKILLed owner takes them along at once
+        )
         self._processes[slot] = process
         log.info("serving process %d started (pid %d)", slot + 1, process.pid)
 

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import record
 from torch.nn.parallel import DistributedDataParallel
 
-from appliance.children import die_with_parent
+from appliance.children import die_with_parent, dying_with
 from appliance.errors import ApplianceError, InvalidInputError
 from hub.training.mlp import Stopped, fit
 from hub.worker.context import TrainContext
@@ -107,6 +107,7 @@ def train_mlp_distributed(ctx: TrainContext, processes: int, work_dir: Path) -> 
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=dying_with(os.getpid()),  # a SIGKILLed worker takes torchrun along
         )
     try:
         returncode = _supervise(proc, ctx, work_dir)
@@ -283,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             weights = {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
             _write_atomic(work_dir / MODEL_FILE, lambda p: torch.save(weights, p))
+        # Every rank tears gloo down together: a rank that destroyed its process group while
+        # rank 0 was still saving aborted at exit now and then ("terminate called without
+        # an active exception", SIGABRT), and torchrun reported the run failed.
+        dist.barrier()
     except Exception as exc:
         message = f"rank {rank}: {type(exc).__name__}: {exc}"
         _write_atomic(work_dir / f"error-rank{rank}.txt", lambda p: p.write_text(message))
