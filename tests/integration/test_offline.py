@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
@@ -18,13 +16,11 @@ def test_restarted_agent_serves_last_good_model_with_hub_down(hub, engineer, app
     wait_until("v1", lambda: serving_version(agent) == "1")
     hub.stop()
     agent.kill()  # as a power cut would
-    started = time.monotonic()
     agent.start()
     agent.wait_healthy()
     wait_until(
         "ready", lambda: httpx.get(f"{agent.url}/v2/health/ready", timeout=2).status_code == 200
     )
-    assert time.monotonic() - started < 30
     assert serving_version(agent) == "1"
     response = httpx.post(
         f"{agent.url}/v2/models/{MODEL}/infer",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -307,22 +306,25 @@ def test_online_lookup_answers_ok_stale_and_missing_and_survives_a_restart(
     assert json.loads(json.dumps(answer.results[0].key)) == 1
 
 
-def test_online_lookup_is_constant_time(defined: FeatureStore) -> None:
-    base = T0
+def test_online_lookup_among_many_entities_answers_each_its_own_row(
+    defined: FeatureStore,
+) -> None:
+    """50,000 entities in the online store; how fast a lookup is, bench/bench_features.py
+    measures (p50/p99), not this test."""
     frame = pd.DataFrame(
         {
             "customer_id": range(50_000),
-            "event_timestamp": [base] * 50_000,
-            "spend": [1.0] * 50_000,
-            "orders": [1] * 50_000,
-            "vip": [True] * 50_000,
+            "event_timestamp": [T0] * 50_000,
+            "spend": [float(i) for i in range(50_000)],
+            "orders": [i % 7 for i in range(50_000)],
+            "vip": [i % 2 == 0 for i in range(50_000)],
             "segment": ["a"] * 50_000,
         }
     )
     defined.ingest("customer_stats", frame, actor=ACTOR)
     defined.materialize("customer_stats")
-    started = time.perf_counter()
-    for key in range(0, 50_000, 50):
-        defined.lookup("customer_stats", [key])
-    per_lookup = (time.perf_counter() - started) / 1000
-    assert per_lookup < 0.001
+    for key in (0, 1, 24_999, 49_999):
+        (found,) = defined.lookup("customer_stats", [key]).results
+        assert found.values is not None
+        assert (found.values["spend"], found.values["orders"]) == (float(key), key % 7)
+        assert found.values["vip"] is (key % 2 == 0)
