@@ -30,6 +30,7 @@ from agent.repository import LoadedModel, ModelRepository
 from agent.store import BundleStore
 from agent.updates.fetchers import FetchLimits, HubFetcher
 from agent.updates.trusted import Offer, TrustedUpdates, metadata_dir
+from appliance import logs
 from appliance.client.hub import HubClient
 from appliance.errors import (
     ApplianceError,
@@ -131,6 +132,8 @@ class SyncWorker:
     def _run(self) -> None:
         next_sync = 0.0
         while not self._stop.is_set():
+            # one request id a round: its lines here and the hub's for its calls share it
+            logs.request_id.set(logs.new_request_id())
             try:
                 self.check_probations()
                 if time.monotonic() >= next_sync:

@@ -7,9 +7,12 @@ request on a 2-core box; these routes are measured in hundreds of µs).
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from appliance import logs
 from appliance.errors import ApplianceError, BodyTooLargeError, NotFoundError
 from appliance.ids import bad_number_in_path
 from appliance.security.tls import certificate_sha256
@@ -19,7 +22,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -106,3 +108,53 @@ def with_sane_paths(app: ASGIApp, error_body: Callable[[ApplianceError], bytes])
         return await app(scope, receive, send)
 
     return guard
+
+
+def with_request_id(app: ASGIApp) -> ASGIApp:
+    """Every HTTP request runs with a request id (:mod:`appliance.logs`): the caller's
+    ``X-Request-ID`` when it is a plain token, else a new one; the answer carries it."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        given = logs.accepted_request_id(header(scope, logs.REQUEST_ID_HEADER.encode()))
+        token = logs.request_id.set(given)
+
+        async def send_with_id(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
+                message["headers"] = [*headers, (b"x-request-id", given.encode())]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_id)
+        finally:
+            logs.request_id.reset(token)
+
+    return wrapped
+
+
+def with_access_log(app: ASGIApp, logger: logging.Logger) -> ASGIApp:
+    """One line per HTTP request when its answer is done: method, path (without its query),
+    status and time taken; in JSON logs with the request's id, actor, model and version."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]  # what a client sees if the app ends without answering
+
+        async def send_noting_status(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
+        try:
+            await app(scope, receive, send_noting_status)
+        finally:
+            took_ms = (time.perf_counter() - started) * 1000
+            logger.info("%s %s %d %.1f ms", scope["method"], scope["path"], status[0], took_ms)
+
+    return wrapped

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -16,8 +18,16 @@ from litestar.openapi import OpenAPIConfig
 from litestar.response import Response
 from litestar.types import ControllerRouterHandler
 
-from appliance import __version__
-from appliance.asgi import ASGIApp, with_sane_paths
+from appliance import __version__, logs
+from appliance.asgi import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    with_access_log,
+    with_request_id,
+    with_sane_paths,
+)
 from appliance.errors import ApplianceError, nested_too_deeply
 from appliance.security.keys import public_pem
 from appliance.settings import HubSettings
@@ -43,6 +53,7 @@ from hub.updates.controllers import TufController, UpdatesController
 
 JSON_BODY_LIMIT = 1 << 20
 """Every endpoint takes at most 1 MiB, except model uploads (their own, larger limit)."""
+access_log = logging.getLogger("hub.access")
 THROTTLED_PATHS = frozenset(
     {"/api/v1/auth/sign-in", "/api/v1/auth/refresh", "/api/v1/agents/enrol"}
 )
@@ -63,9 +74,34 @@ def create_asgi(settings: HubSettings, *, migrate: bool = False) -> ASGIApp:
     services = build_services(settings, migrate=migrate)
     app = cast(ASGIApp, create_app(settings, services))  # ASGI types differ only in naming
     lookup = OnlineLookup(services.identity, services.features, services.engine, services.audit)
-    return with_sane_paths(
-        with_fast_online_lookup(app, lookup), lambda exc: msgspec.json.encode(error_body(exc))
+    return with_request_id(
+        _with_model_in_logs(
+            with_access_log(
+                with_sane_paths(
+                    with_fast_online_lookup(app, lookup),
+                    lambda exc: msgspec.json.encode(error_body(exc)),
+                ),
+                access_log,
+            )
+        )
     )
+
+
+_MODEL_PATH = re.compile(r"/api/v1/models/([^/]+)(?:/versions/(\d+))?")
+
+
+def _with_model_in_logs(app: ASGIApp) -> ASGIApp:
+    """A request about one model (or one of its versions) logs which (:mod:`appliance.logs`)."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        found = _MODEL_PATH.match(scope.get("path", "")) if scope["type"] == "http" else None
+        if found:
+            logs.model.set(found[1])
+            if found[2]:
+                logs.version.set(found[2])
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 def create_app(settings: HubSettings, services: HubServices | None = None) -> Litestar:

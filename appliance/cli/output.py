@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-import logging
-import sys
+import argparse
+import os
 
 from rich.console import Console
+
+from appliance import logs
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
+def setup_logging(log_format: str | None = None, level: str = "INFO") -> None:
+    """Log to standard error as text, or as JSON lines with ``json`` (``--log-format``,
+    else ``APPLIANCE_LOG_FORMAT``): :mod:`appliance.logs`."""
+    logs.configure(log_format or os.environ.get("APPLIANCE_LOG_FORMAT") or "text", level)
+
+
+def log_format_flag() -> argparse.ArgumentParser:
+    """``--log-format``, for the commands that run a service."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument(
+        "--log-format",
+        choices=logs.LOG_FORMATS,
+        help="text, or json: one JSON object a line for ELK or journald "
+        "(default $APPLIANCE_LOG_FORMAT, else text)",
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)  # "run skipped" noise
+    return parser
 
 
 def fail(message: str, hint: str | None = None) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from appliance import settings as config
 from appliance.cli.connect import hub_flags, user_client
-from appliance.cli.output import console, setup_logging
+from appliance.cli.output import console, log_format_flag, setup_logging
 from appliance.errors import ConfigError
 from appliance.sd_notify import notify
 from appliance.security.tls import server_tls_options
@@ -58,6 +58,7 @@ def _uvicorn(
         host=host,
         port=port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through ours, so JSON logs are JSON throughout
         access_log=False,
         http=PeerCertificateProtocol if peer_certificates else "httptools",
         loop="auto",
@@ -70,7 +71,7 @@ def _uvicorn(
 
 
 def hub_serve(args: argparse.Namespace) -> int:
-    setup_logging()
+    setup_logging(args.log_format)
     settings = config.load(
         HubSettings,
         {
@@ -145,7 +146,7 @@ def _agent_settings(args: argparse.Namespace) -> AgentSettings:
 
 
 def agent_serve(args: argparse.Namespace) -> int:
-    setup_logging()
+    setup_logging(args.log_format)
     settings = _agent_settings(args)
     from agent.app import build_core, create_app  # lazy: the agent extra, absent on hubs
     from appliance.cli.serving_processes import (
@@ -293,7 +294,9 @@ def add_parsers(
 ) -> None:
     hub = sub.add_parser("hub", help="run the hub")
     hub_sub = hub.add_subparsers(dest="hub_command", required=True)
-    serve = hub_sub.add_parser("serve", parents=[data_dir], help="serve the hub's HTTP API")
+    serve = hub_sub.add_parser(
+        "serve", parents=[data_dir, log_format_flag()], help="serve the hub's HTTP API"
+    )
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default 8700)")
     serve.add_argument("--database-url", help="SQLAlchemy URL; default SQLite in the data dir")
@@ -349,7 +352,7 @@ def add_parsers(
     )
 
     aserve = agent_sub.add_parser(
-        "serve", parents=[data_dir, identity], help="serve models over KServe v2"
+        "serve", parents=[data_dir, identity, log_format_flag()], help="serve models over KServe v2"
     )
     aserve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     aserve.add_argument("--port", type=int, help="port (default 8701)")

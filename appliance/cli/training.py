@@ -13,7 +13,7 @@ import msgspec
 from rich.table import Table
 
 from appliance.cli.connect import hub_flags, user_client
-from appliance.cli.output import console, setup_logging
+from appliance.cli.output import console, log_format_flag, setup_logging
 from appliance.errors import ConfigError, InvalidInputError
 from appliance.wire.training import TERMINAL_STATES, JobInfo, JobSpec, ScheduleSpec
 
@@ -153,7 +153,7 @@ def _check_identity(given: str | None, account: str, what: str) -> None:
 def worker_run(args: argparse.Namespace) -> int:
     from hub.worker.loop import Worker, WorkerSettings  # lazy: the hub extra, absent on agent boxes
 
-    setup_logging()
+    setup_logging(args.log_format)
     with user_client(args) as hub:
         me = hub.whoami()
         name, zone = str(me["actor"]).split(":", 1)[-1], me.get("zone") or "the hub's zone"
@@ -218,7 +218,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     worker = sub.add_parser(
         "worker",
-        parents=[hub_flag],
+        parents=[hub_flag, log_format_flag()],
         help="work training jobs off the hub's queue (signed in as a 'worker' account)",
     )
     worker.add_argument(

@@ -19,6 +19,7 @@ from typing import IO, Any, TypeVar
 import httpx
 import msgspec
 
+from appliance import logs
 from appliance.client.training import TrainingApi
 from appliance.errors import BundleFormatError, HubRejectedError, HubUnavailableError
 from appliance.security.credentials import Credentials
@@ -49,6 +50,13 @@ from appliance.wire.registry import ModelDetail, ModelSummary, VersionInfo
 T = TypeVar("T")
 
 
+def _with_request_id(request: httpx.Request) -> None:
+    """Send the caller's request id (:mod:`appliance.logs`), so the hub logs the same one."""
+    current = logs.request_id.get()
+    if current is not None:
+        request.headers[logs.REQUEST_ID_HEADER] = current
+
+
 class HubClient(TrainingApi):
     def __init__(
         self,
@@ -60,7 +68,12 @@ class HubClient(TrainingApi):
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, verify=verify)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            verify=verify,
+            event_hooks={"request": [_with_request_id]},
+        )
 
     def close(self) -> None:
         self._http.close()

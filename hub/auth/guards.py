@@ -16,6 +16,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.types import Guard
 
+from appliance import logs
 from appliance.errors import AuthenticationError, PermissionDeniedError
 from hub.auth.principal import Principal
 from hub.auth.roles import Permission, roles_with
@@ -69,6 +70,7 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         identity: Authenticator = connection.app.state.identity
         token = bearer_token(connection)
         principal = await anyio.to_thread.run_sync(identity.authenticate, token)
+        logs.actor.set(principal.actor)  # this request's log lines name who made it
         return AuthenticationResult(user=principal, auth=token)
 
 
