@@ -22,7 +22,7 @@ from litestar.handlers.http_handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 
-from agent import v2_codec
+from agent import state_schema, v2_codec
 from agent.access import DataPlaneAccess
 from agent.batching import Batchers, parse_policies
 from agent.core import AgentCore
@@ -128,6 +128,10 @@ def build_core(
     serves what the owning process installed and neither syncs, recovers nor tests drift.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if serving_only:
+        state_schema.check(settings.data_dir)  # the owner migrates; a follower only reads
+    else:
+        state_schema.prepare(settings.data_dir)
     policy = InstallPolicy(runtime=settings.runtime, threads=settings.inference.threads)
     store = BundleStore(settings.data_dir)
     repository = ModelRepository()

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from appliance.errors import StorageError
 from appliance.fsutil import private_file
 from appliance.wire.fleet import ReportKind
 
@@ -57,6 +58,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 """
 DEFAULT_MAX_DEAD_LETTERS = 1_000
+SCHEMA_VERSION = 1
+"""The outbox's tables: version 1 is ``_SCHEMA`` as release 0.1.0 made it."""
+_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+"""The statements that bring the tables to each version from the one before (none yet)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,31 @@ class Outbox:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the file's tables to :data:`SCHEMA_VERSION` (``PRAGMA user_version``): a
+        new file is created at it; release 0.1.0's, which set no version, holds version 1;
+        a newer release's is refused."""
+        found = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            self._db.close()
+            raise StorageError(
+                f"the outbox {self.path} has version {found}, newer than this release's "
+                f"{SCHEMA_VERSION}: a newer release wrote it"
+            )
+        steps = [s for s in _SCHEMA.split(";") if s.strip()] if found == 0 else []
+        for version in range(max(found, 1) + 1, SCHEMA_VERSION + 1):
+            steps += _MIGRATIONS[version]
+        self._db.execute("BEGIN IMMEDIATE")  # (executescript would commit on its own)
+        try:
+            for statement in steps:
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -151,9 +180,7 @@ class Outbox:
         with self._transaction() as db:
             moved = 0
             for key, reason in refused:
-                row = db.execute(
-                    "SELECT kind, body FROM reports WHERE key = ?", (key,)
-                ).fetchone()
+                row = db.execute("SELECT kind, body FROM reports WHERE key = ?", (key,)).fetchone()
                 if row is None:
                     continue
                 db.execute(
@@ -176,8 +203,7 @@ class Outbox:
         """The newest refused reports: key, kind, reason and when."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT key, kind, reason, refused_at FROM dead_letters ORDER BY seq DESC "
-                "LIMIT ?",
+                "SELECT key, kind, reason, refused_at FROM dead_letters ORDER BY seq DESC LIMIT ?",
                 (limit,),
             ).fetchall()
         return [{"key": k, "kind": kind, "reason": r, "refused_at": at} for k, kind, r, at in rows]
