@@ -5,10 +5,14 @@ it. A database from a newer release is refused with the reason, not a traceback.
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import sqlite3
 import tarfile
 from pathlib import Path
+
+import pytest
 
 from appliance.cli.demo.processes import hub_process
 from tests.harness.cli import appliance
@@ -79,3 +83,59 @@ def test_a_hub_on_a_database_from_a_newer_release_refuses_to_start_and_says_why(
     assert served.returncode != 0
     assert "9999" in served.stderr and "newer release" in served.stderr
     assert "Traceback" not in served.stderr
+
+
+def test_the_same_hub_on_postgresql_upgrades_intact(tmp_path: Path) -> None:
+    """Release 0.1.0's records, put in PostgreSQL by its create_all, upgrade the same way."""
+    from sqlalchemy import func, insert, select, text
+    from sqlmodel import SQLModel
+
+    import hub.tables  # noqa: F401  (every table on the metadata)
+    from hub.db import make_engine
+    from tests.conftest import POSTGRES_URL, _postgres_unreachable_reason
+
+    reason = _postgres_unreachable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    data_dir = _hub_copy(tmp_path)
+    name = f"upgrade_{secrets.token_hex(4)}"
+    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    target, source = make_engine(url), make_engine(f"sqlite:///{data_dir / 'hub.db'}")
+    try:
+        SQLModel.metadata.create_all(target)  # what release 0.1.0's hub did on PostgreSQL
+        before: dict[str, int] = {}
+        with source.connect() as read, target.begin() as write:
+            for table in SQLModel.metadata.sorted_tables:
+                rows = [dict(r) for r in read.execute(select(table)).mappings()]
+                before[table.name] = len(rows)
+                if rows:
+                    write.execute(insert(table), rows)
+                    if "id" in table.c:  # as if the rows had been inserted one by one
+                        write.execute(
+                            text("SELECT setval(pg_get_serial_sequence(:t, 'id'), :n)"),
+                            {"t": f'"{table.name}"', "n": max(r["id"] for r in rows)},
+                        )
+        env = {**os.environ, "APPLIANCE_DATABASE_URL": url}
+
+        upgraded = appliance("hub", "db", "upgrade", "--data-dir", str(data_dir), env=env)
+
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+        with target.connect() as read:
+            after = {
+                t.name: read.execute(select(func.count()).select_from(t)).scalar_one()
+                for t in SQLModel.metadata.sorted_tables
+            }
+        assert after == before and before["audit_entries"] == 76
+        check = appliance("hub", "db", "check", "--data-dir", str(data_dir), env=env)
+        assert check.returncode == 0, check.stdout
+        verified = appliance("audit", "verify", "--data-dir", str(data_dir), env=env)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        target.dispose()
+        source.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
