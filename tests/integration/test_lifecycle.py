@@ -12,10 +12,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from appliance.cli.demo.processes import wait_for
 
 DEADLINE_S = 60.0
 """How long a condition may take on a loaded box; the tests wait for conditions, not time."""
@@ -36,16 +37,6 @@ def _started_by(marker: str, not_pid: int) -> set[int]:
     return found
 
 
-def _wait(check, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {DEADLINE_S:.0f} s: {what}")
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize(
     "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name
@@ -61,12 +52,14 @@ def test_the_demo_leaves_no_process_behind(tmp_path: Path, sig: signal.Signals) 
     marker = str(data_dir)
     try:
         # the hub and both agents are up: three processes started for this data directory
-        _wait(lambda: len(_started_by(marker, demo.pid)) >= 3, "the hub and two agents")
+        wait_for(
+            "the hub and two agents", lambda: len(_started_by(marker, demo.pid)) >= 3, DEADLINE_S
+        )
 
         demo.send_signal(sig)
 
-        _wait(lambda: demo.poll() is not None, "the demo to exit")
-        _wait(lambda: not _started_by(marker, demo.pid), "every process it started to end")
+        wait_for("the demo to exit", lambda: demo.poll() is not None, DEADLINE_S)
+        wait_for("its processes to end", lambda: not _started_by(marker, demo.pid), DEADLINE_S)
     finally:
         for pid in _started_by(marker, demo.pid):  # only if the test failed
             with contextlib.suppress(ProcessLookupError):
