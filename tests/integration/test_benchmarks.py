@@ -73,3 +73,34 @@ def test_the_upload_benchmark_measures_its_target_in_quick_mode(tmp_path: Path) 
     assert targets == ["refused upload: peak growth / its size"]
     assert figures["uploads"]["ONNX model"]["answer"] == "accepted"
     assert figures["uploads"]["no model"]["answer"].startswith("400")
+
+
+@pytest.mark.parametrize(
+    ("script", "small", "prints"),
+    [
+        ("bench_drift.py", ["--calls", "200", "--repeats", "2"], "overhead at p50"),
+        (
+            "bench_trainer.py",
+            ["--rows", "2000", "--epochs", "1", "--repeats", "1", "--device", "cpu"],
+            "ours / plain loop",
+        ),
+        ("bench_updates.py", ["--mb", "1", "--rounds", "1", "--targets", "20"], "median"),
+        (
+            "bench_features.py",
+            ["--features", "20000", "--events", "2000", "--repeat", "1"],
+            "over HTTP, 100 entities",
+        ),
+    ],
+)
+def test_the_other_benchmarks_run_on_small_inputs(
+    script: str, small: list[str], prints: str
+) -> None:
+    """Issue 16: every script in bench/ runs in CI, small, so none breaks unnoticed."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *small],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert prints in done.stdout
