@@ -38,7 +38,13 @@ def _restart(data_dir: Path) -> tuple[int, np.ndarray]:
         AgentSettings(hub_url="http://127.0.0.1:9", data_dir=data_dir), start_sync=False
     )
     model = core.repository.get("tiny")
-    return model.version, model.runtime.infer(ROW)["probabilities"]
+    try:
+        return model.version, model.runtime.infer(ROW)["probabilities"]
+    finally:
+        # Closed here, not whenever the garbage collector gets to it: closing the outbox's
+        # last connection removes its -wal and -shm files, which a copy of the folder
+        # running meanwhile would find gone (shutil.Error).
+        core.outbox.close()
 
 
 @pytest.fixture(scope="module")
