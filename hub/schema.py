@@ -117,12 +117,7 @@ def prepare(
             _run(connection, "stamp", BASELINE)
         if found.at_head:
             return _state(connection)
-        if found.current not in _known():
-            raise ConfigError(
-                f"the hub database is at revision {found.current}, which this release does "
-                f"not know (its newest is {found.head}): a newer release made it",
-                hint="run the release that made it, or restore a backup taken before",
-            )
+        _refuse_newer(found)
         if not migrate:
             raise SchemaBehindError(
                 f"the hub database is behind this release ({found.describe()})",
@@ -135,14 +130,32 @@ def prepare(
         return _state(connection)
 
 
-def upgrade(engine: Engine, revision: str = "head") -> SchemaState:
-    """Bring the database to ``revision`` (a database from before migrations is stamped
-    as the baseline first)."""
+def upgrade(
+    engine: Engine, *, backup: Callable[[], Any] | None = None
+) -> tuple[SchemaState, SchemaState]:
+    """Bring the database to head, ``backup()`` first when it holds records (a database
+    from before migrations is stamped as the baseline); its state before and after. A
+    newer release's database is refused before anything, the backup included, is done."""
     with _locked(engine) as connection:
-        if _state(connection).before_migrations:
+        before = _state(connection)
+        if before.at_head and not before.before_migrations:
+            return before, before
+        _refuse_newer(before)
+        if before.current is not None and backup is not None:
+            backup()
+        if before.before_migrations:
             _run(connection, "stamp", BASELINE)
-        _run(connection, "upgrade", revision)
-        return _state(connection)
+        _run(connection, "upgrade", "head")
+        return before, _state(connection)
+
+
+def _refuse_newer(found: SchemaState) -> None:
+    if found.current is not None and found.current not in _known():
+        raise ConfigError(
+            f"the hub database is at revision {found.current}, which this release does "
+            f"not know (its newest is {found.head}): a newer release made it",
+            hint="run the release that made it, or restore a backup taken before",
+        )
 
 
 def differences(engine: Engine, tables: MetaData | None = None) -> list[Any]:

@@ -51,16 +51,15 @@ def db_upgrade(args: argparse.Namespace) -> int:
     from hub.backup import backup_before_migrating  # lazy: the hub extra, as above
 
     settings = _settings(args)
-    engine = _engine(settings)
-    before = schema.state(engine)
-    if before.at_head and not before.before_migrations:
+
+    def backup() -> None:
+        console.print(f"backed up to {backup_before_migrating(settings)}", highlight=False)
+
+    before, after = schema.upgrade(_engine(settings), backup=backup)
+    if after is before:
         console.print(f"already at {before.head}; nothing to do", highlight=False)
-        return 0
-    if before.current is not None:
-        archive = backup_before_migrating(settings)
-        console.print(f"backed up to {archive}", highlight=False)
-    after = schema.upgrade(engine)
-    console.print(f"upgraded: {before.describe()} → {after.current}", highlight=False)
+    else:
+        console.print(f"upgraded: {before.describe()} → {after.current}", highlight=False)
     return 0
 
 

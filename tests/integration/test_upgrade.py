@@ -83,6 +83,14 @@ def test_a_hub_on_a_database_from_a_newer_release_refuses_to_start_and_says_why(
     assert served.returncode != 0
     assert "9999" in served.stderr and "newer release" in served.stderr
     assert "Traceback" not in served.stderr
+    backups = set((tmp_path / "hub-backups").glob("*.tar"))
+
+    upgraded = appliance("hub", "db", "upgrade", "--data-dir", str(data_dir))
+
+    assert upgraded.returncode != 0
+    assert "9999" in upgraded.stderr and "newer release" in upgraded.stderr
+    assert "Traceback" not in upgraded.stderr
+    assert set((tmp_path / "hub-backups").glob("*.tar")) == backups  # refused before backing up
 
 
 def test_the_same_hub_on_postgresql_upgrades_intact(tmp_path: Path) -> None:
