@@ -101,18 +101,15 @@ class Outbox:
                 f"the outbox {self.path} has version {found}, newer than this release's "
                 f"{SCHEMA_VERSION}: a newer release wrote it"
             )
+        if found == SCHEMA_VERSION:
+            return  # nothing to write (each serving process of --workers opens it too)
         steps = [s for s in _SCHEMA.split(";") if s.strip()] if found == 0 else []
         for version in range(max(found, 1) + 1, SCHEMA_VERSION + 1):
             steps += _MIGRATIONS[version]
-        self._db.execute("BEGIN IMMEDIATE")  # (executescript would commit on its own)
-        try:
+        with self._transaction() as db:  # statement by statement: executescript would commit
             for statement in steps:
-                self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:
