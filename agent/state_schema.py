@@ -19,6 +19,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.identity import IDENTITY_FILE
+from agent.outbox import OUTBOX_FILE
 from appliance import __version__
 from appliance.errors import ConfigError
 from appliance.fsutil import atomic_write_bytes
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_FILE = "state_schema.json"
 CURRENT = 1
-BEFORE_VERSIONS = ("identity.json", "state.json", "outbox.sqlite", "bundles")
+BEFORE_VERSIONS = (IDENTITY_FILE, "state.json", OUTBOX_FILE, "bundles")
 """What release 0.1.0 left in a data directory (which then holds version 1)."""
 
 Migration = Callable[[Path], None]
