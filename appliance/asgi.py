@@ -110,6 +110,9 @@ def with_sane_paths(app: ASGIApp, error_body: Callable[[ApplianceError], bytes])
     return guard
 
 
+_REQUEST_ID = logs.REQUEST_ID_HEADER.encode()
+
+
 def with_request_id(app: ASGIApp) -> ASGIApp:
     """Every HTTP request runs with a request id (:mod:`appliance.logs`): the caller's
     ``X-Request-ID`` when it is a plain token, else a new one; the answer carries it."""
@@ -118,13 +121,13 @@ def with_request_id(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        given = logs.accepted_request_id(header(scope, logs.REQUEST_ID_HEADER.encode()))
+        given = logs.accepted_request_id(header(scope, _REQUEST_ID))
         token = logs.request_id.set(given)
 
         async def send_with_id(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
-                message["headers"] = [*headers, (b"x-request-id", given.encode())]
+                headers = [h for h in message.get("headers", []) if h[0] != _REQUEST_ID]
+                message["headers"] = [*headers, (_REQUEST_ID, given.encode())]
             await send(message)
 
         try:
