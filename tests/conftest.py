@@ -21,6 +21,13 @@ def tiny_onnx() -> bytes:
     return make_tiny_onnx()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked ``slow`` first, in the order pytest-randomly gave them: run in
+    parallel (``make test``), a test of minutes that starts last is what the run waits for."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 # -- database over both backends ---------------------------------------------------------
 
 _postgres_state: dict[str, str | None] = {}

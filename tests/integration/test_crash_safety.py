@@ -27,7 +27,7 @@ from agent.offline_install import import_bundle
 from appliance.settings import AgentSettings
 from tests.harness.trust import POLICY, enrol_agent, hub_services, release
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TRIALS = 50
 ROW = {"input": np.array([[1.0, -2.0, 0.5, 3.0]], dtype=np.float32)}

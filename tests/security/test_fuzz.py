@@ -26,7 +26,7 @@ from appliance.client.hub import HubClient
 from appliance.wire.fleet import NewInferenceKey
 from tests.harness.site import MODEL, publish, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXAMPLES = 10
 """Generated cases per operation and caller."""

@@ -177,6 +177,25 @@ async def until(pilot: Pilot[Any], check: Callable[[], Any], timeout: float = 30
         await pilot.pause(0.05)
 
 
+async def settled(pilot: Pilot[Any], timeout: float = 30.0) -> None:
+    """Let the app run until it has nothing left to do: no worker running and two screens
+    drawn one after the other alike (a focus moved after mount, a table filled by a
+    worker's answer, a dialog's own fetch all show first). A snapshot taken after a fixed
+    number of pauses caught such a change half done on a loaded machine."""
+    app = pilot.app
+    deadline = time.monotonic() + timeout
+    drawn = ""
+    while True:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        now = app.export_screenshot()
+        if now == drawn and not any(worker.is_running for worker in app.workers):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the console still changed after {timeout} s")
+        drawn = now
+
+
 async def sign_in(pilot: Pilot[Any], username: str, password: str) -> None:
     screen = pilot.app.screen
     screen.query_one("#username", Input).value = username

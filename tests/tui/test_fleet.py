@@ -11,7 +11,16 @@ import pytest
 from textual.widgets import DataTable, Input, ProgressBar
 
 from appliance.wire.fleet import AgentReport, Heartbeat, InstalledModel
-from tests.tui.conftest import MODEL, LiveHub, agent_client, enrol_agent, signed_in, text_of, until
+from tests.tui.conftest import (
+    MODEL,
+    LiveHub,
+    agent_client,
+    enrol_agent,
+    settled,
+    signed_in,
+    text_of,
+    until,
+)
 from tui import ConsoleApp
 from tui.dialogs import (
     AgentDialog,
@@ -91,7 +100,7 @@ async def test_revoke_asks_then_revokes(
         await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.click("#cancel")
         await pilot.press("f5")
-        await pilot.pause(0.3)
+        await settled(pilot)
         assert rows(app)[0]["health"] == "unknown"  # still enrolled: no heartbeat yet, not revoked
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
@@ -212,5 +221,5 @@ async def test_no_export_key_without_the_permission(
         await signed_in(pilot, live_hub, "alice")
         assert not app.screen.query_one(FleetPane).may("export")
         await pilot.press("u")
-        await pilot.pause(0.2)
+        await settled(pilot)
         assert not isinstance(app.screen, ExportDialog)

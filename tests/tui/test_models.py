@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from textual.widgets import DataTable
 
-from tests.tui.conftest import MODEL, LiveHub, notifications, signed_in, text_of, until
+from tests.tui.conftest import MODEL, LiveHub, notifications, settled, signed_in, text_of, until
 from tui import ConsoleApp
 from tui.dialogs import ConfirmDialog
 
@@ -88,7 +88,7 @@ async def approve_as(
         await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         if say_no_first:  # nothing changes on a no
             await pilot.click("#cancel")
-            await pilot.pause(0.2)
+            await settled(pilot)
             assert not notifications(app)
             await pilot.press("a")
             await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))

@@ -14,8 +14,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from tests.tui.conftest import header_text, settled, until
 from tests.tui.fixed_hub import PASSWORD, fixed_app
-from tui.screens import MainScreen
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -23,27 +23,21 @@ SIZES = [(80, 24), (120, 40)]
 async def _signed_in(pilot: Pilot[Any]) -> None:
     pilot.app.screen.query_one("#password", Input).value = PASSWORD
     await pilot.press("enter")
-    for _ in range(100):
-        if isinstance(pilot.app.screen, MainScreen) and pilot.app.screen.sub_title:
-            break
-        await pilot.pause(0.02)
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await until(pilot, lambda: header_text(pilot.app))
+    await settled(pilot)
 
 
 def _on_tab(key: str, *then: str) -> Any:
     async def run_before(pilot: Pilot[Any]) -> None:
         await _signed_in(pilot)
         await pilot.press(key, *then)
-        for _ in range(2):  # a selection's own fetch (a log tail, drift windows) comes second
-            await pilot.app.workers.wait_for_complete()
-            await pilot.pause()
+        await settled(pilot)  # a selection's own fetch (a log tail, drift windows) comes second
 
     return run_before
 
 
 async def _sign_in_form(pilot: Pilot[Any]) -> None:
-    await pilot.pause()
+    await settled(pilot)
 
 
 SCREENS = {

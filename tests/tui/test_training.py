@@ -14,7 +14,7 @@ from textual.widgets import DataTable
 
 from appliance.cli.demo.clinic import job_spec, load_clinic
 from appliance.wire.training import ClaimRequest, GpuSample, JobInfo, Telemetry
-from tests.tui.conftest import LiveHub, signed_in, text_of, until
+from tests.tui.conftest import LiveHub, settled, signed_in, text_of, until
 from tui import ConsoleApp
 from tui.dialogs import ConfirmDialog
 from tui.screens import MainScreen
@@ -75,7 +75,7 @@ async def test_a_job_is_listed_and_cancelled_through_the_dialog(
         await pilot.press("c")  # the tab's table has the keyboard
         await until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.click("#cancel")  # a no changes nothing
-        await pilot.pause(0.2)
+        await settled(pilot)
         assert select_row(app, "jobs-table", str(job.id))["state"] == "queued"  # type: ignore[index]
 
         await pilot.press("c")
@@ -102,7 +102,7 @@ async def test_cancel_is_not_offered_without_training_submit(
         assert "c: cancel" not in text_of(app, "#jobs-pane .list-status")
         assert "Cancel training job" not in palette(app)
         await pilot.press("c")
-        await pilot.pause(0.2)
+        await settled(pilot)
         assert not isinstance(app.screen, ConfirmDialog)
     with live_hub.client("alice") as alice:
         alice.cancel_training(job.id)  # leave no queued job to the next claim

@@ -175,7 +175,11 @@ def test_swapped_segments_are_refused(sealed_file):
     _assert_refused(sealed, out, key)
 
 
-@pytest.mark.parametrize("extra", [b"\x00", os.urandom(CHUNK), os.urandom(CHUNK + 7)])
+@pytest.mark.parametrize(
+    "extra",
+    [b"\x00", os.urandom(CHUNK), os.urandom(CHUNK + 7)],
+    ids=["one byte", "a whole segment", "a segment and 7 bytes"],
+)
 def test_appended_bytes_are_refused(sealed_file, extra):
     sealed, key, out = sealed_file
     sealed.write_bytes(sealed.read_bytes() + extra)
