@@ -36,10 +36,11 @@ prometheus:
 	  && apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; } \
 	  || echo "prometheus is not installed: the test that scrapes with it will be skipped"
 
-# Tests in parallel processes (pytest-xdist); PYTEST_WORKERS=0 runs them in this one.
+# Tests in parallel processes (pytest-xdist); PYTEST_WORKERS=0 runs them in this one. The
+# tests that build release archives share one process (xdist_group): they fill one wheel cache.
 PYTEST_WORKERS ?= 4
 test: lint typecheck prometheus
-	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS)
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Offline installer archives (packaging/README.md): dist/appliance-{hub,agent}-<version>.tar.
 # SIGNING_KEY=/path/release.key signs them with the release key; without it, a throw-away key.

@@ -24,6 +24,7 @@ from appliance.cli import (
     tui,
 )
 from appliance.cli.output import fail
+from appliance.cli.upgrade import command as upgrade
 from appliance.errors import ApplianceError
 
 
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundles.add_parsers(sub, data_dir)
     training.add_parsers(sub)
     inference_keys.add_parsers(sub)
+    upgrade.add_parsers(sub)
 
     demo = sub.add_parser(
         "demo",

@@ -55,7 +55,7 @@ def db_upgrade(args: argparse.Namespace) -> int:
     def backup() -> None:
         console.print(f"backed up to {backup_before_migrating(settings)}", highlight=False)
 
-    before, after = schema.upgrade(_engine(settings), backup=backup)
+    before, after = schema.upgrade(_engine(settings), backup=None if args.no_backup else backup)
     if after is before:
         console.print(f"already at {before.head}; nothing to do", highlight=False)
     else:
@@ -107,6 +107,11 @@ def add_parsers(
     )
     upgrade.add_argument(
         "--backup-dir", type=Path, help="where the backup goes (default <data-dir>-backups)"
+    )
+    upgrade.add_argument(
+        "--no-backup",
+        action="store_true",
+        help="take no backup: the caller has one (appliance upgrade takes it with the hub down)",
     )
     upgrade.set_defaults(func=db_upgrade)
     current = db_sub.add_parser(

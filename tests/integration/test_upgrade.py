@@ -20,7 +20,7 @@ from tests.harness.cli import appliance
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "hub-0.1.0-demo"
 
 
-def _counts(db: Path) -> dict[str, int]:
+def counts(db: Path) -> dict[str, int]:
     with sqlite3.connect(db) as connection:
         names = [
             row[0]
@@ -41,7 +41,7 @@ def test_a_demo_filled_hub_from_the_release_before_migrations_upgrades_intact(
     tmp_path: Path,
 ) -> None:
     data_dir = _hub_copy(tmp_path)
-    before = _counts(data_dir / "hub.db")
+    before = counts(data_dir / "hub.db")
     assert before["model_versions"] == 3 and before["audit_entries"] == 76  # the fixture
 
     upgraded = appliance("hub", "db", "upgrade", "--data-dir", str(data_dir))
@@ -50,7 +50,7 @@ def test_a_demo_filled_hub_from_the_release_before_migrations_upgrades_intact(
     assert "made before migrations" in upgraded.stdout
     backups = list((tmp_path / "hub-backups").glob("before-migration-*.tar"))
     assert len(backups) == 1 and tarfile.is_tarfile(backups[0])  # taken before the upgrade
-    assert _counts(data_dir / "hub.db") == before  # every record of every table
+    assert counts(data_dir / "hub.db") == before  # every record of every table
     with sqlite3.connect(data_dir / "hub.db") as connection:
         stages = connection.execute("SELECT version, stage FROM model_versions ORDER BY 1")
         assert stages.fetchall() == [(1, "archived"), (2, "staging"), (3, "production")]
@@ -67,7 +67,7 @@ def test_a_demo_filled_hub_from_the_release_before_migrations_upgrades_intact(
         hub.wait_healthy()
     finally:
         hub.stop()
-    assert _counts(data_dir / "hub.db")["model_versions"] == 3
+    assert counts(data_dir / "hub.db")["model_versions"] == 3
 
 
 def test_a_hub_on_a_database_from_a_newer_release_refuses_to_start_and_says_why(

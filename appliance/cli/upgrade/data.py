@@ -1,0 +1,83 @@
+"""What an upgrade keeps safe on a hub host: its data, backed up with the hub stopped,
+migrated by the new release, and put back when the new release fails."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from appliance.cli.upgrade.errors import RollbackError, UpgradeError
+from appliance.clock import utcnow
+from appliance.errors import ApplianceError
+from appliance.settings import HubSettings
+from hub.backup import backup_hub, restore_hub
+from hub.backup.database import database_kind
+
+
+@dataclass(frozen=True)
+class HubData:
+    settings: HubSettings
+    environment: dict[str, str]
+    """The hub's ``APPLIANCE_*`` settings (its unit's environment file), for the new
+    release's commands."""
+
+    def backup(self, release: str) -> Path:
+        """A backup of the stopped hub in its backup folder; its path."""
+        folder = self.settings.resolved_backup_dir
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+        return backup_hub(self.settings, folder / f"before-{release}-{stamp}.tar").archive
+
+    def migrate(self, venv: Path) -> None:
+        """Bring the database to the schema of the release in ``venv``, with its own code."""
+        argv = [str(venv / "bin" / "appliance"), "hub", "db", "upgrade", "--no-backup"]
+        argv += ["--data-dir", str(self.settings.data_dir)]
+        if self.settings.database_url:
+            argv += ["--database-url", self.settings.database_url]
+        env = {**os.environ, **self.environment}
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            raise UpgradeError(
+                f"the new release's migration failed (exit {done.returncode})",
+                hint="\n".join(tail),
+            )
+
+    def restore(self, backup: Path) -> Path:
+        """Put ``backup`` back as the data directory; the directory it replaces is kept
+        beside it (``<data>.failed-<time>``), and its path returned."""
+        if database_kind(self.settings.resolved_database_url) != "sqlite":
+            raise RollbackError(
+                f"the hub's records are in PostgreSQL: restore {backup} by hand",
+                hint="appliance hub restore into an empty database (docs/upgrades.md)",
+            )
+        data = self.settings.data_dir
+        stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+        kept = data.with_name(f"{data.name}.failed-{stamp}")
+        for n in range(2, 100):
+            if not kept.exists():
+                break
+            kept = data.with_name(f"{data.name}.failed-{stamp}-{n}")
+        if data.exists():
+            data.rename(kept)
+        try:
+            restore_hub(backup, data)
+            _own_like(data, kept)
+        except (ApplianceError, OSError) as exc:
+            raise RollbackError(
+                f"could not restore {backup} into {data}: {exc}",
+                hint=f"the data the new release left is in {kept}",
+            ) from exc
+        return kept
+
+
+def _own_like(tree: Path, model: Path) -> None:
+    """Give ``tree`` the owner of ``model`` (the hub's user: the restore ran as root)."""
+    if os.geteuid() != 0 or not model.exists():
+        return
+    owner = model.stat()
+    for folder, dirs, files in os.walk(tree):
+        for name in [folder, *(os.path.join(folder, entry) for entry in dirs + files)]:
+            os.lchown(name, owner.st_uid, owner.st_gid)

@@ -1,0 +1,113 @@
+"""A release beside the running one: the archive unpacked and checked, its virtual
+environment built from its own wheels, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.cli.release.verify import ArchiveRefused, load_public_key, verify_tree
+from appliance.cli.upgrade.errors import UpgradeError
+from appliance.cli.upgrade.layout import RELEASE_MARKER, Installation, installed_release
+from appliance.fsutil import atomic_write_bytes
+
+
+@dataclass(frozen=True)
+class Release:
+    """An unpacked archive whose every file matched its signed ``SHA256SUMS``."""
+
+    folder: Path
+    name: str
+    """``appliance-<kind>-<version>``."""
+    kind: str
+    version: str
+    digest: str
+    """SHA-256 of ``SHA256SUMS``: tells two builds of one version apart."""
+    manifest: dict[str, Any]
+
+    @property
+    def marker(self) -> str:
+        return f"{self.name} {self.digest}"
+
+    @property
+    def slot(self) -> str:
+        """The folder name of its unpacked copy and of its virtual environment."""
+        return f"{self.name}-{self.digest[:12]}"
+
+
+def unpack(archive: Path, public_key: Path, installation: Installation) -> Release:
+    """Unpack ``archive`` beside the installation's releases and check every file there.
+
+    The check runs on the unpacked files (what will be installed), not on the archive read
+    before: a file swapped in between would otherwise go in unchecked. Unsafe members
+    (links out, devices, absolute paths) are refused by the extraction filter first.
+    """
+    public = load_public_key(public_key)
+    installation.releases.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=installation.releases, prefix=".unpack-"))
+    try:
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(work, filter="data")
+        except (OSError, tarfile.TarError) as exc:
+            raise UpgradeError(f"cannot unpack {archive}: {exc}") from exc
+        tops = [entry for entry in work.iterdir()]
+        if len(tops) != 1 or not tops[0].is_dir():
+            raise UpgradeError(f"{archive} is not a release: it must hold one folder")
+        try:
+            checked = verify_tree(tops[0], public)
+        except ArchiveRefused as exc:
+            raise UpgradeError(f"refused {archive}: {exc}") from exc
+        manifest = json.loads((tops[0] / "MANIFEST.json").read_text())
+        release = Release(
+            folder=installation.releases / f"{checked.top}-{checked.sums_sha256[:12]}",
+            name=checked.top,
+            kind=str(manifest["kind"]),
+            version=str(manifest["version"]),
+            digest=checked.sums_sha256,
+            manifest=manifest,
+        )
+        if not release.folder.exists():
+            tops[0].rename(release.folder)
+        return release
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def build_venv(release: Release, installation: Installation, python: str) -> Path:
+    """The release's virtual environment under ``venvs/``, built unless already complete.
+
+    It is built where it will stay (a virtual environment's scripts name their path) and
+    counts as complete only once :data:`RELEASE_MARKER` is written, last: a half-built one
+    left by a failure is removed and built again.
+    """
+    venv = installation.venvs / release.slot
+    if installed_release(venv) == release.marker:
+        return venv
+    if venv.exists():
+        shutil.rmtree(venv)
+    installation.venvs.mkdir(parents=True, exist_ok=True)
+    _run([python, "-m", "venv", str(venv)], "create the virtual environment", release.folder)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index", "--quiet"]
+    pip += ["--find-links", "wheels", "--require-hashes"]
+    for role in release.manifest.get("requirements", {}).values():
+        _run([*pip, "-r", role["with_deps"]], f"install {role['with_deps']}", release.folder)
+        if role.get("no_deps"):
+            _run([*pip, "--no-deps", "-r", role["no_deps"]], "install", release.folder)
+    atomic_write_bytes(venv / RELEASE_MARKER, f"{release.marker}\n".encode())
+    return venv
+
+
+def _run(argv: list[str], what: str, cwd: Path) -> None:
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise UpgradeError(f"could not {what} (exit {done.returncode})", hint="\n".join(tail))

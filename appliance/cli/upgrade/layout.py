@@ -1,0 +1,96 @@
+"""Where releases live on a host, and which one runs.
+
+Under the installation root (``<prefix>/opt/appliance``)::
+
+    releases/<release>-<digest>/   an unpacked, verified archive
+    venvs/<release>-<digest>/      its virtual environment (complete once .appliance-release is in)
+    venv -> venvs/...              the running release: what the units start
+    venv.previous -> venvs/...     the one before it
+    upgrade.json                   the journal of an upgrade in progress
+
+``venv`` is a symbolic link switched by rename, so the switch is atomic and a virtual
+environment never moves (its scripts name their own path). A ``venv`` folder from an
+install before this layout is adopted: moved under ``venvs/`` and linked, so its scripts,
+which name ``venv/bin/python``, reach it through the link while it runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from appliance.cli.upgrade.errors import UpgradeError
+from appliance.fsutil import fsync_dir
+
+RELEASE_MARKER: Final = ".appliance-release"
+"""In a virtual environment: ``<release> <SHA256SUMS digest>``, written when it is complete."""
+
+
+@dataclass(frozen=True)
+class Installation:
+    root: Path
+
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases"
+
+    @property
+    def venvs(self) -> Path:
+        return self.root / "venvs"
+
+    @property
+    def venv(self) -> Path:
+        return self.root / "venv"
+
+    @property
+    def previous(self) -> Path:
+        return self.root / "venv.previous"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / "upgrade.json"
+
+    def current(self) -> Path | None:
+        """The running release's virtual environment (resolved), or None on a fresh host."""
+        if not self.venv.exists():
+            return None
+        if not self.venv.is_symlink():
+            self._adopt()
+        return self.venv.resolve()
+
+    def _adopt(self) -> None:
+        """Move a ``venv`` folder of the earlier layout under ``venvs/`` and link it."""
+        name = installed_release(self.venv) or "adopted"
+        self.venvs.mkdir(parents=True, exist_ok=True)
+        target = self.venvs / name.replace(" ", "-")
+        if target.exists():
+            raise UpgradeError(f"cannot adopt {self.venv}: {target} exists")
+        self.venv.rename(target)
+        point(self.venv, target)
+
+    def switch(self, to: Path, previous: Path | None) -> None:
+        """``venv`` → ``to`` and ``venv.previous`` → ``previous`` (each by one rename)."""
+        if previous is None:
+            self.previous.unlink(missing_ok=True)
+        else:
+            point(self.previous, previous)
+        point(self.venv, to)
+
+
+def installed_release(venv: Path) -> str | None:
+    """What a complete virtual environment holds (``<release> <digest>``), else None."""
+    try:
+        return (venv / RELEASE_MARKER).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def point(link: Path, target: Path) -> None:
+    """Make ``link`` a symbolic link to ``target``, replacing what was there in one rename."""
+    spare = link.with_name(f".{link.name}.new")
+    spare.unlink(missing_ok=True)
+    spare.symlink_to(target)
+    os.replace(spare, link)
+    fsync_dir(link.parent)

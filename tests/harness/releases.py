@@ -1,0 +1,85 @@
+"""Release archives of this tree, and of edited copies of it, for upgrade tests.
+
+A copy holds the files git would commit (tracked and untracked, not ignored), so what is
+being worked on goes in; edits are (path, old text, new text) replacements that must each
+apply once, plus whole new files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CACHE = ROOT / ".cache" / "appliance-build" / "wheels"
+BASE_PYTHON = (
+    Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+)
+
+
+def tree_copy(dest: Path) -> Path:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, (entry.decode() for entry in listed)):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+def edited(
+    dest: Path,
+    version: str,
+    replace: tuple[tuple[str, str, str], ...] = (),
+    add: Mapping[str, str] | None = None,
+) -> Path:
+    """A copy of this tree released as ``version``, with ``replace`` and ``add`` applied."""
+    tree = tree_copy(dest)
+    bumps = (
+        ("pyproject.toml", 'version = "0.1.0"', f'version = "{version}"'),
+        ("appliance/__init__.py", '__version__ = "0.1.0"', f'__version__ = "{version}"'),
+    )
+    for path, old, new in (*bumps, *replace):
+        text = (tree / path).read_text()
+        assert text.count(old) == 1, f"{old!r} is not once in {path}"
+        (tree / path).write_text(text.replace(old, new))
+    for path, text in (add or {}).items():
+        (tree / path).write_text(text)
+    return tree
+
+
+def build_hub(project: Path, out: Path, signing_key: Path) -> Path:
+    """``appliance-hub-<version>.tar`` of ``project`` in ``out``, signed with ``signing_key``."""
+    before = set(out.glob("appliance-hub-*.tar"))
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "appliance.cli.release", "build", "hub", "--out", str(out)),
+            *("--signing-key", str(signing_key), "--wheel-cache", str(CACHE)),
+            *("--prefer-offline", "--project", str(project)),
+        ],
+        check=True,
+        timeout=900,
+        capture_output=True,
+        env={**os.environ, "SOURCE_DATE_EPOCH": "1790000000"},
+    )
+    (made,) = set(out.glob("appliance-hub-*.tar")) - before
+    return made
+
+
+def release_key(out: Path) -> tuple[Path, Path]:
+    """A release key pair (private, public) for the archives of one test."""
+    subprocess.run(
+        [sys.executable, "-m", "appliance.cli.release", "keygen", "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return out / "release.key", out / "release.pub"
