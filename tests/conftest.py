@@ -21,11 +21,20 @@ def tiny_onnx() -> bytes:
     return make_tiny_onnx()
 
 
-@pytest.hookimpl(trylast=True)
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests marked ``slow`` first, in the order pytest-randomly gave them: run in
-    parallel (``make test``), a test of minutes that starts last is what the run waits for."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """For parallel runs (``make test``: pytest-xdist, ``--dist loadgroup``).
+
+    A module's tests stay in one process: they share its module-scoped hub and agents,
+    started once, and some build on what an earlier test of the module left
+    (test_rollouts' versions). This runs before xdist reads the groups; a test's own
+    ``xdist_group`` mark wins. Then the modules with tests marked ``slow`` go first: a
+    module of minutes that starts last is what the whole run waits for."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    slow = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in slow)
 
 
 # -- database over both backends ---------------------------------------------------------

@@ -15,8 +15,22 @@ from typing import Any
 
 from appliance.cli.release.verify import ArchiveRefused, load_public_key, verify_tree
 from appliance.cli.upgrade.errors import UpgradeError
-from appliance.cli.upgrade.layout import RELEASE_MARKER, Installation, installed_release
+from appliance.cli.upgrade.layout import (
+    RELEASE_MARKER,
+    Installation,
+    installed_release,
+    slot_name,
+)
 from appliance.fsutil import atomic_write_bytes
+
+PIP_ENVIRONMENT = {
+    "PIP_NO_INDEX": "1",
+    "PIP_CONFIG_FILE": "/dev/null",
+    "PIP_FIND_LINKS": "wheels",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+}
+"""As the playbooks install (roles/common/vars): the release's wheels only, whatever the
+host's pip configuration says."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +53,7 @@ class Release:
     @property
     def slot(self) -> str:
         """The folder name of its unpacked copy and of its virtual environment."""
-        return f"{self.name}-{self.digest[:12]}"
+        return slot_name(self.marker)
 
 
 def unpack(archive: Path, public_key: Path, installation: Installation) -> Release:
@@ -96,7 +110,7 @@ def build_venv(release: Release, installation: Installation, python: str) -> Pat
     installation.venvs.mkdir(parents=True, exist_ok=True)
     _run([python, "-m", "venv", str(venv)], "create the virtual environment", release.folder)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index", "--quiet"]
-    pip += ["--find-links", "wheels", "--require-hashes"]
+    pip += ["--no-cache-dir", "--find-links", "wheels", "--require-hashes"]
     for role in release.manifest.get("requirements", {}).values():
         _run([*pip, "-r", role["with_deps"]], f"install {role['with_deps']}", release.folder)
         if role.get("no_deps"):
@@ -106,7 +120,7 @@ def build_venv(release: Release, installation: Installation, python: str) -> Pat
 
 
 def _run(argv: list[str], what: str, cwd: Path) -> None:
-    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {**os.environ, **PIP_ENVIRONMENT}
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-5:]

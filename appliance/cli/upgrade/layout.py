@@ -62,9 +62,9 @@ class Installation:
 
     def _adopt(self) -> None:
         """Move a ``venv`` folder of the earlier layout under ``venvs/`` and link it."""
-        name = installed_release(self.venv) or "adopted"
+        marker = installed_release(self.venv)
         self.venvs.mkdir(parents=True, exist_ok=True)
-        target = self.venvs / name.replace(" ", "-")
+        target = self.venvs / (slot_name(marker) if marker else "adopted")
         if target.exists():
             raise UpgradeError(f"cannot adopt {self.venv}: {target} exists")
         self.venv.rename(target)
@@ -85,6 +85,13 @@ def installed_release(venv: Path) -> str | None:
         return (venv / RELEASE_MARKER).read_text().strip() or None
     except OSError:
         return None
+
+
+def slot_name(marker: str) -> str:
+    """The folder of a release under ``releases/`` and ``venvs/``: ``<release>-<digest[:12]>``
+    (the playbooks name it the same way)."""
+    release, _, digest = marker.partition(" ")
+    return f"{release}-{digest[:12]}"
 
 
 def point(link: Path, target: Path) -> None:
