@@ -38,9 +38,11 @@ prometheus:
 
 # Tests in parallel processes (pytest-xdist); PYTEST_WORKERS=0 runs them in this one. The
 # tests that build release archives share one process (xdist_group): they fill one wheel cache.
+# --no-loadscope-reorder keeps the order tests/conftest.py gives (modules with slow tests
+# first); xdist would put the groups with the most tests first, and the archives' last.
 PYTEST_WORKERS ?= 4
 test: lint typecheck prometheus
-	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # Offline installer archives (packaging/README.md): dist/appliance-{hub,agent}-<version>.tar.
 # SIGNING_KEY=/path/release.key signs them with the release key; without it, a throw-away key.

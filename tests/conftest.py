@@ -28,13 +28,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     A module's tests stay in one process: they share its module-scoped hub and agents,
     started once, and some build on what an earlier test of the module left
     (test_rollouts' versions). This runs before xdist reads the groups; a test's own
-    ``xdist_group`` mark wins. Then the modules with tests marked ``slow`` go first: a
-    module of minutes that starts last is what the whole run waits for."""
+    ``xdist_group`` mark wins, and such groups (several modules: the release archives')
+    go first, then the modules with tests marked ``slow``: a group of minutes that starts
+    last is what the whole run waits for (``make test`` keeps this order,
+    ``--no-loadscope-reorder``)."""
+    grouped = {item.nodeid for item in items if item.get_closest_marker("xdist_group")}
     for item in items:
-        if item.get_closest_marker("xdist_group") is None:
+        if item.nodeid not in grouped:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
     slow = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in slow)
+    items.sort(
+        key=lambda item: (item.nodeid not in grouped, item.nodeid.split("::", 1)[0] not in slow)
+    )
 
 
 # -- database over both backends ---------------------------------------------------------
