@@ -4,11 +4,11 @@ migrated by the new release, and put back when the new release fails."""
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.cli.upgrade.errors import RollbackError, UpgradeError
+from appliance.cli.upgrade.errors import RollbackError
+from appliance.cli.upgrade.process import run_step
 from appliance.clock import utcnow
 from appliance.errors import ApplianceError
 from appliance.settings import HubSettings
@@ -36,14 +36,7 @@ class HubData:
         argv += ["--data-dir", str(self.settings.data_dir)]
         if self.settings.database_url:
             argv += ["--database-url", self.settings.database_url]
-        env = {**os.environ, **self.environment}
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-            raise UpgradeError(
-                f"the new release's migration failed (exit {done.returncode})",
-                hint="\n".join(tail),
-            )
+        run_step(argv, "migrate with the new release", env={**os.environ, **self.environment})
 
     def restore(self, backup: Path) -> Path:
         """Put ``backup`` back as the data directory; the directory it replaces is kept

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from appliance.cli.upgrade.layout import (
     installed_release,
     slot_name,
 )
+from appliance.cli.upgrade.process import run_step
 from appliance.fsutil import atomic_write_bytes
 
 PIP_ENVIRONMENT = {
@@ -120,8 +120,4 @@ def build_venv(release: Release, installation: Installation, python: str) -> Pat
 
 
 def _run(argv: list[str], what: str, cwd: Path) -> None:
-    env = {**os.environ, **PIP_ENVIRONMENT}
-    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise UpgradeError(f"could not {what} (exit {done.returncode})", hint="\n".join(tail))
+    run_step(argv, what, cwd=cwd, env={**os.environ, **PIP_ENVIRONMENT})

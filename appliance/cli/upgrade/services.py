@@ -7,7 +7,6 @@ operator's own stop and start commands (another supervisor, a container runtime)
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Protocol
 import httpx
 
 from appliance.cli.upgrade.errors import UpgradeError
+from appliance.cli.upgrade.process import run_step
 
 
 class Services(Protocol):
@@ -25,10 +25,7 @@ class Services(Protocol):
 
 
 def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
-    if done.returncode != 0:
-        output = (done.stderr or done.stdout).strip()
-        raise UpgradeError(f"could not {what} (exit {done.returncode})", hint=output or None)
+    run_step(argv, what, timeout=300, lines=None)
 
 
 @dataclass(frozen=True)
