@@ -41,7 +41,7 @@ class DataPlaneAccess:
         self.open_access = open_access
         self.clock = clock
         self._grants: dict[str, KeyGrant] = {}
-        self._certificates: dict[str, KeyGrant] = {}
+        self._certificates: dict[str, tuple[str, KeyGrant]] = {}
         self._stamp: tuple[int, int] | None = None
         if open_access:
             log.warning(
@@ -52,7 +52,7 @@ class DataPlaneAccess:
     def update(self, grants: dict[str, KeyGrant]) -> None:
         """Follow the signed index's keys (a verified index, online or offline)."""
         self._grants = {key_id: g for key_id, g in grants.items() if not g.certificate}
-        self._certificates = {g.sha256: g for g in grants.values() if g.certificate}
+        self._certificates = {g.sha256: (k, g) for k, g in grants.items() if g.certificate}
 
     def reload(self, metadata_dir: Path) -> None:
         """Take the keys of the last verified index kept on disk, if it changed."""
@@ -77,20 +77,23 @@ class DataPlaneAccess:
         authorization: str | None,
         model: str | None = None,
         client_certificate: str | None = None,
-    ) -> None:
+    ) -> str | None:
         """Refuse unless ``authorization`` holds a live key, or else the client presented a
         live certificate (its SHA-256 is ``client_certificate``), for ``model`` (any, for
-        None).
+        None); the caller as logs and the hub's audit name it (``inference-key:<id>``),
+        None on an open data plane.
 
         401 for a missing, malformed, unknown, wrong or expired credential; 403 for one
         that may not call this model.
         """
         if self.open_access:
-            return
+            return None
         if authorization:
-            grant, what = self._bearer(authorization), "inference key"
+            key_id, grant = self._bearer(authorization)
+            what = "inference key"
         elif client_certificate:
-            grant, what = self._certificate(client_certificate), "client certificate"
+            key_id, grant = self._certificate(client_certificate)
+            what = "client certificate"
         else:
             raise AuthenticationError(
                 "this agent needs an inference key",
@@ -101,17 +104,18 @@ class DataPlaneAccess:
             raise AuthenticationError(f"{what} has expired", hint="ask for a new one")
         if model is not None and grant.models and model not in grant.models:
             raise PermissionDeniedError(f"this {what} may not call model {model!r}")
+        return f"inference-key:{key_id}"
 
-    def _certificate(self, sha256: str) -> KeyGrant:
-        grant = self._certificates.get(sha256)
-        if grant is None:
+    def _certificate(self, sha256: str) -> tuple[str, KeyGrant]:
+        found = self._certificates.get(sha256)
+        if found is None:
             raise AuthenticationError(
                 "client certificate is not one the hub issued for this agent's group, or it "
                 "was revoked"
             )
-        return grant
+        return found
 
-    def _bearer(self, authorization: str) -> KeyGrant:
+    def _bearer(self, authorization: str) -> tuple[str, KeyGrant]:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.startswith(PREFIX):
             raise AuthenticationError("Authorization must be 'Bearer ak_…', an inference key")
@@ -120,4 +124,4 @@ class DataPlaneAccess:
         digest = hashlib.sha256(secret.encode()).hexdigest()
         if grant is None or not hmac.compare_digest(digest, grant.sha256):
             raise AuthenticationError("inference key is unknown, wrong or revoked")
-        return grant
+        return key_id, grant

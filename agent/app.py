@@ -47,8 +47,15 @@ from agent.status import agent_status, owner_drifts, owner_reachable
 from agent.store import BundleStore
 from agent.sync import SyncWorker
 from agent.updates.trusted import cached_experiments, metadata_dir, pinned_root
-from appliance import __version__
-from appliance.asgi import ASGIApp, Scope, client_certificate_sha256, with_sane_paths
+from appliance import __version__, logs
+from appliance.asgi import (
+    ASGIApp,
+    Scope,
+    client_certificate_sha256,
+    with_access_log,
+    with_request_id,
+    with_sane_paths,
+)
 from appliance.client.hub import HubClient
 from appliance.errors import ApplianceError, ConfigError, nested_too_deeply
 from appliance.http_status import status_for
@@ -56,6 +63,7 @@ from appliance.security.tls import client_ssl_context
 from appliance.settings import AgentSettings
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("agent.access")
 
 _PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino_ir"}
 
@@ -326,14 +334,19 @@ def http_inference(core: InferenceCore) -> InferFn:
 
 
 def create_app(core: AgentCore) -> ASGIApp:
-    """The agent's ASGI app: the inference fast path in front of the Litestar app."""
+    """The agent's ASGI app: the inference fast path in front of the Litestar app; every
+    request gets an id (answered in ``X-Request-ID``) and, unless turned off, one access
+    line in the log."""
     limit = core.settings.serving.max_request_mb * 1024 * 1024
     infer = http_inference(core.inference)
     litestar_app = cast(ASGIApp, create_litestar_app(core, infer))  # ASGI types: naming only
-    return with_sane_paths(
+    app = with_sane_paths(
         with_fast_inference(litestar_app, infer, limit, core.access, core.lanes),
         lambda exc: v2_codec.encode_error(str(exc)),
     )
+    if core.settings.serving.access_log:
+        app = with_access_log(app, access_log)
+    return with_request_id(app)
 
 
 def grpc_servicer(core: AgentCore) -> Any:
@@ -383,11 +396,12 @@ Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]
 def _keyed(core: AgentCore) -> Guard:
     def keyed(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
         """An inference key for this model (any model, for status and metrics)."""
-        core.access.check(
+        caller = core.access.check(
             connection.headers.get("authorization"),
             connection.path_params.get("name"),
             client_certificate_sha256(cast(Scope, connection.scope)),
         )
+        logs.actor.set(caller)  # this request's log lines name who made it
 
     return keyed
 

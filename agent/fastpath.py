@@ -15,6 +15,7 @@ from collections.abc import Callable
 from agent.access import DataPlaneAccess
 from agent.lanes import InferenceLanes
 from agent.v2_codec import Answer, encode_error
+from appliance import logs
 from appliance.asgi import (
     ASGIApp,
     Receive,
@@ -86,10 +87,15 @@ def with_fast_inference(
         route = match_infer_path(scope["path"])
         if route is None:
             return await app(scope, receive, send)
+        logs.model.set(route[0])  # this request's log lines name the model and version
+        if route[1] is not None:
+            logs.version.set(str(route[1]))
         try:
             if access is not None:
-                access.check(
-                    header(scope, b"authorization"), route[0], client_certificate_sha256(scope)
+                logs.actor.set(
+                    access.check(
+                        header(scope, b"authorization"), route[0], client_certificate_sha256(scope)
+                    )
                 )
             body = await read_body(scope, receive, max_body_bytes)
             subject, length = _subject(scope), header_length(header(scope, HEADER_LENGTH.encode()))

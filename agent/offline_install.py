@@ -108,8 +108,9 @@ def import_bundle(
                     "timestamp_version": header.timestamp_version,
                 },
             )
-            log.warning("installing from a bundle that expired at %s (override recorded)",
-                        header.expires_at)
+            log.warning(
+                "installing from a bundle that expired at %s (override recorded)", header.expires_at
+            )
         updates = offline_updates(data_dir, identity, bundle, reference_time)
         key = device_key(data_dir, identity)
         installed: list[tuple[str, int]] = []

@@ -45,6 +45,7 @@ variable                       meaning
 ``APPLIANCE_ALLOW_NON_FINITE`` agent: models (comma-separated) whose inputs may hold NaN/inf
 ``APPLIANCE_BATCHING``         agent: dynamic batching, ``name=max_batch:max_delay_ms``,…
 ``APPLIANCE_OPEN_DATA_PLANE``  agent: serve models without inference keys (closed labs only)
+``APPLIANCE_ACCESS_LOG``       agent: one log line per request (default true)
 ``APPLIANCE_SERVING_PROCESSES`` agent: processes answering its port (``--workers``, default 1)
 ``APPLIANCE_INFERENCE_INLINE_MS`` agent: requests cheaper than this run on the event loop
 =============================  ==========================================
@@ -289,6 +290,11 @@ class ServingSettings:
     allow_non_finite: tuple[str, ...] = field(default=(), metadata=env_name("ALLOW_NON_FINITE"))
     """Models whose floating inputs may hold NaN or infinity (a model that reads NaN as
     'missing'); every other model's requests with them are refused with 422."""
+    access_log: bool = field(default=True, metadata=env_name("ACCESS_LOG"))
+    """One log line per HTTP request (``agent.access``: method, path, status, time; in JSON
+    logs its request id, caller, model and version). It costs about 20 µs (text) to 30 µs
+    (JSON) of a request's time on a 2-core box; a site serving tiny models at full speed
+    may turn it off (``APPLIANCE_ACCESS_LOG=false``); Triton's default is off, KServe's on."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Issue 16, item 7: ``--log-format json`` gives one JSON object a line, and one request
-can be followed by its id: the hub answers with it (``X-Request-ID``), logs it with the
-actor, model and version, and a hub client sends its caller's."""
+can be followed by its id: the hub and the agent answer with it (``X-Request-ID``) and log
+it with the actor, model and version, and a hub client sends its caller's."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ import pytest
 from appliance import logs
 from appliance.cli.demo.processes import ServiceProcess, hub_process, wait_for
 from appliance.cli.demo.site import Site, bootstrap_site
+from appliance.client.hub import HubClient
+from appliance.wire.fleet import NewInferenceKey
+from tests.harness.site import MODEL, publish, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +31,25 @@ def json_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, S
         hub.stop()
 
 
-def _lines(hub: ServiceProcess) -> list[dict[str, Any]]:
-    """Every line the hub wrote, each of which must be a JSON object."""
-    return [json.loads(line) for line in hub.log_path.read_text().splitlines() if line]
+def _lines(service: ServiceProcess) -> list[dict[str, Any]]:
+    """Every line the service wrote, each of which must be a JSON object."""
+    return [json.loads(line) for line in service.log_path.read_text().splitlines() if line]
 
 
-def _line_for(hub: ServiceProcess, request_id: str) -> dict[str, Any]:
+def _line_for(
+    service: ServiceProcess, request_id: str, logger: str | None = None
+) -> dict[str, Any]:
     def found() -> dict[str, Any] | None:
-        return next((n for n in _lines(hub) if n.get("request_id") == request_id), None)
+        return next(
+            (
+                n
+                for n in _lines(service)
+                if n.get("request_id") == request_id and logger in (None, n["logger"])
+            ),
+            None,
+        )
 
-    return wait_for(f"the hub's line for {request_id}", found, timeout=30)
+    return wait_for(f"{service.name}'s line for {request_id}", found, timeout=30)
 
 
 def test_a_client_request_is_logged_by_the_hub_under_the_callers_id(json_hub) -> None:  # type: ignore[no-untyped-def]
@@ -79,3 +91,37 @@ def test_an_id_a_caller_could_inject_into_logs_is_replaced(json_hub) -> None:  #
     line = _line_for(hub, given)
     assert line["level"] == "INFO"
     assert all(isinstance(n, dict) for n in _lines(hub))  # startup lines are JSON too
+
+
+def test_the_agent_logs_each_inference_with_its_id_caller_model_and_version(
+    admin: HubClient, engineer: HubClient, approver: HubClient, start_agent: Any
+) -> None:
+    version = publish(engineer, approver).version
+    agent = start_agent("json-agent", open_data_plane=False, env={"APPLIANCE_LOG_FORMAT": "json"})
+    key = admin.create_inference_key(
+        NewInferenceKey(name="ledger-app", zone="ae-dxb", models=[MODEL], days=1)
+    )
+    secret = key.key
+    assert secret is not None
+    body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1] * 4}]}
+
+    def infer(request_id: str, secret: str) -> httpx.Response:
+        return httpx.post(
+            f"{agent.url}/v2/models/{MODEL}/versions/{version}/infer",
+            json=body,
+            headers={"authorization": f"Bearer {secret}", "x-request-id": request_id},
+            timeout=10,
+        )
+
+    wait_until("the model and key at the agent", lambda: infer("warm-up", secret).is_success)
+    answer = infer("clinic-42", secret)
+    refused = infer("clinic-43", secret[:-1] + "x")
+
+    assert answer.status_code == 200 and answer.headers["x-request-id"] == "clinic-42"
+    line = _line_for(agent, "clinic-42", "agent.access")
+    assert line["message"].startswith(f"POST /v2/models/{MODEL}/versions/{version}/infer 200 ")
+    assert line["actor"] == f"inference-key:{key.key_id}"
+    assert (line["model"], line["version"]) == (MODEL, str(version))
+    assert refused.status_code == 401 and refused.headers["x-request-id"] == "clinic-43"
+    assert " 401 " in _line_for(agent, "clinic-43", "agent.access")["message"]
+    assert all(isinstance(n, dict) for n in _lines(agent))  # every line is JSON
