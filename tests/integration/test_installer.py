@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.ansible import HAS_ANSIBLE, run_playbook
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
@@ -162,14 +164,6 @@ def test_verify_accepts_the_archives_and_refuses_a_flipped_byte(
     assert _verify(built.agent, other / "release.pub").returncode == 1
 
 
-def _isolation() -> list[str]:
-    """``unshare -n`` (a network namespace with no way out) where it works, else nothing."""
-    unshare = shutil.which("unshare")
-    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
-        return [unshare, "-n"]
-    return []
-
-
 @pytest.fixture(scope="module")
 def site(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("site")
@@ -207,34 +201,9 @@ all:
 
 def _playbook(site: Path, *args: str) -> dict[str, tuple[int, int]]:
     """Run a playbook offline; return ``host → (changed, failed)`` from its recap."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "ANSIBLE_"))}
-    env.update(
-        PIP_NO_INDEX="1",
-        http_proxy="http://127.0.0.1:9",
-        https_proxy="http://127.0.0.1:9",
-        ANSIBLE_HOME=str(site / "ansible-home"),
-        ANSIBLE_LOCAL_TEMP=str(site / "ansible-tmp"),
-        ANSIBLE_REMOTE_TEMP=str(site / "ansible-remote-tmp"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    command = [
-        *_isolation(),
-        str(BIN / "ansible-playbook"),
-        "-i",
-        str(site / "inventory.yml"),
-        *args,
-        "-e",
-        "appliance_manage_services=false",
-    ]
     started = time.monotonic()
-    result = subprocess.run(
-        command, cwd=ROOT / "ansible", env=env, capture_output=True, text=True, timeout=800
-    )
-    log = site / f"run-{len(list(site.glob('run-*.log'))) + 1}.log"
-    log.write_text(result.stdout + result.stderr)
-    print(f"{' '.join(args)}: {time.monotonic() - started:.0f} s (log {log})")
+    result = run_playbook(site, *args, "-e", "appliance_manage_services=false")
+    print(f"{' '.join(args)}: {time.monotonic() - started:.0f} s")
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     recap = {m[0]: (int(m[2]), int(m[4])) for m in RECAP.findall(result.stdout)}
     assert recap, result.stdout[-3000:]
@@ -246,8 +215,7 @@ def _mode(path: Path) -> int:
 
 
 @pytest.mark.skipif(
-    shutil.which("ansible-playbook", path=str(BIN)) is None,
-    reason="ansible-core is not installed (pip install -e '.[dev]')",
+    not HAS_ANSIBLE, reason="ansible-core is not installed (pip install -e '.[dev]')"
 )
 def test_site_installs_offline_idempotently_and_upgrades(built: Built, site: Path) -> None:
     first = _playbook(site, "site.yml")
