@@ -9,9 +9,11 @@ codes of :mod:`appliance.http_status`; 413 when a body is over the limit.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable
 from functools import partial
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
@@ -89,6 +91,27 @@ def hub_client(settings: AgentSettings, identity: AgentIdentity | None) -> HubCl
     return HubClient(settings.hub_url, credentials=creds, verify=verify, timeout=30.0)
 
 
+_WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+def advertised_url(settings: AgentSettings) -> str:
+    """Where the hub and the console reach this agent (``APPLIANCE_AGENT_URL``); by
+    default its bind address, or the machine's name when it binds every address."""
+    if settings.agent_url:
+        parts = urlsplit(settings.agent_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"APPLIANCE_AGENT_URL {settings.agent_url!r} is not an http(s) URL with a host",
+                hint="e.g. https://edge-7.branch.example:8701",
+            )
+        return settings.agent_url.rstrip("/")
+    scheme = "http" if settings.serving.plain_http else "https"
+    host = socket.getfqdn() if settings.host in _WILDCARDS else settings.host
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{settings.agent_port}"
+
+
 def ensure_enrolled(settings: AgentSettings) -> AgentIdentity:
     """This agent's identity; enrol first if a token was given and it has none yet."""
     identity = load_identity(settings.data_dir)
@@ -108,8 +131,7 @@ def ensure_enrolled(settings: AgentSettings) -> AgentIdentity:
                 name=settings.agent_name,
                 runtime=settings.runtime,
                 labels=dict(label.split("=", 1) for label in settings.labels if "=" in label),
-                url=f"{'http' if settings.serving.plain_http else 'https'}://"
-                f"{settings.host}:{settings.agent_port}",
+                url=advertised_url(settings),
                 trusted_root=pinned,
             )
         log.info(

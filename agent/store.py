@@ -21,7 +21,6 @@ until the hub publishes another.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import StorageError
-from appliance.fsutil import atomic_write_bytes, fsync_dir
+from appliance.fsutil import atomic_write_bytes, file_lock, fsync_dir
 
 MAX_REFUSED = 64
 """Refused targets remembered; the oldest are forgotten first."""
@@ -97,25 +96,15 @@ class BundleStore:
     @contextlib.contextmanager
     def install_lock(self) -> Iterator[None]:
         """One installer at a time across processes (the agent and ``bundle import``)."""
-        with self._locked(fcntl.LOCK_EX):
+        with file_lock(self.lock_file):
             yield
 
     @contextlib.contextmanager
     def reading_lock(self) -> Iterator[None]:
         """Read the state and load its bundles while no installer changes them (serving
         processes, :mod:`agent.follower`); readers do not wait for one another."""
-        with self._locked(fcntl.LOCK_SH):
+        with file_lock(self.lock_file, shared=True):
             yield
-
-    @contextlib.contextmanager
-    def _locked(self, mode: int) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self.lock_file.open("a") as handle:
-            fcntl.flock(handle, mode)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def new_staging_dir(self) -> Path:
         return Path(tempfile.mkdtemp(dir=self.staging))

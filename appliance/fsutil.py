@@ -1,4 +1,4 @@
-"""Small file-system helpers: atomic writes and content hashes.
+"""Small file-system helpers: atomic writes, content hashes and locks between processes.
 
 Every write that another process or a restart may observe goes through
 :func:`atomic_write_bytes` so a crash leaves either the old or the new file,
@@ -7,6 +7,7 @@ never half of one.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -81,6 +82,20 @@ def atomic_open(path: Path, *, mode: int = 0o644) -> Iterator[IO[bytes]]:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+@contextmanager
+def file_lock(path: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold an advisory lock on ``path`` (made 0600 if absent) for the block: exclusive,
+    or ``shared`` with other shared holders; released when the block ends or the process
+    dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:

@@ -37,6 +37,7 @@ variable                       meaning
 ``APPLIANCE_PLAIN_HTTP``       agent: serve plain HTTP without a certificate (closed labs only)
 ``APPLIANCE_AGENT_NAME``       agent name (default: the host name)
 ``APPLIANCE_AGENT_PORT``       agent HTTP port (default 8701)
+``APPLIANCE_AGENT_URL``        agent: the URL the hub and console reach it at (default: host name)
 ``APPLIANCE_RUNTIME``          ``auto``, ``onnxruntime`` or ``openvino``
 ``APPLIANCE_SYNC_INTERVAL``    seconds between polls of the hub
 ``APPLIANCE_TRUSTED_ROOT``     agent: TUF root metadata to pin at enrolment
@@ -334,6 +335,10 @@ class AgentSettings:
     """Name the agent registers under; unique per hub."""
     host: str = "127.0.0.1"
     agent_port: int = 8701
+    agent_url: str = ""
+    """The URL the hub and the console reach this agent at, sent at enrolment and named in
+    its certificate (``APPLIANCE_AGENT_URL``, ``--url``). Default: its scheme, ``host`` and
+    port, with the machine's name (FQDN) for a wildcard ``host`` (``0.0.0.0``, ``::``)."""
     runtime: RuntimeChoice = "auto"
     """``auto`` picks OpenVINO when IR is present on an Intel CPU, else ONNX Runtime."""
     labels: tuple[str, ...] = ()

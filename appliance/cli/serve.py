@@ -127,6 +127,7 @@ def _agent_settings(args: argparse.Namespace) -> AgentSettings:
             "agent_name": args.name,
             "host": getattr(args, "host", None),
             "agent_port": getattr(args, "port", None),
+            "agent_url": args.url,
             "runtime": args.runtime,
             "labels": tuple(args.label) if args.label else None,
             "link": {
@@ -342,6 +343,11 @@ def add_parsers(
     )
     identity.add_argument("--client-key", type=_path, help="… and its private key")
     identity.add_argument("--name", help="agent name (default: host name)")
+    identity.add_argument(
+        "--url",
+        help="URL the hub and console reach this agent at, told at enrolment "
+        "(default: scheme, bind address and port; the host name for 0.0.0.0)",
+    )
     identity.add_argument("--zone", help="expected zone (the enrolment token decides it)")
     identity.add_argument("--runtime", choices=RUNTIME_CHOICES, help="model runtime (default auto)")
     identity.add_argument("--label", action="append", help="key=value label (repeatable)")

@@ -16,7 +16,7 @@ from typing import Protocol
 import httpx
 
 from appliance.errors import AuthenticationError, ConfigError
-from appliance.fsutil import atomic_write_bytes
+from appliance.fsutil import atomic_write_bytes, file_lock
 from appliance.security.agent_tokens import issue_agent_token
 from appliance.security.keys import KeyPair
 
@@ -54,6 +54,22 @@ class UserCredentials:
         return self.access_token
 
     def renew(self, http: httpx.Client) -> bool:
+        """A new pair for the refresh token. Each refresh token works once, so processes
+        that share a session file (a playbook's parallel steps, two terminals) take turns
+        under its lock, and one that finds the file already renewed by another takes that."""
+        if self.session_file is None:
+            return self._refresh(http)
+        with file_lock(self.session_file.with_name(self.session_file.name + ".lock")):
+            try:
+                on_disk = UserCredentials.load(self.session_file)
+            except (AuthenticationError, ConfigError):
+                on_disk = None
+            if on_disk is not None and on_disk.refresh_token != self.refresh_token:
+                self.access_token, self.refresh_token = on_disk.access_token, on_disk.refresh_token
+                return True
+            return self._refresh(http)
+
+    def _refresh(self, http: httpx.Client) -> bool:
         response = http.post("/api/v1/auth/refresh", json={"refresh_token": self.refresh_token})
         if response.status_code != 200:
             return False

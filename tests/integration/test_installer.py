@@ -218,6 +218,24 @@ def _mode(path: Path) -> int:
     not HAS_ANSIBLE, reason="ansible-core is not installed (pip install -e '.[dev]')"
 )
 def test_site_installs_offline_idempotently_and_upgrades(built: Built, site: Path) -> None:
+    # A step that handles passwords (no_log) once hid why it failed: now it says, and
+    # the password stays hidden. The operator mends the inventory and runs again.
+    inventory = site / "inventory.yml"
+    good = inventory.read_text()
+    inventory.write_text(
+        good.replace(
+            "- {name: alice,",
+            "- {name: bob, roles: [viewer], password: Qx7-shorty}\n            - {name: alice,",
+        )
+    )
+    refused = run_playbook(site, "site.yml", "-e", "appliance_manage_services=false")
+    assert refused.returncode != 0
+    said = " ".join(refused.stdout.split())
+    assert "creating a user (bob) failed with exit" in said, said[-3000:]
+    assert "must be at least 12 characters" in said
+    assert "Qx7-shorty" not in refused.stdout + refused.stderr
+    inventory.write_text(good)
+
     first = _playbook(site, "site.yml")
     assert first["hub1"][0] > 0 and first["edge1"][0] > 0
 

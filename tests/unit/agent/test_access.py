@@ -23,7 +23,7 @@ def _grant(models: list[str] | None = None, expires_at: float = 2e9) -> KeyGrant
 def test_a_key_is_checked_against_the_index_and_its_models():
     access = DataPlaneAccess(clock=lambda: 1.9e9)
     access.update({"0a1b2c3d4e5f": _grant(["tiny"])})
-    access.check(f"Bearer {KEY}", "tiny")
+    assert access.check(f"Bearer {KEY}", "tiny") == "inference-key:0a1b2c3d4e5f"  # logs name it
     access.check(f"bearer {KEY}", None)  # status and metrics: any live key
     with pytest.raises(PermissionDeniedError):
         access.check(f"Bearer {KEY}", "other")
@@ -47,7 +47,7 @@ def test_keys_come_back_from_the_last_verified_index_on_disk(tmp_path):
 
 
 def test_an_open_data_plane_asks_for_nothing():
-    DataPlaneAccess(open_access=True).check(None, "tiny")
+    assert DataPlaneAccess(open_access=True).check(None, "tiny") is None
 
 
 def test_a_client_certificate_grant_is_matched_against_the_handshake_never_a_bearer_key():
@@ -59,7 +59,7 @@ def test_a_client_certificate_grant_is_matched_against_the_handshake_never_a_bea
     grant = KeyGrant(sha256=digest, certificate=True, models=["tiny"], expires_at=2e9)
     access = DataPlaneAccess(clock=lambda: 1.9e9)
     access.update({"c0ffee000001": grant})
-    access.check(None, "tiny", client_certificate=digest)
+    assert access.check(None, "tiny", client_certificate=digest) == "inference-key:c0ffee000001"
     with pytest.raises(PermissionDeniedError, match="client certificate may not"):
         access.check(None, "other", client_certificate=digest)
     with pytest.raises(AuthenticationError, match="not one the hub issued"):
