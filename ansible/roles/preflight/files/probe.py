@@ -1,4 +1,13 @@
-import json, os, platform, shutil, subprocess, sys, tempfile
+"""Run by the preflight role with the host's Python: its version, glibc, the free space
+where ``sys.argv[1]`` goes, and whether it can make a virtual environment (one JSON line)."""
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
 
 where = os.path.abspath(sys.argv[1])
 while not os.path.exists(where):
@@ -13,7 +22,7 @@ error = "" if made.returncode == 0 else " ".join((made.stderr or made.stdout).sp
 print(
     json.dumps(
         {
-            "python": "%d.%d" % sys.version_info[:2],
+            "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
             "glibc": platform.libc_ver()[1] or "0",
             "free_gb": round(shutil.disk_usage(where).free / 1e9, 1),
             "free_at": where,
