@@ -65,6 +65,29 @@ def _postgres_unreachable_reason() -> str | None:
     return _postgres_state["reason"]
 
 
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards (skipped where
+    PostgreSQL does not answer)."""
+    from sqlalchemy import text
+
+    from hub.db import make_engine
+
+    reason = _postgres_unreachable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    name = f"t_{secrets.token_hex(6)}"
+    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
     """A hub engine with the schema created: SQLite in a temp file, or a fresh PostgreSQL schema."""

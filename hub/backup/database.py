@@ -198,6 +198,29 @@ def require_empty_postgres(url: str) -> None:
         )
 
 
+def set_aside_postgres(url: str, name: str) -> str:
+    """Move the hub's schema (every table, the migration revision too) to a new schema
+    ``name`` and leave an empty one in its place, for a restore; in one transaction. What
+    a failed upgrade left stays there for inspection (``DROP SCHEMA name CASCADE`` then).
+    Grants other roles held on the old schema are not carried over. The moved schema's name."""
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            schema = connection.execute(text("SELECT current_schema()")).scalar_one()
+            quoted = connection.dialect.identifier_preparer.quote
+            connection.execute(text(f"ALTER SCHEMA {quoted(schema)} RENAME TO {quoted(name)}"))
+            connection.execute(text(f"CREATE SCHEMA {quoted(schema)}"))
+    except DBAPIError as exc:
+        raise BackupError(
+            f"could not set the hub's records aside as schema {name}: {exc.orig}",
+            hint="the hub's database user must own its schema (it does when it made it)",
+        ) from exc
+    finally:
+        engine.dispose()
+    return name
+
+
 def restore_postgres(url: str, dump: Path) -> None:
     """``pg_restore`` in a single transaction: all records or, on any error, none."""
     uri, env = _libpq(url)

@@ -6,13 +6,10 @@ it. A database from a newer release is refused with the reason, not a traceback.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import sqlite3
 import tarfile
 from pathlib import Path
-
-import pytest
 
 from appliance.cli.demo.processes import hub_process
 from tests.harness.cli import appliance
@@ -93,24 +90,16 @@ def test_a_hub_on_a_database_from_a_newer_release_refuses_to_start_and_says_why(
     assert set((tmp_path / "hub-backups").glob("*.tar")) == backups  # refused before backing up
 
 
-def test_the_same_hub_on_postgresql_upgrades_intact(tmp_path: Path) -> None:
+def test_the_same_hub_on_postgresql_upgrades_intact(tmp_path: Path, postgres_database: str) -> None:
     """Release 0.1.0's records, put in PostgreSQL by its create_all, upgrade the same way."""
     from sqlalchemy import func, insert, select, text
     from sqlmodel import SQLModel
 
     import hub.tables  # noqa: F401  (every table on the metadata)
     from hub.db import make_engine
-    from tests.conftest import POSTGRES_URL, _postgres_unreachable_reason
 
-    reason = _postgres_unreachable_reason()
-    if reason is not None:
-        pytest.skip(reason)
     data_dir = _hub_copy(tmp_path)
-    name = f"upgrade_{secrets.token_hex(4)}"
-    admin = make_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    url = postgres_database
     target, source = make_engine(url), make_engine(f"sqlite:///{data_dir / 'hub.db'}")
     try:
         SQLModel.metadata.create_all(target)  # what release 0.1.0's hub did on PostgreSQL
@@ -144,6 +133,3 @@ def test_the_same_hub_on_postgresql_upgrades_intact(tmp_path: Path) -> None:
     finally:
         target.dispose()
         source.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()

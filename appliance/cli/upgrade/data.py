@@ -13,7 +13,7 @@ from appliance.clock import utcnow
 from appliance.errors import ApplianceError
 from appliance.settings import HubSettings
 from hub.backup import backup_hub, restore_hub
-from hub.backup.database import database_kind
+from hub.backup.database import database_kind, set_aside_postgres
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,12 @@ class HubData:
         run_step(argv, "migrate with the new release", env={**os.environ, **self.environment})
 
     def restore(self, backup: Path) -> Path:
-        """Put ``backup`` back as the data directory; the directory it replaces is kept
-        beside it (``<data>.failed-<time>``), and its path returned."""
-        if database_kind(self.settings.resolved_database_url) != "sqlite":
-            raise RollbackError(
-                f"the hub's records are in PostgreSQL: restore {backup} by hand",
-                hint="appliance hub restore into an empty database (docs/upgrades.md)",
-            )
+        """Put ``backup`` back as the data directory (and, for PostgreSQL, as the hub's
+        records); what it replaces is kept: the directory beside it
+        (``<data>.failed-<time>``, its path returned), a PostgreSQL hub's records in the
+        schema ``failed_<time>`` of the same database."""
+        url = self.settings.resolved_database_url
+        postgres = database_kind(url) != "sqlite"
         data = self.settings.data_dir
         stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
         kept = data.with_name(f"{data.name}.failed-{stamp}")
@@ -53,15 +52,18 @@ class HubData:
             if not kept.exists():
                 break
             kept = data.with_name(f"{data.name}.failed-{stamp}-{n}")
-        if data.exists():
-            data.rename(kept)
+        records = f"schema failed_{stamp.lower()} and " if postgres else ""
         try:
-            restore_hub(backup, data)
+            if postgres:
+                set_aside_postgres(url, f"failed_{stamp.lower()}")
+            if data.exists():
+                data.rename(kept)
+            restore_hub(backup, data, database_url=url if postgres else None)
             _own_like(data, kept)
         except (ApplianceError, OSError) as exc:
             raise RollbackError(
                 f"could not restore {backup} into {data}: {exc}",
-                hint=f"the data the new release left is in {kept}",
+                hint=f"the records and files the new release left are in {records}{kept}",
             ) from exc
         return kept
 
