@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 CONSTRAINTS := constraints/cpu.txt
 ALIBI_DETECT := 0.13.0
 
-.PHONY: demo test lint typecheck bench clean prometheus bundle grpc-stubs
+.PHONY: demo test lint typecheck bench clean prometheus bundle grpc-stubs os-packages test-host
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,9 +48,21 @@ test: lint typecheck prometheus
 # Offline installer archives (packaging/README.md): dist/appliance-{hub,agent}-<version>.tar.
 # SIGNING_KEY=/path/release.key signs them with the release key; without it, a throw-away key.
 SIGNING_KEY ?=
+OS_PACKAGES := .cache/appliance-build/os-packages/debian-12
+
+# Install on a Debian 12 virtual machine with systemd (tests/host; root, QEMU, debootstrap,
+# a Debian mirror; slow: the CPU is emulated where KVM does not work).
+test-host: $(STAMP)
+	APPLIANCE_TEST_HOST=1 $(PY) -m pytest tests/host -x -v -s -p no:randomly --timeout 7200
+
+# The Debian 12 packages archives carry for hosts without python3.11-venv (apt-get download).
+os-packages: $(STAMP)
+	$(VENV)/bin/appliance-build os-packages --out $(OS_PACKAGES)
+
 bundle: $(STAMP)
 	$(VENV)/bin/appliance-build build hub agent --out dist --constraint $(CONSTRAINTS) \
 	  --wheel-cache .cache/appliance-build/wheels \
+	  $(if $(wildcard $(OS_PACKAGES)/*.deb),--os-packages $(OS_PACKAGES)) \
 	  $(if $(SIGNING_KEY),--signing-key $(SIGNING_KEY),--throwaway-key)
 
 bench: $(STAMP)

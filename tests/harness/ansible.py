@@ -23,9 +23,12 @@ def isolation() -> list[str]:
     return []
 
 
-def run_playbook(site: Path, *args: str, timeout: float = 800) -> subprocess.CompletedProcess[str]:
+def run_playbook(
+    site: Path, *args: str, timeout: float = 800, offline: bool = True
+) -> subprocess.CompletedProcess[str]:
     """``ansible-playbook -i site/inventory.yml ARGS`` in ``ansible/``; never raises for
-    the playbook's own failure (the caller looks at the result)."""
+    the playbook's own failure (the caller looks at the result). ``offline``: in a network
+    namespace without a way out, where one can be made (not for hosts over SSH)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "ANSIBLE_"))}
     env.update(
         PIP_NO_INDEX="1",
@@ -38,7 +41,12 @@ def run_playbook(site: Path, *args: str, timeout: float = 800) -> subprocess.Com
         ANSIBLE_RETRY_FILES_ENABLED="0",
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
     )
-    command = [*isolation(), str(BIN / "ansible-playbook"), "-i", str(site / "inventory.yml")]
+    command = [
+        *(isolation() if offline else []),
+        str(BIN / "ansible-playbook"),
+        "-i",
+        str(site / "inventory.yml"),
+    ]
     result = subprocess.run(
         [*command, *args],
         cwd=ROOT / "ansible",

@@ -75,6 +75,23 @@ def build_hub(project: Path, out: Path, signing_key: Path) -> Path:
     return made
 
 
+def build_archives(out: Path, *kinds: str, os_packages: Path | None = None) -> Path:
+    """Archives of this tree (``kinds``) in ``out``, signed with a throw-away key (its
+    public half, the returned path, in ``out/throwaway-key``)."""
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "appliance.cli.release", "build", *kinds, "--out", str(out)),
+            *("--throwaway-key", "--wheel-cache", str(CACHE), "--prefer-offline"),
+            *("--project", str(ROOT)),
+            *(("--os-packages", str(os_packages)) if os_packages else ()),
+        ],
+        check=True,
+        timeout=900,
+        env={**os.environ, "SOURCE_DATE_EPOCH": "1790000000"},
+    )
+    return out / "throwaway-key" / "release.pub"
+
+
 def release_key(out: Path) -> tuple[Path, Path]:
     """A release key pair (private, public) for the archives of one test."""
     subprocess.run(

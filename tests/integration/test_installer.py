@@ -18,6 +18,7 @@ first run on a machine fetches them (local registries and PyPI).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from appliance.cli.release.os_packages import DEBIAN_12, fetch
+from appliance.errors import ApplianceError
 from tests.harness.ansible import HAS_ANSIBLE, run_playbook
 
 pytestmark = [
@@ -42,6 +45,7 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "appliance-build" / "wheels"
+DEBS = ROOT / ".cache" / "appliance-build" / "os-packages" / DEBIAN_12
 VERSION = "0.1.0"
 BIN = Path(sys.executable).parent
 BASE_PYTHON = (
@@ -60,12 +64,26 @@ class Built:
     agent: Path
 
 
+def _os_packages() -> Path | None:
+    """The Debian 12 packages the archives carry (python3.11-venv and what it needs),
+    fetched once with apt into the build cache; None where apt cannot fetch them."""
+    if not list(DEBS.glob("python3.11-venv_*.deb")):
+        try:
+            fetch(DEBS)
+        except ApplianceError as exc:
+            print(f"archives without Debian packages: {exc}")
+            return None
+    return DEBS
+
+
 def _build(out: Path, *kinds: str, key: list[str], epoch: int) -> None:
     started = time.monotonic()
+    debs = _os_packages()
     subprocess.run(
         [
             *(sys.executable, "-m", "appliance.cli.release", "build", *kinds, "--out", str(out)),
             *(*key, "--wheel-cache", str(CACHE), "--prefer-offline", "--project", str(ROOT)),
+            *(("--os-packages", str(debs)) if debs else ()),
         ],
         check=True,
         timeout=600,
@@ -87,6 +105,21 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     for archive in (result.hub, result.agent):
         print(f"{archive.name}: {archive.stat().st_size / 1e6:.1f} MB")
     return result
+
+
+def test_archives_carry_python3_11_venv_for_debian_12_hosts(built: Built) -> None:
+    if _os_packages() is None:
+        pytest.skip("apt could not fetch the Debian 12 packages here")
+    for archive in (built.hub, built.agent):
+        with tarfile.open(archive) as tar:
+            top = archive.name.removesuffix(".tar")
+            names = tar.getnames()
+            manifest = json.loads(tar.extractfile(f"{top}/MANIFEST.json").read())  # type: ignore[union-attr]
+            index = tar.extractfile(f"{top}/os-packages/{DEBIAN_12}/Packages").read().decode()  # type: ignore[union-attr]
+        carried = manifest["os_packages"][DEBIAN_12]
+        assert any(name.startswith("python3.11-venv_") for name in carried)
+        assert all(f"{top}/os-packages/{DEBIAN_12}/{name}" in names for name in carried)
+        assert "Package: python3.11-venv\n" in index and "Package: python3-pip-whl\n" in index
 
 
 def _verify(archive: Path, key: Path) -> subprocess.CompletedProcess[str]:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from appliance.cli.release.os_packages import DEBIAN_12, carried
 from appliance.cli.release.verify import SIG_NAME, SUMS_NAME, format_sums
 from appliance.errors import ApplianceError
 from appliance.fsutil import sha256_bytes, sha256_file
@@ -138,6 +139,9 @@ class BuildOptions:
     """The interpreter whose pip resolves and downloads (it decides the wheel tags)."""
     source_date_epoch: int | None = None
     """Time stamp of every archive member; default ``$SOURCE_DATE_EPOCH`` or now."""
+    os_packages: Path | None = None
+    """A folder of Debian 12 packages (``python3.11-venv`` and what it needs) to carry for
+    hosts without them (:mod:`appliance.cli.release.os_packages`); ``None``: none."""
 
 
 @dataclass(frozen=True)
@@ -420,6 +424,11 @@ def _manifest(
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)),
         "release_key_id": options.key.key_id,
         "constraints": {path.name: path.read_text() for path in options.constraints},
+        "os_packages": (
+            {DEBIAN_12: sorted(deb.name for deb in options.os_packages.glob("*.deb"))}
+            if options.os_packages is not None
+            else {}
+        ),
         "requirements": {
             lock.role: {
                 "with_deps": requirements_name(lock.role),
@@ -455,6 +464,8 @@ def archive_entries(
             if not path.is_file():
                 raise BuildError(f"{path} is missing")
             entries.append(Entry(name, path))
+    if options.os_packages is not None:
+        entries += [Entry(name, source) for name, source in carried(options.os_packages)]
     entries += _tree(project / "ansible", "ansible")
     guide = project / "packaging" / "README.md"
     if guide.is_file():

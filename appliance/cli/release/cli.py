@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from appliance.cli.release import os_packages
 from appliance.cli.release.build import KINDS, BuildOptions, build
 from appliance.cli.release.verify import main as verify_main
 from appliance.errors import ApplianceError, ConfigError
@@ -75,6 +76,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         constraints=tuple(path.resolve() for path in constraints),
         wheel_cache=cache.resolve() if cache else None,
         prefer_offline=args.prefer_offline,
+        os_packages=args.os_packages.resolve() if args.os_packages else None,
     )
     archives = build(args.kinds or list(KINDS), options, log=_log)
     for archive in archives:
@@ -82,6 +84,12 @@ def cmd_build(args: argparse.Namespace) -> int:
             f"{archive.path}\t{archive.size}\t{archive.size / 1e6:.1f} MB\t"
             f"{archive.wheels} wheels\troles {','.join(archive.roles)}"
         )
+    return 0
+
+
+def cmd_os_packages(args: argparse.Namespace) -> int:
+    for deb in os_packages.fetch(args.out):
+        print(deb)
     return 0
 
 
@@ -140,7 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="resolve from the wheel cache first, the indexes only if that fails",
     )
+    make.add_argument(
+        "--os-packages",
+        type=Path,
+        metavar="DIR",
+        help="carry these Debian 12 packages (python3.11-venv and what it needs) for hosts "
+        "without them; fetch them with 'appliance-build os-packages'",
+    )
     make.set_defaults(func=cmd_build)
+
+    debs = sub.add_parser(
+        "os-packages", help="fetch the Debian 12 packages an archive carries (apt-get download)"
+    )
+    debs.add_argument("--out", type=Path, required=True, help="folder for the .deb files")
+    debs.set_defaults(func=cmd_os_packages)
 
     check = sub.add_parser("verify", help="check an archive's signature and every file's hash")
     check.add_argument("archive", type=Path, help="the .tar file or its unpacked folder")
