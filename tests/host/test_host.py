@@ -6,6 +6,7 @@ the hub and a worker on it and an agent under a prefix of its own, services mana
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -49,33 +50,37 @@ def site(host: vm.VirtualHost, tmp_path_factory: pytest.TempPathFactory) -> Path
     if not list(DEBS.glob("python3.11-venv_*.deb")):
         fetch(DEBS)
     public_key = build_archives(root / "dist", "hub", "agent", os_packages=DEBS)
-    connection = f"""
-      ansible_host: 127.0.0.1
-      ansible_port: {host.ssh_port}
-      ansible_user: root
-      ansible_ssh_private_key_file: {host.image.key}
-      ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
-      ansible_python_interpreter: /usr/bin/python3"""
-    (root / "inventory.yml").write_text(
-        f"""
-all:
-  vars:
-    appliance_archive_dir: {root / "dist"}
-    appliance_release_key: {public_key}
-  children:
-    hub:
-      hosts:
-        {vm.HOSTNAME}:{connection}
-          appliance_admin_password: correct-horse-battery-staple
-    workers:
-      hosts:
-        {vm.HOSTNAME}:
-    agents:
-      hosts:
-        edge:{connection}
-          appliance_prefix: /srv/edge
-"""
-    )
+    connection = {
+        "ansible_host": "127.0.0.1",
+        "ansible_port": host.ssh_port,
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(host.image.key),
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+    inventory = {
+        "all": {
+            "vars": {
+                "appliance_archive_dir": str(root / "dist"),
+                "appliance_release_key": str(public_key),
+            },
+            "children": {
+                "hub": {
+                    "hosts": {
+                        vm.HOSTNAME: {
+                            **connection,
+                            "appliance_admin_password": "correct-horse-battery-staple",
+                        }
+                    }
+                },
+                "workers": {
+                    "hosts": {vm.HOSTNAME: {"appliance_worker_password": "worker-password-long"}}
+                },
+                "agents": {"hosts": {"edge": {**connection, "appliance_prefix": "/srv/edge"}}},
+            },
+        }
+    }
+    (root / "inventory.yml").write_text(json.dumps(inventory, indent=2))  # JSON is YAML
     return root
 
 
@@ -84,6 +89,7 @@ def test_a_first_install_ends_green_and_a_second_changes_nothing(
 ) -> None:
     first = run_playbook(site, "site.yml", timeout=5400, offline=False)
     assert first.returncode == 0, first.stdout[-8000:] + first.stderr[-2000:]
+    assert {m[0] for m in RECAP.findall(first.stdout)} == {vm.HOSTNAME, "edge"}, first.stdout
 
     active = host.ssh("systemctl is-active appliance-hub appliance-worker appliance-agent")
     assert active.split() == ["active"] * 3

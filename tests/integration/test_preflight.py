@@ -17,6 +17,8 @@ pytestmark = [
     pytest.mark.skipif(not HAS_ANSIBLE, reason="ansible-core is not installed"),
 ]
 
+FAILED = r"(?:fatal: \[hub1\]: FAILED!|failed: \[hub1\] \(item=\w+\)) => (.*)"
+"""A failed task's result (a loop's item's too)."""
 BASE_PYTHON = Path(sys.base_prefix) / "bin" / "python3.11"
 
 
@@ -49,7 +51,7 @@ def _refused(site: Path, *settings: str) -> str:
     assert result.returncode != 0, result.stdout[-3000:]
     assert re.search(r"hub1\s*:.*failed=1", result.stdout), result.stdout[-3000:]
     assert not (site / "hub1" / "opt").exists(), "nothing is copied before the checks pass"
-    failed = re.search(r"fatal: \[hub1\]: FAILED! => (.*)", result.stdout)
+    failed = re.search(FAILED, result.stdout)
     assert failed, result.stdout[-3000:]
     return " ".join(failed[1].split())
 
@@ -59,6 +61,19 @@ def test_a_host_without_systemd_is_refused_when_services_are_to_be_started(site:
 
     assert "PID 1 on this host is not systemd" in message
     assert "appliance_manage_services=false" in message
+
+
+def test_a_worker_without_its_password_is_refused_before_the_install(site: Path) -> None:
+    """Found on the VM: an empty appliance_worker_password (the default) made the step
+    that creates the worker's account wait for its password forever, 30 minutes in."""
+    inventory = site / "inventory.yml"
+    inventory.write_text(inventory.read_text() + "    workers:\n      hosts:\n        hub1:\n")
+    message = _refused(
+        site, "appliance_manage_services=false", "appliance_connect=true",
+        "appliance_admin_password=correct-horse-battery-staple",
+    )  # fmt: skip
+
+    assert "set appliance_worker_password for hub1" in message
 
 
 def test_a_python_that_is_not_there_names_the_packages(site: Path) -> None:

@@ -1,5 +1,5 @@
 """Debian packages an archive carries for hosts that lack them: ``python3.11-venv`` and
-what it needs, so a Debian 12 host without it is installed offline too (the playbook
+everything it depends on, so a Debian 12 host without it is installed offline too (the playbook
 installs them from the archive's own apt index, ``ansible/roles/common/tasks/
 os_packages.yml``). Fetched on a Debian 12 build machine with ``apt-get download``; their
 integrity on the host comes from the archive's signed checksums, like every file's."""
@@ -43,12 +43,39 @@ def _tool(name: str, package: str) -> str:
     return found
 
 
+def closure(names: tuple[str, ...] = PACKAGES) -> list[str]:
+    """``names`` and everything they depend on, recursively (pre-depends included, not
+    recommends): what a minimal host may lack (a minimal Debian 12 lacked ca-certificates,
+    which python3-pip-whl needs). apt on the host installs only what is missing or older."""
+    listed = subprocess.run(
+        [
+            _tool("apt-cache", "apt"),
+            "depends",
+            "--recurse",
+            *("--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks"),
+            *("--no-replaces", "--no-enhances"),
+            *names,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if listed.returncode != 0:
+        raise OsPackagesError(f"apt-cache depends failed: {listed.stderr.strip()[-500:]}")
+    found = {
+        line.strip()
+        for line in listed.stdout.splitlines()
+        if line and not line[0].isspace() and not line.startswith("<")
+    }
+    return sorted(found | set(names))
+
+
 def fetch(dest: Path, names: tuple[str, ...] = PACKAGES) -> list[Path]:
-    """``apt-get download`` each package into ``dest`` (this machine's apt sources, which
-    must be Debian 12's); the .deb files there afterwards."""
+    """``apt-get download`` the packages and their :func:`closure` into ``dest`` (this
+    machine's apt sources, which must be Debian 12's); the .deb files there afterwards."""
     dest.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        [_tool("apt-get", "apt"), "download", *names],
+        [_tool("apt-get", "apt"), "download", *closure(names)],
         cwd=dest,
         capture_output=True,
         text=True,
