@@ -142,8 +142,10 @@ def test_a_real_prometheus_scrapes_the_agent_and_the_hub(
                 answer = response.json() if response.status_code == 200 else {}
             except (httpx.HTTPError, ValueError):
                 return []  # not listening yet, or still starting ("Service Unavailable")
+            if answer.get("status") != "success":  # a non-200 answer while it starts, too
+                return []
             result: list[dict[str, Any]] = answer["data"]["result"]
-            return result if answer.get("status") == "success" else []
+            return result
 
         served = wait_until(
             "Prometheus to scrape the agent",
