@@ -14,11 +14,27 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from appliance.cli.release.os_packages import DEBIAN_12, fetch
+from appliance.errors import ApplianceError
+
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "appliance-build" / "wheels"
+OS_PACKAGES = ROOT / ".cache" / "appliance-build" / "os-packages" / DEBIAN_12
 BASE_PYTHON = (
     Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
 )
+
+
+def cached_os_packages() -> Path | None:
+    """The Debian 12 packages archives carry (python3.11-venv and its dependencies),
+    fetched once with apt into the build cache; None where apt cannot fetch them."""
+    if not list(OS_PACKAGES.glob("python3.11-venv_*.deb")):
+        try:
+            fetch(OS_PACKAGES)
+        except ApplianceError as exc:
+            print(f"archives without Debian packages: {exc}")
+            return None
+    return OS_PACKAGES
 
 
 def tree_copy(dest: Path) -> Path:

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli.release.os_packages import DEBIAN_12, fetch
 from tests.harness.ansible import HAS_ANSIBLE, run_playbook
-from tests.harness.releases import ROOT, build_archives
+from tests.harness.releases import build_archives, cached_os_packages
 from tests.host import vm
 
 pytestmark = [
@@ -27,7 +26,6 @@ pytestmark = [
     pytest.mark.skipif(not HAS_ANSIBLE, reason="ansible-core is not installed"),
 ]
 
-DEBS = ROOT / ".cache" / "appliance-build" / "os-packages" / DEBIAN_12
 RECAP = re.compile(
     r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M
 )
@@ -47,9 +45,9 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[vm.VirtualHost]:
 @pytest.fixture(scope="module")
 def site(host: vm.VirtualHost, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("site")
-    if not list(DEBS.glob("python3.11-venv_*.deb")):
-        fetch(DEBS)
-    public_key = build_archives(root / "dist", "hub", "agent", os_packages=DEBS)
+    debs = cached_os_packages()
+    assert debs is not None, "a minimal host needs python3.11-venv from the archive"
+    public_key = build_archives(root / "dist", "hub", "agent", os_packages=debs)
     connection = {
         "ansible_host": "127.0.0.1",
         "ansible_port": host.ssh_port,

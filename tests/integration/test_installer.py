@@ -32,9 +32,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli.release.os_packages import DEBIAN_12, fetch
-from appliance.errors import ApplianceError
+from appliance.cli.release.os_packages import DEBIAN_12
 from tests.harness.ansible import HAS_ANSIBLE, run_playbook
+from tests.harness.releases import cached_os_packages
 
 pytestmark = [
     pytest.mark.integration,
@@ -45,7 +45,6 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "appliance-build" / "wheels"
-DEBS = ROOT / ".cache" / "appliance-build" / "os-packages" / DEBIAN_12
 VERSION = "0.1.0"
 BIN = Path(sys.executable).parent
 BASE_PYTHON = (
@@ -64,21 +63,9 @@ class Built:
     agent: Path
 
 
-def _os_packages() -> Path | None:
-    """The Debian 12 packages the archives carry (python3.11-venv and what it needs),
-    fetched once with apt into the build cache; None where apt cannot fetch them."""
-    if not list(DEBS.glob("python3.11-venv_*.deb")):
-        try:
-            fetch(DEBS)
-        except ApplianceError as exc:
-            print(f"archives without Debian packages: {exc}")
-            return None
-    return DEBS
-
-
 def _build(out: Path, *kinds: str, key: list[str], epoch: int) -> None:
     started = time.monotonic()
-    debs = _os_packages()
+    debs = cached_os_packages()
     subprocess.run(
         [
             *(sys.executable, "-m", "appliance.cli.release", "build", *kinds, "--out", str(out)),
@@ -108,7 +95,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 
 
 def test_archives_carry_python3_11_venv_for_debian_12_hosts(built: Built) -> None:
-    if _os_packages() is None:
+    if cached_os_packages() is None:
         pytest.skip("apt could not fetch the Debian 12 packages here")
     for archive in (built.hub, built.agent):
         with tarfile.open(archive) as tar:
