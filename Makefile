@@ -42,8 +42,9 @@ prometheus:
 # faster (20 min 55 s of pytest, as serial) and, with every slow module at once, two tests
 # that depend on timing failed (test_lifecycle's demo exit, test_rollouts' ring-two gate).
 PYTEST_WORKERS ?= 0
+# --durations: the slowest tests, named at the end of every run (where the time goes, issue 16).
 test: lint typecheck prometheus
-	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=30
 
 # Offline installer archives (packaging/README.md): dist/appliance-{hub,agent}-<version>.tar.
 # SIGNING_KEY=/path/release.key signs them with the release key; without it, a throw-away key.

@@ -27,10 +27,11 @@ from agent.installer import DeviceKey, InstallPolicy, load_slot, stage
 from agent.outbox import Outbox
 from agent.probation import Probation, ProbationPolicy
 from agent.repository import LoadedModel, ModelRepository
+from agent.self_upgrade import SelfUpgrade
 from agent.store import BundleStore
 from agent.updates.fetchers import FetchLimits, HubFetcher
 from agent.updates.trusted import Offer, TrustedUpdates, metadata_dir
-from appliance import logs
+from appliance import __version__, logs
 from appliance.client.hub import HubClient
 from appliance.errors import (
     ApplianceError,
@@ -107,6 +108,7 @@ class SyncWorker:
         self.router = router
         self.access = access
         self.status = SyncStatus()
+        self.self_upgrade = SelfUpgrade(settings.data_dir, settings.upgrade_command or None)
         self._on_probation: dict[str, _OnProbation] = {}
         self._retry_at: dict[str, float] = {}
         self._stamp = store.stamp()
@@ -203,6 +205,7 @@ class SyncWorker:
         try:
             plan = self.client.assignments(self.identity.agent_id)
             self.status.not_allowed = [f"{r.name} v{r.version}: {r.reason}" for r in plan.refused]
+            self.self_upgrade.consider(self.client, plan.software)
             self.client.heartbeat(self.identity.agent_id, self._heartbeat())
             self.status.notes.clear()
             self.deliver_reports()
@@ -411,11 +414,16 @@ class SyncWorker:
             trouble.append(f"the hub refused {refused} report(s); see /agent/status")
         if self.status.update_error:
             trouble.insert(0, f"update metadata refused: {self.status.update_error}")
+        if self.self_upgrade.problem:
+            trouble.append(self.self_upgrade.problem)
         lines = trouble + [n for n in self.status.notes if n not in trouble]
         return Heartbeat(
             models=models,
             health="degraded" if trouble else "ok",
             detail="; ".join(lines + self.status.not_allowed) or None,
+            software_version=__version__,
+            upgrade_failed=self.self_upgrade.failed,
+            upgrading=self.self_upgrade.upgrading,
         )
 
 

@@ -119,3 +119,22 @@ def private_file(path: Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def unused_path(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``… the first that does not exist."""
+    candidate, n = path, 2
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.name}-{n}"), n + 1
+    return candidate
+
+
+def own_like(tree: Path, model: Path) -> None:
+    """Give everything in ``tree`` the owner of ``model``: what root restored or copied
+    goes back to the service's user. Nothing to do unless run as root."""
+    if os.geteuid() != 0 or not model.exists():
+        return
+    owner = model.stat()
+    for folder, dirs, files in os.walk(tree):
+        for name in [folder, *(os.path.join(folder, entry) for entry in dirs + files)]:
+            os.lchown(name, owner.st_uid, owner.st_gid)

@@ -19,6 +19,7 @@ variable                       meaning
 ``APPLIANCE_ZONE``             residency zone (the hub's own, or an agent's check)
 ``APPLIANCE_RESIDENCY_POLICY`` hub: TOML file of zones and allowed flows
 ``APPLIANCE_BACKUP_DIR``       hub: where the backup before a schema migration goes
+``APPLIANCE_RELEASE_KEY``      hub: the pinned release public key (PEM) agent releases must match
 ``APPLIANCE_APPROVALS_REQUIRED`` hub: distinct approvers for production (1 or 2)
 ``APPLIANCE_TLS_CERT``/``_KEY`` hub: serve HTTPS with this certificate and key
 ``APPLIANCE_HUB_CA``           agent/CLI: the site CA that the hub's certificate must chain to
@@ -28,6 +29,7 @@ variable                       meaning
 ``APPLIANCE_OFFLINE_DAYS``     hub: validity of exported offline update bundles, in days
 ``APPLIANCE_OFFLINE_MAX_DAYS`` hub: the longest validity an export may ask for (default 30)
 ``APPLIANCE_MAX_SOAK_S``       hub: the longest soak a rollout ring may ask for
+``APPLIANCE_AGENT_INSTALL_GRACE_S`` hub: how long past its soak an agent upgrade's ring may install
 ``APPLIANCE_MAX_EXPERIMENT_DAYS`` hub: the longest an A/B experiment runs (then it stops)
 ``APPLIANCE_TRAINING_LEASE_S`` hub: a training job's lease without a worker heartbeat
 ``APPLIANCE_SIGN_IN_PER_MINUTE`` hub: sign-ins, refreshes and enrolments per client per minute
@@ -38,6 +40,7 @@ variable                       meaning
 ``APPLIANCE_AGENT_NAME``       agent name (default: the host name)
 ``APPLIANCE_AGENT_PORT``       agent HTTP port (default 8701)
 ``APPLIANCE_AGENT_URL``        agent: the URL the hub and console reach it at (default: host name)
+``APPLIANCE_UPGRADE_COMMAND``  agent: what asks the host for an upgrade without systemd's path unit
 ``APPLIANCE_RUNTIME``          ``auto``, ``onnxruntime`` or ``openvino``
 ``APPLIANCE_SYNC_INTERVAL``    seconds between polls of the hub
 ``APPLIANCE_TRUSTED_ROOT``     agent: TUF root metadata to pin at enrolment
@@ -108,6 +111,10 @@ class ReleaseSettings:
     """How often rollout rings that have soaked are judged against their gates."""
     max_experiment_days: float = field(default=90.0, metadata=env_name("MAX_EXPERIMENT_DAYS"))
     """The longest an A/B experiment runs: its variants then leave agents and it stops."""
+    agent_install_grace_s: float = field(default=900.0, metadata=env_name("AGENT_INSTALL_GRACE_S"))
+    """How long past its soak an agent upgrade's ring may take to come back on the new
+    release before the upgrade halts (an agent's venv is built from ~80 wheels on the box
+    itself: slow boxes want more)."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,9 @@ class HubSettings:
     backup_dir: Path | None = None
     """Where the backup taken before a schema migration goes; default: beside the data
     directory, ``<data_dir>-backups`` (never inside it: a backup of itself)."""
+    release_key: Path | None = None
+    """The release public key (PEM) the site pinned: agent releases uploaded to the hub
+    must be signed by it (none: the hub takes no agent release)."""
     tls: HubTlsSettings = field(default_factory=lambda: HubTlsSettings())
     releases: ReleaseSettings = field(default_factory=lambda: ReleaseSettings())
     updates: UpdateSettings = field(default_factory=lambda: UpdateSettings())
@@ -343,6 +353,10 @@ class AgentSettings:
     """``auto`` picks OpenVINO when IR is present on an Intel CPU, else ONNX Runtime."""
     labels: tuple[str, ...] = ()
     """Free-form ``key=value`` labels reported to the hub."""
+    upgrade_command: str = ""
+    """Run (``sh -c``, in a session of its own) when the agent asks its host for an upgrade
+    the hub wants, on hosts where systemd's ``appliance-agent-upgrade.path`` does not
+    watch for the request; ``APPLIANCE_UPGRADE_REQUEST`` names the request file."""
     link: HubLinkSettings = field(default_factory=lambda: HubLinkSettings())
     serving: ServingSettings = field(default_factory=lambda: ServingSettings())
     grpc: GrpcSettings = field(default_factory=lambda: GrpcSettings())

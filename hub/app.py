@@ -32,6 +32,8 @@ from appliance.errors import ApplianceError, nested_too_deeply
 from appliance.security.keys import public_pem
 from appliance.settings import HubSettings
 from hub.access.controllers import InferenceKeyController
+from hub.agent_releases.controllers import AgentReleaseController, AgentReleaseUploadController
+from hub.agent_upgrades.controllers import AgentUpgradeController
 from hub.audit.controllers import AuditController
 from hub.audit.service import AuditReader
 from hub.auth.guards import OPEN_PATHS, BearerAuthMiddleware, open_endpoint, requires
@@ -152,6 +154,8 @@ def _controllers(settings: HubSettings) -> list[ControllerRouterHandler]:
         RolloutController,
         InferenceKeyController,
         TrainingController,
+        AgentReleaseController,
+        AgentUpgradeController,
         # The endpoints that take files, and only they, take bodies up to the site's
         # upload limit (every other endpoint: JSON_BODY_LIMIT, set on the app).
         Router(
@@ -160,6 +164,7 @@ def _controllers(settings: HubSettings) -> list[ControllerRouterHandler]:
                 ModelUploadController,
                 FeatureUploadController,
                 TrainingUploadController,
+                AgentReleaseUploadController,
             ],
             request_max_body_size=settings.max_upload_mb * 1024 * 1024,
         ),
@@ -214,6 +219,8 @@ def _dependencies(svc: HubServices) -> dict[str, Provide]:
         "training": svc.training,
         "schedules": svc.schedules,
         "inference_keys": svc.inference_keys,
+        "agent_releases": svc.agent_releases,
+        "agent_upgrades": svc.agent_upgrades,
     }
     return {
         name: Provide(_constant(value), sync_to_thread=False) for name, value in provided.items()

@@ -44,6 +44,12 @@ class HubLifecycle:
         )
         self._every(
             settings.releases.rollout_check_s,
+            svc.agent_upgrades.evaluate,
+            "agent-upgrade-gates",
+            "judge agent upgrade rings",
+        )
+        self._every(
+            settings.releases.rollout_check_s,
             svc.experiments.expire,
             "experiment-expiry",
             "stop experiments that ran their longest",

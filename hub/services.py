@@ -11,6 +11,9 @@ from appliance.security.keys import KeyPair, init_keypair, keys_dir
 from appliance.settings import HubSettings
 from hub import schema
 from hub.access.service import InferenceKeys
+from hub.agent_releases.service import FOLDER as AGENT_RELEASES
+from hub.agent_releases.service import AgentReleases
+from hub.agent_upgrades.service import AgentUpgrades
 from hub.artifacts import ArtifactStore
 from hub.audit.service import AuditLog
 from hub.backup import backup_before_migrating
@@ -54,6 +57,8 @@ class HubServices:
     training: TrainingJobs
     schedules: RetrainingSchedules
     inference_keys: InferenceKeys
+    agent_releases: AgentReleases
+    agent_upgrades: AgentUpgrades
 
 
 def load_policy(settings: HubSettings) -> ResidencyPolicy:
@@ -115,19 +120,29 @@ def build_services(settings: HubSettings, *, migrate: bool = False) -> HubServic
     schedules = RetrainingSchedules(engine, training, audit)
     monitoring.on_alert(schedules.on_drift_alert)
     monitoring.ab_check = experiments.summary_refusal
+    agent_releases = AgentReleases(
+        engine, audit, settings.data_dir / AGENT_RELEASES, settings.release_key
+    )
+    agent_upgrades = AgentUpgrades(
+        engine,
+        agent_releases,
+        audit,
+        policy,
+        max_soak_s=settings.releases.max_soak_s,
+        install_grace_s=settings.releases.agent_install_grace_s,
+    )
+    fleet = FleetService(
+        engine, registry, gate, sealed_only=settings.updates.encrypt, standing=standing
+    )
+    fleet.heartbeat_hooks.append(agent_upgrades.on_heartbeat)
+    fleet.software_for = agent_upgrades.target_for
     return HubServices(
         engine=engine,
         key=key,
         audit=audit,
         policy=policy,
         registry=registry,
-        fleet=FleetService(
-            engine,
-            registry,
-            gate,
-            sealed_only=settings.updates.encrypt,
-            standing=standing,
-        ),
+        fleet=fleet,
         identity=identity,
         enrolment=enrolment,
         checkpoint_minutes=settings.schedule.audit_checkpoint_minutes,
@@ -140,6 +155,8 @@ def build_services(settings: HubSettings, *, migrate: bool = False) -> HubServic
         training=training,
         schedules=schedules,
         inference_keys=inference_keys,
+        agent_releases=agent_releases,
+        agent_upgrades=agent_upgrades,
     )
 
 

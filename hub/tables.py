@@ -5,6 +5,8 @@ tables on ``SQLModel.metadata`` when imported. :mod:`hub.schema` creates and mig
 from __future__ import annotations
 
 from hub.access import records as access_records  # noqa: F401
+from hub.agent_releases import records as agent_release_records  # noqa: F401
+from hub.agent_upgrades import records as agent_upgrade_records  # noqa: F401
 from hub.audit import records as audit_records  # noqa: F401
 from hub.experiments import records as experiment_records  # noqa: F401
 from hub.features import records as feature_records  # noqa: F401

@@ -34,7 +34,7 @@ from appliance.errors import (
     StaleUpdateError,
     UpdateRefusedError,
 )
-from appliance.fsutil import atomic_write_bytes
+from appliance.fsutil import atomic_write_bytes, file_lock
 from appliance.trust.layout import (
     AgentKeys,
     ExperimentSpec,
@@ -169,7 +169,10 @@ class TrustedUpdates:
         self._targets_url = targets_url
         self._keys: AgentKeys | None = None
         self._index: GroupIndex | None = None
-        with tuf_errors_translated(offline=offline):
+        # python-tuf rewrites root.json (a symlink: remove, then link) and the metadata
+        # files as it starts and refreshes; the serving agent and `appliance bundle import`
+        # may do so at once on one folder, so one at a time (the second saw FileExistsError)
+        with file_lock(self._lock_file), tuf_errors_translated(offline=offline):
             self._updater = Updater(
                 str(self.folder),
                 metadata_url,
@@ -203,10 +206,18 @@ class TrustedUpdates:
             self._index = self._load_index()
         return self._index
 
+    @property
+    def _lock_file(self) -> Path:
+        """Held while python-tuf writes the metadata folder (across processes)."""
+        return self.folder / "writing.lock"
+
     def _load_index(self) -> GroupIndex:
-        with tuf_errors_translated(offline=self.offline):
-            self._updater.refresh()
-        data = self._small_target(index_path(self.zone, self.group), "index.json", MAX_INDEX_BYTES)
+        with file_lock(self._lock_file):
+            with tuf_errors_translated(offline=self.offline):
+                self._updater.refresh()
+            data = self._small_target(
+                index_path(self.zone, self.group), "index.json", MAX_INDEX_BYTES
+            )
         if data is None:
             return GroupIndex(zone=self.zone, group=self.group)
         try:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 from appliance import __version__
 from appliance.cli import (
+    agent_releases,
     audit,
     bundles,
     ca,
@@ -56,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundles.add_parsers(sub, data_dir)
     training.add_parsers(sub)
     inference_keys.add_parsers(sub)
+    agent_releases.add_parsers(sub)
     upgrade.add_parsers(sub)
 
     demo = sub.add_parser(
@@ -86,6 +90,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a defect: one clear line for the user, the traceback kept
+        fail(
+            f"unexpected {type(exc).__name__}: {exc}",
+            f"a defect in appliance {__version__}; its traceback is in {_keep_traceback()}: "
+            "send that file with the command you ran",
+        )
+        return 70  # EX_SOFTWARE
+
+
+def _keep_traceback() -> str:
+    """The current exception's traceback in a private file of the temporary folder."""
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="appliance-crash-", suffix=".txt", delete=False
+    ) as handle:
+        handle.write(f"appliance {__version__}: {' '.join(sys.argv)}\n")
+        handle.write(traceback.format_exc())
+    return handle.name
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from rich.console import Console
+from rich.markup import escape
 
 from appliance import logs
 
@@ -32,6 +33,8 @@ def log_format_flag() -> argparse.ArgumentParser:
 
 
 def fail(message: str, hint: str | None = None) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    """``error: message`` (and ``hint: hint``) on standard error, as written: brackets in
+    them (``[fraud]``, ``[/tmp/x]``) are text, not console markup."""
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     if hint:
-        errors.print(f"[yellow]hint:[/] {hint}", highlight=False)
+        errors.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)

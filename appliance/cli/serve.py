@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,10 @@ def _agent_grpc(core: Any, settings: AgentSettings, tls: dict[str, Any]) -> Any:
     """The gRPC front on ``APPLIANCE_GRPC_PORT`` with the HTTPS certificate, if any."""
     if settings.grpc.port <= 0:
         return None
+    # gRPC's core logs to stderr by itself, at INFO ("skipping fork() handlers" whenever
+    # the agent starts a child while serving), lines no log shipper parses (--log-format
+    # json): errors only, unless the operator asks for more. Read once, as grpc loads.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         from agent.grpc_front import serve_grpc  # lazy: the agent extra, absent on hubs
     except ImportError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -151,11 +152,17 @@ def _check_identity(given: str | None, account: str, what: str) -> None:
 
 
 def worker_run(args: argparse.Namespace) -> int:
-    from hub.worker.loop import Worker, WorkerSettings  # lazy: the hub extra, absent on agent boxes
+    # lazy: the hub extra, absent on agent boxes
+    from hub.worker.loop import Worker, WorkerSettings, whoami_once_reachable
 
     setup_logging(args.log_format)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     with user_client(args) as hub:
-        me = hub.whoami()
+        # --once is a script's: an unreachable hub is its error, at once
+        me = hub.whoami() if args.once else whoami_once_reachable(hub, stopping, args.poll_s)
+        if me is None:
+            return 0  # stopped while the hub was away
         name, zone = str(me["actor"]).split(":", 1)[-1], me.get("zone") or "the hub's zone"
         _check_identity(args.name or os.environ.get("APPLIANCE_WORKER_NAME"), name, "name")
         if me.get("zone"):
@@ -168,8 +175,7 @@ def worker_run(args: argparse.Namespace) -> int:
             device=args.device,
             processes=args.processes,
         )
-        worker = Worker(hub, settings)
-        signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
+        worker = Worker(hub, settings, stopping)
         if args.once:
             return 0 if worker.run_once() else 3
         worker.run_forever()

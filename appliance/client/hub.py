@@ -38,10 +38,13 @@ from appliance.wire.features import (
 from appliance.wire.fleet import (
     AgentAssignments,
     AgentInfo,
+    AgentReleaseInfo,
     AgentReport,
+    AgentUpgradeInfo,
     EnrolmentRequest,
     Heartbeat,
     InferenceKeyInfo,
+    NewAgentUpgrade,
     NewInferenceKey,
     ReportsAccepted,
 )
@@ -386,6 +389,37 @@ class HubClient(TrainingApi):
     def get_agent(self, agent_id: int) -> AgentInfo:
         """One agent, with the hub's own judgement of its health."""
         return self._typed("GET", f"/api/v1/agents/{agent_id}", AgentInfo)
+
+    def upload_agent_release(self, archive: IO[bytes]) -> AgentReleaseInfo:
+        """Hand the hub a signed ``appliance-agent-<version>.tar`` (streamed) for agents to
+        upgrade to; it keeps it only if the site's release key signed it."""
+        files = {"archive": ("archive.tar", archive, "application/x-tar")}
+        return self._typed(
+            "POST", "/api/v1/agent-releases", AgentReleaseInfo, files=files, timeout=600.0
+        )
+
+    def list_agent_releases(self) -> list[AgentReleaseInfo]:
+        return self._typed("GET", "/api/v1/agent-releases", list[AgentReleaseInfo])
+
+    def download_agent_release(self, version: str, dest: Path) -> str:
+        """Save the archive of agent release ``version`` to ``dest``; its SHA-256 as the
+        hub says it (the caller checks the file, and its signature, before trusting it)."""
+        path = f"/api/v1/agent-releases/{version}/archive"
+        return str(self.download(path, dest, max_bytes=8 << 30).get("x-archive-sha256", ""))
+
+    def start_agent_upgrade(self, spec: NewAgentUpgrade) -> AgentUpgradeInfo:
+        """Take an agent group to a release the hub holds, ring by ring."""
+        return self._post_struct("/api/v1/agent-upgrades", spec, AgentUpgradeInfo)
+
+    def get_agent_upgrade(self, upgrade_id: int) -> AgentUpgradeInfo:
+        return self._typed("GET", f"/api/v1/agent-upgrades/{upgrade_id}", AgentUpgradeInfo)
+
+    def list_agent_upgrades(self) -> list[AgentUpgradeInfo]:
+        return self._typed("GET", "/api/v1/agent-upgrades", list[AgentUpgradeInfo])
+
+    def abort_agent_upgrade(self, upgrade_id: int) -> AgentUpgradeInfo:
+        path = f"/api/v1/agent-upgrades/{upgrade_id}/abort"
+        return self._typed("POST", path, AgentUpgradeInfo)
 
     # -- audit -----------------------------------------------------------------------
 

@@ -33,10 +33,26 @@ class InstalledModel(msgspec.Struct, kw_only=True):
     experiment's variant, or a blue-green rollout's other version)."""
 
 
+class UpgradeFailure(msgspec.Struct, kw_only=True):
+    """An agent's word that upgrading to ``version`` failed and it went back (its host's
+    ``appliance upgrade`` rolled it back)."""
+
+    version: str
+    reason: str
+
+
 class Heartbeat(msgspec.Struct, kw_only=True):
     models: list[InstalledModel] = []
     health: Literal["ok", "degraded", "failing"] = "ok"
     detail: str | None = None
+    software_version: str | None = None
+    """The release the agent runs now (an agent of 0.1.0 did not say: the hub keeps what
+    it said at enrolment). Agent upgrades change it; the hub shows and checks it."""
+    upgrade_failed: UpgradeFailure | None = None
+    """The last upgrade this agent tried and rolled back, if any."""
+    upgrading: str | None = None
+    """The release its host's upgrader is installing now, not yet judged healthy there (the
+    new release runs, and heartbeats, during that check): not yet counted as upgraded."""
 
 
 ReportKind = Literal["drift", "serving", "ab"]
@@ -122,8 +138,60 @@ class AgentInfo(msgspec.Struct, kw_only=True):
     models: list[InstalledModel]
     enrolled_at: str | None = None
     revoked_at: str | None = None
+    software_version: str | None = None
+    """The release it runs, as its last heartbeat (or its enrolment) said."""
     tls_certificate: str | None = None
     """In the answer to enrolment only: the agent's HTTPS certificate from the site CA."""
+
+
+class AgentReleaseInfo(msgspec.Struct, kw_only=True):
+    """A signed agent release the hub holds, for agents to upgrade to."""
+
+    version: str
+    name: str
+    """The archive's folder, ``appliance-agent-<version>``."""
+    sums_sha256: str
+    archive_sha256: str
+    size: int
+    key_id: str
+    uploaded_by: str
+    uploaded_at: str
+
+
+class NewAgentUpgrade(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Take one agent group to an agent release the hub holds, ring by ring."""
+
+    version: str
+    zone: str
+    group: str = "default"
+    rings: list[float] = msgspec.field(default_factory=lambda: [0.05, 0.25, 1.0])
+    """Cumulative shares of the group's agents (by id), the last one 1.0."""
+    soak_s: float = 600.0
+    """How long a ring runs the new release, every agent of it upgraded and healthy, before
+    the next ring starts."""
+
+
+class AgentUpgradeInfo(msgspec.Struct, kw_only=True):
+    id: int
+    version: str
+    zone: str
+    group: str
+    rings: list[float]
+    ring: int
+    """1-based: the ring it is in now."""
+    state: str
+    """running, completed, halted (an agent failed), aborted."""
+    soak_s: float
+    ring_started_at: str
+    agents_reached: list[int] = []
+    """Agents asked to run the release now."""
+    agents_upgraded: list[int] = []
+    """Those of them that say they run it."""
+    failed: list[dict[str, Any]] = []
+    """Agents whose upgrade failed (they went back): agent id, name, reason."""
+    steps: list[dict[str, Any]] = []
+    created_by: str = ""
+    created_at: str = ""
 
 
 class Assignment(msgspec.Struct, kw_only=True):
@@ -145,6 +213,17 @@ class RefusedAssignment(msgspec.Struct, kw_only=True):
     reason: str
 
 
+class SoftwareTarget(msgspec.Struct, kw_only=True):
+    """The agent release the hub wants this agent to run (an agent upgrade reached it)."""
+
+    version: str
+    archive_sha256: str
+    sums_sha256: str
+    upgrade_id: int
+
+
 class AgentAssignments(msgspec.Struct, kw_only=True):
     models: list[Assignment]
     refused: list[RefusedAssignment] = []
+    software: SoftwareTarget | None = None
+    """Set while an agent upgrade wants this agent on another release."""

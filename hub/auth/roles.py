@@ -3,9 +3,10 @@
 ================  ==========================================================
 role              may
 ================  ==========================================================
-``admin``         manage users, enrol and revoke agents, read models, agents
-                  and the audit log, export offline update bundles; cannot
-                  upload or approve models
+``admin``         manage users, enrol and revoke agents, upload the signed agent
+                  releases agents upgrade to, read models, agents and the
+                  audit log, export offline update bundles; cannot upload or
+                  approve models
 ``ml-engineer``   upload models, move versions between candidate, staging
                   and archived, read models and agents
 ``approver``      approve versions into production (and take them out), export
@@ -41,6 +42,7 @@ class Permission(StrEnum):
     AGENTS_READ = "agents:read"
     AGENTS_ENROL = "agents:enrol"
     AGENTS_REVOKE = "agents:revoke"
+    AGENTS_UPGRADE = "agents:upgrade"
     USERS_MANAGE = "users:manage"
     AUDIT_READ = "audit:read"
     RESIDENCY_REPORT = "residency:report"
@@ -63,6 +65,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
             P.AGENTS_READ,
             P.AGENTS_ENROL,
             P.AGENTS_REVOKE,
+            P.AGENTS_UPGRADE,
             P.MODELS_READ,
             P.AUDIT_READ,
             P.FEATURES_READ,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -14,6 +16,7 @@ from appliance.wire.fleet import (
     Heartbeat,
     InstalledModel,
     RefusedAssignment,
+    SoftwareTarget,
 )
 from hub.auth.principal import Principal
 from hub.db import session_scope
@@ -48,6 +51,7 @@ def agent_info(
         models=msgspec.convert(record.models, list[InstalledModel]),
         enrolled_at=iso_utc(record.enrolled_at) if record.enrolled_at else None,
         revoked_at=iso_utc(record.revoked_at) if record.revoked_at else None,
+        software_version=record.software_version,
     )
 
 
@@ -75,6 +79,10 @@ class FleetService:
         """Models are sealed to each agent (``APPLIANCE_ENCRYPT_MODELS``): agents may not
         download the plain bundle beside their sealed copy."""
         self.standing = standing or AgentStanding()
+        self.heartbeat_hooks: list[Callable[[int, Heartbeat], None]] = []
+        """Told of every heartbeat once it is recorded (agent upgrades read failures)."""
+        self.software_for: Callable[[int, str, str], SoftwareTarget | None] | None = None
+        """The release an agent (id, zone, group) is asked to run, if any."""
 
     def heartbeat(self, agent_id: int, beat: Heartbeat) -> AgentInfo:
         with session_scope(self.engine) as session:
@@ -85,9 +93,14 @@ class FleetService:
             record.health = beat.health
             record.detail = beat.detail
             record.models = msgspec.to_builtins(beat.models)
+            if beat.software_version:
+                record.software_version = beat.software_version[:64]
             session.add(record)
             session.flush()
-            return agent_info(record)
+            info = agent_info(record)
+        for hook in self.heartbeat_hooks:
+            hook(agent_id, beat)
+        return info
 
     def list_agents(self, *, after_id: int = 0, limit: int = 100) -> list[AgentInfo]:
         with Session(self.engine) as session:
@@ -131,7 +144,10 @@ class FleetService:
                         reason=decision.reason,
                     )
                 )
-        return AgentAssignments(models=allowed, refused=refused)
+        software = (
+            self.software_for(agent.id, agent.zone, agent.group) if self.software_for else None
+        )
+        return AgentAssignments(models=allowed, refused=refused, software=software)
 
     def check_bundle_access(
         self, principal: Principal, name: str, version: int, source: str | None = None

@@ -30,7 +30,6 @@ promote (skip the rest of a soak) or abort. Every step is kept on the rollout an
 
 from __future__ import annotations
 
-import itertools
 import math
 from datetime import timedelta
 from typing import Any, Literal
@@ -55,6 +54,7 @@ from hub.auth.roles import permissions_for
 from hub.db import session_scope
 from hub.events import Changes
 from hub.fleet.records import AgentRecord
+from hub.fleet.rings import checked_rings, first_share, group_members
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord
 from hub.registry.service import RegistryService
 from hub.rollouts.records import RolloutRecord
@@ -103,19 +103,7 @@ class RolloutService:
     # -- who is pinned -------------------------------------------------------------------
 
     def _members(self, session: Session, zone: str, group: str) -> list[tuple[int, str]]:
-        """(id, name) of the group's agents, by id."""
-        return [
-            (a.id or 0, a.name)
-            for a in session.exec(
-                select(AgentRecord)
-                .where(
-                    AgentRecord.zone == zone,
-                    AgentRecord.group == group,
-                    col(AgentRecord.revoked_at).is_(None),
-                )
-                .order_by(col(AgentRecord.id))
-            )
-        ]
+        return group_members(session, zone, group)
 
     def _reached(self, session: Session, record: RolloutRecord) -> list[int]:
         """The agents the new version answers for in the current ring."""
@@ -123,7 +111,7 @@ class RolloutService:
         if record.strategy == "blue-green":
             return [] if record.ring == 0 else [i for i, _ in members]
         if not record.first_agents:
-            return [i for i, _ in members[: math.ceil(record.rings[record.ring] * len(members))]]
+            return [i for i, _ in first_share(members, record.rings[record.ring])]
         order = {name: k for k, name in enumerate(record.first_agents)}
         named = sorted((m for m in members if m[1] in order), key=lambda m: order[m[1]])
         rest = [m for m in members if m[1] not in order]
@@ -491,15 +479,7 @@ def _rings(spec: NewRollout) -> list[float]:
         if spec.first_agents:
             raise InvalidInputError(f"first_agents: only for canary rollouts, not {spec.strategy}")
         return [1.0]
-    rings = spec.rings
-    if (
-        not rings
-        or rings[-1] != 1.0
-        or any(not 0 < r <= 1 for r in rings)
-        or any(b <= a for a, b in itertools.pairwise(rings))
-    ):
-        raise InvalidInputError("rings: increasing shares in (0, 1], the last one 1.0")
-    return rings
+    return checked_rings(spec.rings)
 
 
 def ring_count(record: RolloutRecord) -> int:

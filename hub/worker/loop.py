@@ -14,6 +14,7 @@ import logging
 import threading
 import traceback
 from dataclasses import dataclass
+from typing import Any
 
 from appliance.client.hub import HubClient
 from appliance.errors import ApplianceError, ConfigError, HubRejectedError, HubUnavailableError
@@ -71,14 +72,36 @@ def pick_processes(requested: int, device: str) -> int:
     return requested or max(gpus, 1)
 
 
+def whoami_once_reachable(
+    hub: HubClient, stopping: threading.Event, first_wait: float, longest_wait: float = 30.0
+) -> dict[str, Any] | None:
+    """The signed-in account (``/api/v1/auth/me``), asked until the hub answers: a worker
+    started with its hub (one ``systemctl start`` in an upgrade, a GPU server that boots
+    first after a power cut) waits for it instead of exiting, each wait twice the last up
+    to ``longest_wait``. None once ``stopping`` is set; a refusal (an expired session, a
+    non-worker account) is raised at once."""
+    wait = first_wait
+    while True:
+        try:
+            return hub.whoami()
+        except HubUnavailableError as exc:
+            log.warning("hub unreachable at start, will retry in %.1f s: %s", wait, exc.message)
+        if stopping.wait(wait):
+            return None
+        wait = min(wait * 2, longest_wait)
+
+
 class Worker:
-    def __init__(self, hub: HubClient, settings: WorkerSettings) -> None:
+    def __init__(
+        self, hub: HubClient, settings: WorkerSettings, stopping: threading.Event | None = None
+    ) -> None:
         self.hub = hub
         self.settings = settings
         self.telemetry = GpuTelemetry()
         self.device = pick_device(settings.device)
         self.processes = pick_processes(settings.processes, self.device)
-        self.stopping = threading.Event()
+        self.stopping = stopping or threading.Event()
+        """Set by SIGTERM: the job in hand is stopped and reported, then the loop ends."""
 
     def run_forever(self) -> None:
         log.info(

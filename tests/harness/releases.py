@@ -7,6 +7,8 @@ apply once, plus whole new files.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -14,8 +16,10 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from appliance.cli.release.build import Entry, write_archive
 from appliance.cli.release.os_packages import DEBIAN_12, fetch
 from appliance.errors import ApplianceError
+from appliance.security.keys import KeyPair
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "appliance-build" / "wheels"
@@ -73,12 +77,13 @@ def edited(
     return tree
 
 
-def build_hub(project: Path, out: Path, signing_key: Path) -> Path:
-    """``appliance-hub-<version>.tar`` of ``project`` in ``out``, signed with ``signing_key``."""
-    before = set(out.glob("appliance-hub-*.tar"))
+def build_release(project: Path, out: Path, signing_key: Path, kind: str = "hub") -> Path:
+    """``appliance-<kind>-<version>.tar`` of ``project`` in ``out``, signed with
+    ``signing_key``."""
+    before = set(out.glob(f"appliance-{kind}-*.tar"))
     subprocess.run(
         [
-            *(sys.executable, "-m", "appliance.cli.release", "build", "hub", "--out", str(out)),
+            *(sys.executable, "-m", "appliance.cli.release", "build", kind, "--out", str(out)),
             *("--signing-key", str(signing_key), "--wheel-cache", str(CACHE)),
             *("--prefer-offline", "--project", str(project)),
         ],
@@ -87,7 +92,7 @@ def build_hub(project: Path, out: Path, signing_key: Path) -> Path:
         capture_output=True,
         env={**os.environ, "SOURCE_DATE_EPOCH": "1790000000"},
     )
-    (made,) = set(out.glob("appliance-hub-*.tar")) - before
+    (made,) = set(out.glob(f"appliance-{kind}-*.tar")) - before
     return made
 
 
@@ -116,3 +121,21 @@ def release_key(out: Path) -> tuple[Path, Path]:
         capture_output=True,
     )
     return out / "release.key", out / "release.pub"
+
+
+def signed_release(
+    folder: Path, key: KeyPair, version: str, *, kind: str = "agent", extra: bytes = b""
+) -> Path:
+    """A small release archive in the build's format (files, MANIFEST.json, SHA256SUMS and
+    its Ed25519 signature by ``key``), for tests of what takes or refuses releases;
+    ``extra`` makes another build of the same version."""
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = json.dumps({"kind": kind, "version": version}).encode()
+    entries = [
+        Entry("MANIFEST.json", manifest),
+        Entry("wheels/appliance-0-py3-none-any.whl", b"PK" + extra + bytes(range(256)) * 16),
+    ]
+    path = folder / f"appliance-{kind}-{version}-{hashlib.sha256(extra).hexdigest()[:6]}.tar"
+    hashes = {entry.name: entry.sha256() for entry in entries}
+    write_archive(path, f"appliance-{kind}-{version}", entries, hashes, key, 1_700_000_000)
+    return path

@@ -145,9 +145,14 @@ def start_agent(
     started: list[ServiceProcess] = []
 
     def start(
-        name: str = "agent-1", *, root: Path | None = None, zone: str = "ae-dxb", **kwargs: Any
+        name: str = "agent-1",
+        *,
+        root: Path | None = None,
+        zone: str = "ae-dxb",
+        group: str = "default",
+        **kwargs: Any,
     ) -> ServiceProcess:
-        token = admin.create_enrolment_token(zone)["token"]
+        token = admin.create_enrolment_token(zone, group)["token"]
         proc = agent_process(
             name,
             workdir / name,

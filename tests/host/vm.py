@@ -111,6 +111,7 @@ def build() -> HostImage:
     image = CACHE / "debian-12.img"
     key = CACHE / "id_ed25519"
     if not key.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
     tree = _rootfs()
     boot = tree / "boot"

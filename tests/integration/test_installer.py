@@ -143,6 +143,8 @@ def test_archives_hold_what_each_role_needs(built: Built) -> None:
         "requirements-agent.txt",
         "requirements-agent-nodeps.txt",
         "systemd/appliance-agent.service",
+        "systemd/appliance-agent-upgrade.path",
+        "systemd/appliance-agent-upgrade.service",
         "config/agent.env.example",
         "ansible/site.yml",
         "ansible/roles/common/files/verify_archive.py",
@@ -155,6 +157,7 @@ def test_archives_hold_what_each_role_needs(built: Built) -> None:
     hub_wheels = [n.rsplit("/", 1)[-1] for n in hub if "/wheels/" in n]
     assert any(w.startswith("torch-2.13.0+cpu") for w in hub_wheels), "the CPU build of torch"
     assert f"appliance-hub-{VERSION}/systemd/appliance-worker.service" in hub
+    assert not any("agent-upgrade" in name for name in hub)
     assert "torch==2.13.0+cpu \\\n    --hash=sha256:" in hub_lock
 
 
@@ -305,6 +308,23 @@ def test_site_installs_offline_idempotently_and_upgrades(built: Built, site: Pat
     unit = (edge / "etc/systemd/system/appliance-agent.service").read_text()
     assert f"ExecStart={edge}/opt/appliance/venv/bin/appliance agent serve" in unit
     assert f"--data-dir {edge}/var/lib/appliance/agent" in unit
+    # the agent's host upgrader: started by the path unit when the agent asks, paths and
+    # key under the prefix (root of the prefixed install, not the unprefixed hub's)
+    units = edge / "etc/systemd/system"
+    watch = (units / "appliance-agent-upgrade.path").read_text()
+    assert f"PathExists={edge}/var/lib/appliance/agent/upgrade-request.json" in watch
+    upgrader = (units / "appliance-agent-upgrade.service").read_text()
+    assert (
+        f"ExecStart={edge}/opt/appliance/venv/bin/appliance upgrade --request "
+        f"{edge}/var/lib/appliance/agent/upgrade-request.json --release-key "
+        f"{edge}/etc/appliance/trust/release.pub --root {edge}/opt/appliance "
+    ) in upgrader
+    for host in (hub, edge):
+        pinned = host / "etc/appliance/trust/release.pub"
+        assert pinned.read_bytes() == built.public_key.read_bytes()
+        assert _mode(pinned) == 0o644  # the hub's user reads it
+    hub_env = (hub / "etc/appliance/hub.env").read_text()
+    assert f"APPLIANCE_RELEASE_KEY={hub}/etc/appliance/trust/release.pub" in hub_env
 
     second = _playbook(site, "site.yml")
     assert second == {"hub1": (0, 0), "edge1": (0, 0)}, "a second run changes nothing"
@@ -327,5 +347,6 @@ def test_site_installs_offline_idempotently_and_upgrades(built: Built, site: Pat
     removed = _playbook(site, "remove.yml")
     assert all(failed == 0 for _, failed in removed.values())
     assert not (venvs / "venv").exists() and not (venvs / "venv.previous").exists()
+    assert not list(units.iterdir()), "every unit goes, the agent's upgrader's too"
     assert (edge / "var/lib/appliance/agent").is_dir(), "data stays unless remove_data=true"
     assert (hub_data / "ca/ca.key").exists()

@@ -37,6 +37,15 @@ def _started_by(marker: str, not_pid: int) -> set[int]:
     return found
 
 
+def _as_in_a_terminal() -> None:
+    """The signals a command started in a terminal has: a suite started in the background
+    (``nohup make test &``) passes SIGINT, SIGQUIT and SIGHUP on ignored, and a Python
+    started so keeps ignoring Ctrl-C, as a background job should (seen: the demo ran on
+    to the end and exited 0)."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize(
     "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL], ids=lambda s: s.name
@@ -48,6 +57,7 @@ def test_the_demo_leaves_no_process_behind(tmp_path: Path, sig: signal.Signals) 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,  # like a service of its own; the test signals its pid alone
+        preexec_fn=_as_in_a_terminal,
     )
     marker = str(data_dir)
     try:

@@ -35,7 +35,8 @@ import httpx
 import pytest
 
 from appliance.cli.demo.processes import free_port, wait_for
-from tests.harness.releases import BASE_PYTHON, build_hub, edited, release_key
+from hub import schema
+from tests.harness.releases import BASE_PYTHON, build_release, edited, release_key
 from tests.integration.test_upgrade import FIXTURE, counts
 
 pytestmark = [
@@ -48,14 +49,14 @@ pytestmark = [
 PROBE_MIGRATION = '''"""A table release N+1 adds (the upgrade test's schema change).
 
 Revision ID: 9001
-Revises: 0001
+Revises: {head}
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "9001"
-down_revision = "0001"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -67,6 +68,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("upgrade_probe")
 '''
+PROBE_MIGRATION = PROBE_MIGRATION.replace("{head}", schema.head())
+"""It follows this tree's last migration."""
 
 GATED_MIGRATION = '''"""Release N+2's migration: says it started, then waits for the test's go.
 
@@ -135,9 +138,9 @@ def releases(tmp_path_factory: pytest.TempPathFactory) -> Releases:
     versions.mkdir()
     return Releases(
         public_key=public,
-        n=build_hub(edited(work / "n", "0.1.0"), versions / "n", private),
-        n1=build_hub(n1, versions / "n1", private),
-        n2=build_hub(n2, versions / "n2", private),
+        n=build_release(edited(work / "n", "0.1.0"), versions / "n", private),
+        n1=build_release(n1, versions / "n1", private),
+        n2=build_release(n2, versions / "n2", private),
     )
 
 

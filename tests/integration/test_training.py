@@ -184,6 +184,41 @@ def test_a_dead_workers_job_goes_back_to_the_queue(
     assert _job_in(engineer, job.id, "cancelled", "failed", timeout=20).state == "cancelled"
 
 
+def _times_said(proc: ServiceProcess, text: str) -> int:
+    return proc.log_path.read_text().count(text) if proc.log_path.exists() else 0
+
+
+def test_a_worker_started_before_its_hub_waits_for_it(
+    hub: ServiceProcess,
+    clinic: None,
+    engineer: HubClient,
+    start_worker: Callable[[str], ServiceProcess],
+) -> None:
+    """Started with its hub (an upgrade's one 'systemctl start', a GPU server that boots
+    first after a power cut), a worker waits for the hub instead of exiting: on a Debian 12
+    host it exited at once, its unit failed to start, and the hub's upgrade rolled back."""
+    worker = start_worker("gpu-late")  # its account and session, made while the hub runs
+    worker.stop()
+    hub.stop()
+    try:
+        waiting = "hub unreachable at start, will retry"
+        worker.start()
+        wait_for("the worker to wait", lambda: _times_said(worker, waiting))
+        worker.stop()  # SIGTERM while it waits: it ends, and cleanly
+        assert worker.process is not None and worker.process.returncode == 0
+        before = _times_said(worker, waiting)
+        worker.start()
+        wait_for("the worker to wait again", lambda: _times_said(worker, waiting) > before)
+        assert worker.process.poll() is None
+    finally:
+        hub.start()  # same data directory, same port
+        hub.wait_healthy()
+    job = engineer.submit_training(job_spec("clinic-late", epochs=5))
+    done = _job_in(engineer, job.id, "succeeded", "failed", "rejected")
+    assert (done.state, done.worker) == ("succeeded", "gpu-late"), done.message
+    assert worker.process is not None and worker.process.poll() is None
+
+
 def test_people_and_workers_keep_to_their_side(
     clinic: None, engineer: HubClient, worker_account: HubClient, approver: HubClient
 ) -> None:

@@ -101,6 +101,10 @@ def cleared_for_traffic(hub: LiveHub, model: str, *versions: int) -> None:
                 client.approve_exposure(model, version)
 
 
+EDGE_RELEASE = "0.1.1"
+"""The release edge-1's heartbeat says it runs (newer than it said at enrolment)."""
+
+
 def seed(hub: LiveHub, keys: Path) -> None:
     """v1 of ``tiny`` in production (two approvers), v2 a candidate; agent ``edge-1``."""
     alice, omar, fatima, admin = (hub.client(u) for u in ("alice", "omar", "fatima", "admin"))
@@ -120,7 +124,10 @@ def seed(hub: LiveHub, keys: Path) -> None:
         with HubClient(hub.url, credentials=AgentCredentials(key, info.id)) as agent:
             agent.heartbeat(
                 info.id,
-                Heartbeat(models=[InstalledModel(name=MODEL, version=1, runtime="onnxruntime")]),
+                Heartbeat(
+                    models=[InstalledModel(name=MODEL, version=1, runtime="onnxruntime")],
+                    software_version=EDGE_RELEASE,
+                ),
             )
     finally:
         for client in (alice, omar, fatima, admin):

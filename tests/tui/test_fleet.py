@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Input, ProgressBar
 
 from appliance.wire.fleet import AgentReport, Heartbeat, InstalledModel
 from tests.tui.conftest import (
+    EDGE_RELEASE,
     MODEL,
     LiveHub,
     agent_client,
@@ -55,6 +56,7 @@ async def test_fleet_shows_the_agent_and_filters(
         row = next(r for r in rows(app) if r["name"] == "edge-1")
         assert (row["zone"], row["group"], row["runtime"]) == ("ae-dxb", "lobby", "onnxruntime")
         assert (row["models"], row["health"]) == ("tiny@1", "ok")
+        assert row["release"] == EDGE_RELEASE  # what its heartbeat said, not its enrolment
         assert row["last heartbeat"] != "-"  # a heartbeat arrived
         app.screen.query_one("#fleet-filter", Input).value = "no-such-agent"
         await until(pilot, lambda: not rows(app))

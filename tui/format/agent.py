@@ -32,6 +32,7 @@ def agent_details(
         health += f" at {fmt.moment(agent.revoked_at)}"
     rows = [
         ("agent", f"{agent.name} (id {agent.id}) · {agent.zone} / {agent.group} · {agent.runtime}"),
+        ("release", agent.software_version or "not said"),
         ("health", health),
         ("serving", fmt.installed(m for m in agent.models if m.state != "standby")),
         ("standby", standby(agent.models)),

@@ -59,6 +59,7 @@ def agent_matches(agent: AgentInfo, needle: str) -> bool:
             agent.zone,
             agent.group,
             agent.runtime,
+            agent.software_version or "",
             installed(agent.models),
             agent_health(agent),
             *(f"{k}={v}" for k, v in agent.labels.items()),

@@ -29,7 +29,17 @@ from tui.messages import ActionDone
 from tui.widgets.pane import HubPane
 from tui.widgets.table import selected_key
 
-COLUMNS = ("id", "name", "health", "zone", "group", "runtime", "last heartbeat (UTC)", "models")
+COLUMNS = (
+    "id",
+    "name",
+    "health",
+    "zone",
+    "group",
+    "runtime",
+    "release",
+    "last heartbeat (UTC)",
+    "models",
+)
 """Most telling first: at 80 columns the models column is the one that scrolls off."""
 
 
@@ -66,7 +76,7 @@ class FleetPane(HubPane):
 
     def compose(self) -> ComposeResult:
         yield Input(
-            placeholder="filter: name, zone, group, runtime, model, health…",
+            placeholder="filter: name, zone, group, runtime, release, model, health…",
             id="fleet-filter",
             compact=True,
         )
@@ -118,6 +128,7 @@ class FleetPane(HubPane):
                 Text(agent.zone),
                 Text(agent.group),
                 Text(agent.runtime),
+                Text(agent.software_version or "-"),
                 fmt.moment(agent.last_seen_at),
                 Text(fmt.installed(agent.models)),
                 key=str(agent.id),

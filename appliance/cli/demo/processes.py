@@ -36,14 +36,17 @@ class WaitTimeoutError(ApplianceError):
     """Something awaited on a service did not happen in time."""
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """Poll ``check`` until it returns something truthy; return that."""
+def wait_for(
+    what: str, check: Callable[[], T | None], timeout: float = 60.0, every: float = 0.1
+) -> T:
+    """Poll ``check`` every ``every`` seconds until it returns something truthy; return
+    that."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
-        time.sleep(0.1)
+        time.sleep(every)
     raise WaitTimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 

@@ -43,10 +43,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from appliance.cli.release.os_packages import DEBIAN_12, carried
-from appliance.cli.release.verify import SIG_NAME, SUMS_NAME, format_sums
 from appliance.errors import ApplianceError
 from appliance.fsutil import sha256_bytes, sha256_file
 from appliance.security.keys import KeyPair
+from appliance.security.release_archives import SIG_NAME, SUMS_NAME, format_sums
 
 ALIBI_DETECT = "0.13.0"
 """Installed without its dependencies, as the Makefile does (its metadata pins numpy<2)."""
@@ -460,10 +460,13 @@ def archive_entries(
             entries.append(Entry(requirements_name(lock.role, no_deps=True), text.encode()))
         unit = project / "systemd" / f"appliance-{lock.role}.service"
         template = project / "packaging" / "config" / f"{lock.role}.env.example"
-        for path, name in ((unit, f"systemd/{unit.name}"), (template, f"config/{template.name}")):
+        for path in (unit, template):
             if not path.is_file():
                 raise BuildError(f"{path} is missing")
-            entries.append(Entry(name, path))
+        # the role's unit and its helpers (an agent's upgrade path unit and service)
+        units = sorted((project / "systemd").glob(f"appliance-{lock.role}*.*"))
+        entries += [Entry(f"systemd/{path.name}", path) for path in units]
+        entries.append(Entry(f"config/{template.name}", template))
     if options.os_packages is not None:
         entries += [Entry(name, source) for name, source in carried(options.os_packages)]
     entries += _tree(project / "ansible", "ansible")

@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from appliance.cli.release import os_packages
 from appliance.cli.release.build import KINDS, BuildOptions, build
-from appliance.cli.release.verify import main as verify_main
 from appliance.errors import ApplianceError, ConfigError
 from appliance.security.keys import KeyPair, init_keypair, read_private_pem
+from appliance.security.release_archives import main as verify_main
 
 RELEASE_KEY_NAME = "release"
 DEFAULT_CACHE = Path(".cache/appliance-build/wheels")

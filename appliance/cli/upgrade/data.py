@@ -11,6 +11,7 @@ from appliance.cli.upgrade.errors import RollbackError
 from appliance.cli.upgrade.process import run_step
 from appliance.clock import utcnow
 from appliance.errors import ApplianceError
+from appliance.fsutil import own_like, unused_path
 from appliance.settings import HubSettings
 from hub.backup import backup_hub, restore_hub
 from hub.backup.database import database_kind, set_aside_postgres
@@ -47,11 +48,7 @@ class HubData:
         postgres = database_kind(url) != "sqlite"
         data = self.settings.data_dir
         stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
-        kept = data.with_name(f"{data.name}.failed-{stamp}")
-        for n in range(2, 100):
-            if not kept.exists():
-                break
-            kept = data.with_name(f"{data.name}.failed-{stamp}-{n}")
+        kept = unused_path(data.with_name(f"{data.name}.failed-{stamp}"))
         records = f"schema failed_{stamp.lower()} and " if postgres else ""
         try:
             if postgres:
@@ -59,20 +56,10 @@ class HubData:
             if data.exists():
                 data.rename(kept)
             restore_hub(backup, data, database_url=url if postgres else None)
-            _own_like(data, kept)
+            own_like(data, kept)
         except (ApplianceError, OSError) as exc:
             raise RollbackError(
                 f"could not restore {backup} into {data}: {exc}",
                 hint=f"the records and files the new release left are in {records}{kept}",
             ) from exc
         return kept
-
-
-def _own_like(tree: Path, model: Path) -> None:
-    """Give ``tree`` the owner of ``model`` (the hub's user: the restore ran as root)."""
-    if os.geteuid() != 0 or not model.exists():
-        return
-    owner = model.stat()
-    for folder, dirs, files in os.walk(tree):
-        for name in [folder, *(os.path.join(folder, entry) for entry in dirs + files)]:
-            os.lchown(name, owner.st_uid, owner.st_gid)

@@ -9,10 +9,9 @@ import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from appliance.cli.release.verify import ArchiveRefused, load_public_key, verify_tree
 from appliance.cli.upgrade.errors import UpgradeError
 from appliance.cli.upgrade.layout import (
     RELEASE_MARKER,
@@ -22,6 +21,7 @@ from appliance.cli.upgrade.layout import (
 )
 from appliance.cli.upgrade.process import run_step
 from appliance.fsutil import atomic_write_bytes
+from appliance.security.release_archives import ArchiveRefused, load_public_key, verify_tree
 
 PIP_ENVIRONMENT = {
     "PIP_NO_INDEX": "1",
@@ -61,7 +61,7 @@ def unpack(archive: Path, public_key: Path, installation: Installation) -> Relea
 
     The check runs on the unpacked files (what will be installed), not on the archive read
     before: a file swapped in between would otherwise go in unchecked. Unsafe members
-    (links out, devices, absolute paths) are refused by the extraction filter first.
+    (links, devices, absolute paths, paths up) are refused first (:func:`extract_release`).
     """
     public = load_public_key(public_key)
     installation.releases.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def unpack(archive: Path, public_key: Path, installation: Installation) -> Relea
     try:
         try:
             with tarfile.open(archive) as tar:
-                tar.extractall(work, filter="data")
+                extract_release(tar, work)
         except (OSError, tarfile.TarError) as exc:
             raise UpgradeError(f"cannot unpack {archive}: {exc}") from exc
         tops = [entry for entry in work.iterdir()]
@@ -93,6 +93,26 @@ def unpack(archive: Path, public_key: Path, installation: Installation) -> Relea
         return release
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def extract_release(tar: tarfile.TarFile, dest: Path) -> None:
+    """Only what a release archive holds: folders and regular files, each under ``dest``,
+    without set-id bits or group/other write, owned by whoever extracts; anything else
+    refuses the whole archive before a byte is written. Python's ``filter="data"`` is
+    applied too where it exists: from 3.11.4, and Debian 12 ships 3.11.2, whose
+    ``extractall`` has no ``filter`` (an upgrade on such a host died with a TypeError)."""
+    members = []
+    for member in tar.getmembers():
+        path = PurePosixPath(member.name)
+        if path.is_absolute() or ".." in path.parts:
+            raise tarfile.TarError(f"{member.name!r} points outside the archive's folder")
+        if not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(f"{member.name!r} is not a plain file or folder")
+        member.mode &= 0o755
+        member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+        members.append(member)
+    extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    tar.extractall(dest, members=members, numeric_owner=True, **extra)
 
 
 def build_venv(release: Release, installation: Installation, python: str) -> Path:
@@ -121,3 +141,24 @@ def build_venv(release: Release, installation: Installation, python: str) -> Pat
 
 def _run(argv: list[str], what: str, cwd: Path) -> None:
     run_step(argv, what, cwd=cwd, env={**os.environ, **PIP_ENVIRONMENT})
+
+
+def archive_kind(archive: Path) -> str:
+    """What the archive's manifest says it installs (``hub`` or ``agent``), read before its
+    signature is checked: only to choose the host's paths; :func:`unpack` checks it."""
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                top_level = member.isfile() and member.name.count("/") == 1
+                if top_level and member.name.endswith("/MANIFEST.json"):
+                    read = tar.extractfile(member)
+                    kind = json.loads(read.read()).get("kind") if read else None
+                    if kind in ("hub", "agent"):
+                        return str(kind)
+                    break
+    except (OSError, tarfile.TarError, ValueError) as exc:
+        raise UpgradeError(f"cannot read {archive}: {exc}") from exc
+    raise UpgradeError(
+        f"{archive} names no hub or agent release in its MANIFEST.json",
+        hint="give the appliance-hub-… or appliance-agent-… archive of a release",
+    )

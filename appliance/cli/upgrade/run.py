@@ -6,8 +6,8 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from appliance.cli.upgrade.data import HubData
 from appliance.cli.upgrade.errors import RollbackError, UpgradeError
 from appliance.cli.upgrade.install import Release, build_venv, unpack
 from appliance.cli.upgrade.journal import Journal, Phase
@@ -20,14 +20,27 @@ _FAILURES = (ApplianceError, OSError, subprocess.SubprocessError)
 and ``--recover`` puts the old release back)."""
 
 
+class HostData(Protocol):
+    """What a host keeps (a hub's database and files, an agent's state): backed up with
+    the services stopped, migrated by the new release, put back when it fails."""
+
+    def backup(self, release: str) -> Path: ...
+
+    def migrate(self, venv: Path) -> None: ...
+
+    def restore(self, backup: Path) -> Path: ...
+
+
 @dataclass(frozen=True)
 class HostUpgrade:
     """One host's upgrade: its installation, services, health check and data."""
 
+    kind: str
+    """``hub`` or ``agent``: the archives it takes."""
     installation: Installation
     services: Services
     health: HealthCheck
-    data: HubData
+    data: HostData
     python: str
     """The host's Python 3.11, for new virtual environments."""
     say: Callable[[str], None] = print
@@ -36,10 +49,10 @@ class HostUpgrade:
         """Install ``archive`` and make it the running release, or leave the old one running."""
         self._refuse_when_cut_off()
         release = unpack(archive, public_key, self.installation)
-        if release.kind != "hub":
+        if release.kind != self.kind:
             raise UpgradeError(
-                f"{release.name} is an {release.kind} release; this upgrades hub hosts",
-                hint="agent hosts upgrade with the playbooks (ansible/site.yml)",
+                f"{release.name} is a release for {release.kind} hosts; this is a {self.kind} host",
+                hint=f"give it the appliance-{self.kind} archive of the release",
             )
         self.say(f"verified {release.name} ({release.digest[:12]})")
         old = self.installation.current()

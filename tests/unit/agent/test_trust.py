@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import shutil
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tuf.api.metadata import Metadata, TargetFile
 
 from agent.installer import DeviceKey, load_slot, stage
 from agent.store import BundleStore
-from agent.updates.trusted import Offer
+from agent.updates.trusted import Offer, metadata_dir
 from appliance.clock import utcnow
 from appliance.errors import (
     DecryptionError,
@@ -28,7 +29,7 @@ from appliance.errors import (
     StaleUpdateError,
     UpdateRefusedError,
 )
-from appliance.fsutil import sha256_bytes
+from appliance.fsutil import file_lock, sha256_bytes
 from appliance.security.keys import init_keypair
 from hub.updates.repository import signer_for
 from tests.harness.trust import (
@@ -162,6 +163,33 @@ def test_root_rotation_below_threshold_is_refused(site, tmp_path):
     site.fetcher.mutate["/3.root.json"] = lambda _u, _d: v3.to_bytes()
     with pytest.raises(SignatureError):
         site.updates().offers()
+
+
+def test_two_processes_reading_the_metadata_at_once_take_turns(site):
+    """The serving agent and `appliance bundle import` on one data directory: python-tuf
+    replaces root.json (remove, then symlink) as it starts, and two at once failed with
+    FileExistsError (seen in a clean-clone run). Each waits for the other's lock."""
+    site.updates().index()  # the folder as a running agent leaves it
+    done: list[object] = []
+
+    def read() -> None:
+        try:
+            done.append(site.updates().index())
+        except Exception as exc:  # the test reports what it was
+            done.append(exc)
+
+    with file_lock(metadata_dir(site.agent_dir) / "writing.lock"):
+        second = threading.Thread(target=read)
+        second.start()
+        second.join(timeout=1.0)
+        assert second.is_alive() and not done, "it waits while another writes the folder"
+    second.join(timeout=60)
+    readers = [threading.Thread(target=read) for _ in range(6)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(timeout=60)
+    assert len(done) == 7 and not [d for d in done if isinstance(d, Exception)], done
 
 
 def test_rollback_to_older_metadata_is_refused(site):

@@ -17,7 +17,8 @@ import pytest
 from appliance.cli.release import build as builder
 from appliance.cli.release.build import Dist, Entry, canonical_name, lock_text, write_archive
 from appliance.cli.release.cli import main as cli_main
-from appliance.cli.release.verify import (
+from appliance.security.keys import KeyPair, init_keypair
+from appliance.security.release_archives import (
     SIG_NAME,
     SUMS_NAME,
     ArchiveRefused,
@@ -27,7 +28,6 @@ from appliance.cli.release.verify import (
     verify_path,
     verify_tree,
 )
-from appliance.security.keys import KeyPair, init_keypair
 
 ROOT = Path(__file__).resolve().parents[3]
 TOP = "appliance-agent-9.9.9"
@@ -305,7 +305,7 @@ def test_pip_reports_are_read(tmp_path: Path) -> None:
 
 def test_the_verifier_needs_only_the_standard_library_and_cryptography() -> None:
     """The playbooks run it with the control node's Python (which has cryptography)."""
-    source = (ROOT / "appliance" / "cli" / "release" / "verify.py").read_text()
+    source = (ROOT / "appliance" / "security" / "release_archives.py").read_text()
     roots: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -317,7 +317,7 @@ def test_the_verifier_needs_only_the_standard_library_and_cryptography() -> None
 
 def test_the_ansible_role_ships_this_verifier() -> None:
     link = ROOT / "ansible" / "roles" / "common" / "files" / "verify_archive.py"
-    assert link.resolve() == (ROOT / "appliance" / "cli" / "release" / "verify.py").resolve()
+    assert link.resolve() == (ROOT / "appliance" / "security" / "release_archives.py").resolve()
 
 
 def test_the_role_installs_offline_only() -> None:

@@ -48,7 +48,9 @@ def test_ansible_lint_is_clean(tmp_path: Path) -> None:
     assert "Passed" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("playbook", ["site.yml", "remove.yml", "rollback.yml", "upgrade.yml"])
+@pytest.mark.parametrize(
+    "playbook", ["site.yml", "remove.yml", "rollback.yml", "upgrade.yml", "upgrade-agents.yml"]
+)
 def test_playbooks_parse(tmp_path: Path, playbook: str) -> None:
     result = subprocess.run(
         [_tool("ansible-playbook"), "-i", "inventory.example.yml", playbook, "--syntax-check"],

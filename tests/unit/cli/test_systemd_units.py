@@ -13,12 +13,19 @@ from pathlib import Path
 import pytest
 
 from appliance.sd_notify import notify
+from appliance.wire.upgrades import REQUEST_FILE
 
 UNITS = sorted((Path(__file__).resolve().parents[3] / "systemd").glob("*.service"))
 INSTALLED = "/opt/appliance/venv/bin/appliance"
-MAX_EXPOSURE = {"appliance-hub": 1.2, "appliance-agent": 1.2, "appliance-worker": 1.5}
+MAX_EXPOSURE = {
+    "appliance-hub": 1.2,
+    "appliance-agent": 1.2,
+    "appliance-worker": 1.5,
+    "appliance-agent-upgrade": 2.4,
+}
 """systemd-analyze security scores: 0 is locked down, 10 is fully exposed; 'OK' is < 2.5
-(recorded in systemd/README.md; the worker needs the GPU devices)."""
+(recorded in systemd/README.md; the worker needs the GPU devices, the agent's upgrader
+runs as root to install software)."""
 
 analyze = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(analyze is None, reason="systemd-analyze is not installed")
@@ -33,7 +40,37 @@ def _local_copy(unit: Path, tmp_path: Path) -> Path:
 
 
 def test_every_role_has_a_unit() -> None:
-    assert [u.stem for u in UNITS] == ["appliance-agent", "appliance-hub", "appliance-worker"]
+    assert [u.stem for u in UNITS] == [
+        "appliance-agent-upgrade",
+        "appliance-agent",
+        "appliance-hub",
+        "appliance-worker",
+    ]
+
+
+@needs_analyze
+def test_the_agent_upgrade_path_unit_starts_the_upgrader_when_the_agent_asks(
+    tmp_path: Path,
+) -> None:
+    folder = UNITS[0].parent  # systemd/
+    path = folder / "appliance-agent-upgrade.path"
+    service = _local_copy(folder / "appliance-agent-upgrade.service", tmp_path)
+    (tmp_path / path.name).write_text(path.read_text())
+    verified = subprocess.run(
+        [str(analyze), "verify", str(tmp_path / path.name), str(service)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert verified.returncode == 0 and not verified.stderr.strip(), verified.stderr
+    watch = path.read_text()
+    # the very file the agent writes (appliance.wire.upgrades), in the agent's data dir
+    assert f"PathExists=/var/lib/appliance/agent/{REQUEST_FILE}\n" in watch
+    assert "Unit=appliance-agent-upgrade.service\n" in watch
+    command = service.read_text()
+    assert f"--request /var/lib/appliance/agent/{REQUEST_FILE} " in command
+    assert "--release-key /etc/appliance/trust/release.pub " in command
 
 
 @needs_analyze

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli.upgrade.command import read_env_file
+from appliance.cli.upgrade.command import host_prefix, read_env_file
 from appliance.cli.upgrade.errors import UpgradeError
 from appliance.cli.upgrade.journal import Journal, Phase
 from appliance.cli.upgrade.layout import RELEASE_MARKER, Installation
@@ -71,3 +71,13 @@ def test_an_environment_file_reads_as_systemd_reads_it(tmp_path: Path) -> None:
     env.write_text("not a setting\n")
     with pytest.raises(UpgradeError, match=r"hub\.env:1"):
         read_env_file(env)
+
+
+def test_no_prefix_is_the_root_not_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the playbooks pass --prefix "" from the login's home
+
+    assert host_prefix("") / "opt/appliance" == Path("/opt/appliance")
+    assert host_prefix("/srv/a") / "opt/appliance" == Path("/srv/a/opt/appliance")
+    assert host_prefix("rel") == tmp_path / "rel"

@@ -14,18 +14,23 @@ from sqlmodel import SQLModel
 from appliance.errors import ConfigError
 from hub import schema
 from hub.db import make_engine
+from tests.harness.schema import baseline_tables
+
+HEAD = schema.head()
+
+"""This release's head revision (the next release's migrations follow it)."""
 
 SECOND = '''"""A later release's change: one table more.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 9999
+Revises: {head}
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "9999"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -41,11 +46,11 @@ def downgrade() -> None:
 
 
 def _later_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, fail: bool = False) -> None:
-    """This release's migrations plus a revision 0002, as the next release would carry."""
+    """This release's migrations plus a revision 9999, as the next release would carry."""
     folder = tmp_path / "migrations"
     shutil.copytree(schema.MIGRATIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
     body = SECOND.replace("{fail}", "raise RuntimeError('power cut')" if fail else "pass")
-    (folder / "versions" / "r0002_later.py").write_text(body)
+    (folder / "versions" / "r9999_later.py").write_text(body.replace("{head}", HEAD))
     monkeypatch.setattr(schema, "MIGRATIONS", folder)
 
 
@@ -76,7 +81,7 @@ def test_a_model_changed_without_a_migration_is_found(engine) -> None:  # type: 
 
 def test_a_database_made_before_migrations_is_taken_as_the_baseline(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'hub.db'}")
-    SQLModel.metadata.create_all(engine)  # what the releases before migrations did
+    SQLModel.metadata.create_all(engine, tables=baseline_tables())  # before migrations
     with engine.begin() as connection:
         connection.execute(
             text(
@@ -87,7 +92,7 @@ def test_a_database_made_before_migrations_is_taken_as_the_baseline(tmp_path: Pa
     before = schema.state(engine)
     assert before.before_migrations and before.current == schema.BASELINE
 
-    after = schema.prepare(engine)
+    after = schema.prepare(engine, migrate=True)
 
     assert after.at_head and not after.before_migrations
     with engine.connect() as connection:
@@ -104,9 +109,9 @@ def test_a_database_behind_the_code_is_refused_naming_the_command(
     with pytest.raises(schema.SchemaBehindError) as refused:
         schema.prepare(engine)
 
-    assert "0001" in refused.value.message and "0002" in refused.value.message
+    assert HEAD in refused.value.message and "9999" in refused.value.message
     assert "appliance hub db upgrade" in (refused.value.hint or "")
-    assert schema.state(engine).current == "0001"  # nothing changed
+    assert schema.state(engine).current == HEAD  # nothing changed
     assert "later_release" not in _tables(engine)
 
 
@@ -118,8 +123,8 @@ def test_migrating_backs_up_first_then_upgrades(tmp_path: Path, monkeypatch) -> 
 
     after = schema.prepare(engine, migrate=True, backup=lambda: seen.append(_revision(engine)))
 
-    assert seen == ["0001"]  # the backup ran before the schema changed
-    assert after.current == "0002" and "later_release" in _tables(engine)
+    assert seen == [HEAD]  # the backup ran before the schema changed
+    assert after.current == "9999" and "later_release" in _tables(engine)
 
 
 def test_a_failed_backup_stops_the_migration(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -132,7 +137,7 @@ def test_a_failed_backup_stops_the_migration(tmp_path: Path, monkeypatch) -> Non
 
     with pytest.raises(ConfigError, match="no space"):
         schema.prepare(engine, migrate=True, backup=full_disk)
-    assert schema.state(engine).current == "0001"
+    assert schema.state(engine).current == HEAD
 
 
 def test_a_migration_that_fails_halfway_leaves_the_database_as_it_was(
@@ -145,7 +150,7 @@ def test_a_migration_that_fails_halfway_leaves_the_database_as_it_was(
     with pytest.raises(RuntimeError, match="power cut"):
         schema.prepare(engine, migrate=True)
 
-    assert schema.state(engine).current == "0001"
+    assert schema.state(engine).current == HEAD
     assert "later_release" not in _tables(engine)
 
 

@@ -1,1 +1,1 @@
-../../../../appliance/cli/release/verify.py
+../../../../appliance/security/release_archives.py
