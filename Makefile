@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 CONSTRAINTS := constraints/cpu.txt
 ALIBI_DETECT := 0.13.0
 
-.PHONY: demo test lint typecheck bench clean prometheus bundle grpc-stubs os-packages test-host
+.PHONY: demo test test-release test-all lint typecheck bench clean prometheus bundle grpc-stubs os-packages test-host
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,15 +36,23 @@ prometheus:
 	  && apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; } \
 	  || echo "prometheus is not installed: the test that scrapes with it will be skipped"
 
-# PYTEST_WORKERS=4 runs the tests in 4 processes (pytest-xdist): a module's tests, and the
-# tests that build release archives (one wheel cache), each stay in one process, in the order
-# tests/conftest.py gives (--no-loadscope-reorder). Not the default yet: on 2 cores it was no
-# faster (20 min 55 s of pytest, as serial) and, with every slow module at once, two tests
-# that depend on timing failed (test_lifecycle's demo exit, test_rollouts' ring-two gate).
-PYTEST_WORKERS ?= 0
-# --durations: the slowest tests, named at the end of every run (where the time goes, issue 16).
+# The gate every commit passes: everything but the release stage, in $(PYTEST_WORKERS)
+# processes (pytest-xdist). A module's tests stay in one process (they share its hub and
+# agents), in the order tests/conftest.py gives (--no-loadscope-reorder: slow modules first).
+# PYTEST_WORKERS=0 runs them in this process, one after another.
+PYTEST_WORKERS ?= 2
+PYTEST := $(VENV)/bin/pytest -q --durations=30
 test: lint typecheck prometheus
-	$(VENV)/bin/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=30
+	$(PYTEST) -m "not release" -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
+# The release stage (docs/decisions.md, "Tests"): real archives of this tree built, verified,
+# installed with the playbooks, upgraded, failed and rolled back (about 11 minutes on 2 cores,
+# most of it pip unpacking torch into new virtual environments). Run before a release and by
+# work on installs and upgrades; make test-all runs both stages.
+test-release: $(STAMP)
+	$(PYTEST) -m release -p no:randomly
+
+test-all: test test-release
 
 # Offline installer archives (packaging/README.md): dist/appliance-{hub,agent}-<version>.tar.
 # SIGNING_KEY=/path/release.key signs them with the release key; without it, a throw-away key.

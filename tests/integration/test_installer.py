@@ -38,6 +38,7 @@ from tests.harness.releases import cached_os_packages
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.release,
     pytest.mark.slow,
     pytest.mark.timeout(900),
     pytest.mark.xdist_group("release-archives"),  # one process fills the wheel cache

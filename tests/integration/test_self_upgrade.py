@@ -41,6 +41,7 @@ from tests.integration.test_upgrade import FIXTURE, counts
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.release,
     pytest.mark.slow,
     pytest.mark.timeout(1200),
     pytest.mark.xdist_group("release-archives"),

@@ -44,6 +44,7 @@ from tests.harness.site import infer_rows, publish, running_hub, wait_until
 
 pytestmark = [
     pytest.mark.integration,
+    pytest.mark.release,
     pytest.mark.slow,
     pytest.mark.timeout(1200),
     pytest.mark.xdist_group("release-archives"),
