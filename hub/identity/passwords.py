@@ -7,6 +7,7 @@ be raised later without breaking existing hashes.
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 import os
 
@@ -43,9 +44,11 @@ def verify_password(password: str, stored: str) -> bool:
         return False
 
 
-# A hash of a random password, checked when the user does not exist, so that
-# "no such user" and "wrong password" take the same time.
-DUMMY_HASH = hash_password(_b64(os.urandom(24)))
+@functools.cache
+def dummy_hash() -> str:
+    """A hash of a random password, checked when the user does not exist, so that "no such
+    user" and "wrong password" take the same time (made on first use: 80 ms of every start)."""
+    return hash_password(_b64(os.urandom(24)))
 
 
 def constant_time_equal(a: str, b: str) -> bool:

@@ -33,8 +33,8 @@ from hub.db import session_scope
 from hub.fleet.records import AgentRecord
 from hub.identity.backoff import SignInBackoff
 from hub.identity.passwords import (
-    DUMMY_HASH,
     MIN_PASSWORD_LENGTH,
+    dummy_hash,
     hash_password,
     verify_password,
 )
@@ -224,7 +224,7 @@ class IdentityService:
             )
         with session_scope(self.engine) as session:
             user = session.exec(select(UserRecord).where(UserRecord.username == username)).first()
-            stored = user.password_hash if user else DUMMY_HASH
+            stored = user.password_hash if user else dummy_hash()
             if verify_password(password, stored) and user is not None and not user.disabled:
                 self.audit.append(
                     session,

@@ -234,6 +234,10 @@ def test_an_agent_host_upgrades_and_a_failing_release_rolls_back(
     assert not (host.root / "upgrade.json").exists()
     (left,) = host.data.parent.glob(f"{host.data.name}.failed-*")  # what N+2 left
     assert json.loads((left / "state_schema.json").read_text())["schema"] == 2
+    # only the two linked releases keep their disk: N+2's virtual environment is gone
+    linked = {(host.root / link).resolve().name for link in ("venv", "venv.previous")}
+    assert {slot.name for slot in (host.root / "venvs").iterdir()} == linked
+    assert {slot.name for slot in (host.root / "releases").iterdir()} == linked
 
 
 def test_a_hub_archive_is_refused_on_an_agent_host(releases: Releases, tmp_path: Path) -> None:

@@ -8,6 +8,9 @@ Under the installation root (``<prefix>/opt/appliance``)::
     venv.previous -> venvs/...     the one before it
     upgrade.json                   the journal of an upgrade in progress
 
+Only the two linked releases are kept: once an upgrade or a rollback has ended, the others
+(and unpacks cut short) are removed, since each holds a virtual environment of up to 2 GB.
+
 ``venv`` is a symbolic link switched by rename, so the switch is atomic and a virtual
 environment never moves (its scripts name their own path). A ``venv`` folder from an
 install before this layout is adopted: moved under ``venvs/`` and linked, so its scripts,
@@ -17,6 +20,7 @@ which name ``venv/bin/python``, reach it through the link while it runs.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -69,6 +73,24 @@ class Installation:
             raise UpgradeError(f"cannot adopt {self.venv}: {target} exists")
         self.venv.rename(target)
         point(self.venv, target)
+
+    def prune(self) -> list[Path]:
+        """Remove what neither ``venv`` nor ``venv.previous`` runs from ``releases/`` and
+        ``venvs/`` (slots share their names), unpacks cut short included; what was removed."""
+        keep = {link.resolve().name for link in (self.venv, self.previous) if link.is_symlink()}
+        removed: list[Path] = []
+        for folder in (self.releases, self.venvs):
+            if not folder.is_dir():
+                continue
+            for slot in sorted(folder.iterdir()):
+                if slot.name in keep:
+                    continue
+                if slot.is_dir() and not slot.is_symlink():
+                    shutil.rmtree(slot)
+                else:
+                    slot.unlink()
+                removed.append(slot)
+        return removed
 
     def switch(self, to: Path, previous: Path | None) -> None:
         """``venv`` → ``to`` and ``venv.previous`` → ``previous`` (each by one rename)."""

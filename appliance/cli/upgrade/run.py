@@ -89,6 +89,7 @@ class HostUpgrade:
                 hint=back,
             ) from exc
         self.installation.journal.unlink()
+        self._prune()
         return f"upgraded to {release.name}; the release before it is venv.previous"
 
     def recover(self) -> str:
@@ -123,6 +124,7 @@ class HostUpgrade:
             ) from exc
         self.installation.journal.unlink(missing_ok=True)
         done.append("healthy")
+        self._prune()
         self.say("rolled back: " + "; ".join(done))
         return "; ".join(done)
 
@@ -132,7 +134,19 @@ class HostUpgrade:
         self.installation.switch(new, None)
         self.services.start()
         self.health.wait(release.version)
+        self._prune()
         return f"installed {release.name}"
+
+    def _prune(self) -> None:
+        """Free the disk of releases no link runs; a folder that will not go is said, not
+        fatal (the upgrade itself is done)."""
+        try:
+            removed = self.installation.prune()
+        except OSError as exc:
+            self.say(f"(could not remove an old release: {exc})")
+            return
+        if removed:
+            self.say("removed releases no longer linked: " + ", ".join(p.name for p in removed))
 
     def _refuse_when_cut_off(self) -> None:
         journal = Journal.read(self.installation.journal)

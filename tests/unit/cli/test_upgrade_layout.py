@@ -43,6 +43,24 @@ def test_switching_moves_both_links_and_leaves_the_folders(tmp_path: Path) -> No
     assert old.is_dir() and not list(tmp_path.glob(".*.new"))
 
 
+def test_pruning_keeps_the_two_linked_releases_and_removes_the_rest(tmp_path: Path) -> None:
+    install = Installation(tmp_path)
+    slots = ["appliance-hub-0.1.0-a", "appliance-hub-0.1.1-b", "appliance-hub-0.1.2-c"]
+    old, current, failed = (_venv(install.venvs / name, None) for name in slots)
+    for name in slots:
+        (install.releases / name / "wheels").mkdir(parents=True)
+    (install.releases / ".unpack-x1y2").mkdir()  # an unpack a kill cut short
+    install.switch(current, old)
+
+    removed = install.prune()
+
+    assert sorted(p.name for p in removed) == [".unpack-x1y2", slots[2], slots[2]]
+    assert sorted(p.name for p in install.venvs.iterdir()) == slots[:2]
+    assert sorted(p.name for p in install.releases.iterdir()) == slots[:2]
+    assert not failed.exists() and install.current() == current
+    assert install.prune() == []
+
+
 def test_a_fresh_host_has_no_current_release(tmp_path: Path) -> None:
     assert Installation(tmp_path).current() is None
 
