@@ -11,7 +11,7 @@ import pytest
 
 from tests.harness.models import make_tiny_onnx
 
-pytest_plugins = ("tests.harness.site",)
+pytest_plugins = ("tests.harness.site", "tests.harness.cpu")
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
