@@ -51,7 +51,7 @@ from hub.auth.principal import Principal
 from hub.db import session_scope
 from hub.events import Changes
 from hub.fleet.records import AgentRecord
-from hub.fleet.rings import checked_rings, first_share, group_members
+from hub.fleet.rings import checked_rings, first_share, group_members, with_step
 from hub.residency.policy import ResidencyPolicy
 
 HOLDING = ("running", "completed", "halted", "aborted")
@@ -314,16 +314,7 @@ class AgentUpgrades:
         *,
         outcome: Outcome = "ok",
     ) -> None:
-        record.steps = [
-            *record.steps,
-            {
-                "at": iso_utc(utcnow()),
-                "by": actor,
-                "action": action,
-                "note": note,
-                "outcome": outcome,
-            },
-        ]
+        record.steps = with_step(record.steps, actor, action, note, outcome=outcome)
 
     def _audit(
         self,

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 from sqlmodel import Session, col, select
 
+from appliance.clock import iso_utc, utcnow
 from appliance.errors import InvalidInputError
 from hub.fleet.records import AgentRecord
 
@@ -44,3 +46,11 @@ def checked_rings(rings: list[float]) -> list[float]:
 def first_share(members: list[tuple[int, str]], share: float) -> list[tuple[int, str]]:
     """The members a ring of ``share`` covers."""
     return members[: math.ceil(share * len(members))]
+
+
+def with_step(
+    steps: list[dict[str, Any]], by: str, action: str, note: str, **more: Any
+) -> list[dict[str, Any]]:
+    """``steps`` and one more, stamped now: a new list, so that the record's JSON column is
+    seen as changed."""
+    return [*steps, {"at": iso_utc(utcnow()), "by": by, "action": action, "note": note, **more}]

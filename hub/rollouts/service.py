@@ -54,7 +54,7 @@ from hub.auth.roles import permissions_for
 from hub.db import session_scope
 from hub.events import Changes
 from hub.fleet.records import AgentRecord
-from hub.fleet.rings import checked_rings, first_share, group_members
+from hub.fleet.rings import checked_rings, first_share, group_members, with_step
 from hub.monitoring.records import AgentReportRecord, DriftAlertRecord
 from hub.registry.service import RegistryService
 from hub.rollouts.records import RolloutRecord
@@ -414,16 +414,7 @@ class RolloutService:
         *,
         outcome: Outcome = "ok",
     ) -> None:
-        record.steps = [
-            *record.steps,
-            {
-                "at": iso_utc(utcnow()),
-                "by": actor,
-                "action": action,
-                "ring": record.ring + 1,
-                "note": note,
-            },
-        ]
+        record.steps = with_step(record.steps, actor, action, note, ring=record.ring + 1)
         self.audit.append(
             session,
             actor=actor,
