@@ -247,6 +247,7 @@ def _drift_monitor(settings: AgentSettings, outbox: Outbox) -> DriftMonitor:
             every_requests=settings.drift.every_requests,
             interval_s=settings.drift.interval_s,
             p_value=settings.drift.p_value,
+            backend=settings.drift.backend,
         ),
     )
 

@@ -52,6 +52,7 @@ variable                       meaning
 ``APPLIANCE_ACCESS_LOG``       agent: one log line per request (default true)
 ``APPLIANCE_SERVING_PROCESSES`` agent: processes answering its port (``--workers``, default 1)
 ``APPLIANCE_INFERENCE_INLINE_MS`` agent: requests cheaper than this run on the event loop
+``APPLIANCE_DRIFT_BACKEND``    agent: ``scipy`` (default) or ``alibi`` (licence needed)
 =============================  ==========================================
 """
 
@@ -69,6 +70,9 @@ from appliance.errors import ConfigError
 PREFIX = "APPLIANCE_"
 RuntimeChoice = Literal["auto", "onnxruntime", "openvino"]
 RUNTIME_CHOICES: tuple[str, ...] = get_args(RuntimeChoice)
+DriftBackend = Literal["scipy", "alibi"]
+DRIFT_BACKENDS: tuple[str, ...] = get_args(DriftBackend)
+_CHOICES = {"RuntimeChoice": RUNTIME_CHOICES, "DriftBackend": DRIFT_BACKENDS}
 
 T = TypeVar("T")
 
@@ -252,6 +256,9 @@ class DriftSettings:
     """How often the agent looks for windows due a test (cheap when none is)."""
     p_value: float = 0.05
     """Significance of a drift test (per-feature tests corrected for multiplicity)."""
+    backend: DriftBackend = "scipy"
+    """What runs the tests: ``scipy`` (scipy.stats, BSD) or ``alibi`` (alibi-detect, Business
+    Source License 1.1: production use needs a licence from Seldon); same verdicts."""
 
 
 @dataclass(frozen=True)
@@ -381,9 +388,9 @@ def _convert(variable: str, raw: str, target: Any) -> Any:
             return Path(raw).expanduser()
         if target in ("tuple[str, ...]",):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
-        if target == "RuntimeChoice":
-            if raw not in RUNTIME_CHOICES:
-                raise ValueError(f"must be one of {', '.join(RUNTIME_CHOICES)}")
+        if target in _CHOICES:
+            if raw not in _CHOICES[target]:
+                raise ValueError(f"must be one of {', '.join(_CHOICES[target])}")
             return raw
     except ValueError as exc:
         raise ConfigError(f"{variable}={raw!r} is invalid: {exc}") from exc

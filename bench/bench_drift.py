@@ -28,7 +28,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from agent.app import inference
-from agent.drift.detectors import AlibiDetector
+from agent.drift.detectors import new_detector
 from agent.drift.monitor import DriftMonitor, DriftSettings
 from agent.experiments import ExperimentRouter
 from agent.metrics import AgentMetrics, StateSources
@@ -37,6 +37,7 @@ from agent.repository import LoadedModel, ModelRepository
 from agent.runtime import load_runtime
 from appliance.bundle.manifest import Lineage
 from appliance.security.keys import init_keypair
+from appliance.settings import DRIFT_BACKENDS
 from appliance.trust.layout import ExperimentSpec, VariantSpec
 from hub.registry import bundler
 
@@ -49,20 +50,19 @@ def detector_cost(repeats: int) -> None:
     categorical = rng.integers(0, 5, (5000, FEATURES)).astype(np.float32)
     mixed = np.hstack([continuous[:, :5], categorical[:, :5]])
     print(f"== one drift test: 1,000 x {FEATURES} window vs 5,000 reference rows ==")
-    for label, reference in (
-        ("continuous", continuous),
-        ("categorical", categorical),
-        ("mixed", mixed),
-    ):
-        detector = AlibiDetector(reference)
-        window = reference[rng.choice(len(reference), 1000)]
-        detector.test(window)  # warm
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            detector.test(window)
-            times.append(time.perf_counter() - started)
-        print(f"  {label:<12} {detector.method:<8} median {statistics.median(times) * 1e3:6.2f} ms")
+    cases = (("continuous", continuous), ("categorical", categorical), ("mixed", mixed))
+    for backend in DRIFT_BACKENDS:
+        for label, reference in cases:
+            detector = new_detector(reference, backend=backend)
+            window = reference[rng.choice(len(reference), 1000)]
+            detector.test(window)  # warm
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                detector.test(window)
+                times.append(time.perf_counter() - started)
+            median = statistics.median(times) * 1e3
+            print(f"  {backend:<6} {label:<12} {detector.method:<8} median {median:6.2f} ms")
 
 
 def tiny_model(folder: Path) -> LoadedModel:

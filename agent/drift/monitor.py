@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.drift.detectors import AlibiDetector, DriftDetector, DriftResult
+from agent.drift.detectors import DriftDetector, DriftResult, new_detector
 from agent.drift.window import InputWindow
 from agent.outbox import Outbox
 from agent.repository import LoadedModel
@@ -49,6 +49,8 @@ class DriftSettings:
     """… or this long after the last test, whichever comes first."""
     p_value: float = 0.05
     """Significance of the whole test (per-feature tests are corrected for multiplicity)."""
+    backend: str = "scipy"
+    """What runs the tests: ``scipy`` or ``alibi`` (:mod:`agent.drift.detectors`)."""
 
 
 @dataclass
@@ -71,7 +73,7 @@ class DriftMonitor:
     def watch(self, models: list[LoadedModel]) -> None:
         """Set up windows for the versions being served, and drop the others.
 
-        Runs in the background: building a detector imports alibi-detect and reads
+        Runs in the background: building a detector imports its statistics library and reads
         the reference sample, which must never hold up a request.
         """
         serving = {(m.name, m.version) for m in models}
@@ -91,7 +93,9 @@ class DriftMonitor:
             log.info("%s v%d has no tabular reference sample: no drift watch", *_id(model))
             return None
         try:
-            detector = AlibiDetector(reference, p_value=self.settings.p_value)
+            detector = new_detector(
+                reference, backend=self.settings.backend, p_value=self.settings.p_value
+            )
         except (ValueError, ImportError) as exc:
             log.warning("no drift watch for %s v%d: %s", *_id(model), exc)
             return None

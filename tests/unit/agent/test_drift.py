@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from agent.drift.detectors import AlibiDetector, categorical_columns
+from agent.drift.detectors import DriftDetector, categorical_columns, new_detector
 from agent.drift.monitor import DriftMonitor, DriftSettings
 from agent.drift.window import InputWindow
 from agent.outbox import Outbox
@@ -23,8 +23,10 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def detector(data) -> AlibiDetector:
-    return AlibiDetector(data[0], p_value=P_VALUE)
+def detector(data) -> DriftDetector:
+    """The agents' default backend (scipy); tests/unit/agent/test_drift_backends.py shows
+    that alibi-detect's reaches the same verdicts."""
+    return new_detector(data[0], p_value=P_VALUE)
 
 
 def _windows(pool: np.ndarray, count: int, size: int, seed: int) -> list[np.ndarray]:
@@ -53,7 +55,7 @@ def test_unshifted_windows_rarely_raise_a_false_alarm():
     results = []
     for _ in range(200):
         shuffled = rows[rng.permutation(len(rows))]
-        detector = AlibiDetector(shuffled[:300], p_value=P_VALUE)
+        detector = new_detector(shuffled[:300], p_value=P_VALUE)
         results.append(detector.test(shuffled[300:500]))
     false_alarms = sum(r.drifted for r in results) / len(results)
     assert false_alarms <= P_VALUE
@@ -64,9 +66,9 @@ def test_unshifted_windows_rarely_raise_a_false_alarm():
 def test_categorical_and_mixed_features_get_chi_square_and_tabular():
     rng = np.random.default_rng(3)
     categories = rng.integers(0, 4, (500, 3)).astype(np.float32)
-    assert AlibiDetector(categories).method == "chi2"
+    assert new_detector(categories).method == "chi2"
     mixed = np.hstack([rng.standard_normal((500, 2)).astype(np.float32), categories])
-    detector = AlibiDetector(mixed)
+    detector = new_detector(mixed)
     assert detector.method == "tabular"
     assert categorical_columns(mixed) == {2: 4, 3: 4, 4: 4}
     skewed = mixed[:200].copy()
