@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -139,3 +140,39 @@ def signed_release(
     hashes = {entry.name: entry.sha256() for entry in entries}
     write_archive(path, f"appliance-{kind}-{version}", entries, hashes, key, 1_700_000_000)
     return path
+
+
+def upgrade_argv(
+    appliance_bin: Path,
+    *args: str,
+    root: Path,
+    data: Path,
+    serve: list[str],
+    service: str,
+    pidfile: Path,
+    health_url: str,
+    health_timeout: int,
+) -> list[str]:
+    """``appliance upgrade`` for a service a test runs in the background by a pid file,
+    beside its install ``root``: start runs ``appliance SERVE…`` from the venv in place,
+    appending to ``root/../SERVICE.log``; stop ends it (SIGTERM, SIGKILL after 30 s)."""
+    log = shlex.quote(str(root.parent / f"{service}.log"))
+    pid = shlex.quote(str(pidfile))
+    start = (
+        f"nohup {shlex.quote(str(root / 'venv/bin/appliance'))} {shlex.join(serve)} "
+        f">> {log} 2>&1 & echo $! > {pid}"
+    )
+    stop = (
+        f"if [ -f {pid} ]; then p=$(cat {pid}); kill $p 2>/dev/null; "
+        "for i in $(seq 300); do kill -0 $p 2>/dev/null || break; sleep 0.1; done; "
+        f"kill -9 $p 2>/dev/null; rm -f {pid}; fi; true"
+    )
+    return [
+        str(appliance_bin),
+        "upgrade",
+        *args,
+        *("--root", str(root), "--data-dir", str(data)),
+        *("--env-file", str(root.parent / f"{service}.env"), "--python", str(BASE_PYTHON)),
+        *("--stop-command", stop, "--start-command", start),
+        *("--health-url", health_url, "--health-timeout", str(health_timeout)),
+    ]

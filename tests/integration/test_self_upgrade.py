@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import shlex
 import shutil
 import signal
 import sqlite3
@@ -36,7 +35,7 @@ import pytest
 
 from appliance.cli.demo.processes import free_port, wait_for
 from hub import schema
-from tests.harness.releases import BASE_PYTHON, build_release, edited, release_key
+from tests.harness.releases import build_release, edited, release_key, upgrade_argv
 from tests.integration.test_upgrade import FIXTURE, counts
 
 pytestmark = [
@@ -154,27 +153,17 @@ class Host:
     gate: Path
 
     def argv(self, appliance_bin: Path, *args: str) -> list[str]:
-        start = (
-            f"nohup {shlex.quote(str(self.root / 'venv/bin/appliance'))} hub serve "
-            f"--data-dir {shlex.quote(str(self.data))} --port {self.port} "
-            f">> {shlex.quote(str(self.root.parent / 'hub.log'))} 2>&1 & "
-            f"echo $! > {shlex.quote(str(self.pidfile))}"
-        )
-        pid = shlex.quote(str(self.pidfile))
-        stop = (
-            f"if [ -f {pid} ]; then p=$(cat {pid}); kill $p 2>/dev/null; "
-            "for i in $(seq 300); do kill -0 $p 2>/dev/null || break; sleep 0.1; done; "
-            f"kill -9 $p 2>/dev/null; rm -f {pid}; fi; true"
-        )
-        return [
-            str(appliance_bin),
-            "upgrade",
+        return upgrade_argv(
+            appliance_bin,
             *args,
-            *("--root", str(self.root), "--data-dir", str(self.data)),
-            *("--env-file", str(self.root.parent / "hub.env"), "--python", str(BASE_PYTHON)),
-            *("--stop-command", stop, "--start-command", start),
-            *("--health-url", f"http://127.0.0.1:{self.port}/health", "--health-timeout", "60"),
-        ]
+            root=self.root,
+            data=self.data,
+            serve=["hub", "serve", "--data-dir", str(self.data), "--port", str(self.port)],
+            service="hub",
+            pidfile=self.pidfile,
+            health_url=f"http://127.0.0.1:{self.port}/health",
+            health_timeout=60,
+        )
 
     def upgrade(self, *args: str, gate_open: bool = True) -> subprocess.CompletedProcess[str]:
         if gate_open:

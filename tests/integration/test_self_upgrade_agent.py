@@ -39,7 +39,7 @@ from appliance.client.hub import HubClient
 from appliance.wire.fleet import NewAgentUpgrade
 from appliance.wire.upgrades import RESULT_FILE
 from tests.harness.models import make_reference_npy
-from tests.harness.releases import BASE_PYTHON, build_release, edited, release_key
+from tests.harness.releases import BASE_PYTHON, build_release, edited, release_key, upgrade_argv
 from tests.harness.site import infer_rows, publish, running_hub, wait_until
 
 pytestmark = [
@@ -109,26 +109,17 @@ class AgentHost:
         if "--enrol-token" in serve:  # enrolled already: its identity is kept
             at = serve.index("--enrol-token")
             del serve[at : at + 2]
-        start = (
-            f"nohup {shlex.quote(str(self.root / 'venv/bin/appliance'))} "
-            f"{shlex.join(serve)} >> {shlex.quote(str(self.root.parent / 'agent.log'))} 2>&1 & "
-            f"echo $! > {shlex.quote(str(self.pidfile))}"
-        )
-        pid = shlex.quote(str(self.pidfile))
-        stop = (
-            f"if [ -f {pid} ]; then p=$(cat {pid}); kill $p 2>/dev/null; "
-            "for i in $(seq 300); do kill -0 $p 2>/dev/null || break; sleep 0.1; done; "
-            f"kill -9 $p 2>/dev/null; rm -f {pid}; fi; true"
-        )
-        return [
-            str(appliance_bin),
-            "upgrade",
+        return upgrade_argv(
+            appliance_bin,
             *args,
-            *("--root", str(self.root), "--data-dir", str(self.data)),
-            *("--env-file", str(self.root.parent / "agent.env"), "--python", str(BASE_PYTHON)),
-            *("--stop-command", stop, "--start-command", start),
-            *("--health-url", f"{self.agent.url}/v2", "--health-timeout", "90"),
-        ]
+            root=self.root,
+            data=self.data,
+            serve=serve,
+            service="agent",
+            pidfile=self.pidfile,
+            health_url=f"{self.agent.url}/v2",
+            health_timeout=90,
+        )
 
     def upgrade(self, appliance_bin: Path, *args: str) -> subprocess.CompletedProcess[str]:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
