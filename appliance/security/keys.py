@@ -52,10 +52,22 @@ def keys_dir(data_dir: Path) -> Path:
 
 
 def init_keypair(directory: Path, name: str = SIGNING_KEY_NAME, *, force: bool = False) -> KeyPair:
-    """Create ``directory/NAME.key`` and ``NAME.pub``; reuse an existing pair unless ``force``."""
+    """Create ``directory/NAME.key`` and ``NAME.pub``; reuse an existing pair unless ``force``.
+
+    A public key without its private key is refused, not replaced: the pair was in use
+    (agents pin it, bundles and audit checkpoints carry its signatures), so a new pair
+    made in its place would quietly break what was signed with it."""
     private_path = directory / f"{name}.key"
+    public_path = directory / f"{name}.pub"
     if private_path.exists() and not force:
         return load_keypair(directory, name)
+    if public_path.exists() and not force:
+        raise ConfigError(
+            f"{public_path} is here but its private key {private_path.name} is not",
+            hint="restore the keys folder from a backup ('appliance hub restore'); to make "
+            f"a new key instead, move {public_path.name} away first: what the old key signed "
+            "(pinned by agents, bundles, audit checkpoints) will not verify against it",
+        )
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     private = Ed25519PrivateKey.generate()
@@ -65,7 +77,7 @@ def init_keypair(directory: Path, name: str = SIGNING_KEY_NAME, *, force: bool =
         serialization.NoEncryption(),
     )
     atomic_write_bytes(private_path, pem, mode=0o600)
-    atomic_write_bytes(directory / f"{name}.pub", public_pem(private.public_key()), mode=0o644)
+    atomic_write_bytes(public_path, public_pem(private.public_key()), mode=0o644)
     return KeyPair(private)
 
 

@@ -108,3 +108,18 @@ def test_missing_public_key_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_public_key(tmp_path / "trusted-hub.pub")
     assert info.value.hint is not None and "--trusted-key" in info.value.hint
+
+
+def test_a_public_key_whose_private_key_is_lost_is_refused_not_replaced(tmp_path):
+    """A lost signing.key (a partial restore, a wrong rm) must not become a new pair that
+    agents and signed records no longer match."""
+    folder = tmp_path / "keys"
+    first = init_keypair(folder)
+    public = (folder / "signing.pub").read_bytes()
+    (folder / "signing.key").unlink()
+    with pytest.raises(ConfigError, match=r"private key signing\.key is not") as refused:
+        init_keypair(folder)
+    assert "restore" in (refused.value.hint or "")
+    assert (folder / "signing.pub").read_bytes() == public
+    assert not (folder / "signing.key").exists()
+    assert init_keypair(folder, force=True).key_id != first.key_id  # on purpose, it may
