@@ -28,7 +28,7 @@ from tests.harness.models import (
 )
 from tests.harness.site import promote, serving_version, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _triton_inputs(module: Any, feed: dict[str, np.ndarray]) -> list[Any]:

@@ -13,7 +13,7 @@ from appliance.wire.fleet import AgentReport
 from tests.harness.models import make_reference_npy, make_tiny_onnx
 from tests.harness.site import publish, serving_version, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _agent_client(hub_url: str, data_dir) -> tuple[HubClient, int]:

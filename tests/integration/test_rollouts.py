@@ -22,7 +22,7 @@ from tests.harness.site import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAST = {
     "APPLIANCE_DRIFT_WINDOW_ROWS": "200",

@@ -21,7 +21,7 @@ from appliance.cli.demo.load import v2_body
 from appliance.cli.demo.processes import ServiceProcess
 from tests.harness.site import MODEL, publish, stage_candidate, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TWO = {"APPLIANCE_SERVING_PROCESSES": "2"}
 
