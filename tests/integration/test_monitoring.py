@@ -33,6 +33,20 @@ FAST_DRIFT = {
 }
 
 
+HEAVY = {"alibi_detect", "torch", "transformers", "numba", "sklearn"}
+"""What the drift tests must not bring into an agent (issue 20; 4 s of CPU each, issue 16)."""
+
+
+def imported_packages(log: str) -> set[str]:
+    """Top-level packages a process started with ``PYTHONPROFILEIMPORTTIME=1`` imported,
+    read off its log (every import, lazy ones too, as it happens)."""
+    return {
+        line.rsplit("|", 1)[-1].strip().split(".")[0]
+        for line in log.splitlines()
+        if line.startswith("import time:")
+    }
+
+
 def metric(url: str, name: str, labels: str = "") -> float | None:
     text = httpx.get(f"{url}/metrics", timeout=5).text
     match = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", text, re.M)
@@ -40,7 +54,7 @@ def metric(url: str, name: str, labels: str = "") -> float | None:
 
 
 def test_a_drifting_agent_raises_an_alert_on_the_hub(hub, admin, engineer, approver, start_agent):
-    agent = start_agent("drift-1", env=FAST_DRIFT)
+    agent = start_agent("drift-1", env={**FAST_DRIFT, "PYTHONPROFILEIMPORTTIME": "1"})
     version = publish(engineer, approver).version
     wait_until("the model", lambda: serving_version(agent) == str(version))
     wait_until(
@@ -74,6 +88,9 @@ def test_a_drifting_agent_raises_an_alert_on_the_hub(hub, admin, engineer, appro
     assert served
     summary = admin.serving_reports()[-1]["summary"]
     assert summary["model"] == MODEL and summary["latency_p95_s"] is not None
+    imported = imported_packages(agent.log_path.read_text(errors="replace"))
+    assert "scipy" in imported and "onnxruntime" in imported  # the drift tests ran here …
+    assert not imported & HEAVY  # … on scipy.stats, the default backend
 
 
 def test_reports_cross_a_hub_outage_and_agent_restarts_exactly_once(
