@@ -66,9 +66,11 @@ class AgentUpgrades:
         audit: AuditLog,
         policy: ResidencyPolicy,
         *,
-        max_soak_s: float = 7 * 24 * 3600.0,
-        install_grace_s: float = 900.0,
+        max_soak_s: float,
+        install_grace_s: float,
     ) -> None:
+        """``max_soak_s`` and ``install_grace_s``: the hub's release settings
+        (:class:`appliance.settings.ReleaseSettings`), where their defaults live."""
         self.engine = engine
         self.releases = releases
         self.audit = audit
