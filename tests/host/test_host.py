@@ -291,13 +291,14 @@ def test_the_hub_upgrades_its_agent_through_the_hosts_path_unit(
             NewAgentUpgrade(version="0.1.3", zone="ae-dxb", rings=[1.0], soak_s=0)
         )
 
-    def finished() -> AgentUpgradeInfo | None:
-        upgrade = admin.get_agent_upgrade(started.id)
-        return upgrade if upgrade.state != "running" else None
-
     # the agent fetches the archive, its host's upgrader (root) installs it and restarts
     # the agent, which heartbeats the new release; then the ring (all of one) is done
-    with _signed_in(host, site, "admin") as admin:
+    with _signed_in(host, site, "admin") as watcher:  # a session of its own: it is long
+
+        def finished() -> AgentUpgradeInfo | None:
+            upgrade = watcher.get_agent_upgrade(started.id)
+            return upgrade if upgrade.state != "running" else None
+
         # every 10 s: the emulated host's CPU is the upgrader's too
         done = wait_for("the hub's agent upgrade to finish", finished, timeout=3000, every=10)
     assert done.state == "completed", (done.failed, done.steps)
