@@ -85,6 +85,14 @@ def test_a_python_that_is_not_there_names_the_packages(site: Path) -> None:
     assert "apt install python3.11 python3.11-venv" in message
 
 
+def test_a_probe_that_prints_no_result_says_so_with_its_output(site: Path) -> None:
+    """Seen once in the gate under load: the probe's output did not parse, and the only
+    message was the JSON parser's. A 'Python' that exits 0 and prints nothing stands in."""
+    message = _refused(site, "appliance_manage_services=false", "appliance_python=/bin/true")
+
+    assert "probe ran with /bin/true (exit status 0) but printed no result" in message
+
+
 def test_too_little_disk_says_how_much_is_free_and_needed(site: Path) -> None:
     message = _refused(
         site, "appliance_manage_services=false", "appliance_preflight_free_gb=1000000"

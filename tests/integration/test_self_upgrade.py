@@ -36,7 +36,7 @@ import pytest
 from appliance.cli.demo.processes import free_port, wait_for
 from hub import schema
 from tests.harness.releases import build_release, edited, release_key, upgrade_argv
-from tests.integration.test_upgrade import FIXTURE, counts
+from tests.integration.test_upgrade import FIXTURE, counts, set_key_aside
 
 pytestmark = [
     pytest.mark.integration,
@@ -194,6 +194,7 @@ def host(tmp_path: Path) -> Iterator[Host]:
     data = tmp_path / "var" / "hub"
     data.parent.mkdir()
     shutil.copytree(FIXTURE, data, ignore=shutil.ignore_patterns("README.md"))
+    set_key_aside(data)
     made = Host(tmp_path / "opt", data, free_port(), tmp_path / "hub.pid", tmp_path / "gate")
     try:
         yield made
@@ -231,9 +232,9 @@ def _same_chain(before: list[tuple[int, str, str]], data: Path) -> None:
     """Every entry of ``before`` is still there, unchanged, and the chain goes on from it.
 
     (``appliance audit verify`` cannot run here: the fixture carries its hub's public key
-    but not the private one, so the first hub started on it makes a key of its own, and
-    the fixture's checkpoints are signed by the other. test_upgrade verifies the fixture's
-    chain after a migration.)"""
+    but not the private one, so it is set aside and the first hub started on it makes a key
+    of its own, and the fixture's checkpoints are signed by the other. test_upgrade
+    verifies the fixture's chain after a migration.)"""
     after = _chain(data)
     assert after[: len(before)] == before
     assert all(link[1] == earlier[2] for earlier, link in itertools.pairwise(after))

@@ -11,7 +11,7 @@ import sqlite3
 import tarfile
 from pathlib import Path
 
-from appliance.cli.demo.processes import hub_process
+from appliance.cli.demo.processes import free_port, hub_process
 from tests.harness.cli import appliance
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "hub-0.1.0-demo"
@@ -26,6 +26,15 @@ def counts(db: Path) -> dict[str, int]:
             )
         ]
         return {n: connection.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0] for n in names}
+
+
+def set_key_aside(data_dir: Path) -> None:
+    """Before a hub starts on a copy of the fixture: the fixture keeps its hub's public key
+    (to verify its chain) but never had the private one, and a hub refuses a public key
+    whose private key is gone (what it signed next would not verify against it). So the
+    key is set aside, as the refusal tells an operator to, and the hub makes its own."""
+    keys = data_dir / "keys"
+    (keys / "signing.pub").rename(keys / "signing.pub.0.1.0")
 
 
 def _hub_copy(tmp_path: Path) -> Path:
@@ -60,6 +69,9 @@ def test_a_demo_filled_hub_from_the_release_before_migrations_upgrades_intact(
     verified = appliance("audit", "verify", "--data-dir", str(data_dir))
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
+    refused = appliance("hub", "serve", "--data-dir", str(data_dir), "--port", str(free_port()))
+    assert refused.returncode == 2 and "its private key signing.key is not" in refused.stderr
+    set_key_aside(data_dir)
     hub = hub_process(data_dir)
     hub.start()
     try:
