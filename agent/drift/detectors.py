@@ -103,10 +103,12 @@ class ScipyDetector:
         self._stats = stats
         self._reference = _reference(reference)
         self.features = self._reference.shape[1]
-        self._categories = {
-            c: np.unique(self._reference[:, c]) for c in categorical_columns(self._reference)
-        }
-        self.method = _method(len(self._categories), self.features)
+        self._counts: dict[int, dict[float, int]] = {}
+        """Per categorical column: the reference's count of each of its values, counted once."""
+        for c in categorical_columns(self._reference):
+            values, counts = np.unique(self._reference[:, c], return_counts=True)
+            self._counts[c] = dict(zip(values.tolist(), counts.tolist(), strict=True))
+        self.method = _method(len(self._counts), self.features)
         self.threshold = p_value / self.features
 
     def test(self, window: np.ndarray) -> DriftResult:
@@ -114,15 +116,20 @@ class ScipyDetector:
         p_values = np.zeros(self.features, dtype=np.float32)
         distances = np.zeros_like(p_values)
         for f in range(self.features):
-            ref, new = self._reference[:, f], window[:, f]
-            if f in self._categories:
-                seen = np.union1d(self._categories[f], np.unique(new))
-                table = np.vstack(
-                    [[(ref == v).sum() for v in seen], [(new == v).sum() for v in seen]]
-                )
+            new = window[:, f]
+            if f in self._counts:
+                reference = self._counts[f]
+                values, counts = np.unique(new, return_counts=True)
+                window_counts = dict(zip(values.tolist(), counts.tolist(), strict=True))
+                seen = sorted(reference.keys() | window_counts.keys())
+                table = [
+                    [reference.get(v, 0) for v in seen],
+                    [window_counts.get(v, 0) for v in seen],
+                ]
                 distances[f], p_values[f], _, _ = self._stats.chi2_contingency(table)
             else:
-                distances[f], p_values[f] = self._stats.ks_2samp(ref, new, method="asymp")[:2]
+                ks = self._stats.ks_2samp(self._reference[:, f], new, method="asymp")
+                distances[f], p_values[f] = ks[:2]
         return DriftResult(
             drifted=bool((p_values < self.threshold).any()),
             p_values=[float(p) for p in p_values],

@@ -26,6 +26,7 @@ from agent.drift.detectors import DriftDetector, DriftResult, new_detector
 from agent.drift.window import InputWindow
 from agent.outbox import Outbox
 from agent.repository import LoadedModel
+from appliance.settings import DriftBackend
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class DriftSettings:
     """… or this long after the last test, whichever comes first."""
     p_value: float = 0.05
     """Significance of the whole test (per-feature tests are corrected for multiplicity)."""
-    backend: str = "scipy"
+    backend: DriftBackend = "scipy"
     """What runs the tests: ``scipy`` or ``alibi`` (:mod:`agent.drift.detectors`)."""
 
 
