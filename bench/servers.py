@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -15,11 +16,25 @@ from typing import IO
 from lean_client import BenchError, get_status
 
 BENCH_DIR = Path(__file__).resolve().parent
-MLSERVER_VENV = BENCH_DIR / ".venv-mlserver"
 MLSERVER_RUNTIME = BENCH_DIR / "mlserver_runtime"
 # httptools is added so that MLServer's uvicorn parses HTTP with the same parser as
 # the agent (uvicorn picks it when installed; without it MLServer falls back to h11).
 MLSERVER_PACKAGES = ("mlserver", "onnxruntime", "numpy", "httptools")
+MLSERVER_BASE_PYTHON = os.environ.get("BENCH_MLSERVER_PYTHON", "python3.11")
+
+
+def _mlserver_venv() -> Path:
+    """MLServer's environment: $BENCH_MLSERVER_VENV, else one in the user's cache folder
+    named for the packages and this Python, shared by every checkout on the machine, so a
+    fresh clone (CI's) does not build it again."""
+    if chosen := os.environ.get("BENCH_MLSERVER_VENV"):
+        return Path(chosen)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = "-".join((*MLSERVER_PACKAGES, Path(MLSERVER_BASE_PYTHON).name))
+    return cache / "appliance-bench" / f"venv-{key}"
+
+
+MLSERVER_VENV = _mlserver_venv()
 HOST = "127.0.0.1"
 
 
@@ -134,17 +149,21 @@ def floor_process(model: Path, name: str, port: int, log_dir: Path) -> Proc:
 
 
 def ensure_mlserver_venv(log: IO[str]) -> Path:
-    """Create bench/.venv-mlserver on first use; return its ``mlserver`` executable."""
+    """Create MLServer's environment on first use; return its ``mlserver`` executable."""
     exe = MLSERVER_VENV / "bin" / "mlserver"
     python = MLSERVER_VENV / "bin" / "python"
-    if exe.exists() and _has_packages(python):
-        return exe
-    print(f"creating {MLSERVER_VENV} (first run only; needs the package index)…", file=log)
-    if not python.exists():
-        base = os.environ.get("BENCH_MLSERVER_PYTHON", "python3.11")
-        subprocess.run([base, "-m", "venv", str(MLSERVER_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *MLSERVER_PACKAGES], check=True)
+    MLSERVER_VENV.parent.mkdir(parents=True, exist_ok=True)
+    # one builder at a time: checkouts on one machine share the environment
+    with open(MLSERVER_VENV.parent / f".{MLSERVER_VENV.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if exe.exists() and _has_packages(python):
+            return exe
+        print(f"creating {MLSERVER_VENV} (first run only; needs the package index)…", file=log)
+        if not python.exists():
+            subprocess.run([MLSERVER_BASE_PYTHON, "-m", "venv", str(MLSERVER_VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, *MLSERVER_PACKAGES], check=True)
     if not exe.exists():
         raise BenchError(f"pip install did not provide {exe}")
     return exe

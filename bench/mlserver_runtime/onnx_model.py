@@ -1,6 +1,6 @@
 """A minimal MLServer runtime for one ONNX file (MLServer ships no ONNX runtime).
 
-Runs inside bench/.venv-mlserver, not the project's environment. It loads the
+Runs inside MLServer's environment (bench/servers.py), not the project's. It loads the
 file named by ``parameters.uri`` in model-settings.json with the agent's ONNX
 Runtime options (1 intra-op thread, 1 inter-op thread, ORT_ENABLE_ALL) and
 answers v2 inference with MLServer's own NumPy codec, as a user would write it.
