@@ -636,7 +636,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.n1, args.n32, args.warmup, args.restarts = 2, 400, 200, 50, 1
+        args.rounds, args.n1, args.n32, args.warmup, args.restarts = 1, 200, 100, 20, 1
         # on a busy machine (the test suite's other processes) every block looks disturbed,
         # and repeating each 3 times made the smoke run 4 times the work
         args.retries = 0
