@@ -27,17 +27,27 @@ async def _signed_in(pilot: Pilot[Any]) -> None:
     await settled(pilot)
 
 
+async def _still(pilot: Pilot[Any]) -> None:
+    """Settle, with the focused input's cursor still: it blinks every half second, and on a
+    loaded machine a blink fell between the last look and the snapshot (stressed run)."""
+    for field in pilot.app.screen.query(Input):
+        field.cursor_blink = False  # the cursor stays shown, as the snapshots have it
+    await settled(pilot)
+
+
 def _on_tab(key: str, *then: str) -> Any:
     async def run_before(pilot: Pilot[Any]) -> None:
         await _signed_in(pilot)
         await pilot.press(key, *then)
         await settled(pilot)  # a selection's own fetch (a log tail, drift windows) comes second
+        await _still(pilot)
 
     return run_before
 
 
 async def _sign_in_form(pilot: Pilot[Any]) -> None:
     await settled(pilot)
+    await _still(pilot)
 
 
 SCREENS = {
