@@ -88,6 +88,12 @@ def _method(categorical: int, features: int) -> str:
     return "ks" if not categorical else "chi2" if categorical == features else "tabular"
 
 
+def _value_counts(column: np.ndarray) -> dict[float, int]:
+    """How often each value occurs in ``column``."""
+    values, counts = np.unique(column, return_counts=True)
+    return dict(zip(values.tolist(), counts.tolist(), strict=True))
+
+
 class ScipyDetector:
     """Kolmogorov-Smirnov (asymptotic, two-sided) per continuous feature, chi-square on the
     contingency table of category counts per categorical feature, and Bonferroni: drift
@@ -106,8 +112,7 @@ class ScipyDetector:
         self._counts: dict[int, dict[float, int]] = {}
         """Per categorical column: the reference's count of each of its values, counted once."""
         for c in categorical_columns(self._reference):
-            values, counts = np.unique(self._reference[:, c], return_counts=True)
-            self._counts[c] = dict(zip(values.tolist(), counts.tolist(), strict=True))
+            self._counts[c] = _value_counts(self._reference[:, c])
         self.method = _method(len(self._counts), self.features)
         self.threshold = p_value / self.features
 
@@ -119,8 +124,7 @@ class ScipyDetector:
             new = window[:, f]
             if f in self._counts:
                 reference = self._counts[f]
-                values, counts = np.unique(new, return_counts=True)
-                window_counts = dict(zip(values.tolist(), counts.tolist(), strict=True))
+                window_counts = _value_counts(new)
                 seen = sorted(reference.keys() | window_counts.keys())
                 table = [
                     [reference.get(v, 0) for v in seen],
