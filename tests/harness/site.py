@@ -138,13 +138,16 @@ def approver(site: Site, hub: ServiceProcess) -> Iterator[HubClient]:
     yield from _client(site, hub, "omar")
 
 
-@pytest.fixture(scope="module")
-def start_agent(
-    workdir: Path, site: Site, hub: ServiceProcess, admin: HubClient
-) -> Iterator[Callable[..., ServiceProcess]]:
-    started: list[ServiceProcess] = []
+class AgentStarter:
+    """Enrols and starts agents on ``hub`` as the site's admin would; :meth:`stop_all`
+    stops every one it started."""
 
-    def start(
+    def __init__(self, workdir: Path, site: Site, hub: ServiceProcess, admin: HubClient) -> None:
+        self.workdir, self.site, self.hub, self.admin = workdir, site, hub, admin
+        self.started: list[ServiceProcess] = []
+
+    def __call__(
+        self,
         name: str = "agent-1",
         *,
         root: Path | None = None,
@@ -152,12 +155,12 @@ def start_agent(
         group: str = "default",
         **kwargs: Any,
     ) -> ServiceProcess:
-        token = admin.create_enrolment_token(zone, group)["token"]
+        token = self.admin.create_enrolment_token(zone, group)["token"]
         proc = agent_process(
             name,
-            workdir / name,
-            hub.url,
-            root or site.trusted_root,
+            self.workdir / name,
+            self.hub.url,
+            root or self.site.trusted_root,
             enrol_token=token,
             sync_interval=0.3,
             # Most tests call agents as an anonymous client; the data plane's keys have
@@ -166,10 +169,33 @@ def start_agent(
             **{"probation_seconds": 1.0, "open_data_plane": True, "plain_http": True, **kwargs},
         )
         proc.start()
-        started.append(proc)
+        self.started.append(proc)
         proc.wait_healthy()
         return proc
 
-    yield start
-    for proc in started:
-        proc.stop()
+    def stop_all(self) -> None:
+        processes.stop_all(self.started)
+        self.started.clear()
+
+
+@pytest.fixture(scope="module")
+def start_agent(
+    workdir: Path, site: Site, hub: ServiceProcess, admin: HubClient
+) -> Iterator[AgentStarter]:
+    """Agents that live until the module's last test: for modules whose tests share them,
+    or whose hub counts every agent it enrolled (rollout rings)."""
+    starter = AgentStarter(workdir, site, hub, admin)
+    yield starter
+    starter.stop_all()
+
+
+@pytest.fixture
+def start_test_agent(
+    workdir: Path, site: Site, hub: ServiceProcess, admin: HubClient
+) -> Iterator[AgentStarter]:
+    """Agents stopped when the test ends. Each running agent syncs with the hub three
+    times a second, so a module whose tests each start their own would otherwise end
+    with a dozen of them busy beside it."""
+    starter = AgentStarter(workdir, site, hub, admin)
+    yield starter
+    starter.stop_all()

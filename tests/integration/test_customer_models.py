@@ -53,14 +53,14 @@ def _wire(feed: dict[str, np.ndarray]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("inputs", [3, 2])
 def test_a_multi_input_transformer_imports_and_answers_as_onnx_runtime_does(
-    inputs: int, engineer: HubClient, approver: HubClient, start_agent: Any
+    inputs: int, engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     """A 3-input BERT answered 500 at import (random probe ids out of range); a 2-input one
     imported but agents refused it (NaN outputs against a NaN-blind comparison)."""
     model = make_tiny_bert(inputs)
     name = f"bert{inputs}"
     version = promote(engineer, approver, name, model).version
-    agent = start_agent(f"nlp-{inputs}")
+    agent = start_test_agent(f"nlp-{inputs}")
     wait_until("the transformer", lambda: serving_version(agent, name) == str(version), 60)
     direct = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     for batch, seq in ((1, 16), (2, 64), (4, 128)):
@@ -73,7 +73,7 @@ def test_a_multi_input_transformer_imports_and_answers_as_onnx_runtime_does(
 
 
 def test_a_model_that_cannot_run_on_its_probes_is_422_and_imports_with_samples(
-    engineer: HubClient, approver: HubClient, start_agent: Any
+    engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     with pytest.raises(HubRejectedError) as refused:
         engineer.upload_model("picky", make_picky_onnx())
@@ -85,7 +85,7 @@ def test_a_model_that_cannot_run_on_its_probes_is_422_and_imports_with_samples(
     version = promote(
         engineer, approver, "picky", make_picky_onnx(), sample=buffer.getvalue()
     ).version
-    agent = start_agent("picky-edge")
+    agent = start_test_agent("picky-edge")
     wait_until("the picky model", lambda: serving_version(agent, "picky") == str(version), 60)
     body = {"inputs": [{"name": "ids", "shape": [2], "datatype": "INT64", "data": [-5, -5]}]}
     answer = httpx.post(f"{agent.url}/v2/models/picky/infer", json=body, timeout=30)
@@ -93,7 +93,7 @@ def test_a_model_that_cannot_run_on_its_probes_is_422_and_imports_with_samples(
 
 
 def test_a_model_openvino_cannot_run_is_served_by_onnx_runtime_and_says_why(
-    engineer: HubClient, approver: HubClient, start_agent: Any
+    engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     """A scikit-learn style ``ai.onnx.ml`` regressor: OpenVINO cannot convert it, so the
     bundle offers ONNX Runtime only, says why, and agents on ``auto`` serve it."""
@@ -110,7 +110,7 @@ def test_a_model_openvino_cannot_run_is_served_by_onnx_runtime_and_says_why(
     assert info.runtimes == ["onnxruntime"]
     assert "LinearRegressor" in info.runtime_notes["openvino"]
     assert info.tolerance == {"atol": 1e-6, "rtol": 1e-5}
-    agent = start_agent("linear-edge", runtime="auto")
+    agent = start_test_agent("linear-edge", runtime="auto")
     wait_until("the regressor", lambda: serving_version(agent, "linear") == str(info.version), 60)
     body = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}]}
     answer = httpx.post(f"{agent.url}/v2/models/linear/infer", json=body, timeout=30).json()
@@ -118,13 +118,13 @@ def test_a_model_openvino_cannot_run_is_served_by_onnx_runtime_and_says_why(
 
 
 def test_a_stock_triton_client_with_its_defaults_is_answered_in_binary(
-    engineer: HubClient, approver: HubClient, start_agent: Any
+    engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     """``tritonclient.http`` sends binary tensor data and asks for binary outputs by
     default; the agent answered 422 ("missing required field `data`")."""
     model = make_tiny_bert(3)
     version = promote(engineer, approver, "bert-triton", model).version
-    agent = start_agent("triton-edge")
+    agent = start_test_agent("triton-edge")
     wait_until("the transformer", lambda: serving_version(agent, "bert-triton") == str(version), 60)
     client = triton.InferenceServerClient(agent.url.removeprefix("http://"))
     assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
@@ -145,7 +145,7 @@ def test_a_stock_triton_client_with_its_defaults_is_answered_in_binary(
 
 
 def test_probes_answer_while_a_model_computes_and_a_full_queue_is_429(
-    engineer: HubClient, approver: HubClient, start_agent: Any
+    engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     """Inference ran on the event loop: ``/v2/health/live`` waited behind it (p50 569 ms
     with 8 clients). Now a model computing for seconds holds neither the probes nor the
@@ -156,7 +156,7 @@ def test_probes_answer_while_a_model_computes_and_a_full_queue_is_429(
         "APPLIANCE_INFERENCE_QUEUE": "1",
         "APPLIANCE_INFERENCE_TIMEOUT_S": "600",  # a loaded test box must not turn it 504
     }
-    agent = start_agent("slow-edge", env=lanes)
+    agent = start_test_agent("slow-edge", env=lanes)
     wait_until("the slow model", lambda: serving_version(agent, "slow") == str(version), 60)
     url = f"{agent.url}/v2/models/slow/infer"
 
@@ -200,7 +200,7 @@ def _admitted(url: str) -> int:
 
 
 def test_a_stock_triton_grpc_client_is_answered_as_onnx_runtime_does(
-    engineer: HubClient, approver: HubClient, start_agent: Any
+    engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     """Issue 15: there was no gRPC endpoint. ``tritonclient.grpc`` with its defaults
     (raw_input_contents) against the agent's gRPC port: metadata, readiness and a 3-input
@@ -210,7 +210,7 @@ def test_a_stock_triton_grpc_client_is_answered_as_onnx_runtime_does(
 
     model = make_tiny_bert(3)
     version = promote(engineer, approver, "bert-grpc", model).version
-    agent = start_agent("grpc-edge")
+    agent = start_test_agent("grpc-edge")
     wait_until("the transformer", lambda: serving_version(agent, "bert-grpc") == str(version), 60)
     assert agent.grpc_address
     client = triton_grpc.InferenceServerClient(agent.grpc_address)
@@ -238,7 +238,7 @@ def test_a_stock_triton_grpc_client_is_answered_as_onnx_runtime_does(
 
 
 def test_scikit_learn_pytorch_and_mlflow_models_are_served_as_the_originals_answer(
-    engineer: HubClient, approver: HubClient, start_agent: Any
+    engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     """Issue 15, item 2: uploaded as their libraries save them, converted on the hub, and
     answered by an agent (through the stock Triton client) as the original model does."""
@@ -258,7 +258,7 @@ def test_scikit_learn_pytorch_and_mlflow_models_are_served_as_the_originals_answ
     with pytest.raises(HubRejectedError) as pickled:
         engineer.upload_model("forest-pickle", f.joblib_bytes(classifier))
     assert pickled.value.status_code == 422 and "does not unpickle" in str(pickled.value)
-    agent = start_agent("formats-edge")
+    agent = start_test_agent("formats-edge")
     for name, version in versions.items():
         wait_until(name, lambda n=name, v=version: serving_version(agent, n) == str(v), 60)
     client = triton.InferenceServerClient(agent.url.removeprefix("http://"))
@@ -280,7 +280,7 @@ def test_scikit_learn_pytorch_and_mlflow_models_are_served_as_the_originals_answ
 
 
 def test_bytes_tensors_travel_as_json_binary_data_and_grpc(
-    engineer: HubClient, approver: HubClient, start_agent: Any
+    engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     """Issue 15: BYTES, the one v2 datatype agents did not take. A string-in, string-out
     model imports (its probes are empty strings) and answers the stock Triton clients,
@@ -290,7 +290,7 @@ def test_bytes_tensors_travel_as_json_binary_data_and_grpc(
     model = make_text_onnx()
     info = promote(engineer, approver, "animals", model)
     assert [i["datatype"] for i in info.inputs] == ["BYTES"]
-    agent = start_agent("text-edge")
+    agent = start_test_agent("text-edge")
     wait_until("the text model", lambda: serving_version(agent, "animals") == str(info.version), 60)
     words = np.array(["cat", "dog", "émeu", ""], dtype=object)
     want_label, want_animal = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(
@@ -317,13 +317,13 @@ def test_bytes_tensors_travel_as_json_binary_data_and_grpc(
 
 
 def test_a_model_with_external_weights_is_served_as_onnx_runtime_answers(
-    engineer: HubClient, approver: HubClient, start_agent: Any
+    engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     """Issue 15: weights in external-data files (models past 2 GB), uploaded as a zip of
     the model's folder; the bundle carries model.onnx and model.onnx.data to the agent."""
     model = make_tiny_bert(3)
     info = promote(engineer, approver, "bert-external", f.external_data_zip(model))
-    agent = start_agent("external-edge")
+    agent = start_test_agent("external-edge")
     wait_until(
         "the model", lambda: serving_version(agent, "bert-external") == str(info.version), 60
     )
@@ -341,14 +341,14 @@ def test_a_model_with_external_weights_is_served_as_onnx_runtime_answers(
 
 
 def test_a_batched_model_answers_each_of_many_clients_as_onnx_runtime_does(
-    engineer: HubClient, approver: HubClient, start_agent: Any
+    engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     """Issue 15, item 4: dynamic batching (APPLIANCE_BATCHING) gathers concurrent requests
     of a transformer into runs; each client still gets its own rows, through the stock
     Triton client, and requests of other sequence lengths are not joined with them."""
     model = make_tiny_bert(3)
     version = promote(engineer, approver, "bert-batched", model).version
-    agent = start_agent("batch-edge", env={"APPLIANCE_BATCHING": "bert-batched=8:5"})
+    agent = start_test_agent("batch-edge", env={"APPLIANCE_BATCHING": "bert-batched=8:5"})
     wait_until("the model", lambda: serving_version(agent, "bert-batched") == str(version), 60)
     direct = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     feeds = [bert_feed(1 + i % 2, 16 if i % 3 else 32, 3, seed=i) for i in range(12)]

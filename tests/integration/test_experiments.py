@@ -41,13 +41,13 @@ def _report(client, agent_id, experiment, rates, n, seed):
 
 
 def test_an_experiment_reaches_a_verdict_from_agent_reports(
-    hub, engineer, approver, start_agent, workdir
+    hub, engineer, approver, start_test_agent, workdir
 ):
     first = publish(engineer, approver).version
     second = publish(engineer, approver).version
     engineer.change_stage("tiny", first, "staging")  # archived by the second's promotion
     approver.approve_exposure("tiny", first)
-    agent = start_agent("ab-1")
+    agent = start_test_agent("ab-1")
     spec = {
         "name": "lift",
         "model": "tiny",
@@ -108,7 +108,7 @@ def _infer(url: str, subject: str | None, version: int | None = None) -> dict:
 
 
 def test_agents_serve_sticky_variants_and_feedback_reaches_a_verdict(
-    hub, engineer, approver, start_agent
+    hub, engineer, approver, start_test_agent
 ):
     from tests.harness.models import make_reference_npy, make_tiny_onnx
 
@@ -119,7 +119,7 @@ def test_agents_serve_sticky_variants_and_feedback_reaches_a_verdict(
     engineer.change_stage("tiny", candidate, "staging")
     approver.approve_exposure("tiny", candidate)
     fast = {"APPLIANCE_DRIFT_CHECK_S": "0.5"}
-    agents = [start_agent("ab-a", env=fast), start_agent("ab-b", env=fast)]
+    agents = [start_test_agent("ab-a", env=fast), start_test_agent("ab-b", env=fast)]
     for agent in agents:
         wait_until("control", lambda a=agent: serving_version(a) == str(control))
     engineer.create_experiment(
@@ -171,7 +171,7 @@ def test_agents_serve_sticky_variants_and_feedback_reaches_a_verdict(
 
 
 def test_a_declared_winner_is_promoted_through_the_approval_path(
-    hub, admin, engineer, approver, start_agent, workdir
+    hub, admin, engineer, approver, start_test_agent, workdir
 ):
     control = publish(engineer, approver).version
     challenger = engineer.upload_model(
@@ -179,7 +179,7 @@ def test_a_declared_winner_is_promoted_through_the_approval_path(
     ).version
     engineer.change_stage("tiny", challenger, "staging")
     approver.approve_exposure("tiny", challenger)
-    start_agent("ab-promote")
+    start_test_agent("ab-promote")
     spec = {
         "name": "promote-me",
         "model": "tiny",

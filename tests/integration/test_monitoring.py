@@ -53,8 +53,10 @@ def metric(url: str, name: str, labels: str = "") -> float | None:
     return float(match.group(1)) if match else None
 
 
-def test_a_drifting_agent_raises_an_alert_on_the_hub(hub, admin, engineer, approver, start_agent):
-    agent = start_agent("drift-1", env={**FAST_DRIFT, "PYTHONPROFILEIMPORTTIME": "1"})
+def test_a_drifting_agent_raises_an_alert_on_the_hub(
+    hub, admin, engineer, approver, start_test_agent
+):
+    agent = start_test_agent("drift-1", env={**FAST_DRIFT, "PYTHONPROFILEIMPORTTIME": "1"})
     version = publish(engineer, approver).version
     wait_until("the model", lambda: serving_version(agent) == str(version))
     wait_until(
@@ -94,9 +96,9 @@ def test_a_drifting_agent_raises_an_alert_on_the_hub(hub, admin, engineer, appro
 
 
 def test_reports_cross_a_hub_outage_and_agent_restarts_exactly_once(
-    hub, engineer, approver, start_agent, workdir
+    hub, engineer, approver, start_test_agent, workdir
 ):
-    agent = start_agent("outbox-1")
+    agent = start_test_agent("outbox-1")
     publish(engineer, approver)
     wait_until("the model", lambda: serving_version(agent) is not None)
     before = metric(hub.url, "appliance_hub_agent_reports_total", '{kind="serving"}') or 0.0
@@ -125,9 +127,9 @@ def test_reports_cross_a_hub_outage_and_agent_restarts_exactly_once(
 
 @pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian package prometheus missing")
 def test_a_real_prometheus_scrapes_the_agent_and_the_hub(
-    hub, engineer, approver, start_agent, tmp_path
+    hub, engineer, approver, start_test_agent, tmp_path
 ):
-    agent = start_agent("scraped-1")
+    agent = start_test_agent("scraped-1")
     version = publish(engineer, approver).version
     wait_until("the model", lambda: serving_version(agent) == str(version))
     assert set(infer_rows(agent.url, np.zeros((20, 4), np.float32))) == {200}

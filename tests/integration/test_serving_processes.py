@@ -61,10 +61,10 @@ def _gone(pid: int) -> bool:
 
 
 def test_two_processes_share_the_port_and_serve_what_the_owner_installs(
-    engineer, approver, start_agent
+    engineer, approver, start_test_agent
 ):
     first = publish(engineer, approver).version
-    agent = start_agent("workers-a", env=TWO)
+    agent = start_test_agent("workers-a", env=TWO)
     pids = wait_until("both processes serve v1", _both_serve(agent, first))
     assert pids["owner"] != pids["serving"]
 
@@ -79,10 +79,10 @@ def test_two_processes_share_the_port_and_serve_what_the_owner_installs(
 
 
 def test_a_serving_process_that_dies_comes_back_and_all_leave_with_the_owner(
-    engineer, approver, start_agent
+    engineer, approver, start_test_agent
 ):
     version = publish(engineer, approver).version
-    agent = start_agent("workers-b", env=TWO)
+    agent = start_test_agent("workers-b", env=TWO)
     pids = wait_until("both processes serve", _both_serve(agent, version))
 
     os.kill(pids["serving"], signal.SIGKILL)
@@ -119,10 +119,10 @@ def _inference_count(url: str) -> int:
 
 
 def test_every_process_counts_toward_the_agents_metrics_statistics_and_reports(
-    engineer, approver, admin, start_agent, workdir
+    engineer, approver, admin, start_test_agent, workdir
 ):
     version = publish(engineer, approver).version
-    agent = start_agent("workers-c", env={**TWO, "APPLIANCE_SERVING_REPORT_S": "0.5"})
+    agent = start_test_agent("workers-c", env={**TWO, "APPLIANCE_SERVING_REPORT_S": "0.5"})
     wait_until("both processes serve", _both_serve(agent, version))
     rows = np.random.default_rng(1).normal(size=(2, 4))
     sent = 0
@@ -168,11 +168,11 @@ def _statuses(agent: ServiceProcess) -> list[dict[str, Any]]:
 
 
 def test_feedback_counts_once_whichever_process_answered_or_hears_it(
-    engineer, approver, start_agent
+    engineer, approver, start_test_agent
 ):
     control = publish(engineer, approver).version
     candidate = stage_candidate(engineer, approver)
-    agent = start_agent("workers-d", env={**TWO, "APPLIANCE_DRIFT_CHECK_S": "0.5"})
+    agent = start_test_agent("workers-d", env={**TWO, "APPLIANCE_DRIFT_CHECK_S": "0.5"})
     wait_until("both processes serve", _both_serve(agent, control))
     engineer.create_experiment(
         {
@@ -226,10 +226,10 @@ def test_feedback_counts_once_whichever_process_answered_or_hears_it(
 
 
 def test_the_owners_drift_window_holds_the_rows_every_process_answered(
-    engineer, approver, start_agent
+    engineer, approver, start_test_agent
 ):
     version = publish(engineer, approver).version
-    agent = start_agent("workers-e", env={**TWO, "APPLIANCE_DRIFT_CHECK_S": "0.5"})
+    agent = start_test_agent("workers-e", env={**TWO, "APPLIANCE_DRIFT_CHECK_S": "0.5"})
     wait_until("both processes serve", _both_serve(agent, version))
     key = f"{MODEL}/{version}"
     wait_until("the drift watch", lambda: key in _statuses(agent)[0]["drift"])

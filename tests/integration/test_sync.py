@@ -51,8 +51,8 @@ def _agent_detail(hub_client, name):
     return next((a for a in hub_client.list_agents() if a.name == name), None)
 
 
-def test_agents_swap_under_load_with_no_failed_request(engineer, approver, start_agent):
-    agents = [start_agent("swap-1"), start_agent("swap-2")]
+def test_agents_swap_under_load_with_no_failed_request(engineer, approver, start_test_agent):
+    agents = [start_test_agent("swap-1"), start_test_agent("swap-2")]
     publish(engineer, approver)
     for agent in agents:
         wait_until("v1", lambda a=agent: serving_version(a) == "1")
@@ -83,9 +83,9 @@ def test_agents_swap_under_load_with_no_failed_request(engineer, approver, start
 
 
 def test_tampered_bundle_is_refused_and_the_old_model_keeps_serving(
-    engineer, approver, admin, start_agent, workdir
+    engineer, approver, admin, start_test_agent, workdir
 ):
-    agent = start_agent("tamper-1")
+    agent = start_test_agent("tamper-1")
     current = publish(engineer, approver).version
     wait_until("the good version", lambda: serving_version(agent) == str(current))
     info = engineer.upload_model(MODEL, _tiny())
@@ -104,11 +104,11 @@ def test_tampered_bundle_is_refused_and_the_old_model_keeps_serving(
 
 
 def test_agent_pinned_to_another_root_trusts_nothing_from_this_hub(
-    admin, engineer, approver, start_agent, tmp_path
+    admin, engineer, approver, start_test_agent, tmp_path
 ):
     stranger = UpdateRepository(tmp_path / "stranger-tuf", tmp_path / "stranger-keys")
     stranger.initialise()
-    agent = start_agent("wrong-root-1", root=stranger.path("1.root.json"))
+    agent = start_test_agent("wrong-root-1", root=stranger.path("1.root.json"))
     publish(engineer, approver)
 
     def refused():

@@ -46,11 +46,11 @@ def _infer(url: str, **extra: Any) -> httpx.Response:
 
 
 def test_request_ids_are_bounded_and_outcomes_checked(
-    engineer: HubClient, approver: HubClient, start_agent: Any
+    engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     control = publish(engineer, approver).version
     candidate = stage_candidate(engineer, approver)
-    agent = start_agent("data-plane")
+    agent = start_test_agent("data-plane")
     wait_until("control", lambda: serving_version(agent) == str(control))
     engineer.create_experiment(
         {
@@ -92,7 +92,7 @@ def test_a_mean_experiment_takes_outcomes_within_its_bounds_from_clients_and_age
     engineer: HubClient,
     approver: HubClient,
     hub: Any,
-    start_agent: Any,
+    start_test_agent: Any,
     workdir: Path,
 ) -> None:
     """Finding 6, the ``mean`` half: outcomes are bounded by the experiment's own
@@ -100,7 +100,7 @@ def test_a_mean_experiment_takes_outcomes_within_its_bounds_from_clients_and_age
     at the hub for each summary, so neither a client nor an agent's key skews the means."""
     control = publish(engineer, approver).version
     candidate = stage_candidate(engineer, approver)
-    agent = start_agent("basket")
+    agent = start_test_agent("basket")
     wait_until("control", lambda: serving_version(agent) == str(control))
     variants = [
         {"name": "control", "version": control, "weight": 0.5},
@@ -173,11 +173,11 @@ def test_the_data_plane_needs_a_key_the_hub_issued_even_with_the_hub_away(
     admin: HubClient,
     engineer: HubClient,
     approver: HubClient,
-    start_agent: Any,
+    start_test_agent: Any,
 ) -> None:
     """Finding 6: inference, feedback, status and metrics were open to anyone."""
     publish(engineer, approver)
-    agent = start_agent("keyed", open_data_plane=False)
+    agent = start_test_agent("keyed", open_data_plane=False)
     wait_until("a model", lambda: _call(agent.url, None, "/v2/health/ready") == 200)
     assert _call(agent.url, None) == 401
     assert _call(agent.url, "ak_0123456789ab_nothing") == 401

@@ -55,12 +55,12 @@ def test_agents_serve_https_with_a_certificate_from_the_site_ca(
     admin: HubClient,
     engineer: HubClient,
     approver: HubClient,
-    start_agent: Any,
+    start_test_agent: Any,
     workdir: Any,
 ) -> None:
     ca_file = site.hub_dir / "ca" / "ca.crt"
     publish(engineer, approver)
-    agent = start_agent("secure", plain_http=False, open_data_plane=False, hub_ca=ca_file)
+    agent = start_test_agent("secure", plain_http=False, open_data_plane=False, hub_ca=ca_file)
     assert agent.url.startswith("https://")
     pinned = client_ssl_context(ca_file)
     key = admin.create_inference_key(NewInferenceKey(name="app", zone="ae-dxb", days=1)).key
@@ -111,7 +111,7 @@ def test_a_client_certificate_from_the_site_ca_is_the_alternative_to_an_inferenc
     admin: HubClient,
     engineer: HubClient,
     approver: HubClient,
-    start_agent: Any,
+    start_test_agent: Any,
     tmp_path: Path,
 ) -> None:
     """Mutual TLS as the data plane's other credential: an admin issues a client
@@ -120,7 +120,7 @@ def test_a_client_certificate_from_the_site_ca_is_the_alternative_to_an_inferenc
     scoped to its models like a key, and revoking it stops it."""
     ca_file = site.hub_dir / "ca" / "ca.crt"
     publish(engineer, approver)
-    agent = start_agent("mtls", plain_http=False, open_data_plane=False, hub_ca=ca_file)
+    agent = start_test_agent("mtls", plain_http=False, open_data_plane=False, hub_ca=ca_file)
     env = {**os.environ, "APPLIANCE_SESSION_FILE": str(tmp_path / "session.json")}
     signed_in = appliance(
         "login",
@@ -202,7 +202,7 @@ def test_grpc_takes_the_same_tls_and_credentials_as_http(
     admin: HubClient,
     engineer: HubClient,
     approver: HubClient,
-    start_agent: Any,
+    start_test_agent: Any,
     tmp_path: Path,
 ) -> None:
     """Issue 14 (gRPC ``authorization`` metadata) and 15: the agent's gRPC port serves TLS
@@ -213,7 +213,7 @@ def test_grpc_takes_the_same_tls_and_credentials_as_http(
 
     ca_file = site.hub_dir / "ca" / "ca.crt"
     publish(engineer, approver)
-    agent = start_agent("grpc-tls", plain_http=False, open_data_plane=False, hub_ca=ca_file)
+    agent = start_test_agent("grpc-tls", plain_http=False, open_data_plane=False, hub_ca=ca_file)
     assert agent.grpc_address
     key = admin.create_inference_key(
         NewInferenceKey(name="grpc-app", zone="ae-dxb", models=[MODEL], days=1)
@@ -261,7 +261,7 @@ def test_grpc_takes_the_same_tls_and_credentials_as_http(
     assert unasked.value.status() == "StatusCode.UNAUTHENTICATED"
 
     # Mutual TLS on gRPC: every client presents a site certificate, and the hub's counts.
-    mutual = start_agent(
+    mutual = start_test_agent(
         "grpc-mtls",
         plain_http=False,
         open_data_plane=False,

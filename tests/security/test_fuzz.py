@@ -82,7 +82,7 @@ def _fuzz(
 
 
 def test_no_generated_request_gets_a_server_error_from_an_agent(
-    admin: HubClient, engineer: HubClient, approver: HubClient, start_agent: Any
+    admin: HubClient, engineer: HubClient, approver: HubClient, start_test_agent: Any
 ) -> None:
     """First in this module: the hub fuzzing below spends the sign-in and enrolment rate
     limit of this address, and an agent enrolled after it would get 429.
@@ -91,7 +91,7 @@ def test_no_generated_request_gets_a_server_error_from_an_agent(
     routes, feedback, status, metrics), fuzzed anonymously and with an inference key, on
     any model name and on the model it serves."""
     version = publish(engineer, approver).version
-    agent = start_agent("fuzz-edge", open_data_plane=False)
+    agent = start_test_agent("fuzz-edge", open_data_plane=False)
     key = admin.create_inference_key(
         NewInferenceKey(name="fuzz-app", zone="ae-dxb", models=[MODEL], days=1)
     ).key
@@ -139,11 +139,11 @@ def test_no_generated_request_gets_a_server_error(
     admin: HubClient,
     engineer: HubClient,
     approver: HubClient,
-    start_agent: Any,
+    start_test_agent: Any,
     workdir: Path,
 ) -> None:
     publish(engineer, approver)
-    agent = start_agent("fuzz-agent")
+    agent = start_test_agent("fuzz-agent")
     assert agent.url
     document = httpx.get(f"{hub.url}/schema/openapi.json", headers=_bearer(admin), timeout=30)
     assert document.status_code == 200

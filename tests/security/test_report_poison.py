@@ -53,11 +53,11 @@ def test_poison_is_refused_at_the_door_and_a_refused_report_never_wedges_the_que
     admin: HubClient,
     engineer: HubClient,
     approver: HubClient,
-    start_agent: Any,
+    start_test_agent: Any,
     workdir: Path,
 ) -> None:
     publish(engineer, approver)
-    agent = start_agent("poisoned")
+    agent = start_test_agent("poisoned")
     wait_until("the model", lambda: serving_version(agent) is not None)
     assert _infer(agent.url, '["nan", "nan", "nan", "nan"]').status_code == 400
     assert _infer(agent.url, "[1e39, 1, 2, 3]").status_code == 422
@@ -93,12 +93,12 @@ def test_poison_is_refused_at_the_door_and_a_refused_report_never_wedges_the_que
 
 
 def test_the_hub_marks_an_agent_degraded_when_it_refuses_its_reports_whatever_the_agent_says(
-    admin: HubClient, hub: Any, start_agent: Any, workdir: Path
+    admin: HubClient, hub: Any, start_test_agent: Any, workdir: Path
 ) -> None:
     """Issue 14, finding 4: the hub showed a wedged agent healthy because it believed what
     the agent said. An agent (old software, or tampered with) that keeps saying ``ok``
     while the hub refuses its reports is shown ``degraded`` by the hub itself."""
-    agent = start_agent("says-ok")
+    agent = start_test_agent("says-ok")
     me = next(a for a in admin.list_agents() if a.name == "says-ok")
     wait_until("a first heartbeat", lambda: admin.get_agent(me.id).health == "ok")
     identity = load_identity(workdir / "says-ok")
