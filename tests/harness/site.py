@@ -18,7 +18,13 @@ import pytest
 
 from appliance.cli.demo import processes
 from appliance.cli.demo.load import v2_body
-from appliance.cli.demo.processes import ServiceProcess, agent_process, hub_process, wait_for
+from appliance.cli.demo.processes import (
+    ServiceProcess,
+    agent_process,
+    default_trust,
+    hub_process,
+    wait_for,
+)
 from appliance.cli.demo.site import Site, bootstrap_site
 from appliance.client.hub import HubClient
 from appliance.wire.registry import VersionInfo
@@ -35,14 +41,19 @@ def infer_rows(url: str, rows: np.ndarray, batch: int = 10) -> list[int]:
     """Send ``rows`` to the agent's model in batches; the status code of each request."""
     return [
         httpx.post(
-            f"{url}/v2/models/{MODEL}/infer", json=v2_body(rows[i : i + batch]), timeout=5
+            f"{url}/v2/models/{MODEL}/infer",
+            json=v2_body(rows[i : i + batch]),
+            timeout=5,
+            verify=default_trust(),
         ).status_code
         for i in range(0, len(rows), batch)
     ]
 
 
 def agent_status(url: str) -> dict[str, Any]:
-    answer: dict[str, Any] = httpx.get(f"{url}/agent/status", timeout=5).json()
+    answer: dict[str, Any] = httpx.get(
+        f"{url}/agent/status", timeout=5, verify=default_trust()
+    ).json()
     return answer
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from agent.identity import credentials, load_identity
+from appliance.cli.demo.processes import default_trust
 from appliance.client.hub import HubClient
 from appliance.errors import HubRejectedError
 from appliance.wire.fleet import AgentReport
@@ -101,7 +102,7 @@ def _infer(url: str, subject: str | None, version: int | None = None) -> dict:
     body = {
         "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]
     }
-    response = httpx.post(url + path, json=body, headers=headers, timeout=5)
+    response = httpx.post(url + path, json=body, headers=headers, timeout=5, verify=default_trust())
     assert response.status_code == 200, response.text
     answer: dict = response.json()
     return answer
@@ -155,6 +156,7 @@ def test_agents_serve_sticky_variants_and_feedback_reaches_a_verdict(
             f"{agents[i % 2].url}/v2/models/tiny/feedback",
             json={"id": answer["id"], "outcome": float(rng.random() < rate)},
             timeout=5,
+            verify=default_trust(),
         )
         assert feedback.status_code == 200
 

@@ -7,6 +7,7 @@ real commands a user would run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -50,18 +51,29 @@ def wait_for(
     raise WaitTimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+@functools.cache
+def default_trust() -> ssl.SSLContext:
+    """What httpx trusts when told ``verify=True``, made once. Without a client, httpx makes
+    it again for every call (its CA bundle read: 20-30 ms of CPU, 20 times a loopback
+    request's own), and the demo and the tests probe their services many times a second."""
+    return httpx.create_ssl_context()
+
+
 def serving_version(
     agent_url: str,
     model: str,
     headers: dict[str, str] | None = None,
-    verify: ssl.SSLContext | bool = True,
+    verify: ssl.SSLContext | None = None,
 ) -> str | None:
     """The version of ``model`` an agent serves now, or None (not loaded, not answering);
     ``headers`` carry the inference key an agent with a closed data plane wants, ``verify``
     the site CA its HTTPS certificate chains to."""
     try:
         response = httpx.get(
-            f"{agent_url}/v2/models/{model}", headers=headers, verify=verify, timeout=2.0
+            f"{agent_url}/v2/models/{model}",
+            headers=headers,
+            verify=verify or default_trust(),
+            timeout=2.0,
         )
     except httpx.HTTPError:
         return None
@@ -123,11 +135,11 @@ class ServiceProcess:
         )
 
     @property
-    def verify(self) -> ssl.SSLContext | bool:
+    def verify(self) -> ssl.SSLContext:
+        """What its HTTPS certificate must chain to (made once: it is asked at every probe)."""
         if self.ca_file is None:
-            return True
-
-        return client_ssl_context(self.ca_file)
+            return default_trust()
+        return _site_trust(self.ca_file)
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -161,6 +173,11 @@ class ServiceProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+@functools.cache
+def _site_trust(ca_file: Path) -> ssl.SSLContext:
+    return client_ssl_context(ca_file)
 
 
 def stop_all(processes: Iterable[ServiceProcess], timeout: float = 10.0) -> None:
