@@ -52,8 +52,9 @@ prometheus:
 # The gate every commit passes: everything but the release stage, in $(PYTEST_WORKERS)
 # processes (pytest-xdist). A module's tests stay in one process (they share its hub and
 # agents), in the order tests/conftest.py gives (--no-loadscope-reorder: slow modules first).
-# PYTEST_WORKERS=0 runs them in this process, one after another.
-PYTEST_WORKERS ?= 2
+# PYTEST_WORKERS=0 runs them in this process, one after another. Three on two cores: many
+# tests spend part of their time waiting on their hub and agents (docs/decisions.md, "Tests").
+PYTEST_WORKERS ?= 3
 PYTEST := $(VENV)/bin/pytest -q --durations=30
 test: lint typecheck prometheus
 	$(PYTEST) -m "not release" -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
