@@ -173,7 +173,10 @@ class AgentStarter:
             self.hub.url,
             root or self.site.trusted_root,
             enrol_token=token,
-            sync_interval=0.3,
+            # as the demo's agents (production: 10 s). An agent's sync round is four
+            # requests: at 0.3 s, two idle agents kept a third of a core busy, theirs and
+            # their hub's, and the suite was CPU-bound (docs/decisions.md, "Tests").
+            sync_interval=1.0,
             # Most tests call agents as an anonymous client; the data plane's keys have
             # their own tests (tests/security/test_agent_data_plane.py), with it closed.
             # Their hubs hold no site CA, so agents serve plain HTTP, as told.
@@ -204,9 +207,9 @@ def start_agent(
 def start_test_agent(
     workdir: Path, site: Site, hub: ServiceProcess, admin: HubClient
 ) -> Iterator[AgentStarter]:
-    """Agents stopped when the test ends. Each running agent syncs with the hub three
-    times a second, so a module whose tests each start their own would otherwise end
-    with a dozen of them busy beside it."""
+    """Agents stopped when the test ends. Each running agent syncs with the hub every
+    second, so a module whose tests each start their own would otherwise end with a dozen
+    of them busy beside it."""
     starter = AgentStarter(workdir, site, hub, admin)
     yield starter
     starter.stop_all()
