@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import inspect
 import io
+import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +68,38 @@ def make_tiny_bert(
     Built from a config with fixed-seed weights (no download); token type ids must be 0 or
     1 and token ids below ``vocab``, so random integer probes break it. ``hidden`` and
     ``layers`` size it (the benchmark's is BERT-mini: 256 and 4).
+
+    The export is deterministic, so each size is built once per machine (and per torch,
+    transformers and onnx, and this code) and kept in the user's cache folder, as mypy's
+    cache is (docs/decisions.md, "Tests"): importing transformers costs 4 s of CPU, the
+    export 0.2 s, and the suite's processes ask for the same few models again and again.
     """
+    name = f"bert-{inputs}-{vocab}-{hidden}-{layers}-{_build_key(_export_tiny_bert)}"
+    cached = TEST_MODELS_CACHE / f"{name}.onnx"
+    if cached.is_file():
+        return cached.read_bytes()
+    built = _export_tiny_bert(inputs, vocab, hidden, layers)
+    TEST_MODELS_CACHE.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+    partial.write_bytes(built)
+    partial.replace(cached)  # whole or absent, whichever process writes it
+    return built
+
+
+TEST_MODELS_CACHE = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "appliance" / "test-models"
+)
+
+
+def _build_key(builder: Callable[..., bytes]) -> str:
+    """What a cached model depends on: the exporting libraries' versions and the code."""
+    versions = "-".join(
+        f"{p}{importlib.metadata.version(p)}" for p in ("torch", "transformers", "onnx")
+    )
+    return f"{versions}-{hashlib.sha256(inspect.getsource(builder).encode()).hexdigest()[:12]}"
+
+
+def _export_tiny_bert(inputs: int, vocab: int, hidden: int, layers: int) -> bytes:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
