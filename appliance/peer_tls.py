@@ -2,9 +2,10 @@
 
 uvicorn checks a client certificate during the handshake (against the CA it is given)
 but does not tell the application which one was presented. :class:`PeerCertificateProtocol`
-is uvicorn's own HTTP protocol that, on a connection whose client presented a verified
-certificate, puts it in every request's ``scope["extensions"]["tls"]`` the way the ASGI
-TLS extension specifies (``client_cert_chain``: PEM strings, the client's first).
+is uvicorn's own HTTP protocol (as :mod:`appliance.http_protocol` runs it) that, on a
+connection whose client presented a verified certificate, puts it in every request's
+``scope["extensions"]["tls"]`` the way the ASGI TLS extension specifies
+(``client_cert_chain``: PEM strings, the client's first).
 :func:`appliance.asgi.client_certificate_sha256` reads it back on the application's side.
 """
 
@@ -14,12 +15,11 @@ import asyncio
 import ssl
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from appliance.asgi import ASGIApp, Receive, Scope, Send
+from appliance.http_protocol import HttpProtocol
 
 
-class PeerCertificateProtocol(HttpToolsProtocol):
+class PeerCertificateProtocol(HttpProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")

@@ -42,6 +42,7 @@ def _uvicorn(
     import uvicorn  # lazy: uvicorn: the hub and agent extras
 
     # lazy: uvicorn underneath: the hub and agent extras
+    from appliance.http_protocol import HttpProtocol
     from appliance.peer_tls import PeerCertificateProtocol
 
     class NotifyingServer(uvicorn.Server):
@@ -61,7 +62,7 @@ def _uvicorn(
         log_level="warning",
         log_config=None,  # uvicorn's lines go through ours, so JSON logs are JSON throughout
         access_log=False,
-        http=PeerCertificateProtocol if peer_certificates else "httptools",
+        http=PeerCertificateProtocol if peer_certificates else HttpProtocol,
         loop="auto",
         timeout_graceful_shutdown=10,
         proxy_headers=bool(proxies),

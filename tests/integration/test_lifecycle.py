@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli.demo.processes import wait_for
+from appliance.cli.demo.processes import hub_process, wait_for
+from appliance.cli.demo.site import bootstrap_site
 
 DEADLINE_S = 60.0
 """How long a condition may take on a loaded box; the tests wait for conditions, not time."""
@@ -80,3 +81,25 @@ def test_the_demo_leaves_no_process_behind(tmp_path: Path, sig: signal.Signals) 
     if sig is not signal.SIGKILL:
         assert demo.returncode == 130  # stopped as asked, not crashed
         assert b"Traceback" not in (demo.stderr.read() if demo.stderr else b"")
+
+
+def test_a_hub_with_an_idle_client_over_tls_stops_without_waiting_for_it(tmp_path: Path) -> None:
+    """Found timing the suite: on SIGTERM uvicorn closed each idle keep-alive connection
+    and, over TLS, waited for the client's close_notify, which a client idle in its pool
+    never sends; each stop of a hub with a client connected (agents keep theirs) took the
+    whole graceful timeout, 10 s, and logged that it was exceeded."""
+    site = bootstrap_site(tmp_path / "site", tls=True)
+    hub = hub_process(site.hub_dir, tls=site.tls)
+    hub.start()
+    try:
+        hub.wait_healthy()
+        with site.client(hub.url, "admin") as admin:
+            admin.create_enrolment_token("ae-dxb")  # its connection stays open, idle
+            hub.send_signal(signal.SIGTERM)
+            assert hub.process is not None
+            hub.process.wait(DEADLINE_S)
+    finally:
+        hub.stop()
+    log = hub.log_path.read_text()
+    assert "audit checkpoint signed" in log  # it shut down in order, as it does idle
+    assert "timeout graceful shutdown exceeded" not in log
