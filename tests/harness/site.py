@@ -173,10 +173,9 @@ class AgentStarter:
             self.hub.url,
             root or self.site.trusted_root,
             enrol_token=token,
-            # as the demo's agents (production: 10 s). An agent's sync round is four
-            # requests: at 0.3 s, two idle agents kept a third of a core busy, theirs and
-            # their hub's, and the suite was CPU-bound (docs/decisions.md, "Tests").
-            sync_interval=1.0,
+            # agent_process's sync interval, the demo's (production: 10 s). A sync round is
+            # four requests: at 0.3 s, two idle agents kept a third of a core busy, theirs
+            # and their hub's, and the suite was CPU-bound (docs/decisions.md, "Tests").
             # Most tests call agents as an anonymous client; the data plane's keys have
             # their own tests (tests/security/test_agent_data_plane.py), with it closed.
             # Their hubs hold no site CA, so agents serve plain HTTP, as told.

@@ -53,7 +53,6 @@ def test_agent_with_a_site_certificate_enrols_and_syncs_and_strangers_are_refuse
             site.trusted_root,
             enrol_token=admin.create_enrolment_token("ae-dxb")["token"],
             hub_ca=ca_file,
-            sync_interval=1.0,
             open_data_plane=True,  # this test is about the agent's mTLS to the hub
             plain_http=True,
         )
